@@ -1,0 +1,22 @@
+"""ssmc: a compiler for selective state-space models.
+
+Write a layer as a Python function over named dims; ssmc traces it into an IR, runs passes,
+and generates Triton kernels that keep the recurrent state on chip. The NumPy interpreter of the
+IR defines what every layer means.
+"""
+
+from ssmc.dsl import *  # noqa: F401,F403
+from ssmc.dsl import __all__ as _dsl_all
+from ssmc.errors import ArgumentError, DefinitionError, LoweringError, SsmcError
+
+__version__ = "0.1.0"
+
+
+def compile(layer, **options):  # noqa: A001  (ssmc.compile, like torch.compile)
+    """Compile ``layer`` to Triton kernels; returns a callable on torch tensors."""
+    from ssmc.backends.triton.jit import CompiledLayer
+
+    return CompiledLayer(layer, **options)
+
+
+__all__ = [*_dsl_all, "ArgumentError", "DefinitionError", "LoweringError", "SsmcError", "compile"]

@@ -1,0 +1,1 @@
+"""Backends: code generators from the fused IR. ``triton`` is the one there is."""

@@ -1,0 +1,1 @@
+"""The Triton backend: fused group -> kernel IR -> Triton source -> cached, launched kernel."""

@@ -1,0 +1,208 @@
+"""Printing the kernel IR as Triton source: deterministic names, comments tying each line to its
+IR node, a header with the IR hash, pipeline and versions."""
+
+from __future__ import annotations
+
+from ssmc.backends.triton.buffer import IndentedBuffer
+from ssmc.backends.triton.kernel_ir import (
+    Compute,
+    Kernel,
+    Load,
+    Reduce,
+    ScanStep,
+    Stmt,
+    Store,
+    Tensor,
+)
+from ssmc.backends.triton.prelude import PRELUDE
+from ssmc.ir.dims import Dims
+
+GENERATOR_VERSION = "1"  # bump when the printer's output changes meaning
+
+
+class _Printer:
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        self.axes = ("T",) + k.block_dims  # axis 0 is time
+        self.rank = len(self.axes)
+        self.tensors = {t.name: t for t in k.tensors}
+
+    # --- shapes and indexing -------------------------------------------------------------
+
+    def expand(self, name: str, axis: int) -> str:
+        if self.rank == 1:
+            return name
+        idx = ", ".join(":" if i == axis else "None" for i in range(self.rank))
+        return f"{name}[{idx}]"
+
+    def shape(self, dims: Dims, with_time: bool) -> str:
+        ext = ["BLOCK_T" if with_time else "1"]
+        ext += [f"BLOCK_{d}" if d in dims else "1" for d in self.k.block_dims]
+        return "[" + ", ".join(ext) + "]"
+
+    def address(self, tensor: Tensor, dims: Dims) -> tuple[str, str | None]:
+        terms, masks = [], []
+        for d in dims:
+            stride = f"{tensor.name}_s_{d}"
+            if d in self.k.grid_dims:
+                terms.append(f"pid_{d} * {stride}")
+            elif d == self.k.time_dim:
+                terms.append(f"{self.expand('offs_T', 0)} * {stride}")
+                masks.append(self.expand("mask_T", 0))
+            else:
+                ax = self.axes.index(d)
+                terms.append(f"{self.expand('offs_' + d, ax)} * {stride}")
+                masks.append(self.expand("mask_" + d, ax))
+        ptr = tensor.name + (" + " + " + ".join(terms) if terms else "")
+        return ptr, (" & ".join(masks) if masks else None)
+
+    # --- statements ----------------------------------------------------------------------
+
+    def stmt(self, buf: IndentedBuffer, s: Stmt) -> None:
+        if isinstance(s, Load):
+            t = self.tensors[s.tensor]
+            ptr, mask = self.address(t, s.dims)
+            m = f", mask={mask}, other=0.0" if mask else ""
+            load = f"tl.load({ptr}{m}).to(tl.float32)"
+            buf.line(f"# {s.comment}")
+            if t.optional:
+                buf.line(f"if HAS_{t.name}:")
+                with buf.indent():
+                    buf.line(f"{s.target} = {load}")
+                buf.line("else:")
+                with buf.indent():
+                    with_time = self.k.time_dim in s.dims
+                    buf.line(f"{s.target} = tl.zeros({self.shape(s.dims, with_time)}, tl.float32)")
+            else:
+                buf.line(f"{s.target} = {load}")
+        elif isinstance(s, Compute):
+            buf.line(f"{s.target} = {s.expr}  # {s.comment}")
+        elif isinstance(s, Reduce):
+            ax = self.axes.index(s.dim)
+            masked = f"tl.where({self.expand('mask_' + s.dim, ax)}, {s.source}, 0.0)"
+            expr = f"tl.sum({masked}, axis={ax}, keep_dims=True)"
+            if s.kind == "mean":
+                expr = f"{expr} / size_{s.dim}"
+            buf.line(f"{s.target} = {expr}  # {s.comment}")
+        elif isinstance(s, ScanStep):
+            self.scan(buf, s)
+        elif isinstance(s, Store):
+            t = self.tensors[s.tensor]
+            ptr, mask = self.address(t, s.dims)
+            m = f", mask={mask}" if mask else ""
+            buf.line(f"# {s.comment}")
+            buf.line(f"tl.store({ptr}, {s.value}.to({t.name}.dtype.element_ty){m})")
+        else:  # pragma: no cover
+            raise TypeError(s)
+
+    def scan(self, buf: IndentedBuffer, s: ScanStep) -> None:
+        carry = next(c for c in self.k.carries if c.name == s.carry)
+        buf.line(f"# {s.comment}")
+        if self.k.strategy == "sequential":
+            buf.line(f"{s.carry} = {s.a} * {s.carry} + {s.b}")
+            if s.target:
+                buf.line(f"{s.target} = {s.carry}")
+            return
+        full = self.shape(carry.dims, True)
+        mask_t = self.expand("mask_T", 0)
+        buf.line(f"sa = tl.where({mask_t}, tl.broadcast_to({s.a}, {full}), 1.0)")
+        buf.line(f"sb = tl.where({mask_t}, tl.broadcast_to({s.b}, {full}), 0.0)")
+        buf.line("ca, cb = tl.associative_scan((sa, sb), 0, _ssmc_scan_combine)")
+        target = s.target or "h_tile"
+        buf.line(f"{target} = ca * {s.carry} + cb")
+        last = self.expand("last_T", 0)
+        buf.line(f"{s.carry} = tl.sum(tl.where({last}, {target}, 0.0), axis=0, keep_dims=True)")
+
+    # --- the kernel ----------------------------------------------------------------------
+
+    def params(self) -> list[str]:
+        out = []
+        for t in self.k.tensors:
+            out.append(", ".join([t.name] + [f"{t.name}_s_{d}" for d in t.dims]) + ",")
+        out.append(", ".join(f"size_{d}" for d in self.k.size_dims) + ",")
+        flags = [f"HAS_{t.name}: tl.constexpr" for t in self.k.tensors if t.optional]
+        blocks = ["BLOCK_T: tl.constexpr"] + [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
+        out.append(", ".join(flags + blocks) + ",")
+        return out
+
+    def no_specialize(self) -> list[str]:
+        """Ints that vary with the sequence length or batch: never compile-time constants,
+        so a new length or batch size does not recompile."""
+        names = [f"size_{d}" for d in self.k.size_dims]
+        for t in self.k.tensors:
+            names += [f"{t.name}_s_{d}" for d in t.dims if d in self.k.grid_dims]
+        return names
+
+    def kernel(self, buf: IndentedBuffer) -> None:
+        k = self.k
+        buf.line(f"@triton.jit(do_not_specialize={self.no_specialize()!r})")
+        buf.line(f"def {k.name}(")
+        with buf.indent():
+            buf.lines(self.params())
+        buf.line("):")
+        with buf.indent():
+            self.body(buf)
+
+    def body(self, buf: IndentedBuffer) -> None:
+        k = self.k
+        buf.line("pid = tl.program_id(0).to(tl.int64)")
+        if k.tiled_dim:
+            d = k.tiled_dim
+            buf.line(f"nblocks_{d} = tl.cdiv(size_{d}, BLOCK_{d})")
+            buf.line(f"pid_{d} = pid % nblocks_{d}")
+            buf.line(f"rest = pid // nblocks_{d}")
+        else:
+            buf.line("rest = pid")
+        for d in reversed(k.grid_dims):
+            buf.line(f"pid_{d} = rest % size_{d}")
+            buf.line(f"rest = rest // size_{d}")
+        for d in k.block_dims:
+            base = f"pid_{d} * BLOCK_{d} + " if d == k.tiled_dim else ""
+            buf.line(f"offs_{d} = {base}tl.arange(0, BLOCK_{d}).to(tl.int64)")
+            buf.line(f"mask_{d} = offs_{d} < size_{d}")
+        buf.line("")
+        buf.line("# loop-invariant values")
+        for s in k.pre:
+            self.stmt(buf, s)
+        for c in k.carries:
+            shape = self.shape(c.dims, False)
+            init = f"tl.broadcast_to({c.init}, {shape})" if c.init else f"tl.zeros({shape}, tl.float32)"
+            buf.line(f"{c.name} = {init}  # the state, carried across time tiles")
+        if k.time_dim is not None:
+            L = f"size_{k.time_dim}"
+            buf.line("")
+            buf.line(f"# the time loop over {k.time_dim}" + (", from the end" if k.reverse else ""))
+            buf.line("idx_T = tl.arange(0, BLOCK_T).to(tl.int64)")
+            if k.strategy == "tiled":
+                buf.line("last_T = idx_T == BLOCK_T - 1")
+            buf.line(f"for t0 in range(0, {L}, BLOCK_T):")
+            with buf.indent():
+                buf.line("step_T = t0 + idx_T")
+                buf.line(f"mask_T = step_T < {L}")
+                buf.line(f"offs_T = {L} - 1 - step_T" if k.reverse else "offs_T = step_T")
+                for s in k.loop:
+                    self.stmt(buf, s)
+        if k.post:
+            buf.line("")
+            buf.line("# final states")
+            for s in k.post:
+                self.stmt(buf, s)
+
+
+def generate(kernel: Kernel, ir_hash: str, pipeline: str, versions: dict[str, str]) -> str:
+    """Triton source for ``kernel``: header, imports, helpers, the kernel."""
+    buf = IndentedBuffer()
+    buf.line("# Generated by ssmc; do not edit. Regenerated from the IR on every compile.")
+    buf.line(f"# IR hash: {ir_hash}   pipeline: {pipeline}")
+    buf.line("# versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    for h in kernel.header:
+        buf.line(f"# {h}")
+    buf.line("")
+    buf.line("import triton")
+    buf.line("import triton.language as tl")
+    for line in PRELUDE.splitlines():
+        buf.line(line)
+    buf.line("")
+    buf.line("")
+    _Printer(kernel).kernel(buf)
+    return buf.getvalue()

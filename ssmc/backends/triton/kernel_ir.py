@@ -1,0 +1,104 @@
+"""A small kernel IR between the fused graph and Triton text.
+
+A kernel runs one program per (grid dims index, block of the tiled dim). Every in-kernel value
+is a tensor of rank ``1 + len(block_dims)``: axis 0 is time (``BLOCK_T`` steps of the sequence
+axis; 1 in the sequential strategy), then one axis per block dim (the tiled dim and the dims
+reduced inside the kernel, which are held whole). A value lacking a dim has size 1 on its axis.
+Statements are grouped by phase: before the time loop (loop-invariant values), in it, after it
+(values of the final state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ssmc.ir.dims import Dims
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor argument: a pointer plus one stride per dim (any layout, any strides)."""
+
+    name: str  # identifier in the kernel: a_<arg>, o_<output>, t<k> (between kernels)
+    dims: Dims  # canonical dims
+    role: str  # "in" or "out"
+    optional: bool = False
+    source: str = ""  # the layer argument or output it binds to
+
+
+@dataclass(frozen=True)
+class Load:
+    target: str
+    tensor: str
+    dims: Dims
+    comment: str
+
+
+@dataclass(frozen=True)
+class Compute:
+    target: str
+    expr: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class Reduce:
+    target: str
+    source: str
+    dim: str
+    kind: str  # "sum" or "mean"
+    comment: str
+
+
+@dataclass(frozen=True)
+class ScanStep:
+    """``target`` = every state of this time tile; ``carry`` holds the state between tiles."""
+
+    target: str | None
+    a: str
+    b: str
+    carry: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class Store:
+    tensor: str
+    value: str
+    dims: Dims
+    comment: str
+
+
+Stmt = Load | Compute | Reduce | ScanStep | Store
+
+
+@dataclass(frozen=True)
+class Carry:
+    """A scan state carried across time tiles: initial value from ``h0`` (a value name) or 0."""
+
+    name: str
+    dims: Dims  # the state's dims, without time
+    init: str | None
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    layer: str
+    strategy: str  # "sequential" or "tiled"
+    tensors: tuple[Tensor, ...]
+    size_dims: Dims  # runtime sizes passed to the kernel
+    time_dim: str | None
+    reverse: bool
+    grid_dims: Dims  # one index per program
+    tiled_dim: str | None  # blocked: BLOCK_<dim> per program, masked
+    full_dims: Dims  # held whole in one program (they are reduced inside the kernel)
+    carries: tuple[Carry, ...]
+    pre: tuple[Stmt, ...]
+    loop: tuple[Stmt, ...]
+    post: tuple[Stmt, ...]
+    header: tuple[str, ...] = ()
+
+    @property
+    def block_dims(self) -> Dims:
+        return tuple(d for d in self.size_dims if d == self.tiled_dim or d in self.full_dims)

@@ -1,0 +1,205 @@
+"""Lowering a fused group (see ``ssmc.passes.fuse``) to the kernel IR.
+
+Decides which dims index programs (grid), which is blocked across programs (tiled), which are
+held whole (reduced inside the kernel), and in which phase each value is computed: before the
+time loop (no time dim), in it, or after it (depends on a final state)."""
+
+from __future__ import annotations
+
+from ssmc.backends.triton.kernel_ir import (
+    Carry,
+    Compute,
+    Kernel,
+    Load,
+    Reduce,
+    ScanStep,
+    Stmt,
+    Store,
+    Tensor,
+)
+from ssmc.errors import LoweringError
+from ssmc.ir.dims import Dims
+from ssmc.ir.node import Graph, Group, Node
+from ssmc.ir.printer import format_node
+from ssmc.ops.registry import ELEMENTWISE, get
+from ssmc.passes.fuse import recurrence_key
+
+
+def node_names(graph: Graph) -> dict[Node, str]:
+    """The ``%k`` names the printer gives (so kernel comments match ``ssmc show``)."""
+    from ssmc.ir.node import topo_order
+
+    roots = [v for _, v in graph.outputs]
+    order = list(graph.args) + [n for n in topo_order(roots + list(graph.nodes)) if n.op != "arg"]
+    return {n: f"%{i}" for i, n in enumerate(order)}
+
+
+def sequence_axis(graph: Graph) -> str | None:
+    for n in graph.nodes:
+        if n.op in ("scan", "scan_final"):
+            return n.attr("axis")
+    return "L" if "L" in graph.dim_order else None
+
+
+def lower_group(graph: Graph, group: Group, strategy: str) -> Kernel:
+    names = node_names(graph)
+    layer = graph.name
+    outputs = {v: k for k, v in graph.outputs}
+    scans = [n for n in group.nodes if n.op in ("scan", "scan_final")]
+    keys = {recurrence_key(n) for n in scans}
+    if len(keys) > 1:
+        raise LoweringError(f"{layer}: kernel {group.name} holds {len(keys)} recurrences; one expected")
+    time_dim = scans[0].attr("axis") if scans else sequence_axis(graph)
+    reverse = bool(scans[0].attr("reverse")) if scans else False
+
+    all_dims: set[str] = set()
+    for n in list(group.nodes) + list(group.loads):
+        all_dims.update(n.dims)
+        if n.op == "scan_final":
+            all_dims.update(n.attr("full_dims"))
+    if time_dim not in all_dims:
+        time_dim = None
+    size_dims = tuple(d for d in graph.dim_order if d in all_dims)
+    full = set()
+    for n in group.nodes:
+        if n.op in ("sum", "mean"):
+            d = n.attr("dim")
+            if d == time_dim:
+                raise LoweringError(
+                    f"{layer}: cannot lower `{n.op}` over the sequence axis {d!r} ({names[n]}): "
+                    "reductions over time are not supported by the Triton backend yet"
+                )
+            full.add(d)
+    rest = [d for d in size_dims if d != time_dim and d not in full]
+    tiled = rest[-1] if rest else None
+    grid = tuple(d for d in rest if d != tiled)
+    full_dims = tuple(d for d in size_dims if d in full)
+
+    # phases
+    phase: dict[Node, str] = {}
+    for n in group.nodes:
+        if n.op == "scan_final" or any(phase.get(i) == "post" for i in n.inputs):
+            p = "post"
+        elif time_dim in n.dims or n.op == "scan":
+            p = "loop"
+        else:
+            p = "pre"
+        if p == "post" and time_dim in n.dims:
+            raise LoweringError(
+                f"{layer}: {names[n]} = {n.op} uses a final state and the sequence; that needs "
+                "a second pass over time, which the Triton backend does not do"
+            )
+        phase[n] = p
+    for n in group.loads:
+        phase[n] = "loop" if time_dim in n.dims else "pre"
+
+    tensors: list[Tensor] = []
+    var: dict[Node, str] = {}
+    stmts: dict[str, list[Stmt]] = {"pre": [], "loop": [], "post": []}
+    carries: list[Carry] = []
+    carry_of: dict[tuple, str] = {}
+
+    def comment(n: Node) -> str:
+        return format_node(n, _NameView(names))
+
+    def value(n: Node) -> str:
+        if n.op == "const":
+            return f"{float(n.attr('value'))!r}"
+        return var[n]
+
+    for n in group.loads:
+        t = Tensor(f"t{names[n][1:]}", n.dims, "in", source=names[n])
+        tensors.append(t)
+        var[n] = f"v{names[n][1:]}"
+        stmts[phase[n]].append(Load(var[n], t.name, n.dims, f"{names[n]} (computed by another kernel)"))
+
+    for n in group.nodes:
+        if n.op == "const":
+            continue
+        v = f"v{names[n][1:]}"
+        var[n] = v
+        op = get(n.op)
+        if n.op == "arg":
+            t = Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name"))
+            tensors.append(t)
+            stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
+        elif op.group == ELEMENTWISE:
+            args = [value(i) for i in n.inputs]
+            if op.triton is not None:
+                expr = op.triton.format(*args)
+            elif "lower" in op.extra:
+                expr = op.extra["lower"](args, n.attr_dict)
+            else:
+                raise LoweringError(f"{layer}: no Triton lowering for op `{n.op}`")
+            stmts[phase[n]].append(Compute(v, expr, comment(n)))
+        elif n.op in ("sum", "mean"):
+            stmts[phase[n]].append(Reduce(v, value(n.inputs[0]), n.attr("dim"), n.op, comment(n)))
+        elif n.op in ("scan", "scan_final"):
+            key = recurrence_key(n)
+            state_dims = tuple(d for d in (n.dims if n.op == "scan" else n.attr("full_dims")) if d != time_dim)
+            if key not in carry_of:
+                carry = f"h{names[n][1:]}"
+                carry_of[key] = carry
+                init = value(n.inputs[2]) if len(n.inputs) == 3 else None
+                carries.append(Carry(carry, state_dims, init))
+                target = v if n.op == "scan" else None
+                stmts["loop"].append(
+                    ScanStep(target, value(n.inputs[0]), value(n.inputs[1]), carry, comment(n))
+                )
+                if n.op == "scan_final":
+                    # the loop step was emitted for the final state alone
+                    pass
+            else:
+                if n.op == "scan":
+                    raise LoweringError(f"{layer}: two scans with one recurrence in {group.name}")
+            if n.op == "scan_final":
+                stmts["post"].append(Compute(v, carry_of[key], comment(n)))
+        else:
+            raise LoweringError(f"{layer}: no Triton lowering for op `{n.op}` ({names[n]})")
+
+    for n in group.stores:
+        if n in outputs:
+            t = Tensor(f"o_{outputs[n]}", n.dims, "out", source=outputs[n])
+        else:
+            t = Tensor(f"t{names[n][1:]}", n.dims, "out", source=names[n])
+        tensors.append(t)
+        stmts[phase[n]].append(Store(t.name, value(n), n.dims, f"{t.source} <- {names[n]}"))
+
+    # a scan_final-only recurrence still needs its scan target to be the scan's loop step
+    header = (
+        f"layer: {layer}   kernel: {group.name}   strategy: {strategy}",
+        f"grid: {list(grid)} x blocks of {tiled or '-'}   time: {time_dim or '-'}"
+        f"{' (reverse)' if reverse else ''}   held whole: {list(full_dims)}",
+        *[f"note: {x}" for x in group.notes],
+    )
+    return Kernel(
+        name=f"{layer}_{group.name}",
+        layer=layer,
+        strategy=strategy,
+        tensors=tuple(tensors),
+        size_dims=size_dims,
+        time_dim=time_dim,
+        reverse=reverse,
+        grid_dims=grid,
+        tiled_dim=tiled,
+        full_dims=full_dims,
+        carries=tuple(carries),
+        pre=tuple(stmts["pre"]),
+        loop=tuple(stmts["loop"]),
+        post=tuple(stmts["post"]),
+        header=header,
+    )
+
+
+class _NameView(dict):
+    """Names for comments; nodes outside the graph's numbering print as '?'."""
+
+    def __init__(self, names: dict[Node, str]) -> None:
+        super().__init__(names)
+
+    def __missing__(self, key: Node) -> str:
+        return "?"
+
+
+def dims_of_value(dims: Dims) -> Dims:
+    return dims

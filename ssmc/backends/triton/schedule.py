@@ -1,0 +1,78 @@
+"""Choosing the lowering strategy and block sizes for a kernel at given sizes.
+
+Choosing never changes what is computed (tests run every strategy against the interpreter).
+Sizes are bucketed (powers of two), so the choice and Triton's compiled binary are shared by
+all lengths in a bucket: a new sequence length does not recompile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ssmc.backends.triton.kernel_ir import Kernel
+from ssmc.errors import LoweringError
+
+STRATEGIES = ("sequential", "tiled")
+MAX_HELD = 16384  # elements of the full (reduced) dims one program may hold
+
+
+def next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    strategy: str
+    block_t: int
+    blocks: tuple[tuple[str, int], ...]  # BLOCK_<dim> for the kernel's block dims
+    num_warps: int
+
+    def constexprs(self) -> dict[str, int]:
+        out = {"BLOCK_T": self.block_t}
+        out.update({f"BLOCK_{d}": b for d, b in self.blocks})
+        return out
+
+
+def choose(
+    kernel: Kernel,
+    sizes: dict[str, int],
+    on_gpu: bool,
+    strategy: str | None = None,
+    block_t: int | None = None,
+    block_tiled: int | None = None,
+    num_warps: int | None = None,
+) -> Schedule:
+    """The schedule for ``kernel`` at ``sizes`` (overrides for tests and tuning)."""
+    strategy = strategy or default_strategy(on_gpu)
+    if strategy not in STRATEGIES:
+        raise LoweringError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
+    held = 1
+    blocks = []
+    for d in kernel.full_dims:
+        b = next_pow2(sizes[d])
+        held *= b
+        blocks.append((d, b))
+    if held > MAX_HELD:
+        dims = ", ".join(f"{d}={sizes[d]}" for d in kernel.full_dims)
+        raise LoweringError(
+            f"{kernel.layer}: the dims held whole in one program ({dims}) need {held} elements "
+            f"of state per channel; the limit is {MAX_HELD}"
+        )
+    if strategy == "sequential":
+        bt = 1
+    else:
+        bt = block_t or (16 if on_gpu else 8)
+        if kernel.time_dim is not None:
+            bt = min(bt, next_pow2(sizes[kernel.time_dim]))
+    if kernel.tiled_dim is not None:
+        d = kernel.tiled_dim
+        if block_tiled is None:
+            budget = (4096 if on_gpu else 1024) // (held * bt)
+            block_tiled = max(1, min(next_pow2(sizes[d]), budget, 256 if on_gpu else 64))
+        blocks.append((d, block_tiled))
+    blocks.sort(key=lambda db: kernel.size_dims.index(db[0]))
+    warps = num_warps or (4 if on_gpu else 1)
+    return Schedule(strategy, bt, tuple(blocks), warps)
+
+
+def default_strategy(on_gpu: bool) -> str:
+    return "tiled"

@@ -1,0 +1,83 @@
+"""Parameter initializers, by name. Each takes ``(shape, rng)`` (shape in the parameter's declared
+layout, a ``numpy.random.Generator``) and returns a float64 array of that shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Initializer = Callable[[tuple[int, ...], np.random.Generator], np.ndarray]
+INITIALIZERS: dict[str, Initializer] = {}
+
+
+def initializer(name: str):
+    def deco(fn: Initializer) -> Initializer:
+        INITIALIZERS[name] = fn
+        return fn
+
+    return deco
+
+
+@initializer("zeros")
+def zeros(shape, rng):
+    return np.zeros(shape)
+
+
+@initializer("ones")
+def ones(shape, rng):
+    return np.ones(shape)
+
+
+@initializer("normal")
+def normal(shape, rng):
+    """N(0, 1)."""
+    return rng.standard_normal(shape)
+
+
+@initializer("small_normal")
+def small_normal(shape, rng):
+    """N(0, 0.1^2)."""
+    return 0.1 * rng.standard_normal(shape)
+
+
+@initializer("s4d_real")
+def s4d_real(shape, rng):
+    """S4D-real (Mamba's A_log): log(n + 1) along the last (state) dim."""
+    n = np.arange(1, shape[-1] + 1, dtype=np.float64)
+    return np.broadcast_to(np.log(n), shape).copy()
+
+
+@initializer("s4d_lin_re")
+def s4d_lin_re(shape, rng):
+    """S4D-lin real part of A: -1/2 everywhere (the decay), before any log parameterisation."""
+    return np.full(shape, -0.5)
+
+
+def _log_uniform_dt(shape, rng, dt_min=1e-3, dt_max=1e-1):
+    u = rng.random(shape)
+    return np.exp(u * (np.log(dt_max) - np.log(dt_min)) + np.log(dt_min))
+
+
+@initializer("dt_bias")
+def dt_bias(shape, rng):
+    """Mamba's dt_bias: the inverse softplus of a step drawn log-uniformly in [1e-3, 1e-1]."""
+    dt = np.maximum(_log_uniform_dt(shape, rng), 1e-4)
+    return dt + np.log(-np.expm1(-dt))
+
+
+@initializer("log_dt")
+def log_dt(shape, rng):
+    """S4D's log step: log of a step drawn log-uniformly in [1e-3, 1e-1]."""
+    return np.log(_log_uniform_dt(shape, rng))
+
+
+def resolve(init: str | Initializer | None) -> Initializer:
+    if init is None:
+        return INITIALIZERS["normal"]
+    if callable(init):
+        return init
+    try:
+        return INITIALIZERS[init]
+    except KeyError:
+        raise ValueError(f"unknown initializer {init!r}; known: {sorted(INITIALIZERS)}") from None

@@ -1,0 +1,94 @@
+"""The NumPy interpreter: the definition of what every layer computes.
+
+Every value is a float64 array whose axes are the node's named dims in the layer's canonical
+order. Elementwise operands are aligned by name (missing dims become size-1 axes) and broadcast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ssmc.ir.dims import Dims
+from ssmc.ir.node import Graph, Node, topo_order
+from ssmc.ops.registry import ELEMENTWISE, REDUCE, get
+
+
+def align(value: np.ndarray, from_dims: Dims, to_dims: Dims) -> np.ndarray:
+    """Reshape ``value`` (axes ``from_dims``) to the rank of ``to_dims``, size 1 where missing.
+    Both are in canonical order, so this only inserts axes."""
+    shape = [value.shape[from_dims.index(d)] if d in from_dims else 1 for d in to_dims]
+    return np.reshape(value, shape)
+
+
+def to_canonical(value: np.ndarray, layout: Dims, dims: Dims) -> np.ndarray:
+    """An argument given in its declared ``layout`` -> axes in canonical ``dims`` order."""
+    return np.transpose(value, [layout.index(d) for d in dims])
+
+
+def interpret(
+    graph: Graph,
+    args: Mapping[str, np.ndarray],
+    sizes: Mapping[str, int],
+    roots: list[Node] | None = None,
+) -> dict[Node, np.ndarray]:
+    """Evaluate ``graph`` (or just ``roots``) on float64 arrays; returns every computed value.
+
+    ``args`` maps argument names to arrays in their declared layout (optional ones may be
+    missing: they are zeros); ``sizes`` gives every dim's size."""
+    values: dict[Node, np.ndarray] = {}
+    order = topo_order(roots if roots is not None else [v for _, v in graph.outputs])
+    with np.errstate(all="ignore"):
+        for node in order:
+            values[node] = _eval(node, values, args, sizes)
+    return values
+
+
+def run(graph: Graph, args: Mapping[str, np.ndarray], sizes: Mapping[str, int]):
+    """The layer's named outputs, float64, axes in canonical dim order."""
+    values = interpret(graph, args, sizes)
+    return {name: values[node] for name, node in graph.outputs}
+
+
+def _full(node: Node, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    return tuple(sizes[d] for d in node.dims)
+
+
+def _eval(node: Node, values, args, sizes) -> np.ndarray:
+    op = get(node.op)
+    attrs = node.attr_dict
+    ins = [values[i] for i in node.inputs]
+    if node.op == "arg":
+        name = attrs["name"]
+        if name not in args or args[name] is None:
+            return np.zeros(_full(node, sizes))
+        arr = np.asarray(args[name], dtype=np.float64)
+        return to_canonical(arr, tuple(attrs["layout"]), node.dims)
+    if node.op == "const":
+        return op.numpy(attrs["value"])
+    if op.group == ELEMENTWISE or node.op in ("discretize", "gate"):
+        aligned = [align(v, i.dims, node.dims) for v, i in zip(ins, node.inputs)]
+        kw = {k: attrs[k] for k in op.attrs}
+        out = op.numpy(*aligned, **kw)
+        return np.broadcast_to(out, _full(node, sizes)).astype(np.float64 if node.dtype != "bool" else bool)
+    if op.group == REDUCE:
+        (x,) = node.inputs
+        return op.numpy(ins[0], axis=x.dims.index(attrs["dim"]))
+    if node.op in ("scan", "scan_final"):
+        a_node, b_node = node.inputs[0], node.inputs[1]
+        full_dims = _scan_full_dims(node)
+        a = align(ins[0], a_node.dims, full_dims)
+        b = align(ins[1], b_node.dims, full_dims)
+        a = np.broadcast_to(a, tuple(sizes[d] for d in full_dims))
+        h0 = None
+        if len(ins) == 3:
+            state_dims = tuple(d for d in full_dims if d != attrs["axis"])
+            h0 = align(ins[2], node.inputs[2].dims, state_dims)
+        return op.numpy(a, b, h0, axis=full_dims.index(attrs["axis"]), reverse=attrs["reverse"])
+    raise NotImplementedError(f"the interpreter has no evaluation for op `{node.op}`")
+
+
+def _scan_full_dims(node: Node) -> Dims:
+    """The dims of the scan's full state, with the axis (both scan and scan_final)."""
+    return node.dims if node.op == "scan" else tuple(node.attr("full_dims"))

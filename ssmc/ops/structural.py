@@ -1,0 +1,265 @@
+"""Args, constants, reductions, discretize, gate and the scan: one registry entry each."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ssmc.errors import DefinitionError
+from ssmc.ir import dtypes
+from ssmc.ir.dims import Dims, union
+from ssmc.ops.registry import REDUCE, SCAN, STRUCTURAL, OpDef, register
+
+DISCRETIZE_METHODS = ("zoh", "zoh_euler", "bilinear", "euler")
+GATE_ACTS = ("silu", "sigmoid", "gelu", "tanh", "relu", "identity")
+
+# --- args and constants ------------------------------------------------------------------
+
+
+def _arg_rule(dims, dts, attrs, order):
+    return tuple(attrs["dims"]), dtypes.FLOAT
+
+
+def _const_rule(dims, dts, attrs, order):
+    if not isinstance(attrs.get("value"), float):
+        raise DefinitionError(f"constant {attrs.get('value')!r} must be a float")
+    return (), dtypes.FLOAT
+
+
+register(
+    OpDef(
+        "arg",
+        STRUCTURAL,
+        0,
+        _arg_rule,
+        lambda value: np.asarray(value, dtype=np.float64),
+        "structural",
+        "a layer argument (input tensor or parameter), bound at call time",
+        attrs=("name", "kind", "dims"),
+    )
+)
+register(
+    OpDef(
+        "const",
+        STRUCTURAL,
+        0,
+        _const_rule,
+        lambda value: np.float64(value),
+        "structural",
+        "a scalar constant",
+        attrs=("value",),
+    )
+)
+
+# --- reductions --------------------------------------------------------------------------
+
+
+def _reduce_rule(name: str):
+    def rule(dims, dts, attrs, order):
+        d = attrs.get("dim")
+        if d not in dims[0]:
+            raise DefinitionError(f"`{name}` over {d!r}: the value's dims are {list(dims[0])}")
+        if not dtypes.is_float(dts[0]):
+            raise DefinitionError(f"`{name}` needs a float value, got {dts[0]}")
+        return tuple(x for x in dims[0] if x != d), dtypes.FLOAT
+
+    return rule
+
+
+register(
+    OpDef(
+        "sum",
+        REDUCE,
+        1,
+        _reduce_rule("sum"),
+        lambda x, axis: np.sum(x, axis=axis),
+        "structural",
+        "sum over a named dim",
+        attrs=("dim",),
+    )
+)
+register(
+    OpDef(
+        "mean",
+        REDUCE,
+        1,
+        _reduce_rule("mean"),
+        lambda x, axis: np.mean(x, axis=axis),
+        "structural",
+        "mean over a named dim",
+        attrs=("dim",),
+    )
+)
+
+# --- discretize --------------------------------------------------------------------------
+
+
+def _discretize_rule(dims, dts, attrs, order):
+    method, part = attrs.get("method"), attrs.get("part")
+    if method not in DISCRETIZE_METHODS:
+        raise DefinitionError(f"discretize method {method!r}: use one of {DISCRETIZE_METHODS}")
+    if part not in ("A", "B"):
+        raise DefinitionError(f"discretize part {part!r}: 'A' or 'B'")
+    a, b, delta = dims
+    if part == "A":
+        return union(order, a, delta), dtypes.FLOAT
+    if method in ("zoh", "bilinear"):
+        return union(order, a, b, delta), dtypes.FLOAT
+    return union(order, b, delta), dtypes.FLOAT
+
+
+def _discretize_numpy(A, B, delta, method, part):
+    """Continuous (A, B) with step delta -> discrete (Abar, Bbar), diagonal A (DESIGN.md)."""
+    dA = delta * A
+    if method == "zoh":
+        if part == "A":
+            return np.exp(dA)
+        safe_A = np.where(A == 0, 1.0, A)
+        return np.where(A == 0, delta, np.expm1(dA) / safe_A) * B
+    if method == "zoh_euler":
+        return np.exp(dA) if part == "A" else delta * B
+    if method == "bilinear":
+        if part == "A":
+            return (1 + dA / 2) / (1 - dA / 2)
+        return delta / (1 - dA / 2) * B
+    return 1 + dA if part == "A" else delta * B  # euler
+
+
+register(
+    OpDef(
+        "discretize",
+        STRUCTURAL,
+        3,
+        _discretize_rule,
+        _discretize_numpy,
+        None,
+        "continuous A, B and step delta to Abar (part A) or Bbar (part B); expanded by a pass",
+        ("nonpositive", "any", "nonneg"),
+        attrs=("method", "part"),
+    )
+)
+
+# --- gate --------------------------------------------------------------------------------
+
+
+def _gate_rule(dims, dts, attrs, order):
+    if attrs.get("act") not in GATE_ACTS:
+        raise DefinitionError(f"gate activation {attrs.get('act')!r}: use one of {GATE_ACTS}")
+    return union(order, *dims), dtypes.FLOAT
+
+
+def _gate_numpy(y, z, act):
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    sig = 0.5 * (1.0 + np.tanh(0.5 * z))
+    f = {
+        "silu": lambda: z * sig,
+        "sigmoid": lambda: sig,
+        "gelu": lambda: 0.5 * z * (1.0 + erf(z / math.sqrt(2.0))),
+        "tanh": lambda: np.tanh(z),
+        "relu": lambda: np.maximum(z, 0.0),
+        "identity": lambda: z,
+    }[act]()
+    return y * f
+
+
+register(
+    OpDef(
+        "gate",
+        STRUCTURAL,
+        2,
+        _gate_rule,
+        _gate_numpy,
+        None,
+        "y * act(z); expanded into elementwise ops by canonicalize",
+        attrs=("act",),
+    )
+)
+
+# --- scan --------------------------------------------------------------------------------
+
+
+def _scan_dims(dims: tuple[Dims, ...], attrs: dict[str, Any], order: Dims, name: str) -> Dims:
+    axis = attrs.get("axis")
+    out = union(order, dims[0], dims[1])
+    if axis not in out:
+        raise DefinitionError(
+            f"`{name}` along {axis!r}: neither a {list(dims[0])} nor b {list(dims[1])} has it"
+        )
+    if len(dims) == 3:
+        state = tuple(d for d in out if d != axis)
+        extra = [d for d in dims[2] if d not in state]
+        if extra:
+            raise DefinitionError(
+                f"`{name}` initial state has dims {extra} that the state {list(state)} lacks"
+            )
+    return out
+
+
+def _scan_rule(dims, dts, attrs, order):
+    if any(not dtypes.is_float(d) for d in dts):
+        raise DefinitionError("`scan` operands must be float values")
+    return _scan_dims(dims, attrs, order, "scan"), dtypes.FLOAT
+
+
+def _scan_final_rule(dims, dts, attrs, order):
+    out = _scan_dims(dims, attrs, order, "scan_final")
+    if tuple(attrs.get("full_dims", ())) != out:
+        raise DefinitionError(f"`scan_final` full_dims {attrs.get('full_dims')} != {list(out)}")
+    return tuple(d for d in out if d != attrs["axis"]), dtypes.FLOAT
+
+
+def _scan_numpy(a, b, h0, axis, reverse):
+    """h[t] = a[t] * h[t-1] + b[t] along ``axis`` (from the end if ``reverse``), h[-1] = h0.
+
+    a, b: broadcast to the state's full shape; h0: the state without ``axis`` (or None = 0).
+    Returns every h[t]."""
+    a, b = np.broadcast_arrays(a, b)
+    a = np.moveaxis(a, axis, 0)
+    b = np.moveaxis(b, axis, 0)
+    h = np.zeros(a.shape[1:]) if h0 is None else np.broadcast_to(h0, a.shape[1:]).astype(float)
+    out = np.empty(a.shape)
+    steps = range(a.shape[0] - 1, -1, -1) if reverse else range(a.shape[0])
+    for t in steps:
+        h = a[t] * h + b[t]
+        out[t] = h
+    return np.moveaxis(out, 0, axis)
+
+
+def _scan_final_numpy(a, b, h0, axis, reverse):
+    """The state after the last step of the scan (h0, or 0, when the axis is empty)."""
+    a, b = np.broadcast_arrays(a, b)
+    shape = a.shape[:axis] + a.shape[axis + 1 :]
+    if a.shape[axis] == 0:
+        return np.zeros(shape) if h0 is None else np.broadcast_to(h0, shape).astype(float)
+    h = _scan_numpy(a, b, h0, axis, reverse)
+    return np.take(h, 0 if reverse else a.shape[axis] - 1, axis=axis)
+
+
+register(
+    OpDef(
+        "scan",
+        SCAN,
+        -1,
+        _scan_rule,
+        _scan_numpy,
+        "structural",
+        "h[t] = a[t] * h[t-1] + b[t] along a named axis; inputs (a, b) or (a, b, h0)",
+        ("unit", "any", "any"),
+        attrs=("axis", "reverse"),
+    )
+)
+register(
+    OpDef(
+        "scan_final",
+        SCAN,
+        -1,
+        _scan_final_rule,
+        _scan_final_numpy,
+        "structural",
+        "the final state of the scan with the same operands and attributes",
+        ("unit", "any", "any"),
+        attrs=("axis", "reverse", "full_dims"),
+    )
+)

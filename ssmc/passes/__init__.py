@@ -1,0 +1,14 @@
+"""Passes over the IR and the default pipeline."""
+
+from ssmc.passes.base import Pass
+from ssmc.passes.canonicalize import Canonicalize
+from ssmc.passes.cse import CSE
+from ssmc.passes.dce import DCE
+from ssmc.passes.expand_discretize import ExpandDiscretize
+from ssmc.passes.fuse import Fuse
+from ssmc.passes.manager import DEFAULT_PIPELINE, TraceStep, pipeline_name, run_passes
+
+__all__ = [
+    "CSE", "DCE", "DEFAULT_PIPELINE", "Canonicalize", "ExpandDiscretize", "Fuse", "Pass",
+    "TraceStep", "pipeline_name", "run_passes",
+]
