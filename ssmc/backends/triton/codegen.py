@@ -3,6 +3,8 @@ IR node, a header with the IR hash, pipeline and versions."""
 
 from __future__ import annotations
 
+import re
+
 from ssmc.backends.triton.buffer import IndentedBuffer
 from ssmc.backends.triton.kernel_ir import (
     Compute,
@@ -40,7 +42,16 @@ class _Printer:
         ext += [f"BLOCK_{d}" if d in dims else "1" for d in self.k.block_dims]
         return "[" + ", ".join(ext) + "]"
 
-    def address(self, tensor: Tensor, dims: Dims) -> tuple[str, str | None]:
+    def address(self, tensor: Tensor, dims: Dims, first_tile: bool = False) -> tuple[str, str | None]:
+        """Pointer expression and mask of ``tensor`` at ``dims``. Inside the time loop, a tensor
+        with the time dim is addressed through ``p_<name>``, a pointer block set up before the
+        loop for the first tile (``first_tile``) and advanced by one tile per iteration, so no
+        64-bit offset is recomputed per element per step."""
+        if self.k.time_dim in dims and not first_tile:
+            mask = " & ".join([self.expand("mask_T", 0)] + [
+                self.expand("mask_" + d, self.axes.index(d)) for d in dims if d in self.k.block_dims
+            ])
+            return f"p_{tensor.name}", mask
         terms, masks = [], []
         for d in dims:
             stride = f"{tensor.name}_s_{d}"
@@ -113,6 +124,95 @@ class _Printer:
         last = self.expand("last_T", 0)
         buf.line(f"{s.carry} = tl.sum(tl.where({last}, {target}, 0.0), axis=0, keep_dims=True)")
 
+    def loop_tiled(self, buf: IndentedBuffer) -> None:
+        """One tile of BLOCK_T steps per iteration, scanned with tl.associative_scan."""
+        k = self.k
+        L = f"size_{k.time_dim}"
+        buf.line("idx_T = tl.arange(0, BLOCK_T)")
+        buf.line("last_T = idx_T == BLOCK_T - 1")
+        buf.line(f"offs_T = {L} - 1 - idx_T.to(tl.int64)" if k.reverse else "offs_T = idx_T.to(tl.int64)")
+        moving = self.moving_tensors()
+        for t, dims in moving:
+            ptr, _ = self.address(t, dims, first_tile=True)
+            buf.line(f"p_{t.name} = {ptr}  # first tile")
+        buf.line(f"for t0 in tl.range(0, {L}, BLOCK_T, num_stages=NUM_STAGES):")
+        with buf.indent():
+            buf.line(f"mask_T = t0 + idx_T < {L}")
+            for s in k.loop:
+                self.stmt(buf, s)
+            sign = "-=" if k.reverse else "+="
+            for t, _ in moving:
+                buf.line(f"p_{t.name} {sign} BLOCK_T * {t.name}_s_{k.time_dim}")
+
+    def loop_unrolled(self, buf: IndentedBuffer) -> None:
+        """UNROLL steps per iteration, unrolled here: every load of the tile first (so the loads
+        of all steps are in flight together; a store would keep later loads from moving above
+        it), then the steps one after another in registers, then the stores. Full tiles need
+        no time mask; the last L % UNROLL steps run one at a time."""
+        k = self.k
+        L = f"size_{k.time_dim}"
+        u = k.unroll
+        moving = self.moving_tensors()
+        buf.line("offs_T = tl.zeros([1], tl.int64)" + (f" + ({L} - 1)" if k.reverse else ""))
+        for t, dims in moving:
+            ptr, _ = self.address(t, dims, first_tile=True)
+            buf.line(f"p_{t.name} = {ptr}  # step 0")
+        buf.line(f"n_full = {L} - {L} % {u}")
+        buf.line(f"for t0 in range(0, n_full, {u}):")
+        with buf.indent():
+            self.unrolled_body(buf, u)
+        buf.line(f"for t0 in range(n_full, {L}):")
+        with buf.indent():
+            self.unrolled_body(buf, 1)
+
+    def unrolled_body(self, buf: IndentedBuffer, u: int) -> None:
+        k = self.k
+        loop_vars = {s.target for s in k.loop if not isinstance(s, Store) and s.target}
+        sign = "-" if k.reverse else "+"
+
+        def ren(text: str, j: int) -> str:
+            return re.sub(r"\b(v\d+)\b", lambda m: f"{m.group(1)}_{j}" if m.group(1) in loop_vars else m.group(1), text)
+
+        stores: list[str] = []
+        for j in range(u):
+            for s in k.loop:
+                if isinstance(s, Load):
+                    t = self.tensors[s.tensor]
+                    mask = " & ".join(self.expand("mask_" + d, self.axes.index(d)) for d in s.dims if d in k.block_dims)
+                    ptr = f"p_{t.name}" + (f" {sign} {j} * {t.name}_s_{k.time_dim}" if j else "")
+                    m = f", mask={mask}, other=0.0" if mask else ""
+                    buf.line(f"{s.target}_{j} = tl.load({ptr}{m}).to(tl.float32)  # {s.comment}")
+        for j in range(u):
+            for s in k.loop:
+                if isinstance(s, Load):
+                    continue
+                if isinstance(s, Store):
+                    t = self.tensors[s.tensor]
+                    mask = " & ".join(self.expand("mask_" + d, self.axes.index(d)) for d in s.dims if d in k.block_dims)
+                    ptr = f"p_{t.name}" + (f" {sign} {j} * {t.name}_s_{k.time_dim}" if j else "")
+                    m = f", mask={mask}" if mask else ""
+                    stores.append(f"tl.store({ptr}, {ren(s.value, j)}.to({t.name}.dtype.element_ty){m})  # {s.comment}")
+                elif isinstance(s, ScanStep):
+                    buf.line(f"{s.carry} = {ren(s.a, j)} * {s.carry} + {ren(s.b, j)}  # {s.comment}")
+                    if s.target:
+                        buf.line(f"{s.target}_{j} = {s.carry}")
+                else:
+                    sub = IndentedBuffer()
+                    self.stmt(sub, s)
+                    for line in sub.getvalue().splitlines():
+                        buf.line(ren(line, j))
+        buf.lines(stores)
+        for t, _ in self.moving_tensors():
+            buf.line(f"p_{t.name} {'-=' if k.reverse else '+='} {u} * {t.name}_s_{k.time_dim}")
+
+    def moving_tensors(self) -> list[tuple[Tensor, Dims]]:
+        """Tensors read or written in the time loop, with the dims they are accessed at."""
+        out: dict[str, tuple[Tensor, Dims]] = {}
+        for s in self.k.loop:
+            if isinstance(s, (Load, Store)) and self.k.time_dim in s.dims:
+                out.setdefault(s.tensor, (self.tensors[s.tensor], s.dims))
+        return list(out.values())
+
     # --- the kernel ----------------------------------------------------------------------
 
     def params(self) -> list[str]:
@@ -121,7 +221,7 @@ class _Printer:
             out.append(", ".join([t.name] + [f"{t.name}_s_{d}" for d in t.dims]) + ",")
         out.append(", ".join(f"size_{d}" for d in self.k.size_dims) + ",")
         flags = [f"HAS_{t.name}: tl.constexpr" for t in self.k.tensors if t.optional]
-        blocks = ["BLOCK_T: tl.constexpr"] + [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
+        blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"] + [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
         out.append(", ".join(flags + blocks) + ",")
         return out
 
@@ -169,19 +269,12 @@ class _Printer:
             init = f"tl.broadcast_to({c.init}, {shape})" if c.init else f"tl.zeros({shape}, tl.float32)"
             buf.line(f"{c.name} = {init}  # the state, carried across time tiles")
         if k.time_dim is not None:
-            L = f"size_{k.time_dim}"
             buf.line("")
             buf.line(f"# the time loop over {k.time_dim}" + (", from the end" if k.reverse else ""))
-            buf.line("idx_T = tl.arange(0, BLOCK_T).to(tl.int64)")
-            if k.strategy == "tiled":
-                buf.line("last_T = idx_T == BLOCK_T - 1")
-            buf.line(f"for t0 in range(0, {L}, BLOCK_T):")
-            with buf.indent():
-                buf.line("step_T = t0 + idx_T")
-                buf.line(f"mask_T = step_T < {L}")
-                buf.line(f"offs_T = {L} - 1 - step_T" if k.reverse else "offs_T = step_T")
-                for s in k.loop:
-                    self.stmt(buf, s)
+            if k.strategy == "sequential":
+                self.loop_unrolled(buf)
+            else:
+                self.loop_tiled(buf)
         if k.post:
             buf.line("")
             buf.line("# final states")

@@ -48,11 +48,16 @@ class CompiledLayer:
         block_t: int | None = None,
         block: int | None = None,
         num_warps: int | None = None,
+        num_stages: int | None = None,
+        layout: str = "tiled_last",
+        unroll: int = 8,
         verify: bool = False,
     ) -> None:
+        self.layout = layout
+        self.unroll = unroll
         self.layer = layer
         self.graph = run_passes(layer.graph, verify_each=verify)
-        self.options = {"strategy": strategy, "block_t": block_t, "block_tiled": block, "num_warps": num_warps}
+        self.options = {"strategy": strategy, "block_t": block_t, "block_tiled": block, "num_warps": num_warps, "num_stages": num_stages}
         self.stats: dict[str, int] = {"launches": 0}
         self._kernels: dict[str, list[Kernel]] = {}
         self._modules: dict[str, list[Any]] = {}
@@ -65,7 +70,7 @@ class CompiledLayer:
     def kernels(self, strategy: str) -> list[Kernel]:
         if strategy not in self._kernels:
             assert self.graph.groups is not None
-            self._kernels[strategy] = [lower_group(self.graph, g, strategy) for g in self.graph.groups]
+            self._kernels[strategy] = [lower_group(self.graph, g, strategy, self.layout, self.unroll) for g in self.graph.groups]
         return self._kernels[strategy]
 
     def sources(self, strategy: str = "tiled") -> list[str]:

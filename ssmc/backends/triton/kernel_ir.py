@@ -98,7 +98,14 @@ class Kernel:
     loop: tuple[Stmt, ...]
     post: tuple[Stmt, ...]
     header: tuple[str, ...] = ()
+    layout: str = "tiled_last"
+    unroll: int = 1  # steps per iteration of the sequential strategy, unrolled in the source  # axis order of the block dims: reduced dims, then the tiled dim
 
     @property
     def block_dims(self) -> Dims:
+        """The block axes after time: with ``tiled_last``, the dims held whole come first and
+        the tiled dim last, so Triton spreads threads along the tiled dim and each thread
+        holds whole rows of the reduced dims (reductions stay in registers)."""
+        if self.layout == "tiled_last":
+            return self.full_dims + ((self.tiled_dim,) if self.tiled_dim else ())
         return tuple(d for d in self.size_dims if d == self.tiled_dim or d in self.full_dims)

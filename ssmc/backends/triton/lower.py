@@ -41,7 +41,9 @@ def sequence_axis(graph: Graph) -> str | None:
     return "L" if "L" in graph.dim_order else None
 
 
-def lower_group(graph: Graph, group: Group, strategy: str) -> Kernel:
+def lower_group(
+    graph: Graph, group: Group, strategy: str, layout: str = "tiled_last", unroll: int = 8
+) -> Kernel:
     names = node_names(graph)
     layer = graph.name
     outputs = {v: k for k, v in graph.outputs}
@@ -167,7 +169,9 @@ def lower_group(graph: Graph, group: Group, strategy: str) -> Kernel:
 
     # a scan_final-only recurrence still needs its scan target to be the scan's loop step
     header = (
-        f"layer: {layer}   kernel: {group.name}   strategy: {strategy}",
+        f"layer: {layer}   kernel: {group.name}   strategy: {strategy}"
+        + (f" (unroll {unroll})" if strategy == "sequential" else "")
+        + f"   layout: {layout}",
         f"grid: {list(grid)} x blocks of {tiled or '-'}   time: {time_dim or '-'}"
         f"{' (reverse)' if reverse else ''}   held whole: {list(full_dims)}",
         *[f"note: {x}" for x in group.notes],
@@ -188,6 +192,8 @@ def lower_group(graph: Graph, group: Group, strategy: str) -> Kernel:
         loop=tuple(stmts["loop"]),
         post=tuple(stmts["post"]),
         header=header,
+        layout=layout,
+        unroll=unroll if strategy == "sequential" else 1,
     )
 
 

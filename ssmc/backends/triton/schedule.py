@@ -25,9 +25,10 @@ class Schedule:
     block_t: int
     blocks: tuple[tuple[str, int], ...]  # BLOCK_<dim> for the kernel's block dims
     num_warps: int
+    num_stages: int = 1
 
     def constexprs(self) -> dict[str, int]:
-        out = {"BLOCK_T": self.block_t}
+        out = {"NUM_STAGES": self.num_stages, "BLOCK_T": self.block_t}
         out.update({f"BLOCK_{d}": b for d, b in self.blocks})
         return out
 
@@ -40,6 +41,7 @@ def choose(
     block_t: int | None = None,
     block_tiled: int | None = None,
     num_warps: int | None = None,
+    num_stages: int | None = None,
 ) -> Schedule:
     """The schedule for ``kernel`` at ``sizes`` (overrides for tests and tuning)."""
     strategy = strategy or default_strategy(on_gpu)
@@ -71,7 +73,7 @@ def choose(
         blocks.append((d, block_tiled))
     blocks.sort(key=lambda db: kernel.size_dims.index(db[0]))
     warps = num_warps or (4 if on_gpu else 1)
-    return Schedule(strategy, bt, tuple(blocks), warps)
+    return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1)
 
 
 def default_strategy(on_gpu: bool) -> str:
