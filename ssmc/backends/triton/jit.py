@@ -160,7 +160,7 @@ class CompiledLayer:
             n_programs *= -(-sizes[kernel.tiled_dim] // blocks[kernel.tiled_dim])
         if n_programs == 0:
             return
-        fn[(n_programs,)](*call, **flags, **sched.constexprs(), num_warps=sched.num_warps)
+        self.last_launched = fn[(n_programs,)](*call, **flags, **sched.constexprs(), num_warps=sched.num_warps)
         self.stats["launches"] += 1
 
 
