@@ -9,9 +9,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 sys.path.insert(0, os.path.dirname(__file__))
-import ssmc  # noqa: E402
 from mamba1 import mamba1  # noqa: E402
 from sweep_mamba1 import make_inputs  # noqa: E402
+
+import ssmc  # noqa: E402
 
 out = os.environ.get("OUT", "/tmp")
 for cfg in [dict(strategy="sequential", unroll=4, block=32, num_warps=1),
@@ -27,4 +28,4 @@ for cfg in [dict(strategy="sequential", unroll=4, block=32, num_warps=1),
           "convert_layout", len(re.findall("convert_layout", ttgir)),
           "local_alloc", len(re.findall("local_alloc", ttgir)),
           "bar.sync", k.asm["ptx"].count("bar.sync"))
-    print("  layouts:", [l for l in ttgir.splitlines() if l.startswith("#")][:8])
+    print("  layouts:", [ln for ln in ttgir.splitlines() if ln.startswith("#")][:8])

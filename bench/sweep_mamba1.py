@@ -15,8 +15,9 @@ import torch
 import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
-import ssmc  # noqa: E402
 from mamba1 import mamba1  # noqa: E402
+
+import ssmc  # noqa: E402
 
 
 def copy_rate_gbs() -> float:
@@ -89,7 +90,7 @@ def main() -> None:
             continue
         for (B, L, D, N) in SHAPES:
             ins = make_inputs(B, L, D, N, torch.bfloat16)
-            ms = triton.testing.do_bench(lambda: layer(**ins), warmup=10, rep=100, return_mode="median")
+            ms = triton.testing.do_bench(lambda layer=layer, ins=ins: layer(**ins), warmup=10, rep=100, return_mode="median")
             gbs = bytes_moved(B, L, D, N, 2) / (ms * 1e-3) / 1e9
             rows.append(dict(cfg=name, shape=f"B{B} L{L} D{D} N{N}", ms=ms, gbs=gbs, frac=gbs / copy))
             print(f"   B{B} L{L} D{D} N{N}: {ms:.3f} ms  {gbs:.0f} GB/s  {gbs/copy:.3f} of copy", flush=True)

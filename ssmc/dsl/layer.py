@@ -95,7 +95,10 @@ class Layer:
         """Check every argument's rank, sizes and dtype; return the size of every dim."""
         sizes: dict[str, int] = dict(self.fixed_sizes)
         where: dict[str, str] = {d: "the layer's fixed sizes" for d in sizes}
-        for name, spec in self.specs.items():
+        # parameters first: they fix the model's sizes, so a message names the input that
+        # disagrees with them ("argument `B` has N=17 but `A_log` has N=16")
+        ordered = sorted(self.specs.items(), key=lambda kv: kv[1].kind != "param")
+        for name, spec in ordered:
             v = values.get(name)
             if v is None:
                 continue

@@ -50,7 +50,9 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    """1 / (1 + exp(-x)), evaluated on the side where exp does not overflow or cancel."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def _exprel(x):
@@ -152,7 +154,7 @@ register(
         extra={
             "lower": lambda a, attrs: {
                 "f32": "{0}",
-                "bf16": "{0}.to(tl.bfloat16).to(tl.float32)",
+                "bf16": "_ssmc_round_bf16({0})",
                 "f16": "{0}.to(tl.float16).to(tl.float32)",
             }[attrs["to"]].format(*a)
         },

@@ -32,22 +32,28 @@ def interpret(
     args: Mapping[str, np.ndarray],
     sizes: Mapping[str, int],
     roots: list[Node] | None = None,
+    precision: str = "f64",
 ) -> dict[Node, np.ndarray]:
-    """Evaluate ``graph`` (or just ``roots``) on float64 arrays; returns every computed value.
+    """Evaluate ``graph`` (or just ``roots``); returns every computed value.
 
     ``args`` maps argument names to arrays in their declared layout (optional ones may be
-    missing: they are zeros); ``sizes`` gives every dim's size."""
+    missing: they are zeros); ``sizes`` gives every dim's size. ``precision="f64"`` is the
+    definition; ``"f32"`` rounds every value to float32 after each op (a straightforward
+    float32 computation: the low-precision reference the tolerance rule compares against)."""
     values: dict[Node, np.ndarray] = {}
     order = topo_order(roots if roots is not None else [v for _, v in graph.outputs])
     with np.errstate(all="ignore"):
         for node in order:
-            values[node] = _eval(node, values, args, sizes)
+            v = _eval(node, values, args, sizes)
+            if precision == "f32" and node.dtype != "bool":
+                v = np.asarray(v, dtype=np.float32).astype(np.float64)
+            values[node] = v
     return values
 
 
-def run(graph: Graph, args: Mapping[str, np.ndarray], sizes: Mapping[str, int]):
-    """The layer's named outputs, float64, axes in canonical dim order."""
-    values = interpret(graph, args, sizes)
+def run(graph: Graph, args: Mapping[str, np.ndarray], sizes: Mapping[str, int], precision: str = "f64"):
+    """The layer's named outputs, axes in canonical dim order (float64 arrays)."""
+    values = interpret(graph, args, sizes, precision=precision)
     return {name: values[node] for name, node in graph.outputs}
 
 

@@ -152,7 +152,8 @@ def _gate_rule(dims, dts, attrs, order):
 
 def _gate_numpy(y, z, act):
     erf = np.vectorize(math.erf, otypes=[np.float64])
-    sig = 0.5 * (1.0 + np.tanh(0.5 * z))
+    e = np.exp(-np.abs(z))
+    sig = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
     f = {
         "silu": lambda: z * sig,
         "sigmoid": lambda: sig,

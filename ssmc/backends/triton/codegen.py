@@ -22,6 +22,14 @@ from ssmc.ir.dims import Dims
 GENERATOR_VERSION = "1"  # bump when the printer's output changes meaning
 
 
+def _is_literal(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
 class _Printer:
     def __init__(self, k: Kernel) -> None:
         self.k = k
@@ -116,8 +124,12 @@ class _Printer:
             return
         full = self.shape(carry.dims, True)
         mask_t = self.expand("mask_T", 0)
-        buf.line(f"sa = tl.where({mask_t}, tl.broadcast_to({s.a}, {full}), 1.0)")
-        buf.line(f"sb = tl.where({mask_t}, tl.broadcast_to({s.b}, {full}), 0.0)")
+
+        def bcast(v: str) -> str:  # a constant operand has no shape to broadcast
+            return f"tl.full({full}, {v}, tl.float32)" if _is_literal(v) else f"tl.broadcast_to({v}, {full})"
+
+        buf.line(f"sa = tl.where({mask_t}, {bcast(s.a)}, 1.0)")
+        buf.line(f"sb = tl.where({mask_t}, {bcast(s.b)}, 0.0)")
         buf.line("ca, cb = tl.associative_scan((sa, sb), 0, _ssmc_scan_combine)")
         target = s.target or "h_tile"
         buf.line(f"{target} = ca * {s.carry} + cb")

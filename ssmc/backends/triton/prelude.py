@@ -52,6 +52,15 @@ def _ssmc_relu(x):
 
 
 @triton.jit
+def _ssmc_round_bf16(x):
+    # round to nearest even on the bits: the same on a GPU and in Triton's interpreter (which
+    # truncates in .to(tl.bfloat16))
+    bits = x.to(tl.uint32, bitcast=True)
+    bits = (bits + (((bits >> 16) & 1) + 0x7FFF)) & 0xFFFF0000
+    return tl.where(x != x, x, bits.to(tl.float32, bitcast=True))
+
+
+@triton.jit
 def _ssmc_scan_combine(a1, b1, a2, b2):
     # (a1, b1) then (a2, b2): h -> a2 * (a1 * h + b1) + b2
     return a1 * a2, a2 * b1 + b2
@@ -64,5 +73,6 @@ HELPERS = (
     "_ssmc_softplus",
     "_ssmc_tanh",
     "_ssmc_relu",
+    "_ssmc_round_bf16",
     "_ssmc_scan_combine",
 )

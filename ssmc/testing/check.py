@@ -1,0 +1,94 @@
+"""The differential check: a compiled layer against the NumPy interpreter on random inputs.
+
+Used by the tests (with hypothesis drawing sizes, dtypes and values) and by
+``ssmc run --check``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ssmc.dsl.layer import Layer
+from ssmc.ops.interpret import run
+from ssmc.ops.numerics import round_to
+from ssmc.testing.compare import Comparison, compare_outputs
+
+_TORCH = {"f32": "float32", "bf16": "bfloat16", "f16": "float16", "f64": "float64"}
+
+
+def arg_dtypes(layer: Layer, dtype: str) -> dict[str, str]:
+    """Sequence tensors in ``dtype``; parameters and initial states (no sequence axis) in f32."""
+    axis = _axis(layer)
+    out = {}
+    for name, spec in layer.specs.items():
+        seq = spec.kind == "input" and axis in spec.layout
+        out[name] = dtype if seq else "f32"
+    return out
+
+
+def _axis(layer: Layer) -> str:
+    for n in layer.graph.nodes:
+        if n.op in ("scan", "scan_final"):
+            return n.attr("axis")
+    return "L"
+
+
+def make_inputs(
+    layer: Layer,
+    sizes: Mapping[str, int],
+    dtype: str,
+    seed: int = 0,
+    with_optional: bool = True,
+    scale: float = 1.0,
+) -> dict[str, np.ndarray]:
+    """Random inputs (float64 arrays already rounded to the dtypes the kernel will see)."""
+    raw = layer.random_inputs(sizes, seed, optional=with_optional)
+    dts = arg_dtypes(layer, dtype)
+    return {k: round_to(v * (scale if layer.specs[k].kind == "input" else 1.0), dts[k]) for k, v in raw.items()}
+
+
+def to_torch(values: Mapping[str, np.ndarray], dtypes: Mapping[str, str], device: Any, noncontiguous: bool = False):
+    import torch
+
+    out = {}
+    for k, v in values.items():
+        t = torch.tensor(v, dtype=getattr(torch, _TORCH[dtypes[k]]))
+        if noncontiguous and t.dim() >= 1:
+            # every other element of a wider buffer along the last dim, then a transposed view
+            wide = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype)
+            wide[..., ::2] = t
+            t = wide[..., ::2]
+        out[k] = t.to(device)
+    return out
+
+
+def check_compiled(
+    layer: Layer,
+    compiled: Any,
+    sizes: Mapping[str, int],
+    dtype: str = "f32",
+    seed: int = 0,
+    device: Any = "cpu",
+    with_optional: bool = True,
+    noncontiguous: bool = False,
+    tol_scale: float = 1.0,
+    scale: float = 1.0,
+) -> list[Comparison]:
+    """Run ``compiled`` on random inputs and compare every output with the interpreter."""
+    import torch
+
+    inputs = make_inputs(layer, sizes, dtype, seed, with_optional, scale)
+    dts = arg_dtypes(layer, dtype)
+    tensors = to_torch(inputs, dts, device, noncontiguous)
+    outs = compiled(**tensors)
+    bound = layer.bind(inputs)
+    ref64 = run(layer.graph, inputs, bound)
+    ref32 = run(layer.graph, inputs, bound, precision="f32")
+    names = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
+    got = {k: v.detach().to("cpu", torch.float64).numpy() for k, v in outs.items()}
+    # Triton's interpreter truncates float32 -> bfloat16; GPUs round to nearest
+    rounding = "rn" if str(device).startswith("cuda") else "rz"
+    dts_out = {k: names[v.dtype] for k, v in outs.items()}
+    return compare_outputs(got, ref64, ref32, dts_out, tol_scale, rounding)

@@ -1,0 +1,66 @@
+"""Golden files: the generated Triton source of every example layer, checked into
+``examples/golden/`` so that a change to code generation shows up as a readable diff.
+
+    python -m ssmc.testing.golden --update     # rewrite them after an intended change
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+GOLDEN = EXAMPLES / "golden"
+STRATEGIES = ("sequential", "tiled")
+
+
+def example_layers():
+    from ssmc.cli import load_layer
+    from ssmc.dsl.layer import Layer
+
+    out = []
+    for path in sorted(EXAMPLES.glob("*.py")):
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(f"ssmc_example_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for name, v in sorted(vars(module).items()):
+            if isinstance(v, Layer) and not name.startswith("_"):
+                out.append(v)
+    del load_layer
+    return out
+
+
+def sources() -> dict[str, str]:
+    import ssmc
+
+    out = {}
+    for layer in example_layers():
+        compiled = ssmc.compile(layer)
+        for strategy in STRATEGIES:
+            for i, src in enumerate(compiled.sources(strategy)):
+                suffix = f".k{i}" if i else ""
+                out[f"{layer.name}{suffix}.{strategy}.py"] = src
+    return out
+
+
+def main(argv: list[str]) -> int:
+    srcs = sources()
+    if "--update" in argv:
+        GOLDEN.mkdir(exist_ok=True)
+        for f in GOLDEN.glob("*.py"):
+            f.unlink()
+        for name, src in srcs.items():
+            (GOLDEN / name).write_text(src)
+        print(f"wrote {len(srcs)} golden files to {GOLDEN}")
+        return 0
+    stale = [n for n, s in srcs.items() if not (GOLDEN / n).exists() or (GOLDEN / n).read_text() != s]
+    print("golden files " + ("differ: " + ", ".join(stale) if stale else "match"))
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

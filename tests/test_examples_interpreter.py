@@ -1,0 +1,122 @@
+"""Each example's interpreter output against a straightforward float64 loop written here
+(independent of the IR), on random inputs with sizes that are not powers of two, L = 1
+included, with and without an initial state."""
+
+import math
+
+import numpy as np
+import pytest
+from mamba1 import mamba1
+from mingru import mingru
+from s4d import s4d_bilinear, s4d_zoh
+
+SIZES = [dict(B=1, L=1, D=3, N=5), dict(B=2, L=7, D=5, N=3), dict(B=3, L=19, D=6, N=11)]
+
+
+def softplus(x):
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0)
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def loop_mamba1(x, dt, B, C, z, A_log, D, dt_bias, h0):
+    Bn, L, Dn = x.shape
+    N = A_log.shape[1]
+    y = np.zeros((Bn, L, Dn))
+    h = np.zeros((Bn, Dn, N)) if h0 is None else h0.copy()
+    for b in range(Bn):
+        for t in range(L):
+            for d in range(Dn):
+                delta = softplus(dt[b, t, d] + dt_bias[d])
+                acc = 0.0
+                for n in range(N):
+                    A = -math.exp(A_log[d, n])
+                    h[b, d, n] = math.exp(delta * A) * h[b, d, n] + delta * B[b, t, n] * x[b, t, d]
+                    acc += h[b, d, n] * C[b, t, n]
+                y[b, t, d] = (acc + D[d] * x[b, t, d]) * z[b, t, d] * sigmoid(z[b, t, d])
+    return y, h
+
+
+@pytest.mark.parametrize("sizes", SIZES, ids=str)
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_mamba1(sizes, with_h0):
+    args = mamba1.random_inputs(sizes, seed=3, optional=with_h0)
+    out = mamba1(**args)
+    y, h = loop_mamba1(*(args[k] for k in ("x", "dt", "B", "C", "z", "A_log", "D", "dt_bias")), args.get("h0"))
+    np.testing.assert_allclose(out["y"], y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out["h_final"], h, rtol=1e-12, atol=1e-12)
+
+
+def loop_s4d(u, log_dt, A_log, B, C, D, h0, method):
+    Bn, L, H = u.shape
+    N = A_log.shape[1]
+    y = np.zeros((Bn, L, H))
+    h = np.zeros((Bn, H, N)) if h0 is None else h0.copy()
+    for hh in range(H):
+        dt = math.exp(log_dt[hh])
+        for n in range(N):
+            A = -math.exp(A_log[hh, n])
+            if method == "zoh":
+                Ab, Bb = math.exp(dt * A), (math.exp(dt * A) - 1) / A * B[hh, n]
+            else:
+                Ab = (1 + dt * A / 2) / (1 - dt * A / 2)
+                Bb = dt / (1 - dt * A / 2) * B[hh, n]
+            for b in range(Bn):
+                for t in range(L):
+                    h[b, hh, n] = Ab * h[b, hh, n] + Bb * u[b, t, hh]
+                    y[b, t, hh] += C[hh, n] * h[b, hh, n]
+    y += D * u
+    return y, h
+
+
+@pytest.mark.parametrize("layer,method", [(s4d_zoh, "zoh"), (s4d_bilinear, "bilinear")])
+@pytest.mark.parametrize("sizes", [dict(B=1, L=1, H=2, N=3), dict(B=2, L=9, H=3, N=7)], ids=str)
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_s4d(layer, method, sizes, with_h0):
+    args = layer.random_inputs(sizes, seed=5, optional=with_h0)
+    out = layer(**args)
+    y, h = loop_s4d(*(args[k] for k in ("u", "log_dt", "A_log", "B", "C", "D")), args.get("h0"), method)
+    np.testing.assert_allclose(out["y"], y, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out["h_final"], h, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("sizes", [dict(B=1, L=1, D=1), dict(B=3, L=11, D=5)], ids=str)
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_mingru(sizes, with_h0):
+    args = mingru.random_inputs(sizes, seed=7, optional=with_h0)
+    out = mingru(**args)
+    k, xt, b = args["k"], args["x_tilde"], args["b"]
+    h = np.zeros((sizes["B"], sizes["D"])) if not with_h0 else args["h0"].copy()
+    ys = []
+    for t in range(sizes["L"]):
+        a = sigmoid(k[:, t] + b)
+        h = (1 - a) * h + a * xt[:, t]
+        ys.append(h.copy())
+    np.testing.assert_allclose(out["y"], np.stack(ys, 1), rtol=1e-12)
+    np.testing.assert_allclose(out["h_final"], h, rtol=1e-12)
+
+
+def test_empty_sequence_gives_empty_output_and_initial_state():
+    args = mamba1.random_inputs(dict(B=2, L=0, D=3, N=4), optional=True)
+    out = mamba1(**args)
+    assert out["y"].shape == (2, 0, 3)
+    np.testing.assert_array_equal(out["h_final"], args["h0"])
+
+
+def test_layout_is_by_name():
+    """An input declared [B, D, L] means the same as its transpose declared [B, L, D]."""
+    import ssmc
+
+    @ssmc.layer
+    def a(x: ssmc.In["B L D"], w: ssmc.Param["D"]):
+        return (x * w).sum("D")
+
+    @ssmc.layer
+    def b(x: ssmc.In["B D L"], w: ssmc.Param["D"]):
+        return (x * w).sum("D")
+
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    w = np.arange(3.0)
+    np.testing.assert_allclose(a(x, w)["y"], b(x.transpose(0, 2, 1), w)["y"])

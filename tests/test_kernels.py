@@ -1,0 +1,173 @@
+"""Generated kernels against the NumPy interpreter, hypothesis drawing layers, strategies,
+sizes, dtypes and values. Runs in Triton's interpreter on the CPU, and (same tests, marked
+``gpu``) on a GPU."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import DEVICE, HAS_GPU
+from hypothesis import given
+from hypothesis import strategies as st
+from mamba1 import mamba1
+from mingru import mingru
+from s4d import s4d_bilinear, s4d_zoh
+from test_passes import chained
+
+import ssmc
+from ssmc import In, Param
+from ssmc.testing.check import check_compiled
+
+LAYERS = {"mamba1": mamba1, "mingru": mingru, "s4d_zoh": s4d_zoh, "s4d_bilinear": s4d_bilinear, "chained": chained}
+_COMPILED: dict = {}
+
+
+def compiled(name, strategy, unroll=4, block_t=None):
+    key = (name, strategy, unroll, block_t)
+    if key not in _COMPILED:
+        _COMPILED[key] = ssmc.compile(LAYERS[name], strategy=strategy, unroll=unroll, block_t=block_t, verify=True)
+    return _COMPILED[key]
+
+
+def assert_ok(results):
+    bad = [str(r) for r in results if not r.ok]
+    assert not bad, "\n".join(bad)
+
+
+max_len = 300 if HAS_GPU else 40
+
+
+@given(
+    name=st.sampled_from(sorted(LAYERS)),
+    strategy=st.sampled_from(["sequential", "tiled"]),
+    dtype=st.sampled_from(["f32", "bf16", "f16"]),
+    B=st.integers(1, 3),
+    L=st.integers(1, max_len),
+    D=st.integers(1, 21),
+    N=st.integers(1, 19),
+    with_h0=st.booleans(),
+    noncontiguous=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_kernel_matches_interpreter(name, strategy, dtype, B, L, D, N, with_h0, noncontiguous, seed):
+    layer = LAYERS[name]
+    sizes = {"B": B, "L": L, "D": D, "H": D, "N": N}
+    sizes = {d: sizes[d] for d in layer.dim_order}
+    results = check_compiled(
+        layer, compiled(name, strategy), sizes, dtype, seed, DEVICE, with_h0, noncontiguous
+    )
+    assert_ok(results)
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "tiled"])
+@pytest.mark.parametrize("L", [1, 3, 4, 5, 8, 9, 17])
+def test_lengths_around_the_tile(strategy, L):
+    """Shorter than, equal to and longer than one tile (unroll 4 / block_t 4)."""
+    c = compiled("mamba1", strategy, unroll=4, block_t=4)
+    assert_ok(check_compiled(mamba1, c, dict(B=2, L=L, D=5, N=3), "f32", L, DEVICE))
+
+
+@pytest.mark.parametrize("N", [1, 7, 16, 33])
+def test_state_sizes_not_powers_of_two(N):
+    c = compiled("mamba1", "tiled")
+    assert_ok(check_compiled(mamba1, c, dict(B=1, L=6, D=3, N=N), "f32", N, DEVICE))
+
+
+def test_large_state_size():
+    c = compiled("mamba1", "sequential")
+    assert_ok(check_compiled(mamba1, c, dict(B=1, L=3, D=2, N=200), "f32", 0, DEVICE))
+
+
+@ssmc.layer
+def reverse_gated(x: In["B L D"], k: In["B L D"], h0: In["B D"] = None):
+    h = ssmc.scan(ssmc.sigmoid(k), x, axis="L", reverse=True, h0=h0)
+    return {"y": ssmc.gate(h, k, "gelu"), "h_first": h.final}
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "tiled"])
+@pytest.mark.parametrize("L", [1, 6, 11])
+def test_reverse_scan(strategy, L):
+    c = ssmc.compile(reverse_gated, strategy=strategy, unroll=4, block_t=4, verify=True)
+    assert_ok(check_compiled(reverse_gated, c, dict(B=2, L=L, D=3), "f32", L, DEVICE))
+
+
+def test_zero_length_returns_initial_state():
+    c = compiled("mamba1", "sequential")
+    a = mamba1.random_inputs(dict(B=2, L=0, D=3, N=4), optional=True)
+    t = {k: torch.tensor(v, dtype=torch.float32, device=DEVICE) for k, v in a.items()}
+    out = c(**t)
+    assert out["y"].shape == (2, 0, 3)
+    np.testing.assert_allclose(out["h_final"].cpu().numpy(), a["h0"], rtol=1e-6)
+
+
+def test_strategies_agree():
+    sizes = dict(B=2, L=13, D=7, N=5)
+    a = mamba1.random_inputs(sizes, seed=2, optional=True)
+    t = {k: torch.tensor(v, dtype=torch.float32, device=DEVICE) for k, v in a.items()}
+    outs = [compiled("mamba1", s)(**t) for s in ("sequential", "tiled")]
+    for k in outs[0]:
+        torch.testing.assert_close(outs[0][k], outs[1][k], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["log1p", "expm1", "tanh", "softplus", "sigmoid", "gelu", "relu", "abs", "square", "exp", "neg"])
+def test_each_unary_lowering_matches_its_numpy_rule(op):
+    fn = getattr(ssmc, op) if op != "log1p" else (lambda x: ssmc.log1p(ssmc.abs(x)))
+
+    @ssmc.layer(name=f"unary_{op}")
+    def f(x: In["B L D"], w: Param["D", "ones"]):
+        return fn(x) * w
+
+    c = ssmc.compile(f, verify=True)
+    assert_ok(check_compiled(f, c, dict(B=1, L=3, D=17), "f32", 0, DEVICE, scale=3.0))
+
+
+def test_ops_on_their_domains_and_edges():
+    @ssmc.layer
+    def edges(x: In["B L D"]):
+        ax = ssmc.abs(x) + 1e-3
+        return {
+            "log": ssmc.log(ax), "sqrt": ssmc.sqrt(ax), "rsqrt": ssmc.rsqrt(ax),
+            "pow": ax ** 1.7, "pow3": x ** 3, "powm2": ax ** -2,
+            "div": x / ax, "max": ssmc.maximum(x, 0.1), "min": ssmc.minimum(x, 0.1),
+            "where": ssmc.where(x > 0.0, x, 2.0 * x), "cast": ssmc.cast(x, "bf16"),
+            "mean": x.mean("D"), "exprel_zoh": ssmc.discretize(-ax, x, ax, "zoh")[1],
+        }
+
+    c = ssmc.compile(edges, verify=True)
+    assert_ok(check_compiled(edges, c, dict(B=1, L=4, D=9), "f32", 0, DEVICE, scale=4.0))
+
+
+def test_extreme_values_stay_accurate():
+    """softplus, log1p, expm1, tanh at large and tiny magnitudes, against float64."""
+    xs = np.array([-100.0, -30.0, -1e-6, -1e-30, 0.0, 1e-30, 1e-6, 0.3, 15.0, 30.0, 80.0])
+
+    @ssmc.layer
+    def ext(x: In["B L D"]):
+        return {"sp": ssmc.softplus(x), "l1p": ssmc.log1p(ssmc.abs(x)), "em1": ssmc.expm1(ssmc.minimum(x, 60.0)), "th": ssmc.tanh(x)}
+
+    c = ssmc.compile(ext)
+    out = c(x=torch.tensor(xs, dtype=torch.float32, device=DEVICE).view(1, 1, -1))
+    ref = ext(x=xs.astype(np.float32).reshape(1, 1, -1))
+    for k in ref:
+        got = out[k].double().cpu().numpy()
+        np.testing.assert_allclose(got, ref[k], rtol=2e-6, atol=1e-37, err_msg=k)
+
+
+@pytest.mark.gpu
+def test_no_state_sized_buffer_on_gpu():
+    """Peak memory during the call stays within inputs + outputs + a small bound: h, of size
+    [B, L, D, N], is never allocated."""
+    B, L, D, N = 4, 1024, 512, 16
+    c = ssmc.compile(mamba1)
+    a = mamba1.random_inputs(dict(B=B, L=L, D=D, N=N))
+    t = {k: torch.tensor(v, dtype=torch.bfloat16 if v.ndim == 3 else torch.float32, device="cuda") for k, v in a.items()}
+    c(**t)  # compile outside the measurement
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    out = c(**t)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    out_bytes = sum(v.numel() * v.element_size() for v in out.values())
+    state_bytes = B * L * D * N * 4
+    assert peak <= out_bytes + (1 << 20), (peak, out_bytes, state_bytes)
+    assert peak < state_bytes / 10
