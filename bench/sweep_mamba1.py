@@ -59,11 +59,12 @@ def bytes_moved(B, L, D, N, esize):
 
 
 CONFIGS = [
-    dict(strategy="sequential", unroll=u, block=b, num_warps=w)
-    for u in (4, 8, 16)
-    for (b, w) in ((8, 1), (16, 1), (32, 1), (64, 2), (128, 4), (256, 8))
+    dict(strategy="sequential", unroll=4, block=b, num_warps=w) for (b, w) in ((8, 1), (32, 1), (128, 4))
 ] + [
-    dict(strategy="tiled", block_t=4, block=128, num_warps=4),
+    dict(strategy="chunked", unroll=u, block=b, num_warps=w, chunks=c)
+    for u in (4, 8)
+    for (b, w) in ((8, 1), (32, 1), (64, 2), (128, 4))
+    for c in (None, 16)
 ]
 SHAPES = [(8, 2048, 2048, 16), (8, 4096, 5120, 16), (2, 8192, 2048, 16)]
 

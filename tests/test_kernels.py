@@ -21,10 +21,12 @@ LAYERS = {"mamba1": mamba1, "mingru": mingru, "s4d_zoh": s4d_zoh, "s4d_bilinear"
 _COMPILED: dict = {}
 
 
-def compiled(name, strategy, unroll=4, block_t=None):
-    key = (name, strategy, unroll, block_t)
+def compiled(name, strategy, unroll=4, block_t=None, chunks=None):
+    key = (name, strategy, unroll, block_t, chunks)
     if key not in _COMPILED:
-        _COMPILED[key] = ssmc.compile(LAYERS[name], strategy=strategy, unroll=unroll, block_t=block_t, verify=True)
+        _COMPILED[key] = ssmc.compile(
+            LAYERS[name], strategy=strategy, unroll=unroll, block_t=block_t, chunks=chunks, verify=True
+        )
     return _COMPILED[key]
 
 
@@ -38,7 +40,8 @@ max_len = 300 if HAS_GPU else 40
 
 @given(
     name=st.sampled_from(sorted(LAYERS)),
-    strategy=st.sampled_from(["sequential", "tiled"]),
+    strategy=st.sampled_from(["sequential", "tiled", "chunked"]),
+    chunks=st.integers(1, 4),
     dtype=st.sampled_from(["f32", "bf16", "f16"]),
     B=st.integers(1, 3),
     L=st.integers(1, max_len),
@@ -48,13 +51,12 @@ max_len = 300 if HAS_GPU else 40
     noncontiguous=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_kernel_matches_interpreter(name, strategy, dtype, B, L, D, N, with_h0, noncontiguous, seed):
+def test_kernel_matches_interpreter(name, strategy, chunks, dtype, B, L, D, N, with_h0, noncontiguous, seed):
     layer = LAYERS[name]
     sizes = {"B": B, "L": L, "D": D, "H": D, "N": N}
     sizes = {d: sizes[d] for d in layer.dim_order}
-    results = check_compiled(
-        layer, compiled(name, strategy), sizes, dtype, seed, DEVICE, with_h0, noncontiguous
-    )
+    c = compiled(name, strategy, chunks=chunks if strategy == "chunked" else None)
+    results = check_compiled(layer, c, sizes, dtype, seed, DEVICE, with_h0, noncontiguous)
     assert_ok(results)
 
 
@@ -88,6 +90,28 @@ def reverse_gated(x: In["B L D"], k: In["B L D"], h0: In["B D"] = None):
 def test_reverse_scan(strategy, L):
     c = ssmc.compile(reverse_gated, strategy=strategy, unroll=4, block_t=4, verify=True)
     assert_ok(check_compiled(reverse_gated, c, dict(B=2, L=L, D=3), "f32", L, DEVICE))
+
+
+@pytest.mark.parametrize("layer", [mamba1, reverse_gated], ids=lambda x: x.name)
+@pytest.mark.parametrize("chunks", [2, 3, 7])
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_chunked_matches_interpreter(layer, chunks, with_h0):
+    """The sequence split in chunks scanned in parallel, states passed between them."""
+    c = ssmc.compile(layer, strategy="chunked", unroll=4, chunks=chunks, verify=True)
+    sizes = {d: {"B": 2, "L": 29, "D": 5, "N": 3}[d] for d in layer.dim_order}
+    assert_ok(check_compiled(layer, c, sizes, "f32", chunks, DEVICE, with_h0))
+    assert c.stats["launches"] >= 3  # states, combine, full: really chunked
+
+
+def test_chunked_falls_back_where_it_cannot_split():
+    @ssmc.layer
+    def uses_final(x: In["B L D"]):
+        h = ssmc.scan(0.9, x, axis="L")
+        return {"y": h, "norm": h.final * h.final}
+
+    c = ssmc.compile(uses_final, strategy="chunked", chunks=3)
+    assert_ok(check_compiled(uses_final, c, dict(B=1, L=10, D=3), "f32", 0, DEVICE))
+    assert c.stats["launches"] == 1
 
 
 def test_zero_length_returns_initial_state():

@@ -8,6 +8,7 @@ from ssmc.dsl.functions import (
     div,
     eq,
     exp,
+    exp2,
     expm1,
     final_state,
     gate,
@@ -38,7 +39,7 @@ from ssmc.dsl.trace import In, Param, Value
 
 __all__ = [
     "In", "Layer", "Param", "Value", "abs", "add", "cast", "discretize", "div", "eq", "exp",
-    "expm1", "final_state", "gate", "gelu", "layer", "log", "log1p", "maximum", "mean",
+    "exp2", "expm1", "final_state", "gate", "gelu", "layer", "log", "log1p", "maximum", "mean",
     "minimum", "mul", "neg", "power", "relu", "rsqrt", "scan", "sigmoid", "silu", "softplus",
     "sqrt", "square", "sub", "sum", "tanh", "where",
 ]

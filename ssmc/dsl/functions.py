@@ -18,6 +18,7 @@ def _unary(op: str):
 
 
 exp = _unary("exp")
+exp2 = _unary("exp2")
 log = _unary("log")
 log1p = _unary("log1p")
 expm1 = _unary("expm1")

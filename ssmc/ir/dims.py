@@ -27,8 +27,8 @@ def parse_dims(spec: str | Iterable[str]) -> Dims:
     else:
         names = [str(d) for d in spec]
     for n in names:
-        if not n.isidentifier():
-            raise ValueError(f"dim name {n!r} is not an identifier")
+        if not n.isidentifier() or n.startswith("_"):
+            raise ValueError(f"dim name {n!r} must be an identifier not starting with '_'")
     if len(set(names)) != len(names):
         raise ValueError(f"dims {names} repeat a name")
     return tuple(names)

@@ -7,8 +7,9 @@ from ssmc.passes.dce import DCE
 from ssmc.passes.expand_discretize import ExpandDiscretize
 from ssmc.passes.fuse import Fuse
 from ssmc.passes.manager import DEFAULT_PIPELINE, TraceStep, pipeline_name, run_passes
+from ssmc.passes.strength import FoldExp2, Reassociate
 
 __all__ = [
-    "CSE", "DCE", "DEFAULT_PIPELINE", "Canonicalize", "ExpandDiscretize", "Fuse", "Pass",
+    "CSE", "DCE", "DEFAULT_PIPELINE", "Canonicalize", "ExpandDiscretize", "FoldExp2", "Fuse", "Reassociate", "Pass",
     "TraceStep", "pipeline_name", "run_passes",
 ]

@@ -14,12 +14,16 @@ from ssmc.passes.cse import CSE
 from ssmc.passes.dce import DCE
 from ssmc.passes.expand_discretize import ExpandDiscretize
 from ssmc.passes.fuse import Fuse
+from ssmc.passes.strength import FoldExp2, Reassociate
 
 DEFAULT_PIPELINE: tuple[Pass, ...] = (
     DCE(),  # drop what no output uses before anything looks at it
     Canonicalize(),  # gate -> mul/act, fold constants, drop identities
     ExpandDiscretize(),  # discretize -> elementwise math (stable exact ZOH)
     Canonicalize(),  # clean up what expansion produced (x*1 from Euler, constants)
+    Reassociate(),  # low-rank factors first: (delta*x)*B, not (delta*B)*x
+    FoldExp2(),  # exp(delta*A) -> exp2(delta*(A*log2e)): one multiply less per element
+    Canonicalize(),  # fold the constants those introduced
     CSE(),  # share delta*A and friends
     DCE(),  # drop what rewriting orphaned
     Fuse(),  # one kernel per recurrence, prologue recomputed, epilogue fused

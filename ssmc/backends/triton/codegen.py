@@ -165,15 +165,21 @@ class _Printer:
         L = f"size_{k.time_dim}"
         u = k.unroll
         moving = self.moving_tensors()
-        buf.line("offs_T = tl.zeros([1], tl.int64)" + (f" + ({L} - 1)" if k.reverse else ""))
+        if k.chunked:
+            buf.line("i0 = pid__C * chunk_len  # this program's steps: [i0, i1)")
+            buf.line(f"i1 = tl.minimum(i0 + chunk_len, {L})")
+        else:
+            buf.line("i0 = 0")
+            buf.line(f"i1 = {L}")
+        buf.line("offs_T = tl.zeros([1], tl.int64) + " + (f"({L} - 1 - i0)" if k.reverse else "i0"))
         for t, dims in moving:
             ptr, _ = self.address(t, dims, first_tile=True)
-            buf.line(f"p_{t.name} = {ptr}  # step 0")
-        buf.line(f"n_full = {L} - {L} % {u}")
-        buf.line(f"for t0 in range(0, n_full, {u}):")
+            buf.line(f"p_{t.name} = {ptr}  # step i0")
+        buf.line(f"n_full = i1 - (i1 - i0) % {u}")
+        buf.line(f"for t0 in range(i0, n_full, {u}):")
         with buf.indent():
             self.unrolled_body(buf, u)
-        buf.line(f"for t0 in range(n_full, {L}):")
+        buf.line("for t0 in range(n_full, i1):")
         with buf.indent():
             self.unrolled_body(buf, 1)
 
@@ -206,6 +212,8 @@ class _Printer:
                     stores.append(f"tl.store({ptr}, {ren(s.value, j)}.to({t.name}.dtype.element_ty){m})  # {s.comment}")
                 elif isinstance(s, ScanStep):
                     buf.line(f"{s.carry} = {ren(s.a, j)} * {s.carry} + {ren(s.b, j)}  # {s.comment}")
+                    if s.product:
+                        buf.line(f"{s.product} = {ren(s.a, j)} * {s.product}")
                     if s.target:
                         buf.line(f"{s.target}_{j} = {s.carry}")
                 else:
@@ -231,7 +239,7 @@ class _Printer:
         out = []
         for t in self.k.tensors:
             out.append(", ".join([t.name] + [f"{t.name}_s_{d}" for d in t.dims]) + ",")
-        out.append(", ".join(f"size_{d}" for d in self.k.size_dims) + ",")
+        out.append(", ".join([f"size_{d}" for d in self.k.size_dims] + (["chunk_len"] if self.k.chunked else [])) + ",")
         flags = [f"HAS_{t.name}: tl.constexpr" for t in self.k.tensors if t.optional]
         blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"] + [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
         out.append(", ".join(flags + blocks) + ",")
@@ -240,7 +248,7 @@ class _Printer:
     def no_specialize(self) -> list[str]:
         """Ints that vary with the sequence length or batch: never compile-time constants,
         so a new length or batch size does not recompile."""
-        names = [f"size_{d}" for d in self.k.size_dims]
+        names = [f"size_{d}" for d in self.k.size_dims] + (["chunk_len"] if self.k.chunked else [])
         for t in self.k.tensors:
             names += [f"{t.name}_s_{d}" for d in t.dims if d in self.k.grid_dims]
         return names
@@ -280,6 +288,16 @@ class _Printer:
             shape = self.shape(c.dims, False)
             init = f"tl.broadcast_to({c.init}, {shape})" if c.init else f"tl.zeros({shape}, tl.float32)"
             buf.line(f"{c.name} = {init}  # the state, carried across time tiles")
+            if k.chunked and k.role == "full":
+                ptr, mask = self.address(self.tensors["hin"], ("_C",) + c.dims)
+                buf.line("# chunks after the first start from the state the chunk-combine kernel computed")
+                buf.line(f"h_in = tl.load({ptr}, mask=({mask}) & (pid__C > 0), other=0.0)")
+                buf.line(f"{c.name} = tl.where(pid__C == 0, {c.name}, h_in)")
+            if k.role == "states":
+                buf.line(f"{c.name} = tl.where(pid__C == 0, {c.name}, 0.0)  # later chunks: from zero")
+                for st in k.loop:
+                    if isinstance(st, ScanStep) and st.carry == c.name and st.product:
+                        buf.line(f"{st.product} = tl.full({shape}, 1.0, tl.float32)  # prod of a over the chunk")
         if k.time_dim is not None:
             buf.line("")
             buf.line(f"# the time loop over {k.time_dim}" + (", from the end" if k.reverse else ""))

@@ -1,27 +1,29 @@
-"""``ssmc.compile(layer)``: the JIT. Runs the passes once, lowers each fused group to a kernel,
+"""``ssmc.compile(layer)``: the JIT. Runs the passes once, lowers each fused group to kernels,
 generates and caches Triton source, and launches the kernels on torch tensors.
 
 Specialization: the generated source depends only on the layer and the strategy; dtypes and
-block sizes are Triton's specialization (dtypes of pointers, constexpr blocks), and sizes that
-vary (lengths, batch) are runtime arguments."""
+block sizes are Triton's specialization (pointer dtypes, constexpr blocks), and sizes that
+vary between calls (lengths, batch, chunk count) are runtime arguments."""
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from ssmc.backends.triton import cache
 from ssmc.backends.triton.codegen import GENERATOR_VERSION, generate
 from ssmc.backends.triton.kernel_ir import Kernel
-from ssmc.backends.triton.lower import lower_group
-from ssmc.backends.triton.schedule import Schedule, choose
-from ssmc.dsl.layer import Layer, dtype_name
-from ssmc.errors import ArgumentError
+from ssmc.backends.triton.lower import chunkable, lower_group
+from ssmc.backends.triton.schedule import Schedule, choose, chunking, default_strategy
+from ssmc.dsl.layer import Layer
+from ssmc.errors import ArgumentError, LoweringError
 from ssmc.ir.printer import graph_hash
 from ssmc.passes import pipeline_name, run_passes
 
 KERNEL_DTYPES = ("f32", "bf16", "f16")
+STRATEGIES = ("sequential", "tiled", "chunked")
 
 
 def interpreting() -> bool:
@@ -34,6 +36,14 @@ def versions() -> dict[str, str]:
     import ssmc
 
     return {"ssmc": f"{ssmc.__version__}/g{GENERATOR_VERSION}", "triton": triton.__version__}
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """How one fused group runs: one kernel, or (chunked) states, combine, full."""
+
+    kernels: tuple[Kernel, ...]
+    chunked: bool
 
 
 class CompiledLayer:
@@ -51,38 +61,59 @@ class CompiledLayer:
         num_stages: int | None = None,
         layout: str = "tiled_last",
         unroll: int = 8,
+        chunks: int | None = None,
         verify: bool = False,
     ) -> None:
-        self.layout = layout
-        self.unroll = unroll
+        if strategy is not None and strategy not in STRATEGIES:
+            raise LoweringError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
         self.layer = layer
         self.graph = run_passes(layer.graph, verify_each=verify)
-        self.options = {"strategy": strategy, "block_t": block_t, "block_tiled": block, "num_warps": num_warps, "num_stages": num_stages}
+        self.strategy = strategy
+        self.layout = layout
+        self.unroll = unroll
+        self.chunks = chunks
+        self.options = {"block_t": block_t, "block_tiled": block, "num_warps": num_warps, "num_stages": num_stages}
         self.stats: dict[str, int] = {"launches": 0}
-        self._kernels: dict[str, list[Kernel]] = {}
-        self._modules: dict[str, list[Any]] = {}
+        self._plans: dict[str, list[GroupPlan]] = {}
+        self._fns: dict[str, Any] = {}
+        self.last_launched: Any = None
 
     def __repr__(self) -> str:
-        return f"<ssmc compiled {self.layer.name}: {len(self.graph.groups or ())} kernel(s)>"
+        return f"<ssmc compiled {self.layer.name}: {len(self.graph.groups or ())} fused group(s)>"
 
     # --- generation ------------------------------------------------------------------------
 
-    def kernels(self, strategy: str) -> list[Kernel]:
-        if strategy not in self._kernels:
+    def plans(self, strategy: str) -> list[GroupPlan]:
+        if strategy not in self._plans:
             assert self.graph.groups is not None
-            self._kernels[strategy] = [lower_group(self.graph, g, strategy, self.layout, self.unroll) for g in self.graph.groups]
-        return self._kernels[strategy]
+            out = []
+            for g in self.graph.groups:
+                if strategy == "chunked" and chunkable(self.graph, g) is None:
+                    ks = tuple(
+                        lower_group(self.graph, g, "chunked", self.layout, self.unroll, role)
+                        for role in ("states", "full")
+                    )
+                    out.append(GroupPlan(ks, True))
+                else:
+                    s = "sequential" if strategy == "chunked" else strategy
+                    out.append(GroupPlan((lower_group(self.graph, g, s, self.layout, self.unroll),), False))
+            self._plans[strategy] = out
+        return self._plans[strategy]
 
-    def sources(self, strategy: str = "tiled") -> list[str]:
+    def kernels(self, strategy: str) -> list[Kernel]:
+        return [k for p in self.plans(strategy) for k in p.kernels]
+
+    def sources(self, strategy: str = "sequential") -> list[str]:
         """The generated Triton source of each kernel (what ``ssmc show --stage kernel`` prints)."""
         h, p, v = graph_hash(self.graph), pipeline_name(), versions()
         return [generate(k, h, p, v) for k in self.kernels(strategy)]
 
-    def _module_kernels(self, strategy: str) -> list[Any]:
-        if strategy not in self._modules:
-            mods = [cache.load_source(src, self.stats) for src in self.sources(strategy)]
-            self._modules[strategy] = [getattr(m, k.name) for m, k in zip(mods, self.kernels(strategy))]
-        return self._modules[strategy]
+    def _fn(self, kernel: Kernel) -> Any:
+        if kernel.name + kernel.strategy not in self._fns:
+            h, p, v = graph_hash(self.graph), pipeline_name(), versions()
+            module = cache.load_source(generate(kernel, h, p, v), self.stats)
+            self._fns[kernel.name + kernel.strategy] = getattr(module, kernel.name)
+        return self._fns[kernel.name + kernel.strategy]
 
     # --- calling ---------------------------------------------------------------------------
 
@@ -93,7 +124,9 @@ class CompiledLayer:
         values = layer.collect(args, kwargs)
         for k, v in values.items():
             if v is not None and not isinstance(v, torch.Tensor):
-                raise ArgumentError(f"{layer.name}: argument `{k}` is a {type(v).__name__}; compiled layers take torch tensors")
+                raise ArgumentError(
+                    f"{layer.name}: argument `{k}` is a {type(v).__name__}; compiled layers take torch tensors"
+                )
         sizes = layer.bind(values, accept=KERNEL_DTYPES)
         tensors = {k: v for k, v in values.items() if v is not None}
         device = _common_device(layer.name, tensors)
@@ -104,64 +137,114 @@ class CompiledLayer:
                 "or on the CPU under TRITON_INTERPRET=1"
             )
         first = next(t for k, t in tensors.items() if layer.specs[k].kind == "input")
-        out_dtype = first.dtype
-        opts = dict(self.options)
-        strategy = opts.pop("strategy")
-        results: dict[str, Any] = {}
-        buffers: dict[str, Any] = {}
-        kernels = self.kernels(strategy or "tiled")
-        for kernel in kernels:
-            sched = choose(kernel, sizes, on_gpu, strategy, **opts)
-            if sched.strategy != (strategy or "tiled"):
-                kernel = self.kernels(sched.strategy)[kernels.index(kernel)]
-            fn = self._module_kernels(sched.strategy)[kernels.index(kernel)]
-            self._launch(fn, kernel, sched, sizes, tensors, buffers, results, out_dtype, device)
-        return results
+        run = _Run(self, sizes, tensors, first.dtype, device, on_gpu)
+        strategy = self.strategy or default_strategy(on_gpu)
+        for plan in self.plans(strategy):
+            if plan.chunked:
+                run.chunked(plan)
+            else:
+                run.single(plan.kernels[0])
+        return run.results
 
-    def _launch(self, fn, kernel: Kernel, sched: Schedule, sizes, tensors, buffers, results, out_dtype, device) -> None:
+
+class _Run:
+    """The buffers and launches of one call."""
+
+    def __init__(self, c: CompiledLayer, sizes, tensors, out_dtype, device, on_gpu) -> None:
+        self.c, self.sizes, self.tensors = c, dict(sizes), tensors
+        self.out_dtype, self.device, self.on_gpu = out_dtype, device, on_gpu
+        self.results: dict[str, Any] = {}
+        self.buffers: dict[str, Any] = {}
+        self.finals = {k for k, v in c.graph.outputs if v.op == "scan_final"}
+
+    def schedule(self, kernel: Kernel) -> Schedule:
+        return choose(kernel, self.sizes, self.on_gpu, kernel.strategy, **self.c.options)
+
+    def single(self, kernel: Kernel) -> None:
+        self.launch(kernel, self.schedule(kernel), {})
+
+    def chunked(self, plan: GroupPlan) -> None:
         import torch
 
-        layer = self.layer
+        from ssmc.backends.triton.runtime import chunk_combine
+
+        states, full = plan.kernels
+        sched = self.schedule(full)
+        n_chunks, chunk_len = chunking(full, self.sizes, sched, self.on_gpu, self.c.chunks)
+        if n_chunks <= 1:  # nothing to split: the plain sequential kernel
+            index = self.c.plans("chunked").index(plan)
+            return self.single(self.c.plans("sequential")[index].kernels[0])
+        self.sizes["_C"] = n_chunks
+        carry = full.carries[0]
+        state_shape = [self.sizes[d] for d in carry.dims]
+        M = math.prod(state_shape)
+        S = torch.empty([n_chunks, *state_shape], dtype=torch.float32, device=self.device)
+        P = torch.empty_like(S)
+        hin = torch.empty_like(S)
+        self.buffers.update(st_S=S, st_P=P, hin=hin)
+        extra = {"chunk_len": chunk_len}
+        self.launch(states, self.schedule(states), extra)
+        group = self.c.graph.groups[self.c.plans("chunked").index(plan)]
+        finals = [k for k, v in self.c.graph.outputs if v.op == "scan_final" and v in group.nodes]
+        hfin = None
+        if finals:
+            hfin = torch.empty(state_shape, dtype=torch.float32, device=self.device)
+            for name in finals:
+                self.results[name] = hfin
+        block = 1024 if self.on_gpu else 64
+        chunk_combine[(triton_cdiv(M, block),)](P, S, hin, hfin if hfin is not None else S, n_chunks, M, HAS_FINAL=hfin is not None, BLOCK=block)
+        self.c.stats["launches"] += 1
+        self.launch(full, sched, extra)
+        del self.sizes["_C"]
+
+    def launch(self, kernel: Kernel, sched: Schedule, extra: dict[str, int]) -> None:
+        import torch
+
+        layer = self.c.layer
+        sizes = self.sizes
         call: list[Any] = []
         flags: dict[str, bool] = {}
-        final_names = {k for k, v in self.graph.outputs if v.op == "scan_final"}
-        dummy = next(iter(tensors.values()))
+        dummy = next(iter(self.tensors.values()))
         for t in kernel.tensors:
-            if t.role == "out":
-                shape = [sizes[d] for d in t.dims]
-                if t.name.startswith("o_"):
-                    dt = torch.float32 if t.source in final_names else out_dtype
-                    buf = torch.empty(shape, dtype=dt, device=device)
-                    results[t.source] = buf
-                else:
-                    buf = torch.empty(shape, dtype=torch.float32, device=device)
-                    buffers[t.name] = buf
-                call.append(buf)
-                call.extend(buf.stride(i) for i in range(len(t.dims)))
-            elif t.name.startswith("t"):
-                buf = buffers[t.name]
-                call.append(buf)
-                call.extend(buf.stride(i) for i in range(len(t.dims)))
+            if t.role == "out" and t.name.startswith("o_"):
+                dt = torch.float32 if t.source in self.finals else self.out_dtype
+                buf = torch.empty([sizes[d] for d in t.dims], dtype=dt, device=self.device)
+                self.results[t.source] = buf
+            elif t.role == "out" and t.name not in self.buffers:
+                buf = torch.empty([sizes[d] for d in t.dims], dtype=torch.float32, device=self.device)
+                self.buffers[t.name] = buf
+            elif t.name in self.buffers:
+                buf = self.buffers[t.name]
             else:
-                arg = tensors.get(t.source)
+                buf = self.tensors.get(t.source)
                 if t.optional:
-                    flags[f"HAS_{t.name}"] = arg is not None
-                if arg is None:
+                    flags[f"HAS_{t.name}"] = buf is not None
+                if buf is None:
                     call.append(dummy)
                     call.extend(0 for _ in t.dims)
                     continue
                 layout = layer.specs[t.source].layout
-                call.append(arg)
-                call.extend(arg.stride(layout.index(d)) for d in t.dims)
+                call.append(buf)
+                call.extend(buf.stride(layout.index(d)) for d in t.dims)
+                continue
+            call.append(buf)
+            call.extend(buf.stride(i) for i in range(len(t.dims)))
         call.extend(sizes[d] for d in kernel.size_dims)
+        if kernel.chunked:
+            call.append(extra["chunk_len"])
         blocks = dict(sched.blocks)
         n_programs = math.prod(sizes[d] for d in kernel.grid_dims)
         if kernel.tiled_dim is not None:
-            n_programs *= -(-sizes[kernel.tiled_dim] // blocks[kernel.tiled_dim])
+            n_programs *= triton_cdiv(sizes[kernel.tiled_dim], blocks[kernel.tiled_dim])
         if n_programs == 0:
             return
-        self.last_launched = fn[(n_programs,)](*call, **flags, **sched.constexprs(), num_warps=sched.num_warps)
-        self.stats["launches"] += 1
+        fn = self.c._fn(kernel)
+        self.c.last_launched = fn[(n_programs,)](*call, **flags, **sched.constexprs(), num_warps=sched.num_warps)
+        self.c.stats["launches"] += 1
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _common_device(name: str, tensors: dict[str, Any]):
@@ -173,4 +256,4 @@ def _common_device(name: str, tensors: dict[str, Any]):
     return first
 
 
-__all__ = ["CompiledLayer", "dtype_name"]
+__all__ = ["CompiledLayer"]

@@ -59,6 +59,7 @@ class ScanStep:
     b: str
     carry: str
     comment: str
+    product: str | None = None  # also carry prod(a) (the chunk-states kernel)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ class Kernel:
     post: tuple[Stmt, ...]
     header: tuple[str, ...] = ()
     layout: str = "tiled_last"
+    chunked: bool = False  # one program per chunk of the sequence too (grid dim "_C")
+    role: str = "full"  # "full", or "states": the chunk-states pass of the chunked strategy
     unroll: int = 1  # steps per iteration of the sequential strategy, unrolled in the source  # axis order of the block dims: reduced dims, then the tiled dim
 
     @property

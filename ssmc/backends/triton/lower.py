@@ -19,7 +19,7 @@ from ssmc.backends.triton.kernel_ir import (
 )
 from ssmc.errors import LoweringError
 from ssmc.ir.dims import Dims
-from ssmc.ir.node import Graph, Group, Node
+from ssmc.ir.node import Graph, Group, Node, topo_order
 from ssmc.ir.printer import format_node
 from ssmc.ops.registry import ELEMENTWISE, get
 from ssmc.passes.fuse import recurrence_key
@@ -27,8 +27,6 @@ from ssmc.passes.fuse import recurrence_key
 
 def node_names(graph: Graph) -> dict[Node, str]:
     """The ``%k`` names the printer gives (so kernel comments match ``ssmc show``)."""
-    from ssmc.ir.node import topo_order
-
     roots = [v for _, v in graph.outputs]
     order = list(graph.args) + [n for n in topo_order(roots + list(graph.nodes)) if n.op != "arg"]
     return {n: f"%{i}" for i, n in enumerate(order)}
@@ -41,9 +39,44 @@ def sequence_axis(graph: Graph) -> str | None:
     return "L" if "L" in graph.dim_order else None
 
 
+CHUNK = "_C"  # the chunk index of the chunked strategy: a grid dim of its kernels
+
+
+def chunkable(graph: Graph, group: Group) -> str | None:
+    """Why ``group`` cannot use the chunked strategy, or None if it can."""
+    scans = [n for n in group.nodes if n.op in ("scan", "scan_final")]
+    if not scans:
+        return "no recurrence to split"
+    outputs = {v for _, v in graph.outputs}
+    for n in group.nodes:
+        if n.op == "scan_final" and n not in outputs:
+            return "a value computed from the final state (needs the last chunk's state in-kernel)"
+    return None
+
+
 def lower_group(
-    graph: Graph, group: Group, strategy: str, layout: str = "tiled_last", unroll: int = 8
+    graph: Graph,
+    group: Group,
+    strategy: str,
+    layout: str = "tiled_last",
+    unroll: int = 8,
+    role: str = "full",
 ) -> Kernel:
+    """Lower ``group``. ``strategy`` "chunked" lowers the sequential kernel with a chunk grid
+    dim; with ``role="states"``, only what the recurrence needs, storing each chunk's final
+    state (from zero, or from h0 for the first chunk) and the product of its decays."""
+    chunked = strategy == "chunked"
+    if chunked:
+        why = chunkable(graph, group)
+        if why:
+            raise LoweringError(f"{graph.name}: kernel {group.name} cannot be chunked: {why}")
+        strategy = "sequential"
+    whole = group  # the dims are classified on the whole group, so both passes tile alike
+    if role == "states":
+        rec = next(n for n in group.nodes if n.op in ("scan", "scan_final"))
+        needed = set(topo_order(list(rec.inputs)))
+        keep = tuple(n for n in group.nodes if n in needed or n is rec)
+        group = Group(group.name, keep, tuple(n for n in group.loads if n in needed), (), group.notes)
     names = node_names(graph)
     layer = graph.name
     outputs = {v: k for k, v in graph.outputs}
@@ -55,7 +88,7 @@ def lower_group(
     reverse = bool(scans[0].attr("reverse")) if scans else False
 
     all_dims: set[str] = set()
-    for n in list(group.nodes) + list(group.loads):
+    for n in list(whole.nodes) + list(whole.loads):
         all_dims.update(n.dims)
         if n.op == "scan_final":
             all_dims.update(n.attr("full_dims"))
@@ -63,7 +96,7 @@ def lower_group(
         time_dim = None
     size_dims = tuple(d for d in graph.dim_order if d in all_dims)
     full = set()
-    for n in group.nodes:
+    for n in whole.nodes:
         if n.op in ("sum", "mean"):
             d = n.attr("dim")
             if d == time_dim:
@@ -75,6 +108,9 @@ def lower_group(
     rest = [d for d in size_dims if d != time_dim and d not in full]
     tiled = rest[-1] if rest else None
     grid = tuple(d for d in rest if d != tiled)
+    if chunked:
+        grid = (CHUNK,) + grid
+        size_dims = (CHUNK,) + size_dims
     full_dims = tuple(d for d in size_dims if d in full)
 
     # phases
@@ -145,21 +181,31 @@ def lower_group(
                 init = value(n.inputs[2]) if len(n.inputs) == 3 else None
                 carries.append(Carry(carry, state_dims, init))
                 target = v if n.op == "scan" else None
+                product = f"p{names[n][1:]}" if role == "states" else None
+                if role == "states":
+                    target = None
                 stmts["loop"].append(
-                    ScanStep(target, value(n.inputs[0]), value(n.inputs[1]), carry, comment(n))
+                    ScanStep(target, value(n.inputs[0]), value(n.inputs[1]), carry, comment(n), product)
                 )
-                if n.op == "scan_final":
-                    # the loop step was emitted for the final state alone
-                    pass
+                if role == "states":
+                    for name, var_ in (("st_S", carry), ("st_P", product)):
+                        t = Tensor(name, (CHUNK,) + state_dims, "out", source=name)
+                        tensors.append(t)
+                        stmts["post"].append(Store(name, var_, t.dims, f"chunk {'state' if name == 'st_S' else 'decay product'}"))
+                if chunked and role == "full":
+                    hin = Tensor("hin", (CHUNK,) + state_dims, "in", source="hin")
+                    tensors.append(hin)
             else:
                 if n.op == "scan":
                     raise LoweringError(f"{layer}: two scans with one recurrence in {group.name}")
-            if n.op == "scan_final":
+            if n.op == "scan_final" and not chunked:
                 stmts["post"].append(Compute(v, carry_of[key], comment(n)))
         else:
             raise LoweringError(f"{layer}: no Triton lowering for op `{n.op}` ({names[n]})")
 
     for n in group.stores:
+        if chunked and n.op == "scan_final":
+            continue  # the chunk-combine kernel writes final states
         if n in outputs:
             t = Tensor(f"o_{outputs[n]}", n.dims, "out", source=outputs[n])
         else:
@@ -169,15 +215,17 @@ def lower_group(
 
     # a scan_final-only recurrence still needs its scan target to be the scan's loop step
     header = (
-        f"layer: {layer}   kernel: {group.name}   strategy: {strategy}"
+        f"layer: {layer}   kernel: {group.name}{'' if role == 'full' else ' (chunk states)'}"
+        f"   strategy: {'chunked' if chunked else strategy}"
         + (f" (unroll {unroll})" if strategy == "sequential" else "")
         + f"   layout: {layout}",
         f"grid: {list(grid)} x blocks of {tiled or '-'}   time: {time_dim or '-'}"
         f"{' (reverse)' if reverse else ''}   held whole: {list(full_dims)}",
         *[f"note: {x}" for x in group.notes],
     )
+    suffix = {"full": "", "states": "_states"}[role] if chunked else ""
     return Kernel(
-        name=f"{layer}_{group.name}",
+        name=f"{layer}_{group.name}{'_chunked' if chunked else ''}{suffix}",
         layer=layer,
         strategy=strategy,
         tensors=tuple(tensors),
@@ -193,6 +241,8 @@ def lower_group(
         post=tuple(stmts["post"]),
         header=header,
         layout=layout,
+        chunked=chunked,
+        role=role,
         unroll=unroll if strategy == "sequential" else 1,
     )
 

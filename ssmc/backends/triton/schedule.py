@@ -6,6 +6,7 @@ all lengths in a bucket: a new sequence length does not recompile."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ssmc.backends.triton.kernel_ir import Kernel
@@ -78,3 +79,25 @@ def choose(
 
 def default_strategy(on_gpu: bool) -> str:
     return "tiled"
+
+
+def chunking(kernel: Kernel, sizes: dict[str, int], sched: Schedule, on_gpu: bool, chunks: int | None) -> tuple[int, int]:
+    """(number of chunks, steps per chunk) for the chunked strategy: enough programs to fill
+    the GPU (about 16 warps per SM on 132 SMs), chunks of at least 256 steps; a multiple of the
+    unroll factor, so only the last chunk has a tail."""
+    L = sizes[kernel.time_dim]
+    if chunks is None:
+        programs = math.prod(sizes[d] for d in kernel.grid_dims if d != "_C")
+        if kernel.tiled_dim is not None:
+            programs *= -(-sizes[kernel.tiled_dim] // dict(sched.blocks)[kernel.tiled_dim])
+        want = -(-(132 * 16) // max(1, programs * sched.num_warps)) if on_gpu else 1
+        chunks = max(1, min(want, L // 256))
+    chunks = max(1, min(chunks, L))
+    u = max(1, kernel.unroll)
+    per_chunk = _cdiv(L, chunks)
+    chunk_len = max(u, _cdiv(per_chunk, u) * u)
+    return (_cdiv(L, chunk_len) if L else 1), chunk_len
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
