@@ -92,7 +92,7 @@ SCRIPT = textwrap.dedent(
     import ssmc
     from mingru import mingru
     c = ssmc.compile(mingru)
-    c._module_kernels("sequential")
+    c._fn(c.kernels("sequential")[0])
     print(json.dumps(c.stats))
     """
 )

@@ -82,7 +82,7 @@ def mamba1_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_D,
     o_h_final, o_h_final_s_B, o_h_final_s_D, o_h_final_s_N,
     size_B, size_L, size_D, size_N,
-    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -91,7 +91,10 @@ def mamba1_k0(
     pid_B = rest % size_B
     rest = rest // size_B
     offs_N = tl.arange(0, BLOCK_N).to(tl.int64)
-    mask_N = offs_N < size_N
+    if EVEN_N:  # the block is the whole dim: no lane is masked
+        mask_N = tl.full([BLOCK_N], 1, tl.int1)
+    else:
+        mask_N = offs_N < size_N
     offs_D = pid_D * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     mask_D = offs_D < size_D
 
@@ -115,55 +118,60 @@ def mamba1_k0(
     # the time loop over L
     i0 = 0
     i1 = size_L
-    offs_T = tl.zeros([1], tl.int64) + i0
-    p_a_dt = a_dt + pid_B * a_dt_s_B + offs_T[:, None, None] * a_dt_s_L + offs_D[None, None, :] * a_dt_s_D  # step i0
-    p_a_x = a_x + pid_B * a_x_s_B + offs_T[:, None, None] * a_x_s_L + offs_D[None, None, :] * a_x_s_D  # step i0
-    p_a_B = a_B + pid_B * a_B_s_B + offs_T[:, None, None] * a_B_s_L + offs_N[None, :, None] * a_B_s_N  # step i0
-    p_a_C = a_C + pid_B * a_C_s_B + offs_T[:, None, None] * a_C_s_L + offs_N[None, :, None] * a_C_s_N  # step i0
-    p_a_z = a_z + pid_B * a_z_s_B + offs_T[:, None, None] * a_z_s_L + offs_D[None, None, :] * a_z_s_D  # step i0
-    p_o_y = o_y + pid_B * o_y_s_B + offs_T[:, None, None] * o_y_s_L + offs_D[None, None, :] * o_y_s_D  # step i0
+    pb_a_dt = a_dt + pid_B * a_dt_s_B + (i0) * a_dt_s_L
+    po_a_dt = offs_D[None, None, :] * a_dt_s_D
+    pb_a_x = a_x + pid_B * a_x_s_B + (i0) * a_x_s_L
+    po_a_x = offs_D[None, None, :] * a_x_s_D
+    pb_a_B = a_B + pid_B * a_B_s_B + (i0) * a_B_s_L
+    po_a_B = offs_N[None, :, None] * a_B_s_N
+    pb_a_C = a_C + pid_B * a_C_s_B + (i0) * a_C_s_L
+    po_a_C = offs_N[None, :, None] * a_C_s_N
+    pb_a_z = a_z + pid_B * a_z_s_B + (i0) * a_z_s_L
+    po_a_z = offs_D[None, None, :] * a_z_s_D
+    pb_o_y = o_y + pid_B * o_y_s_B + (i0) * o_y_s_L
+    po_o_y = offs_D[None, None, :] * o_y_s_D
     n_full = i1 - (i1 - i0) % 8
     for t0 in range(i0, n_full, 8):
-        v1_0 = tl.load(p_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_0 = tl.load(p_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_0 = tl.load(p_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_0 = tl.load(p_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_0 = tl.load(p_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
-        v1_1 = tl.load(p_a_dt + 1 * a_dt_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_1 = tl.load(p_a_x + 1 * a_x_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_1 = tl.load(p_a_B + 1 * a_B_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_1 = tl.load(p_a_C + 1 * a_C_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_1 = tl.load(p_a_z + 1 * a_z_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
-        v1_2 = tl.load(p_a_dt + 2 * a_dt_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_2 = tl.load(p_a_x + 2 * a_x_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_2 = tl.load(p_a_B + 2 * a_B_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_2 = tl.load(p_a_C + 2 * a_C_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_2 = tl.load(p_a_z + 2 * a_z_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
-        v1_3 = tl.load(p_a_dt + 3 * a_dt_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_3 = tl.load(p_a_x + 3 * a_x_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_3 = tl.load(p_a_B + 3 * a_B_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_3 = tl.load(p_a_C + 3 * a_C_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_3 = tl.load(p_a_z + 3 * a_z_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
-        v1_4 = tl.load(p_a_dt + 4 * a_dt_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_4 = tl.load(p_a_x + 4 * a_x_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_4 = tl.load(p_a_B + 4 * a_B_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_4 = tl.load(p_a_C + 4 * a_C_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_4 = tl.load(p_a_z + 4 * a_z_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
-        v1_5 = tl.load(p_a_dt + 5 * a_dt_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_5 = tl.load(p_a_x + 5 * a_x_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_5 = tl.load(p_a_B + 5 * a_B_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_5 = tl.load(p_a_C + 5 * a_C_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_5 = tl.load(p_a_z + 5 * a_z_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
-        v1_6 = tl.load(p_a_dt + 6 * a_dt_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_6 = tl.load(p_a_x + 6 * a_x_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_6 = tl.load(p_a_B + 6 * a_B_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_6 = tl.load(p_a_C + 6 * a_C_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_6 = tl.load(p_a_z + 6 * a_z_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
-        v1_7 = tl.load(p_a_dt + 7 * a_dt_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_7 = tl.load(p_a_x + 7 * a_x_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_7 = tl.load(p_a_B + 7 * a_B_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_7 = tl.load(p_a_C + 7 * a_C_s_L, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_7 = tl.load(p_a_z + 7 * a_z_s_L, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
+        v1_0 = tl.load(pb_a_dt + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
+        v0_0 = tl.load(pb_a_x + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
+        v2_0 = tl.load(pb_a_B + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
+        v3_0 = tl.load(pb_a_C + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
+        v4_0 = tl.load(pb_a_z + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
+        v1_1 = tl.load(pb_a_dt + 1 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
+        v0_1 = tl.load(pb_a_x + 1 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
+        v2_1 = tl.load(pb_a_B + 1 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
+        v3_1 = tl.load(pb_a_C + 1 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
+        v4_1 = tl.load(pb_a_z + 1 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
+        v1_2 = tl.load(pb_a_dt + 2 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
+        v0_2 = tl.load(pb_a_x + 2 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
+        v2_2 = tl.load(pb_a_B + 2 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
+        v3_2 = tl.load(pb_a_C + 2 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
+        v4_2 = tl.load(pb_a_z + 2 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
+        v1_3 = tl.load(pb_a_dt + 3 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
+        v0_3 = tl.load(pb_a_x + 3 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
+        v2_3 = tl.load(pb_a_B + 3 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
+        v3_3 = tl.load(pb_a_C + 3 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
+        v4_3 = tl.load(pb_a_z + 3 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
+        v1_4 = tl.load(pb_a_dt + 4 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
+        v0_4 = tl.load(pb_a_x + 4 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
+        v2_4 = tl.load(pb_a_B + 4 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
+        v3_4 = tl.load(pb_a_C + 4 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
+        v4_4 = tl.load(pb_a_z + 4 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
+        v1_5 = tl.load(pb_a_dt + 5 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
+        v0_5 = tl.load(pb_a_x + 5 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
+        v2_5 = tl.load(pb_a_B + 5 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
+        v3_5 = tl.load(pb_a_C + 5 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
+        v4_5 = tl.load(pb_a_z + 5 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
+        v1_6 = tl.load(pb_a_dt + 6 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
+        v0_6 = tl.load(pb_a_x + 6 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
+        v2_6 = tl.load(pb_a_B + 6 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
+        v3_6 = tl.load(pb_a_C + 6 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
+        v4_6 = tl.load(pb_a_z + 6 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
+        v1_7 = tl.load(pb_a_dt + 7 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
+        v0_7 = tl.load(pb_a_x + 7 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
+        v2_7 = tl.load(pb_a_B + 7 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
+        v3_7 = tl.load(pb_a_C + 7 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
+        v4_7 = tl.load(pb_a_z + 7 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
         v9_0 = (v1_0 + v7)  # %9 = add %1, %7 : [B, L, D]
         v10_0 = _ssmc_softplus(v9_0)  # %10 = softplus %9 : [B, L, D]
         v15_0 = (v10_0 * v14)  # %15 = mul %10, %14 : [B, L, D, N]
@@ -173,7 +181,11 @@ def mamba1_k0(
         h19 = v16_0 * h19 + v18_0  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         v19_0 = h19
         v20_0 = (v19_0 * v3_0)  # %20 = mul %19, %3 : [B, L, D, N]
-        v21_0 = tl.sum(tl.where(mask_N[None, :, None], v20_0, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, D]
+        # %21 = sum[dim=N] %20 : [B, L, D]
+        if EVEN_N:
+            v21_0 = tl.sum(v20_0, axis=1, keep_dims=True)
+        else:
+            v21_0 = tl.sum(tl.where(mask_N[None, :, None], v20_0, 0.0), axis=1, keep_dims=True)
         v22_0 = (v6 * v0_0)  # %22 = mul %6, %0 : [B, L, D]
         v23_0 = (v21_0 + v22_0)  # %23 = add %21, %22 : [B, L, D]
         v24_0 = (v4_0 * tl.sigmoid(v4_0))  # %24 = silu %4 : [B, L, D]
@@ -187,7 +199,11 @@ def mamba1_k0(
         h19 = v16_1 * h19 + v18_1  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         v19_1 = h19
         v20_1 = (v19_1 * v3_1)  # %20 = mul %19, %3 : [B, L, D, N]
-        v21_1 = tl.sum(tl.where(mask_N[None, :, None], v20_1, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, D]
+        # %21 = sum[dim=N] %20 : [B, L, D]
+        if EVEN_N:
+            v21_1 = tl.sum(v20_1, axis=1, keep_dims=True)
+        else:
+            v21_1 = tl.sum(tl.where(mask_N[None, :, None], v20_1, 0.0), axis=1, keep_dims=True)
         v22_1 = (v6 * v0_1)  # %22 = mul %6, %0 : [B, L, D]
         v23_1 = (v21_1 + v22_1)  # %23 = add %21, %22 : [B, L, D]
         v24_1 = (v4_1 * tl.sigmoid(v4_1))  # %24 = silu %4 : [B, L, D]
@@ -201,7 +217,11 @@ def mamba1_k0(
         h19 = v16_2 * h19 + v18_2  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         v19_2 = h19
         v20_2 = (v19_2 * v3_2)  # %20 = mul %19, %3 : [B, L, D, N]
-        v21_2 = tl.sum(tl.where(mask_N[None, :, None], v20_2, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, D]
+        # %21 = sum[dim=N] %20 : [B, L, D]
+        if EVEN_N:
+            v21_2 = tl.sum(v20_2, axis=1, keep_dims=True)
+        else:
+            v21_2 = tl.sum(tl.where(mask_N[None, :, None], v20_2, 0.0), axis=1, keep_dims=True)
         v22_2 = (v6 * v0_2)  # %22 = mul %6, %0 : [B, L, D]
         v23_2 = (v21_2 + v22_2)  # %23 = add %21, %22 : [B, L, D]
         v24_2 = (v4_2 * tl.sigmoid(v4_2))  # %24 = silu %4 : [B, L, D]
@@ -215,7 +235,11 @@ def mamba1_k0(
         h19 = v16_3 * h19 + v18_3  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         v19_3 = h19
         v20_3 = (v19_3 * v3_3)  # %20 = mul %19, %3 : [B, L, D, N]
-        v21_3 = tl.sum(tl.where(mask_N[None, :, None], v20_3, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, D]
+        # %21 = sum[dim=N] %20 : [B, L, D]
+        if EVEN_N:
+            v21_3 = tl.sum(v20_3, axis=1, keep_dims=True)
+        else:
+            v21_3 = tl.sum(tl.where(mask_N[None, :, None], v20_3, 0.0), axis=1, keep_dims=True)
         v22_3 = (v6 * v0_3)  # %22 = mul %6, %0 : [B, L, D]
         v23_3 = (v21_3 + v22_3)  # %23 = add %21, %22 : [B, L, D]
         v24_3 = (v4_3 * tl.sigmoid(v4_3))  # %24 = silu %4 : [B, L, D]
@@ -229,7 +253,11 @@ def mamba1_k0(
         h19 = v16_4 * h19 + v18_4  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         v19_4 = h19
         v20_4 = (v19_4 * v3_4)  # %20 = mul %19, %3 : [B, L, D, N]
-        v21_4 = tl.sum(tl.where(mask_N[None, :, None], v20_4, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, D]
+        # %21 = sum[dim=N] %20 : [B, L, D]
+        if EVEN_N:
+            v21_4 = tl.sum(v20_4, axis=1, keep_dims=True)
+        else:
+            v21_4 = tl.sum(tl.where(mask_N[None, :, None], v20_4, 0.0), axis=1, keep_dims=True)
         v22_4 = (v6 * v0_4)  # %22 = mul %6, %0 : [B, L, D]
         v23_4 = (v21_4 + v22_4)  # %23 = add %21, %22 : [B, L, D]
         v24_4 = (v4_4 * tl.sigmoid(v4_4))  # %24 = silu %4 : [B, L, D]
@@ -243,7 +271,11 @@ def mamba1_k0(
         h19 = v16_5 * h19 + v18_5  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         v19_5 = h19
         v20_5 = (v19_5 * v3_5)  # %20 = mul %19, %3 : [B, L, D, N]
-        v21_5 = tl.sum(tl.where(mask_N[None, :, None], v20_5, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, D]
+        # %21 = sum[dim=N] %20 : [B, L, D]
+        if EVEN_N:
+            v21_5 = tl.sum(v20_5, axis=1, keep_dims=True)
+        else:
+            v21_5 = tl.sum(tl.where(mask_N[None, :, None], v20_5, 0.0), axis=1, keep_dims=True)
         v22_5 = (v6 * v0_5)  # %22 = mul %6, %0 : [B, L, D]
         v23_5 = (v21_5 + v22_5)  # %23 = add %21, %22 : [B, L, D]
         v24_5 = (v4_5 * tl.sigmoid(v4_5))  # %24 = silu %4 : [B, L, D]
@@ -257,7 +289,11 @@ def mamba1_k0(
         h19 = v16_6 * h19 + v18_6  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         v19_6 = h19
         v20_6 = (v19_6 * v3_6)  # %20 = mul %19, %3 : [B, L, D, N]
-        v21_6 = tl.sum(tl.where(mask_N[None, :, None], v20_6, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, D]
+        # %21 = sum[dim=N] %20 : [B, L, D]
+        if EVEN_N:
+            v21_6 = tl.sum(v20_6, axis=1, keep_dims=True)
+        else:
+            v21_6 = tl.sum(tl.where(mask_N[None, :, None], v20_6, 0.0), axis=1, keep_dims=True)
         v22_6 = (v6 * v0_6)  # %22 = mul %6, %0 : [B, L, D]
         v23_6 = (v21_6 + v22_6)  # %23 = add %21, %22 : [B, L, D]
         v24_6 = (v4_6 * tl.sigmoid(v4_6))  # %24 = silu %4 : [B, L, D]
@@ -271,31 +307,35 @@ def mamba1_k0(
         h19 = v16_7 * h19 + v18_7  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         v19_7 = h19
         v20_7 = (v19_7 * v3_7)  # %20 = mul %19, %3 : [B, L, D, N]
-        v21_7 = tl.sum(tl.where(mask_N[None, :, None], v20_7, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, D]
+        # %21 = sum[dim=N] %20 : [B, L, D]
+        if EVEN_N:
+            v21_7 = tl.sum(v20_7, axis=1, keep_dims=True)
+        else:
+            v21_7 = tl.sum(tl.where(mask_N[None, :, None], v20_7, 0.0), axis=1, keep_dims=True)
         v22_7 = (v6 * v0_7)  # %22 = mul %6, %0 : [B, L, D]
         v23_7 = (v21_7 + v22_7)  # %23 = add %21, %22 : [B, L, D]
         v24_7 = (v4_7 * tl.sigmoid(v4_7))  # %24 = silu %4 : [B, L, D]
         v25_7 = (v23_7 * v24_7)  # %25 = mul %23, %24 : [B, L, D]
-        tl.store(p_o_y, v25_0.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
-        tl.store(p_o_y + 1 * o_y_s_L, v25_1.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
-        tl.store(p_o_y + 2 * o_y_s_L, v25_2.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
-        tl.store(p_o_y + 3 * o_y_s_L, v25_3.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
-        tl.store(p_o_y + 4 * o_y_s_L, v25_4.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
-        tl.store(p_o_y + 5 * o_y_s_L, v25_5.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
-        tl.store(p_o_y + 6 * o_y_s_L, v25_6.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
-        tl.store(p_o_y + 7 * o_y_s_L, v25_7.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
-        p_a_dt += 8 * a_dt_s_L
-        p_a_x += 8 * a_x_s_L
-        p_a_B += 8 * a_B_s_L
-        p_a_C += 8 * a_C_s_L
-        p_a_z += 8 * a_z_s_L
-        p_o_y += 8 * o_y_s_L
+        tl.store(pb_o_y + po_o_y, v25_0.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
+        tl.store(pb_o_y + 1 * o_y_s_L + po_o_y, v25_1.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
+        tl.store(pb_o_y + 2 * o_y_s_L + po_o_y, v25_2.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
+        tl.store(pb_o_y + 3 * o_y_s_L + po_o_y, v25_3.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
+        tl.store(pb_o_y + 4 * o_y_s_L + po_o_y, v25_4.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
+        tl.store(pb_o_y + 5 * o_y_s_L + po_o_y, v25_5.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
+        tl.store(pb_o_y + 6 * o_y_s_L + po_o_y, v25_6.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
+        tl.store(pb_o_y + 7 * o_y_s_L + po_o_y, v25_7.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
+        pb_a_dt += 8 * a_dt_s_L
+        pb_a_x += 8 * a_x_s_L
+        pb_a_B += 8 * a_B_s_L
+        pb_a_C += 8 * a_C_s_L
+        pb_a_z += 8 * a_z_s_L
+        pb_o_y += 8 * o_y_s_L
     for t0 in range(n_full, i1):
-        v1_0 = tl.load(p_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_0 = tl.load(p_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_0 = tl.load(p_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_0 = tl.load(p_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_0 = tl.load(p_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
+        v1_0 = tl.load(pb_a_dt + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
+        v0_0 = tl.load(pb_a_x + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
+        v2_0 = tl.load(pb_a_B + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
+        v3_0 = tl.load(pb_a_C + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
+        v4_0 = tl.load(pb_a_z + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
         v9_0 = (v1_0 + v7)  # %9 = add %1, %7 : [B, L, D]
         v10_0 = _ssmc_softplus(v9_0)  # %10 = softplus %9 : [B, L, D]
         v15_0 = (v10_0 * v14)  # %15 = mul %10, %14 : [B, L, D, N]
@@ -305,18 +345,22 @@ def mamba1_k0(
         h19 = v16_0 * h19 + v18_0  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         v19_0 = h19
         v20_0 = (v19_0 * v3_0)  # %20 = mul %19, %3 : [B, L, D, N]
-        v21_0 = tl.sum(tl.where(mask_N[None, :, None], v20_0, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, D]
+        # %21 = sum[dim=N] %20 : [B, L, D]
+        if EVEN_N:
+            v21_0 = tl.sum(v20_0, axis=1, keep_dims=True)
+        else:
+            v21_0 = tl.sum(tl.where(mask_N[None, :, None], v20_0, 0.0), axis=1, keep_dims=True)
         v22_0 = (v6 * v0_0)  # %22 = mul %6, %0 : [B, L, D]
         v23_0 = (v21_0 + v22_0)  # %23 = add %21, %22 : [B, L, D]
         v24_0 = (v4_0 * tl.sigmoid(v4_0))  # %24 = silu %4 : [B, L, D]
         v25_0 = (v23_0 * v24_0)  # %25 = mul %23, %24 : [B, L, D]
-        tl.store(p_o_y, v25_0.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
-        p_a_dt += 1 * a_dt_s_L
-        p_a_x += 1 * a_x_s_L
-        p_a_B += 1 * a_B_s_L
-        p_a_C += 1 * a_C_s_L
-        p_a_z += 1 * a_z_s_L
-        p_o_y += 1 * o_y_s_L
+        tl.store(pb_o_y + po_o_y, v25_0.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
+        pb_a_dt += 1 * a_dt_s_L
+        pb_a_x += 1 * a_x_s_L
+        pb_a_B += 1 * a_B_s_L
+        pb_a_C += 1 * a_C_s_L
+        pb_a_z += 1 * a_z_s_L
+        pb_o_y += 1 * o_y_s_L
 
     # final states
     v26 = h19  # %26 = scan_final[axis=L, reverse=False] %16, %18, %8 : [B, D, N]

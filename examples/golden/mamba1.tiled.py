@@ -82,7 +82,7 @@ def mamba1_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_D,
     o_h_final, o_h_final_s_B, o_h_final_s_D, o_h_final_s_N,
     size_B, size_L, size_D, size_N,
-    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -91,7 +91,10 @@ def mamba1_k0(
     pid_B = rest % size_B
     rest = rest // size_B
     offs_N = tl.arange(0, BLOCK_N).to(tl.int64)
-    mask_N = offs_N < size_N
+    if EVEN_N:  # the block is the whole dim: no lane is masked
+        mask_N = tl.full([BLOCK_N], 1, tl.int1)
+    else:
+        mask_N = offs_N < size_N
     offs_D = pid_D * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     mask_D = offs_D < size_D
 
@@ -113,28 +116,33 @@ def mamba1_k0(
     h19 = tl.broadcast_to(v8, [1, BLOCK_N, BLOCK_D])  # the state, carried across time tiles
 
     # the time loop over L
-    idx_T = tl.arange(0, BLOCK_T)
+    idx_T = tl.arange(0, BLOCK_T).to(tl.int64)
     last_T = idx_T == BLOCK_T - 1
-    offs_T = idx_T.to(tl.int64)
-    p_a_dt = a_dt + pid_B * a_dt_s_B + offs_T[:, None, None] * a_dt_s_L + offs_D[None, None, :] * a_dt_s_D  # first tile
-    p_a_x = a_x + pid_B * a_x_s_B + offs_T[:, None, None] * a_x_s_L + offs_D[None, None, :] * a_x_s_D  # first tile
-    p_a_B = a_B + pid_B * a_B_s_B + offs_T[:, None, None] * a_B_s_L + offs_N[None, :, None] * a_B_s_N  # first tile
-    p_a_C = a_C + pid_B * a_C_s_B + offs_T[:, None, None] * a_C_s_L + offs_N[None, :, None] * a_C_s_N  # first tile
-    p_a_z = a_z + pid_B * a_z_s_B + offs_T[:, None, None] * a_z_s_L + offs_D[None, None, :] * a_z_s_D  # first tile
-    p_o_y = o_y + pid_B * o_y_s_B + offs_T[:, None, None] * o_y_s_L + offs_D[None, None, :] * o_y_s_D  # first tile
+    pb_a_dt = a_dt + pid_B * a_dt_s_B + (0) * a_dt_s_L
+    po_a_dt = idx_T[:, None, None] * a_dt_s_L + offs_D[None, None, :] * a_dt_s_D
+    pb_a_x = a_x + pid_B * a_x_s_B + (0) * a_x_s_L
+    po_a_x = idx_T[:, None, None] * a_x_s_L + offs_D[None, None, :] * a_x_s_D
+    pb_a_B = a_B + pid_B * a_B_s_B + (0) * a_B_s_L
+    po_a_B = idx_T[:, None, None] * a_B_s_L + offs_N[None, :, None] * a_B_s_N
+    pb_a_C = a_C + pid_B * a_C_s_B + (0) * a_C_s_L
+    po_a_C = idx_T[:, None, None] * a_C_s_L + offs_N[None, :, None] * a_C_s_N
+    pb_a_z = a_z + pid_B * a_z_s_B + (0) * a_z_s_L
+    po_a_z = idx_T[:, None, None] * a_z_s_L + offs_D[None, None, :] * a_z_s_D
+    pb_o_y = o_y + pid_B * o_y_s_B + (0) * o_y_s_L
+    po_o_y = idx_T[:, None, None] * o_y_s_L + offs_D[None, None, :] * o_y_s_D
     for t0 in tl.range(0, size_L, BLOCK_T, num_stages=NUM_STAGES):
         mask_T = t0 + idx_T < size_L
         # %1 = arg dt : input [B, L, D]
-        v1 = tl.load(p_a_dt, mask=mask_T[:, None, None] & mask_D[None, None, :], other=0.0).to(tl.float32)
+        v1 = tl.load(pb_a_dt + po_a_dt, mask=mask_T[:, None, None] & mask_D[None, None, :], other=0.0).to(tl.float32)
         v9 = (v1 + v7)  # %9 = add %1, %7 : [B, L, D]
         v10 = _ssmc_softplus(v9)  # %10 = softplus %9 : [B, L, D]
         v15 = (v10 * v14)  # %15 = mul %10, %14 : [B, L, D, N]
         v16 = tl.exp2(v15)  # %16 = exp2 %15 : [B, L, D, N]
         # %0 = arg x : input [B, L, D]
-        v0 = tl.load(p_a_x, mask=mask_T[:, None, None] & mask_D[None, None, :], other=0.0).to(tl.float32)
+        v0 = tl.load(pb_a_x + po_a_x, mask=mask_T[:, None, None] & mask_D[None, None, :], other=0.0).to(tl.float32)
         v17 = (v10 * v0)  # %17 = mul %10, %0 : [B, L, D]
         # %2 = arg B : input [B, L, N]
-        v2 = tl.load(p_a_B, mask=mask_T[:, None, None] & mask_N[None, :, None], other=0.0).to(tl.float32)
+        v2 = tl.load(pb_a_B + po_a_B, mask=mask_T[:, None, None] & mask_N[None, :, None], other=0.0).to(tl.float32)
         v18 = (v17 * v2)  # %18 = mul %17, %2 : [B, L, D, N]
         # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         sa = tl.where(mask_T[:, None, None], tl.broadcast_to(v16, [BLOCK_T, BLOCK_N, BLOCK_D]), 1.0)
@@ -143,23 +151,27 @@ def mamba1_k0(
         v19 = ca * h19 + cb
         h19 = tl.sum(tl.where(last_T[:, None, None], v19, 0.0), axis=0, keep_dims=True)
         # %3 = arg C : input [B, L, N]
-        v3 = tl.load(p_a_C, mask=mask_T[:, None, None] & mask_N[None, :, None], other=0.0).to(tl.float32)
+        v3 = tl.load(pb_a_C + po_a_C, mask=mask_T[:, None, None] & mask_N[None, :, None], other=0.0).to(tl.float32)
         v20 = (v19 * v3)  # %20 = mul %19, %3 : [B, L, D, N]
-        v21 = tl.sum(tl.where(mask_N[None, :, None], v20, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, D]
+        # %21 = sum[dim=N] %20 : [B, L, D]
+        if EVEN_N:
+            v21 = tl.sum(v20, axis=1, keep_dims=True)
+        else:
+            v21 = tl.sum(tl.where(mask_N[None, :, None], v20, 0.0), axis=1, keep_dims=True)
         v22 = (v6 * v0)  # %22 = mul %6, %0 : [B, L, D]
         v23 = (v21 + v22)  # %23 = add %21, %22 : [B, L, D]
         # %4 = arg z : input [B, L, D]
-        v4 = tl.load(p_a_z, mask=mask_T[:, None, None] & mask_D[None, None, :], other=0.0).to(tl.float32)
+        v4 = tl.load(pb_a_z + po_a_z, mask=mask_T[:, None, None] & mask_D[None, None, :], other=0.0).to(tl.float32)
         v24 = (v4 * tl.sigmoid(v4))  # %24 = silu %4 : [B, L, D]
         v25 = (v23 * v24)  # %25 = mul %23, %24 : [B, L, D]
         # y <- %25
-        tl.store(p_o_y, v25.to(o_y.dtype.element_ty), mask=mask_T[:, None, None] & mask_D[None, None, :])
-        p_a_dt += BLOCK_T * a_dt_s_L
-        p_a_x += BLOCK_T * a_x_s_L
-        p_a_B += BLOCK_T * a_B_s_L
-        p_a_C += BLOCK_T * a_C_s_L
-        p_a_z += BLOCK_T * a_z_s_L
-        p_o_y += BLOCK_T * o_y_s_L
+        tl.store(pb_o_y + po_o_y, v25.to(o_y.dtype.element_ty), mask=mask_T[:, None, None] & mask_D[None, None, :])
+        pb_a_dt += BLOCK_T * a_dt_s_L
+        pb_a_x += BLOCK_T * a_x_s_L
+        pb_a_B += BLOCK_T * a_B_s_L
+        pb_a_C += BLOCK_T * a_C_s_L
+        pb_a_z += BLOCK_T * a_z_s_L
+        pb_o_y += BLOCK_T * o_y_s_L
 
     # final states
     v26 = h19  # %26 = scan_final[axis=L, reverse=False] %16, %18, %8 : [B, D, N]

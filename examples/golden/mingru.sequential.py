@@ -101,28 +101,30 @@ def mingru_k0(
     # the time loop over L
     i0 = 0
     i1 = size_L
-    offs_T = tl.zeros([1], tl.int64) + i0
-    p_a_k = a_k + pid_B * a_k_s_B + offs_T[:, None] * a_k_s_L + offs_D[None, :] * a_k_s_D  # step i0
-    p_a_x_tilde = a_x_tilde + pid_B * a_x_tilde_s_B + offs_T[:, None] * a_x_tilde_s_L + offs_D[None, :] * a_x_tilde_s_D  # step i0
-    p_o_y = o_y + pid_B * o_y_s_B + offs_T[:, None] * o_y_s_L + offs_D[None, :] * o_y_s_D  # step i0
+    pb_a_k = a_k + pid_B * a_k_s_B + (i0) * a_k_s_L
+    po_a_k = offs_D[None, :] * a_k_s_D
+    pb_a_x_tilde = a_x_tilde + pid_B * a_x_tilde_s_B + (i0) * a_x_tilde_s_L
+    po_a_x_tilde = offs_D[None, :] * a_x_tilde_s_D
+    pb_o_y = o_y + pid_B * o_y_s_B + (i0) * o_y_s_L
+    po_o_y = offs_D[None, :] * o_y_s_D
     n_full = i1 - (i1 - i0) % 8
     for t0 in range(i0, n_full, 8):
-        v0_0 = tl.load(p_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_0 = tl.load(p_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
-        v0_1 = tl.load(p_a_k + 1 * a_k_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_1 = tl.load(p_a_x_tilde + 1 * a_x_tilde_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
-        v0_2 = tl.load(p_a_k + 2 * a_k_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_2 = tl.load(p_a_x_tilde + 2 * a_x_tilde_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
-        v0_3 = tl.load(p_a_k + 3 * a_k_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_3 = tl.load(p_a_x_tilde + 3 * a_x_tilde_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
-        v0_4 = tl.load(p_a_k + 4 * a_k_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_4 = tl.load(p_a_x_tilde + 4 * a_x_tilde_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
-        v0_5 = tl.load(p_a_k + 5 * a_k_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_5 = tl.load(p_a_x_tilde + 5 * a_x_tilde_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
-        v0_6 = tl.load(p_a_k + 6 * a_k_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_6 = tl.load(p_a_x_tilde + 6 * a_x_tilde_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
-        v0_7 = tl.load(p_a_k + 7 * a_k_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_7 = tl.load(p_a_x_tilde + 7 * a_x_tilde_s_L, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
+        v0_0 = tl.load(pb_a_k + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
+        v1_0 = tl.load(pb_a_x_tilde + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
+        v0_1 = tl.load(pb_a_k + 1 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
+        v1_1 = tl.load(pb_a_x_tilde + 1 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
+        v0_2 = tl.load(pb_a_k + 2 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
+        v1_2 = tl.load(pb_a_x_tilde + 2 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
+        v0_3 = tl.load(pb_a_k + 3 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
+        v1_3 = tl.load(pb_a_x_tilde + 3 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
+        v0_4 = tl.load(pb_a_k + 4 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
+        v1_4 = tl.load(pb_a_x_tilde + 4 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
+        v0_5 = tl.load(pb_a_k + 5 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
+        v1_5 = tl.load(pb_a_x_tilde + 5 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
+        v0_6 = tl.load(pb_a_k + 6 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
+        v1_6 = tl.load(pb_a_x_tilde + 6 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
+        v0_7 = tl.load(pb_a_k + 7 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
+        v1_7 = tl.load(pb_a_x_tilde + 7 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
         v5_0 = (v0_0 + v2)  # %5 = add %0, %2 : [B, L, D]
         v6_0 = tl.sigmoid(v5_0)  # %6 = sigmoid %5 : [B, L, D]
         v7_0 = (1.0 - v6_0)  # %7 = sub %4, %6 : [B, L, D]
@@ -171,30 +173,30 @@ def mingru_k0(
         v8_7 = (v6_7 * v1_7)  # %8 = mul %6, %1 : [B, L, D]
         h9 = v7_7 * h9 + v8_7  # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
         v9_7 = h9
-        tl.store(p_o_y, v9_0.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
-        tl.store(p_o_y + 1 * o_y_s_L, v9_1.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
-        tl.store(p_o_y + 2 * o_y_s_L, v9_2.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
-        tl.store(p_o_y + 3 * o_y_s_L, v9_3.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
-        tl.store(p_o_y + 4 * o_y_s_L, v9_4.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
-        tl.store(p_o_y + 5 * o_y_s_L, v9_5.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
-        tl.store(p_o_y + 6 * o_y_s_L, v9_6.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
-        tl.store(p_o_y + 7 * o_y_s_L, v9_7.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
-        p_a_k += 8 * a_k_s_L
-        p_a_x_tilde += 8 * a_x_tilde_s_L
-        p_o_y += 8 * o_y_s_L
+        tl.store(pb_o_y + po_o_y, v9_0.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
+        tl.store(pb_o_y + 1 * o_y_s_L + po_o_y, v9_1.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
+        tl.store(pb_o_y + 2 * o_y_s_L + po_o_y, v9_2.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
+        tl.store(pb_o_y + 3 * o_y_s_L + po_o_y, v9_3.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
+        tl.store(pb_o_y + 4 * o_y_s_L + po_o_y, v9_4.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
+        tl.store(pb_o_y + 5 * o_y_s_L + po_o_y, v9_5.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
+        tl.store(pb_o_y + 6 * o_y_s_L + po_o_y, v9_6.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
+        tl.store(pb_o_y + 7 * o_y_s_L + po_o_y, v9_7.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
+        pb_a_k += 8 * a_k_s_L
+        pb_a_x_tilde += 8 * a_x_tilde_s_L
+        pb_o_y += 8 * o_y_s_L
     for t0 in range(n_full, i1):
-        v0_0 = tl.load(p_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_0 = tl.load(p_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
+        v0_0 = tl.load(pb_a_k + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
+        v1_0 = tl.load(pb_a_x_tilde + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
         v5_0 = (v0_0 + v2)  # %5 = add %0, %2 : [B, L, D]
         v6_0 = tl.sigmoid(v5_0)  # %6 = sigmoid %5 : [B, L, D]
         v7_0 = (1.0 - v6_0)  # %7 = sub %4, %6 : [B, L, D]
         v8_0 = (v6_0 * v1_0)  # %8 = mul %6, %1 : [B, L, D]
         h9 = v7_0 * h9 + v8_0  # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
         v9_0 = h9
-        tl.store(p_o_y, v9_0.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
-        p_a_k += 1 * a_k_s_L
-        p_a_x_tilde += 1 * a_x_tilde_s_L
-        p_o_y += 1 * o_y_s_L
+        tl.store(pb_o_y + po_o_y, v9_0.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
+        pb_a_k += 1 * a_k_s_L
+        pb_a_x_tilde += 1 * a_x_tilde_s_L
+        pb_o_y += 1 * o_y_s_L
 
     # final states
     v10 = h9  # %10 = scan_final[axis=L, reverse=False] %7, %8, %3 : [B, D]

@@ -99,21 +99,23 @@ def mingru_k0(
     h9 = tl.broadcast_to(v3, [1, BLOCK_D])  # the state, carried across time tiles
 
     # the time loop over L
-    idx_T = tl.arange(0, BLOCK_T)
+    idx_T = tl.arange(0, BLOCK_T).to(tl.int64)
     last_T = idx_T == BLOCK_T - 1
-    offs_T = idx_T.to(tl.int64)
-    p_a_k = a_k + pid_B * a_k_s_B + offs_T[:, None] * a_k_s_L + offs_D[None, :] * a_k_s_D  # first tile
-    p_a_x_tilde = a_x_tilde + pid_B * a_x_tilde_s_B + offs_T[:, None] * a_x_tilde_s_L + offs_D[None, :] * a_x_tilde_s_D  # first tile
-    p_o_y = o_y + pid_B * o_y_s_B + offs_T[:, None] * o_y_s_L + offs_D[None, :] * o_y_s_D  # first tile
+    pb_a_k = a_k + pid_B * a_k_s_B + (0) * a_k_s_L
+    po_a_k = idx_T[:, None] * a_k_s_L + offs_D[None, :] * a_k_s_D
+    pb_a_x_tilde = a_x_tilde + pid_B * a_x_tilde_s_B + (0) * a_x_tilde_s_L
+    po_a_x_tilde = idx_T[:, None] * a_x_tilde_s_L + offs_D[None, :] * a_x_tilde_s_D
+    pb_o_y = o_y + pid_B * o_y_s_B + (0) * o_y_s_L
+    po_o_y = idx_T[:, None] * o_y_s_L + offs_D[None, :] * o_y_s_D
     for t0 in tl.range(0, size_L, BLOCK_T, num_stages=NUM_STAGES):
         mask_T = t0 + idx_T < size_L
         # %0 = arg k : input [B, L, D]
-        v0 = tl.load(p_a_k, mask=mask_T[:, None] & mask_D[None, :], other=0.0).to(tl.float32)
+        v0 = tl.load(pb_a_k + po_a_k, mask=mask_T[:, None] & mask_D[None, :], other=0.0).to(tl.float32)
         v5 = (v0 + v2)  # %5 = add %0, %2 : [B, L, D]
         v6 = tl.sigmoid(v5)  # %6 = sigmoid %5 : [B, L, D]
         v7 = (1.0 - v6)  # %7 = sub %4, %6 : [B, L, D]
         # %1 = arg x_tilde : input [B, L, D]
-        v1 = tl.load(p_a_x_tilde, mask=mask_T[:, None] & mask_D[None, :], other=0.0).to(tl.float32)
+        v1 = tl.load(pb_a_x_tilde + po_a_x_tilde, mask=mask_T[:, None] & mask_D[None, :], other=0.0).to(tl.float32)
         v8 = (v6 * v1)  # %8 = mul %6, %1 : [B, L, D]
         # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
         sa = tl.where(mask_T[:, None], tl.broadcast_to(v7, [BLOCK_T, BLOCK_D]), 1.0)
@@ -122,10 +124,10 @@ def mingru_k0(
         v9 = ca * h9 + cb
         h9 = tl.sum(tl.where(last_T[:, None], v9, 0.0), axis=0, keep_dims=True)
         # y <- %9
-        tl.store(p_o_y, v9.to(o_y.dtype.element_ty), mask=mask_T[:, None] & mask_D[None, :])
-        p_a_k += BLOCK_T * a_k_s_L
-        p_a_x_tilde += BLOCK_T * a_x_tilde_s_L
-        p_o_y += BLOCK_T * o_y_s_L
+        tl.store(pb_o_y + po_o_y, v9.to(o_y.dtype.element_ty), mask=mask_T[:, None] & mask_D[None, :])
+        pb_a_k += BLOCK_T * a_k_s_L
+        pb_a_x_tilde += BLOCK_T * a_x_tilde_s_L
+        pb_o_y += BLOCK_T * o_y_s_L
 
     # final states
     v10 = h9  # %10 = scan_final[axis=L, reverse=False] %7, %8, %3 : [B, D]

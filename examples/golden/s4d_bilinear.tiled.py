@@ -80,7 +80,7 @@ def s4d_bilinear_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_H,
     o_h_final, o_h_final_s_B, o_h_final_s_H, o_h_final_s_N,
     size_B, size_L, size_H, size_N,
-    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_H = tl.cdiv(size_H, BLOCK_H)
@@ -89,7 +89,10 @@ def s4d_bilinear_k0(
     pid_B = rest % size_B
     rest = rest // size_B
     offs_N = tl.arange(0, BLOCK_N).to(tl.int64)
-    mask_N = offs_N < size_N
+    if EVEN_N:  # the block is the whole dim: no lane is masked
+        mask_N = tl.full([BLOCK_N], 1, tl.int1)
+    else:
+        mask_N = offs_N < size_N
     offs_H = pid_H * BLOCK_H + tl.arange(0, BLOCK_H).to(tl.int64)
     mask_H = offs_H < size_H
 
@@ -122,15 +125,16 @@ def s4d_bilinear_k0(
     h20 = tl.broadcast_to(v6, [1, BLOCK_N, BLOCK_H])  # the state, carried across time tiles
 
     # the time loop over L
-    idx_T = tl.arange(0, BLOCK_T)
+    idx_T = tl.arange(0, BLOCK_T).to(tl.int64)
     last_T = idx_T == BLOCK_T - 1
-    offs_T = idx_T.to(tl.int64)
-    p_a_u = a_u + pid_B * a_u_s_B + offs_T[:, None, None] * a_u_s_L + offs_H[None, None, :] * a_u_s_H  # first tile
-    p_o_y = o_y + pid_B * o_y_s_B + offs_T[:, None, None] * o_y_s_L + offs_H[None, None, :] * o_y_s_H  # first tile
+    pb_a_u = a_u + pid_B * a_u_s_B + (0) * a_u_s_L
+    po_a_u = idx_T[:, None, None] * a_u_s_L + offs_H[None, None, :] * a_u_s_H
+    pb_o_y = o_y + pid_B * o_y_s_B + (0) * o_y_s_L
+    po_o_y = idx_T[:, None, None] * o_y_s_L + offs_H[None, None, :] * o_y_s_H
     for t0 in tl.range(0, size_L, BLOCK_T, num_stages=NUM_STAGES):
         mask_T = t0 + idx_T < size_L
         # %0 = arg u : input [B, L, H]
-        v0 = tl.load(p_a_u, mask=mask_T[:, None, None] & mask_H[None, None, :], other=0.0).to(tl.float32)
+        v0 = tl.load(pb_a_u + po_a_u, mask=mask_T[:, None, None] & mask_H[None, None, :], other=0.0).to(tl.float32)
         v19 = (v18 * v0)  # %19 = mul %18, %0 : [B, L, H, N]
         # %20 = scan[axis=L, reverse=False] %16, %19, %6 : [B, L, H, N]
         sa = tl.where(mask_T[:, None, None], tl.broadcast_to(v16, [BLOCK_T, BLOCK_N, BLOCK_H]), 1.0)
@@ -139,13 +143,17 @@ def s4d_bilinear_k0(
         v20 = ca * h20 + cb
         h20 = tl.sum(tl.where(last_T[:, None, None], v20, 0.0), axis=0, keep_dims=True)
         v21 = (v20 * v4)  # %21 = mul %20, %4 : [B, L, H, N]
-        v22 = tl.sum(tl.where(mask_N[None, :, None], v21, 0.0), axis=1, keep_dims=True)  # %22 = sum[dim=N] %21 : [B, L, H]
+        # %22 = sum[dim=N] %21 : [B, L, H]
+        if EVEN_N:
+            v22 = tl.sum(v21, axis=1, keep_dims=True)
+        else:
+            v22 = tl.sum(tl.where(mask_N[None, :, None], v21, 0.0), axis=1, keep_dims=True)
         v23 = (v5 * v0)  # %23 = mul %5, %0 : [B, L, H]
         v24 = (v22 + v23)  # %24 = add %22, %23 : [B, L, H]
         # y <- %24
-        tl.store(p_o_y, v24.to(o_y.dtype.element_ty), mask=mask_T[:, None, None] & mask_H[None, None, :])
-        p_a_u += BLOCK_T * a_u_s_L
-        p_o_y += BLOCK_T * o_y_s_L
+        tl.store(pb_o_y + po_o_y, v24.to(o_y.dtype.element_ty), mask=mask_T[:, None, None] & mask_H[None, None, :])
+        pb_a_u += BLOCK_T * a_u_s_L
+        pb_o_y += BLOCK_T * o_y_s_L
 
     # final states
     v25 = h20  # %25 = scan_final[axis=L, reverse=False] %16, %19, %6 : [B, H, N]

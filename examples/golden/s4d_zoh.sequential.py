@@ -80,7 +80,7 @@ def s4d_zoh_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_H,
     o_h_final, o_h_final_s_B, o_h_final_s_H, o_h_final_s_N,
     size_B, size_L, size_H, size_N,
-    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_H = tl.cdiv(size_H, BLOCK_H)
@@ -89,7 +89,10 @@ def s4d_zoh_k0(
     pid_B = rest % size_B
     rest = rest // size_B
     offs_N = tl.arange(0, BLOCK_N).to(tl.int64)
-    mask_N = offs_N < size_N
+    if EVEN_N:  # the block is the whole dim: no lane is masked
+        mask_N = tl.full([BLOCK_N], 1, tl.int1)
+    else:
+        mask_N = offs_N < size_N
     offs_H = pid_H * BLOCK_H + tl.arange(0, BLOCK_H).to(tl.int64)
     mask_H = offs_H < size_H
 
@@ -124,97 +127,134 @@ def s4d_zoh_k0(
     # the time loop over L
     i0 = 0
     i1 = size_L
-    offs_T = tl.zeros([1], tl.int64) + i0
-    p_a_u = a_u + pid_B * a_u_s_B + offs_T[:, None, None] * a_u_s_L + offs_H[None, None, :] * a_u_s_H  # step i0
-    p_o_y = o_y + pid_B * o_y_s_B + offs_T[:, None, None] * o_y_s_L + offs_H[None, None, :] * o_y_s_H  # step i0
+    pb_a_u = a_u + pid_B * a_u_s_B + (i0) * a_u_s_L
+    po_a_u = offs_H[None, None, :] * a_u_s_H
+    pb_o_y = o_y + pid_B * o_y_s_B + (i0) * o_y_s_L
+    po_o_y = offs_H[None, None, :] * o_y_s_H
     n_full = i1 - (i1 - i0) % 8
     for t0 in range(i0, n_full, 8):
-        v0_0 = tl.load(p_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
-        v0_1 = tl.load(p_a_u + 1 * a_u_s_L, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
-        v0_2 = tl.load(p_a_u + 2 * a_u_s_L, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
-        v0_3 = tl.load(p_a_u + 3 * a_u_s_L, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
-        v0_4 = tl.load(p_a_u + 4 * a_u_s_L, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
-        v0_5 = tl.load(p_a_u + 5 * a_u_s_L, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
-        v0_6 = tl.load(p_a_u + 6 * a_u_s_L, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
-        v0_7 = tl.load(p_a_u + 7 * a_u_s_L, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
+        v0_0 = tl.load(pb_a_u + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
+        v0_1 = tl.load(pb_a_u + 1 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
+        v0_2 = tl.load(pb_a_u + 2 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
+        v0_3 = tl.load(pb_a_u + 3 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
+        v0_4 = tl.load(pb_a_u + 4 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
+        v0_5 = tl.load(pb_a_u + 5 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
+        v0_6 = tl.load(pb_a_u + 6 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
+        v0_7 = tl.load(pb_a_u + 7 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
         v18_0 = (v17 * v0_0)  # %18 = mul %17, %0 : [B, L, H, N]
         h19 = v13 * h19 + v18_0  # %19 = scan[axis=L, reverse=False] %13, %18, %6 : [B, L, H, N]
         v19_0 = h19
         v20_0 = (v19_0 * v4)  # %20 = mul %19, %4 : [B, L, H, N]
-        v21_0 = tl.sum(tl.where(mask_N[None, :, None], v20_0, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, H]
+        # %21 = sum[dim=N] %20 : [B, L, H]
+        if EVEN_N:
+            v21_0 = tl.sum(v20_0, axis=1, keep_dims=True)
+        else:
+            v21_0 = tl.sum(tl.where(mask_N[None, :, None], v20_0, 0.0), axis=1, keep_dims=True)
         v22_0 = (v5 * v0_0)  # %22 = mul %5, %0 : [B, L, H]
         v23_0 = (v21_0 + v22_0)  # %23 = add %21, %22 : [B, L, H]
         v18_1 = (v17 * v0_1)  # %18 = mul %17, %0 : [B, L, H, N]
         h19 = v13 * h19 + v18_1  # %19 = scan[axis=L, reverse=False] %13, %18, %6 : [B, L, H, N]
         v19_1 = h19
         v20_1 = (v19_1 * v4)  # %20 = mul %19, %4 : [B, L, H, N]
-        v21_1 = tl.sum(tl.where(mask_N[None, :, None], v20_1, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, H]
+        # %21 = sum[dim=N] %20 : [B, L, H]
+        if EVEN_N:
+            v21_1 = tl.sum(v20_1, axis=1, keep_dims=True)
+        else:
+            v21_1 = tl.sum(tl.where(mask_N[None, :, None], v20_1, 0.0), axis=1, keep_dims=True)
         v22_1 = (v5 * v0_1)  # %22 = mul %5, %0 : [B, L, H]
         v23_1 = (v21_1 + v22_1)  # %23 = add %21, %22 : [B, L, H]
         v18_2 = (v17 * v0_2)  # %18 = mul %17, %0 : [B, L, H, N]
         h19 = v13 * h19 + v18_2  # %19 = scan[axis=L, reverse=False] %13, %18, %6 : [B, L, H, N]
         v19_2 = h19
         v20_2 = (v19_2 * v4)  # %20 = mul %19, %4 : [B, L, H, N]
-        v21_2 = tl.sum(tl.where(mask_N[None, :, None], v20_2, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, H]
+        # %21 = sum[dim=N] %20 : [B, L, H]
+        if EVEN_N:
+            v21_2 = tl.sum(v20_2, axis=1, keep_dims=True)
+        else:
+            v21_2 = tl.sum(tl.where(mask_N[None, :, None], v20_2, 0.0), axis=1, keep_dims=True)
         v22_2 = (v5 * v0_2)  # %22 = mul %5, %0 : [B, L, H]
         v23_2 = (v21_2 + v22_2)  # %23 = add %21, %22 : [B, L, H]
         v18_3 = (v17 * v0_3)  # %18 = mul %17, %0 : [B, L, H, N]
         h19 = v13 * h19 + v18_3  # %19 = scan[axis=L, reverse=False] %13, %18, %6 : [B, L, H, N]
         v19_3 = h19
         v20_3 = (v19_3 * v4)  # %20 = mul %19, %4 : [B, L, H, N]
-        v21_3 = tl.sum(tl.where(mask_N[None, :, None], v20_3, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, H]
+        # %21 = sum[dim=N] %20 : [B, L, H]
+        if EVEN_N:
+            v21_3 = tl.sum(v20_3, axis=1, keep_dims=True)
+        else:
+            v21_3 = tl.sum(tl.where(mask_N[None, :, None], v20_3, 0.0), axis=1, keep_dims=True)
         v22_3 = (v5 * v0_3)  # %22 = mul %5, %0 : [B, L, H]
         v23_3 = (v21_3 + v22_3)  # %23 = add %21, %22 : [B, L, H]
         v18_4 = (v17 * v0_4)  # %18 = mul %17, %0 : [B, L, H, N]
         h19 = v13 * h19 + v18_4  # %19 = scan[axis=L, reverse=False] %13, %18, %6 : [B, L, H, N]
         v19_4 = h19
         v20_4 = (v19_4 * v4)  # %20 = mul %19, %4 : [B, L, H, N]
-        v21_4 = tl.sum(tl.where(mask_N[None, :, None], v20_4, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, H]
+        # %21 = sum[dim=N] %20 : [B, L, H]
+        if EVEN_N:
+            v21_4 = tl.sum(v20_4, axis=1, keep_dims=True)
+        else:
+            v21_4 = tl.sum(tl.where(mask_N[None, :, None], v20_4, 0.0), axis=1, keep_dims=True)
         v22_4 = (v5 * v0_4)  # %22 = mul %5, %0 : [B, L, H]
         v23_4 = (v21_4 + v22_4)  # %23 = add %21, %22 : [B, L, H]
         v18_5 = (v17 * v0_5)  # %18 = mul %17, %0 : [B, L, H, N]
         h19 = v13 * h19 + v18_5  # %19 = scan[axis=L, reverse=False] %13, %18, %6 : [B, L, H, N]
         v19_5 = h19
         v20_5 = (v19_5 * v4)  # %20 = mul %19, %4 : [B, L, H, N]
-        v21_5 = tl.sum(tl.where(mask_N[None, :, None], v20_5, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, H]
+        # %21 = sum[dim=N] %20 : [B, L, H]
+        if EVEN_N:
+            v21_5 = tl.sum(v20_5, axis=1, keep_dims=True)
+        else:
+            v21_5 = tl.sum(tl.where(mask_N[None, :, None], v20_5, 0.0), axis=1, keep_dims=True)
         v22_5 = (v5 * v0_5)  # %22 = mul %5, %0 : [B, L, H]
         v23_5 = (v21_5 + v22_5)  # %23 = add %21, %22 : [B, L, H]
         v18_6 = (v17 * v0_6)  # %18 = mul %17, %0 : [B, L, H, N]
         h19 = v13 * h19 + v18_6  # %19 = scan[axis=L, reverse=False] %13, %18, %6 : [B, L, H, N]
         v19_6 = h19
         v20_6 = (v19_6 * v4)  # %20 = mul %19, %4 : [B, L, H, N]
-        v21_6 = tl.sum(tl.where(mask_N[None, :, None], v20_6, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, H]
+        # %21 = sum[dim=N] %20 : [B, L, H]
+        if EVEN_N:
+            v21_6 = tl.sum(v20_6, axis=1, keep_dims=True)
+        else:
+            v21_6 = tl.sum(tl.where(mask_N[None, :, None], v20_6, 0.0), axis=1, keep_dims=True)
         v22_6 = (v5 * v0_6)  # %22 = mul %5, %0 : [B, L, H]
         v23_6 = (v21_6 + v22_6)  # %23 = add %21, %22 : [B, L, H]
         v18_7 = (v17 * v0_7)  # %18 = mul %17, %0 : [B, L, H, N]
         h19 = v13 * h19 + v18_7  # %19 = scan[axis=L, reverse=False] %13, %18, %6 : [B, L, H, N]
         v19_7 = h19
         v20_7 = (v19_7 * v4)  # %20 = mul %19, %4 : [B, L, H, N]
-        v21_7 = tl.sum(tl.where(mask_N[None, :, None], v20_7, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, H]
+        # %21 = sum[dim=N] %20 : [B, L, H]
+        if EVEN_N:
+            v21_7 = tl.sum(v20_7, axis=1, keep_dims=True)
+        else:
+            v21_7 = tl.sum(tl.where(mask_N[None, :, None], v20_7, 0.0), axis=1, keep_dims=True)
         v22_7 = (v5 * v0_7)  # %22 = mul %5, %0 : [B, L, H]
         v23_7 = (v21_7 + v22_7)  # %23 = add %21, %22 : [B, L, H]
-        tl.store(p_o_y, v23_0.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
-        tl.store(p_o_y + 1 * o_y_s_L, v23_1.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
-        tl.store(p_o_y + 2 * o_y_s_L, v23_2.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
-        tl.store(p_o_y + 3 * o_y_s_L, v23_3.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
-        tl.store(p_o_y + 4 * o_y_s_L, v23_4.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
-        tl.store(p_o_y + 5 * o_y_s_L, v23_5.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
-        tl.store(p_o_y + 6 * o_y_s_L, v23_6.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
-        tl.store(p_o_y + 7 * o_y_s_L, v23_7.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
-        p_a_u += 8 * a_u_s_L
-        p_o_y += 8 * o_y_s_L
+        tl.store(pb_o_y + po_o_y, v23_0.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
+        tl.store(pb_o_y + 1 * o_y_s_L + po_o_y, v23_1.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
+        tl.store(pb_o_y + 2 * o_y_s_L + po_o_y, v23_2.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
+        tl.store(pb_o_y + 3 * o_y_s_L + po_o_y, v23_3.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
+        tl.store(pb_o_y + 4 * o_y_s_L + po_o_y, v23_4.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
+        tl.store(pb_o_y + 5 * o_y_s_L + po_o_y, v23_5.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
+        tl.store(pb_o_y + 6 * o_y_s_L + po_o_y, v23_6.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
+        tl.store(pb_o_y + 7 * o_y_s_L + po_o_y, v23_7.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
+        pb_a_u += 8 * a_u_s_L
+        pb_o_y += 8 * o_y_s_L
     for t0 in range(n_full, i1):
-        v0_0 = tl.load(p_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
+        v0_0 = tl.load(pb_a_u + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
         v18_0 = (v17 * v0_0)  # %18 = mul %17, %0 : [B, L, H, N]
         h19 = v13 * h19 + v18_0  # %19 = scan[axis=L, reverse=False] %13, %18, %6 : [B, L, H, N]
         v19_0 = h19
         v20_0 = (v19_0 * v4)  # %20 = mul %19, %4 : [B, L, H, N]
-        v21_0 = tl.sum(tl.where(mask_N[None, :, None], v20_0, 0.0), axis=1, keep_dims=True)  # %21 = sum[dim=N] %20 : [B, L, H]
+        # %21 = sum[dim=N] %20 : [B, L, H]
+        if EVEN_N:
+            v21_0 = tl.sum(v20_0, axis=1, keep_dims=True)
+        else:
+            v21_0 = tl.sum(tl.where(mask_N[None, :, None], v20_0, 0.0), axis=1, keep_dims=True)
         v22_0 = (v5 * v0_0)  # %22 = mul %5, %0 : [B, L, H]
         v23_0 = (v21_0 + v22_0)  # %23 = add %21, %22 : [B, L, H]
-        tl.store(p_o_y, v23_0.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
-        p_a_u += 1 * a_u_s_L
-        p_o_y += 1 * o_y_s_L
+        tl.store(pb_o_y + po_o_y, v23_0.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %23
+        pb_a_u += 1 * a_u_s_L
+        pb_o_y += 1 * o_y_s_L
 
     # final states
     v24 = h19  # %24 = scan_final[axis=L, reverse=False] %13, %18, %6 : [B, H, N]

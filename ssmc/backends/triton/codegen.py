@@ -50,30 +50,45 @@ class _Printer:
         ext += [f"BLOCK_{d}" if d in dims else "1" for d in self.k.block_dims]
         return "[" + ", ".join(ext) + "]"
 
-    def address(self, tensor: Tensor, dims: Dims, first_tile: bool = False) -> tuple[str, str | None]:
+    def address(self, tensor: Tensor, dims: Dims) -> tuple[str, str | None]:
         """Pointer expression and mask of ``tensor`` at ``dims``. Inside the time loop, a tensor
-        with the time dim is addressed through ``p_<name>``, a pointer block set up before the
-        loop for the first tile (``first_tile``) and advanced by one tile per iteration, so no
-        64-bit offset is recomputed per element per step."""
-        if self.k.time_dim in dims and not first_tile:
-            mask = " & ".join([self.expand("mask_T", 0)] + [
-                self.expand("mask_" + d, self.axes.index(d)) for d in dims if d in self.k.block_dims
-            ])
-            return f"p_{tensor.name}", mask
+        with the time dim is addressed as ``pb_<name>`` (a scalar pointer: the grid offsets and
+        the current step, advanced each iteration) plus ``po_<name>`` (the block offsets,
+        computed once before the loop): no 64-bit offset per element per step, and unit strides
+        become immediate address offsets."""
+        if self.k.time_dim in dims:
+            masks = [self.expand("mask_T", 0)] if self.k.strategy == "tiled" else []
+            masks += [self.expand("mask_" + d, self.axes.index(d)) for d in dims if d in self.k.block_dims]
+            ptr = f"pb_{tensor.name}" + (f" + po_{tensor.name}" if self.has_offsets(tensor, dims) else "")
+            return ptr, (" & ".join(masks) if masks else None)
         terms, masks = [], []
         for d in dims:
             stride = f"{tensor.name}_s_{d}"
             if d in self.k.grid_dims:
                 terms.append(f"pid_{d} * {stride}")
-            elif d == self.k.time_dim:
-                terms.append(f"{self.expand('offs_T', 0)} * {stride}")
-                masks.append(self.expand("mask_T", 0))
             else:
                 ax = self.axes.index(d)
                 terms.append(f"{self.expand('offs_' + d, ax)} * {stride}")
                 masks.append(self.expand("mask_" + d, ax))
         ptr = tensor.name + (" + " + " + ".join(terms) if terms else "")
         return ptr, (" & ".join(masks) if masks else None)
+
+    def has_offsets(self, tensor: Tensor, dims: Dims) -> bool:
+        return self.k.strategy == "tiled" or any(d in self.k.block_dims for d in dims)
+
+    def loop_pointers(self, buf: IndentedBuffer, first_step: str) -> None:
+        """Scalar base pointers at the first step and the loop-invariant block offsets."""
+        k = self.k
+        sign = "-" if k.reverse else ""
+        for t, dims in self.moving_tensors():
+            terms = [f"pid_{d} * {t.name}_s_{d}" for d in dims if d in k.grid_dims]
+            terms.append(f"({first_step}) * {t.name}_s_{k.time_dim}")
+            buf.line(f"pb_{t.name} = {t.name} + " + " + ".join(terms))
+            offs = [f"{self.expand('offs_' + d, self.axes.index(d))} * {t.name}_s_{d}" for d in dims if d in k.block_dims]
+            if k.strategy == "tiled":
+                offs.insert(0, f"{sign}{self.expand('idx_T', 0)} * {t.name}_s_{k.time_dim}")
+            if offs:
+                buf.line(f"po_{t.name} = " + " + ".join(offs))
 
     # --- statements ----------------------------------------------------------------------
 
@@ -98,11 +113,15 @@ class _Printer:
             buf.line(f"{s.target} = {s.expr}  # {s.comment}")
         elif isinstance(s, Reduce):
             ax = self.axes.index(s.dim)
+            div = f" / size_{s.dim}" if s.kind == "mean" else ""
             masked = f"tl.where({self.expand('mask_' + s.dim, ax)}, {s.source}, 0.0)"
-            expr = f"tl.sum({masked}, axis={ax}, keep_dims=True)"
-            if s.kind == "mean":
-                expr = f"{expr} / size_{s.dim}"
-            buf.line(f"{s.target} = {expr}  # {s.comment}")
+            buf.line(f"# {s.comment}")
+            buf.line(f"if EVEN_{s.dim}:")
+            with buf.indent():
+                buf.line(f"{s.target} = tl.sum({s.source}, axis={ax}, keep_dims=True){div}")
+            buf.line("else:")
+            with buf.indent():
+                buf.line(f"{s.target} = tl.sum({masked}, axis={ax}, keep_dims=True){div}")
         elif isinstance(s, ScanStep):
             self.scan(buf, s)
         elif isinstance(s, Store):
@@ -140,13 +159,10 @@ class _Printer:
         """One tile of BLOCK_T steps per iteration, scanned with tl.associative_scan."""
         k = self.k
         L = f"size_{k.time_dim}"
-        buf.line("idx_T = tl.arange(0, BLOCK_T)")
+        buf.line("idx_T = tl.arange(0, BLOCK_T).to(tl.int64)")
         buf.line("last_T = idx_T == BLOCK_T - 1")
-        buf.line(f"offs_T = {L} - 1 - idx_T.to(tl.int64)" if k.reverse else "offs_T = idx_T.to(tl.int64)")
         moving = self.moving_tensors()
-        for t, dims in moving:
-            ptr, _ = self.address(t, dims, first_tile=True)
-            buf.line(f"p_{t.name} = {ptr}  # first tile")
+        self.loop_pointers(buf, f"{L} - 1" if k.reverse else "0")
         buf.line(f"for t0 in tl.range(0, {L}, BLOCK_T, num_stages=NUM_STAGES):")
         with buf.indent():
             buf.line(f"mask_T = t0 + idx_T < {L}")
@@ -154,7 +170,7 @@ class _Printer:
                 self.stmt(buf, s)
             sign = "-=" if k.reverse else "+="
             for t, _ in moving:
-                buf.line(f"p_{t.name} {sign} BLOCK_T * {t.name}_s_{k.time_dim}")
+                buf.line(f"pb_{t.name} {sign} BLOCK_T * {t.name}_s_{k.time_dim}")
 
     def loop_unrolled(self, buf: IndentedBuffer) -> None:
         """UNROLL steps per iteration, unrolled here: every load of the tile first (so the loads
@@ -171,10 +187,8 @@ class _Printer:
         else:
             buf.line("i0 = 0")
             buf.line(f"i1 = {L}")
-        buf.line("offs_T = tl.zeros([1], tl.int64) + " + (f"({L} - 1 - i0)" if k.reverse else "i0"))
-        for t, dims in moving:
-            ptr, _ = self.address(t, dims, first_tile=True)
-            buf.line(f"p_{t.name} = {ptr}  # step i0")
+        del moving
+        self.loop_pointers(buf, f"{L} - 1 - i0" if k.reverse else "i0")
         buf.line(f"n_full = i1 - (i1 - i0) % {u}")
         buf.line(f"for t0 in range(i0, n_full, {u}):")
         with buf.indent():
@@ -196,8 +210,8 @@ class _Printer:
             for s in k.loop:
                 if isinstance(s, Load):
                     t = self.tensors[s.tensor]
-                    mask = " & ".join(self.expand("mask_" + d, self.axes.index(d)) for d in s.dims if d in k.block_dims)
-                    ptr = f"p_{t.name}" + (f" {sign} {j} * {t.name}_s_{k.time_dim}" if j else "")
+                    ptr, mask = self.address(t, s.dims)
+                    ptr = ptr.replace(f"pb_{t.name}", f"pb_{t.name}" + (f" {sign} {j} * {t.name}_s_{k.time_dim}" if j else ""), 1)
                     m = f", mask={mask}, other=0.0" if mask else ""
                     buf.line(f"{s.target}_{j} = tl.load({ptr}{m}).to(tl.float32)  # {s.comment}")
         for j in range(u):
@@ -206,8 +220,8 @@ class _Printer:
                     continue
                 if isinstance(s, Store):
                     t = self.tensors[s.tensor]
-                    mask = " & ".join(self.expand("mask_" + d, self.axes.index(d)) for d in s.dims if d in k.block_dims)
-                    ptr = f"p_{t.name}" + (f" {sign} {j} * {t.name}_s_{k.time_dim}" if j else "")
+                    ptr, mask = self.address(t, s.dims)
+                    ptr = ptr.replace(f"pb_{t.name}", f"pb_{t.name}" + (f" {sign} {j} * {t.name}_s_{k.time_dim}" if j else ""), 1)
                     m = f", mask={mask}" if mask else ""
                     stores.append(f"tl.store({ptr}, {ren(s.value, j)}.to({t.name}.dtype.element_ty){m})  # {s.comment}")
                 elif isinstance(s, ScanStep):
@@ -223,7 +237,7 @@ class _Printer:
                         buf.line(ren(line, j))
         buf.lines(stores)
         for t, _ in self.moving_tensors():
-            buf.line(f"p_{t.name} {'-=' if k.reverse else '+='} {u} * {t.name}_s_{k.time_dim}")
+            buf.line(f"pb_{t.name} {'-=' if k.reverse else '+='} {u} * {t.name}_s_{k.time_dim}")
 
     def moving_tensors(self) -> list[tuple[Tensor, Dims]]:
         """Tensors read or written in the time loop, with the dims they are accessed at."""
@@ -241,7 +255,8 @@ class _Printer:
             out.append(", ".join([t.name] + [f"{t.name}_s_{d}" for d in t.dims]) + ",")
         out.append(", ".join([f"size_{d}" for d in self.k.size_dims] + (["chunk_len"] if self.k.chunked else [])) + ",")
         flags = [f"HAS_{t.name}: tl.constexpr" for t in self.k.tensors if t.optional]
-        blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"] + [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
+        blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"]
+        blocks += [f"EVEN_{d}: tl.constexpr" for d in self.k.full_dims] + [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
         out.append(", ".join(flags + blocks) + ",")
         return out
 
@@ -279,7 +294,15 @@ class _Printer:
         for d in k.block_dims:
             base = f"pid_{d} * BLOCK_{d} + " if d == k.tiled_dim else ""
             buf.line(f"offs_{d} = {base}tl.arange(0, BLOCK_{d}).to(tl.int64)")
-            buf.line(f"mask_{d} = offs_{d} < size_{d}")
+            if d in k.full_dims:
+                buf.line(f"if EVEN_{d}:  # the block is the whole dim: no lane is masked")
+                with buf.indent():
+                    buf.line(f"mask_{d} = tl.full([BLOCK_{d}], 1, tl.int1)")
+                buf.line("else:")
+                with buf.indent():
+                    buf.line(f"mask_{d} = offs_{d} < size_{d}")
+            else:
+                buf.line(f"mask_{d} = offs_{d} < size_{d}")
         buf.line("")
         buf.line("# loop-invariant values")
         for s in k.pre:

@@ -27,10 +27,12 @@ class Schedule:
     blocks: tuple[tuple[str, int], ...]  # BLOCK_<dim> for the kernel's block dims
     num_warps: int
     num_stages: int = 1
+    even: tuple[tuple[str, bool], ...] = ()  # dims held whole whose size is the block size
 
     def constexprs(self) -> dict[str, int]:
         out = {"NUM_STAGES": self.num_stages, "BLOCK_T": self.block_t}
         out.update({f"BLOCK_{d}": b for d, b in self.blocks})
+        out.update({f"EVEN_{d}": e for d, e in self.even})
         return out
 
 
@@ -74,7 +76,8 @@ def choose(
         blocks.append((d, block_tiled))
     blocks.sort(key=lambda db: kernel.size_dims.index(db[0]))
     warps = num_warps or (4 if on_gpu else 1)
-    return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1)
+    even = tuple((d, sizes[d] == dict(blocks)[d]) for d in kernel.full_dims)
+    return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1, even)
 
 
 def default_strategy(on_gpu: bool) -> str:
