@@ -171,9 +171,14 @@ def test_extreme_values_stay_accurate():
     c = ssmc.compile(ext)
     out = c(x=torch.tensor(xs, dtype=torch.float32, device=DEVICE).view(1, 1, -1))
     ref = ext(x=xs.astype(np.float32).reshape(1, 1, -1))
+    # exp in float32 is exp2(x * log2 e): rounding the argument costs |x| * eps relative error
+    # (seen on an H100: 2.4e-6 at x = 60); beyond that, no cancellation anywhere
+    bound = 4e-7 * np.maximum(1.0, np.abs(xs))
     for k in ref:
-        got = out[k].double().cpu().numpy()
-        np.testing.assert_allclose(got, ref[k], rtol=2e-6, atol=1e-37, err_msg=k)
+        got = out[k].double().cpu().numpy().ravel()
+        want = ref[k].ravel()
+        rel = np.abs(got - want) / np.maximum(np.abs(want), 1e-37)
+        assert (rel <= bound).all(), (k, rel, bound)
 
 
 @pytest.mark.gpu

@@ -60,7 +60,7 @@ def test_cse_merges_equal_subexpressions():
         return ssmc.exp(x * 2.0) + ssmc.exp(x * 2.0)
 
     g = run_passes(f.graph)
-    assert format_graph(g).count(" exp ") == 1
+    assert sum(n.op in ("exp", "exp2") for n in g.nodes) == 1
 
 
 def test_canonicalize_folds_constants_and_identities():

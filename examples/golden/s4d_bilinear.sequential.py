@@ -108,8 +108,8 @@ def s4d_bilinear_k0(
     v13 = (v10 * v12)  # %13 = mul %10, %12 : [H, N]
     v14 = (1.0 + v13)  # %14 = add %7, %13 : [H, N]
     v15 = (1.0 - v13)  # %15 = sub %7, %13 : [H, N]
-    v16 = (v14 / v15)  # %16 = div %14, %15 : [H, N]
-    v17 = (v8 / v15)  # %17 = div %8, %15 : [H, N]
+    v16 = tl.div_rn(v14, v15)  # %16 = div %14, %15 : [H, N]
+    v17 = tl.div_rn(v8, v15)  # %17 = div %8, %15 : [H, N]
     # %3 = arg B : param [H, N] init=normal
     v3 = tl.load(a_B + offs_H[None, None, :] * a_B_s_H + offs_N[None, :, None] * a_B_s_N, mask=mask_H[None, None, :] & mask_N[None, :, None], other=0.0).to(tl.float32)
     v18 = (v17 * v3)  # %18 = mul %17, %3 : [H, N]

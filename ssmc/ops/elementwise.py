@@ -91,7 +91,9 @@ def _binary(name, numpy_fn, triton, doc, domain=("any", "any")):
 _binary("add", np.add, "({0} + {1})", "x + y")
 _binary("sub", np.subtract, "({0} - {1})", "x - y")
 _binary("mul", np.multiply, "({0} * {1})", "x * y")
-_binary("div", np.divide, "({0} / {1})", "x / y", ("any", "nonzero"))
+# IEEE division (Triton's `/` is div.full.f32, 2 ulp: bilinear's Abar is raised to the L-th
+# power, so those ulps compound; seen 4.5x the float32 reference's error at L=61 on an H100)
+_binary("div", np.divide, "tl.div_rn({0}, {1})", "x / y", ("any", "nonzero"))
 _binary(
     "maximum",
     np.maximum,
