@@ -59,14 +59,12 @@ def bytes_moved(B, L, D, N, esize):
 
 
 CONFIGS = [
-    dict(strategy="sequential", unroll=4, block=b, num_warps=w) for (b, w) in ((8, 1), (32, 1), (128, 4))
-] + [
-    dict(strategy="tiled", block_t=t, block=b, num_warps=w) for (t, b, w) in ((4, 128, 4), (8, 32, 1), (16, 32, 4))
+    dict(strategy="sequential", unroll=4, block=b, num_warps=w) for (b, w) in ((32, 1), (64, 1), (128, 1), (256, 2))
 ] + [
     dict(strategy="chunked", unroll=u, block=b, num_warps=w, chunks=c)
-    for u in (4, 8)
-    for (b, w) in ((8, 1), (32, 1), (128, 4))
-    for c in (None, 16, 32)
+    for u in (2, 4)
+    for (b, w) in ((32, 1), (64, 1), (128, 1), (128, 2), (256, 2))
+    for c in (16, 32)
 ]
 SHAPES = [(8, 2048, 2048, 16), (8, 4096, 5120, 16), (2, 8192, 2048, 16)]
 
