@@ -8,6 +8,18 @@ import triton
 import triton.language as tl
 
 @triton.jit
+def _ssmc_exp2(x, FAST: tl.constexpr):
+    # on a GPU: one MUFU.EX2, flushing denormal results to zero (plain ex2.approx.f32 adds a
+    # compare and two predicated multiplies to every exponential to keep them)
+    if FAST:
+        return tl.inline_asm_elementwise(
+            "ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True, pack=1
+        )
+    else:
+        return tl.exp2(x)
+
+
+@triton.jit
 def _ssmc_log1p(x):
     u = 1.0 + x
     d = u - 1.0
@@ -80,7 +92,7 @@ def s4d_bilinear_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_H,
     o_h_final, o_h_final_s_B, o_h_final_s_H, o_h_final_s_N,
     size_B, size_L, size_H, size_N,
-    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+    HAS_a_h0: tl.constexpr, FAST_MATH: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, EVEN_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_H = tl.cdiv(size_H, BLOCK_H)
@@ -89,12 +101,15 @@ def s4d_bilinear_k0(
     pid_B = rest % size_B
     rest = rest // size_B
     offs_N = tl.arange(0, BLOCK_N).to(tl.int64)
-    if EVEN_N:  # the block is the whole dim: no lane is masked
+    if EVEN_N:  # the blocks tile the dim exactly: no lane is masked
         mask_N = tl.full([BLOCK_N], 1, tl.int1)
     else:
         mask_N = offs_N < size_N
     offs_H = pid_H * BLOCK_H + tl.arange(0, BLOCK_H).to(tl.int64)
-    mask_H = offs_H < size_H
+    if EVEN_H:  # the blocks tile the dim exactly: no lane is masked
+        mask_H = tl.full([BLOCK_H], 1, tl.int1)
+    else:
+        mask_H = offs_H < size_H
 
     # loop-invariant values
     # %1 = arg log_dt : param [H] init=log_dt

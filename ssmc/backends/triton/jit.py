@@ -60,7 +60,7 @@ class CompiledLayer:
         num_warps: int | None = None,
         num_stages: int | None = None,
         layout: str = "tiled_last",
-        unroll: int = 8,
+        unroll: int = 4,
         chunks: int | None = None,
         verify: bool = False,
     ) -> None:

@@ -59,7 +59,7 @@ def lower_group(
     group: Group,
     strategy: str,
     layout: str = "tiled_last",
-    unroll: int = 8,
+    unroll: int = 4,
     role: str = "full",
 ) -> Kernel:
     """Lower ``group``. ``strategy`` "chunked" lowers the sequential kernel with a chunk grid

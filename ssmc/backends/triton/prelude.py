@@ -6,6 +6,18 @@ expm1(x)/x for exact ZOH as A -> 0, and tanh without cancellation near 0."""
 
 PRELUDE = '''
 @triton.jit
+def _ssmc_exp2(x, FAST: tl.constexpr):
+    # on a GPU: one MUFU.EX2, flushing denormal results to zero (plain ex2.approx.f32 adds a
+    # compare and two predicated multiplies to every exponential to keep them)
+    if FAST:
+        return tl.inline_asm_elementwise(
+            "ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True, pack=1
+        )
+    else:
+        return tl.exp2(x)
+
+
+@triton.jit
 def _ssmc_log1p(x):
     u = 1.0 + x
     d = u - 1.0
@@ -67,6 +79,7 @@ def _ssmc_scan_combine(a1, b1, a2, b2):
 '''
 
 HELPERS = (
+    "_ssmc_exp2",
     "_ssmc_log1p",
     "_ssmc_expm1",
     "_ssmc_exprel",

@@ -27,10 +27,11 @@ class Schedule:
     blocks: tuple[tuple[str, int], ...]  # BLOCK_<dim> for the kernel's block dims
     num_warps: int
     num_stages: int = 1
-    even: tuple[tuple[str, bool], ...] = ()  # dims held whole whose size is the block size
+    even: tuple[tuple[str, bool], ...] = ()  # block dims the blocks tile exactly
+    fast_math: bool = False  # flush denormal exponentials to zero (GPU only)
 
     def constexprs(self) -> dict[str, int]:
-        out = {"NUM_STAGES": self.num_stages, "BLOCK_T": self.block_t}
+        out = {"FAST_MATH": self.fast_math, "NUM_STAGES": self.num_stages, "BLOCK_T": self.block_t}
         out.update({f"BLOCK_{d}": b for d, b in self.blocks})
         out.update({f"EVEN_{d}": e for d, e in self.even})
         return out
@@ -71,29 +72,37 @@ def choose(
     if kernel.tiled_dim is not None:
         d = kernel.tiled_dim
         if block_tiled is None:
-            budget = (4096 if on_gpu else 1024) // (held * bt)
-            block_tiled = max(1, min(next_pow2(sizes[d]), budget, 256 if on_gpu else 64))
+            # one channel per thread, one warp per program: the best of the blocks swept on an
+            # H100 for Mamba-1 (bench/NOTES.md); fewer when the whole dims are large
+            budget = max(1, (4096 if on_gpu else 1024) // (held * bt))
+            block_tiled = max(1, min(next_pow2(sizes[d]), budget, 32))
         blocks.append((d, block_tiled))
     blocks.sort(key=lambda db: kernel.size_dims.index(db[0]))
-    warps = num_warps or (4 if on_gpu else 1)
-    even = tuple((d, sizes[d] == dict(blocks)[d]) for d in kernel.full_dims)
-    return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1, even)
+    warps = num_warps or 1
+    even = tuple((d, sizes[d] % b == 0) for d, b in blocks)
+    return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1, even, on_gpu)
 
 
 def default_strategy(on_gpu: bool) -> str:
-    return "tiled"
+    """Chunked where splitting the sequence pays (too few programs to fill the GPU), else the
+    plain sequential kernel: ``chunking`` decides per call."""
+    return "chunked"
 
 
 def chunking(kernel: Kernel, sizes: dict[str, int], sched: Schedule, on_gpu: bool, chunks: int | None) -> tuple[int, int]:
-    """(number of chunks, steps per chunk) for the chunked strategy: enough programs to fill
-    the GPU (about 16 warps per SM on 132 SMs), chunks of at least 256 steps; a multiple of the
-    unroll factor, so only the last chunk has a tail."""
+    """(number of chunks, steps per chunk) for the chunked strategy. Measured on an H100
+    (bench/NOTES.md): splitting pays when the programs give fewer than ~8 warps per SM (B8
+    D2048: 512 warps, 16 chunks best; B2 D2048: 128 warps, 32 chunks) and costs when they give
+    more (B8 D5120: 1280 warps, sequential best). Chunks are at least 256 steps and a multiple of
+    the unroll factor, so only the last chunk has a tail. On the CPU: 1 unless asked."""
     L = sizes[kernel.time_dim]
     if chunks is None:
         programs = math.prod(sizes[d] for d in kernel.grid_dims if d != "_C")
         if kernel.tiled_dim is not None:
             programs *= -(-sizes[kernel.tiled_dim] // dict(sched.blocks)[kernel.tiled_dim])
-        want = -(-(132 * 16) // max(1, programs * sched.num_warps)) if on_gpu else 1
+        warps = max(1, programs * sched.num_warps)
+        sms = 132
+        want = 1 if (not on_gpu or warps >= 8 * sms) else -(-(64 * sms) // warps)
         chunks = max(1, min(want, L // 256))
     chunks = max(1, min(chunks, L))
     u = max(1, kernel.unroll)
