@@ -61,12 +61,7 @@ def bytes_moved(B, L, D, N, esize):
 CONFIGS = [
     dict(),  # the defaults: what users get
     dict(strategy="sequential", unroll=4, block=32, num_warps=1),
-    dict(strategy="sequential", unroll=8, block=32, num_warps=1),
     dict(strategy="chunked", unroll=4, block=32, num_warps=1, chunks=16),
-    dict(strategy="chunked", unroll=4, block=32, num_warps=1, chunks=32),
-    dict(strategy="chunked", unroll=8, block=32, num_warps=1, chunks=16),
-    dict(strategy="chunked", unroll=4, block=16, num_warps=1, chunks=16),
-    dict(strategy="tiled", block_t=8, block=32, num_warps=1),
 ]
 SHAPES = [(8, 2048, 2048, 16), (8, 4096, 5120, 16), (2, 8192, 2048, 16)]
 

@@ -8,15 +8,13 @@ import triton
 import triton.language as tl
 
 @triton.jit
-def _ssmc_exp2(x, FAST: tl.constexpr):
-    # on a GPU: one MUFU.EX2, flushing denormal results to zero (plain ex2.approx.f32 adds a
-    # compare and two predicated multiplies to every exponential to keep them)
-    if FAST:
-        return tl.inline_asm_elementwise(
-            "ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True, pack=1
-        )
-    else:
-        return tl.exp2(x)
+def _ssmc_exp(x):
+    # exp(x) = 2^(x log2 e), carrying the rounding error of x * log2 e (which costs |x| * eps
+    # relative error otherwise: 8.7x the float32 reference's error in S4D's states, seen on an
+    # H100)
+    t = x * 1.4426950408889634
+    e = tl.fma(x, 1.4426950408889634, -t) + x * 1.9259629911e-08
+    return tl.exp2(t) * (1.0 + e * 0.6931471805599453)
 
 
 @triton.jit
@@ -94,7 +92,7 @@ def mamba1_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_D,
     o_h_final, o_h_final_s_B, o_h_final_s_D, o_h_final_s_N,
     size_B, size_L, size_D, size_N,
-    HAS_a_h0: tl.constexpr, FAST_MATH: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -103,22 +101,19 @@ def mamba1_k0(
     pid_B = rest % size_B
     rest = rest // size_B
     offs_N = tl.arange(0, BLOCK_N).to(tl.int64)
-    if EVEN_N:  # the blocks tile the dim exactly: no lane is masked
+    if EVEN_N:  # the block is the whole dim: no lane is masked
         mask_N = tl.full([BLOCK_N], 1, tl.int1)
     else:
         mask_N = offs_N < size_N
     offs_D = pid_D * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
-    if EVEN_D:  # the blocks tile the dim exactly: no lane is masked
-        mask_D = tl.full([BLOCK_D], 1, tl.int1)
-    else:
-        mask_D = offs_D < size_D
+    mask_D = offs_D < size_D
 
     # loop-invariant values
     # %7 = arg dt_bias : param [D] init=dt_bias
     v7 = tl.load(a_dt_bias + offs_D[None, None, :] * a_dt_bias_s_D, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
     # %5 = arg A_log : param [D, N] init=s4d_real
     v5 = tl.load(a_A_log + offs_D[None, None, :] * a_A_log_s_D + offs_N[None, :, None] * a_A_log_s_N, mask=mask_D[None, None, :] & mask_N[None, :, None], other=0.0).to(tl.float32)
-    v11 = tl.exp(v5)  # %11 = exp %5 : [D, N]
+    v11 = _ssmc_exp(v5)  # %11 = exp %5 : [D, N]
     v12 = (-v11)  # %12 = neg %11 : [D, N]
     v14 = (v12 * 1.4426950408889634)  # %14 = mul %12, %13 : [D, N]
     # %8 = arg h0 : input optional [B, D, N]
@@ -152,7 +147,7 @@ def mamba1_k0(
         v9 = (v1 + v7)  # %9 = add %1, %7 : [B, L, D]
         v10 = _ssmc_softplus(v9)  # %10 = softplus %9 : [B, L, D]
         v15 = (v10 * v14)  # %15 = mul %10, %14 : [B, L, D, N]
-        v16 = _ssmc_exp2(v15, FAST_MATH)  # %16 = exp2 %15 : [B, L, D, N]
+        v16 = tl.exp2(v15)  # %16 = exp2 %15 : [B, L, D, N]
         # %0 = arg x : input [B, L, D]
         v0 = tl.load(pb_a_x + po_a_x, mask=mask_T[:, None, None] & mask_D[None, None, :], other=0.0).to(tl.float32)
         v17 = (v10 * v0)  # %17 = mul %10, %0 : [B, L, D]

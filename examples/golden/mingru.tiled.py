@@ -8,15 +8,13 @@ import triton
 import triton.language as tl
 
 @triton.jit
-def _ssmc_exp2(x, FAST: tl.constexpr):
-    # on a GPU: one MUFU.EX2, flushing denormal results to zero (plain ex2.approx.f32 adds a
-    # compare and two predicated multiplies to every exponential to keep them)
-    if FAST:
-        return tl.inline_asm_elementwise(
-            "ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True, pack=1
-        )
-    else:
-        return tl.exp2(x)
+def _ssmc_exp(x):
+    # exp(x) = 2^(x log2 e), carrying the rounding error of x * log2 e (which costs |x| * eps
+    # relative error otherwise: 8.7x the float32 reference's error in S4D's states, seen on an
+    # H100)
+    t = x * 1.4426950408889634
+    e = tl.fma(x, 1.4426950408889634, -t) + x * 1.9259629911e-08
+    return tl.exp2(t) * (1.0 + e * 0.6931471805599453)
 
 
 @triton.jit
@@ -89,7 +87,7 @@ def mingru_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_D,
     o_h_final, o_h_final_s_B, o_h_final_s_D,
     size_B, size_L, size_D,
-    HAS_a_h0: tl.constexpr, FAST_MATH: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -98,10 +96,7 @@ def mingru_k0(
     pid_B = rest % size_B
     rest = rest // size_B
     offs_D = pid_D * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
-    if EVEN_D:  # the blocks tile the dim exactly: no lane is masked
-        mask_D = tl.full([BLOCK_D], 1, tl.int1)
-    else:
-        mask_D = offs_D < size_D
+    mask_D = offs_D < size_D
 
     # loop-invariant values
     # %2 = arg b : param [D] init=zeros

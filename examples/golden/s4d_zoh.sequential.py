@@ -8,15 +8,13 @@ import triton
 import triton.language as tl
 
 @triton.jit
-def _ssmc_exp2(x, FAST: tl.constexpr):
-    # on a GPU: one MUFU.EX2, flushing denormal results to zero (plain ex2.approx.f32 adds a
-    # compare and two predicated multiplies to every exponential to keep them)
-    if FAST:
-        return tl.inline_asm_elementwise(
-            "ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True, pack=1
-        )
-    else:
-        return tl.exp2(x)
+def _ssmc_exp(x):
+    # exp(x) = 2^(x log2 e), carrying the rounding error of x * log2 e (which costs |x| * eps
+    # relative error otherwise: 8.7x the float32 reference's error in S4D's states, seen on an
+    # H100)
+    t = x * 1.4426950408889634
+    e = tl.fma(x, 1.4426950408889634, -t) + x * 1.9259629911e-08
+    return tl.exp2(t) * (1.0 + e * 0.6931471805599453)
 
 
 @triton.jit
@@ -92,7 +90,7 @@ def s4d_zoh_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_H,
     o_h_final, o_h_final_s_B, o_h_final_s_H, o_h_final_s_N,
     size_B, size_L, size_H, size_N,
-    HAS_a_h0: tl.constexpr, FAST_MATH: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, EVEN_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_H = tl.cdiv(size_H, BLOCK_H)
@@ -101,27 +99,24 @@ def s4d_zoh_k0(
     pid_B = rest % size_B
     rest = rest // size_B
     offs_N = tl.arange(0, BLOCK_N).to(tl.int64)
-    if EVEN_N:  # the blocks tile the dim exactly: no lane is masked
+    if EVEN_N:  # the block is the whole dim: no lane is masked
         mask_N = tl.full([BLOCK_N], 1, tl.int1)
     else:
         mask_N = offs_N < size_N
     offs_H = pid_H * BLOCK_H + tl.arange(0, BLOCK_H).to(tl.int64)
-    if EVEN_H:  # the blocks tile the dim exactly: no lane is masked
-        mask_H = tl.full([BLOCK_H], 1, tl.int1)
-    else:
-        mask_H = offs_H < size_H
+    mask_H = offs_H < size_H
 
     # loop-invariant values
     # %2 = arg A_log : param [H, N] init=s4d_real
     v2 = tl.load(a_A_log + offs_H[None, None, :] * a_A_log_s_H + offs_N[None, :, None] * a_A_log_s_N, mask=mask_H[None, None, :] & mask_N[None, :, None], other=0.0).to(tl.float32)
-    v7 = tl.exp(v2)  # %7 = exp %2 : [H, N]
+    v7 = _ssmc_exp(v2)  # %7 = exp %2 : [H, N]
     v8 = (-v7)  # %8 = neg %7 : [H, N]
     # %1 = arg log_dt : param [H] init=log_dt
     v1 = tl.load(a_log_dt + offs_H[None, None, :] * a_log_dt_s_H, mask=mask_H[None, None, :], other=0.0).to(tl.float32)
-    v9 = tl.exp(v1)  # %9 = exp %1 : [H]
+    v9 = _ssmc_exp(v1)  # %9 = exp %1 : [H]
     v11 = (v9 * 1.4426950408889634)  # %11 = mul %9, %10 : [H]
     v12 = (v8 * v11)  # %12 = mul %8, %11 : [H, N]
-    v13 = _ssmc_exp2(v12, FAST_MATH)  # %13 = exp2 %12 : [H, N]
+    v13 = tl.exp2(v12)  # %13 = exp2 %12 : [H, N]
     v14 = (v9 * v8)  # %14 = mul %9, %8 : [H, N]
     v15 = _ssmc_exprel(v14)  # %15 = exprel %14 : [H, N]
     v16 = (v9 * v15)  # %16 = mul %9, %15 : [H, N]

@@ -108,8 +108,8 @@ _binary(
 )
 
 _unary("neg", np.negative, "(-{0})", "-x")
-_unary("exp", np.exp, "tl.exp({0})", "e ** x")
-_unary("exp2", np.exp2, "_ssmc_exp2({0}, FAST_MATH)", "2 ** x (denormal results may flush to 0 on GPUs)")
+_unary("exp", np.exp, "_ssmc_exp({0})", "e ** x")
+_unary("exp2", np.exp2, "tl.exp2({0})", "2 ** x")
 _unary("log", np.log, "tl.log({0})", "natural log", ("positive",))
 _unary("log1p", np.log1p, "_ssmc_log1p({0})", "log(1 + x), accurate near 0", ("gt_minus1",))
 _unary("expm1", np.expm1, "_ssmc_expm1({0})", "exp(x) - 1, accurate near 0")

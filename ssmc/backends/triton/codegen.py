@@ -255,8 +255,8 @@ class _Printer:
             out.append(", ".join([t.name] + [f"{t.name}_s_{d}" for d in t.dims]) + ",")
         out.append(", ".join([f"size_{d}" for d in self.k.size_dims] + (["chunk_len"] if self.k.chunked else [])) + ",")
         flags = [f"HAS_{t.name}: tl.constexpr" for t in self.k.tensors if t.optional]
-        blocks = ["FAST_MATH: tl.constexpr", "NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"]
-        blocks += [f"EVEN_{d}: tl.constexpr" for d in self.k.block_dims] + [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
+        blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"]
+        blocks += [f"EVEN_{d}: tl.constexpr" for d in self.k.full_dims] + [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
         out.append(", ".join(flags + blocks) + ",")
         return out
 
@@ -294,11 +294,17 @@ class _Printer:
         for d in k.block_dims:
             base = f"pid_{d} * BLOCK_{d} + " if d == k.tiled_dim else ""
             buf.line(f"offs_{d} = {base}tl.arange(0, BLOCK_{d}).to(tl.int64)")
-            buf.line(f"if EVEN_{d}:  # the blocks tile the dim exactly: no lane is masked")
-            with buf.indent():
-                buf.line(f"mask_{d} = tl.full([BLOCK_{d}], 1, tl.int1)")
-            buf.line("else:")
-            with buf.indent():
+            if d in k.full_dims:
+                buf.line(f"if EVEN_{d}:  # the block is the whole dim: no lane is masked")
+                with buf.indent():
+                    buf.line(f"mask_{d} = tl.full([BLOCK_{d}], 1, tl.int1)")
+                buf.line("else:")
+                with buf.indent():
+                    buf.line(f"mask_{d} = offs_{d} < size_{d}")
+            else:
+                # always masked: an unmasked block lets Triton vectorize these loads into a
+                # layout it then converts through shared memory every step (2.3x slower on an
+                # H100, bench/NOTES.md)
                 buf.line(f"mask_{d} = offs_{d} < size_{d}")
 
         buf.line("")

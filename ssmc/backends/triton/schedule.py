@@ -27,11 +27,10 @@ class Schedule:
     blocks: tuple[tuple[str, int], ...]  # BLOCK_<dim> for the kernel's block dims
     num_warps: int
     num_stages: int = 1
-    even: tuple[tuple[str, bool], ...] = ()  # block dims the blocks tile exactly
-    fast_math: bool = False  # flush denormal exponentials to zero (GPU only)
+    even: tuple[tuple[str, bool], ...] = ()  # whole dims whose size is a power of two
 
     def constexprs(self) -> dict[str, int]:
-        out = {"FAST_MATH": self.fast_math, "NUM_STAGES": self.num_stages, "BLOCK_T": self.block_t}
+        out = {"NUM_STAGES": self.num_stages, "BLOCK_T": self.block_t}
         out.update({f"BLOCK_{d}": b for d, b in self.blocks})
         out.update({f"EVEN_{d}": e for d, e in self.even})
         return out
@@ -79,8 +78,8 @@ def choose(
         blocks.append((d, block_tiled))
     blocks.sort(key=lambda db: kernel.size_dims.index(db[0]))
     warps = num_warps or 1
-    even = tuple((d, sizes[d] % b == 0) for d, b in blocks)
-    return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1, even, on_gpu)
+    even = tuple((d, sizes[d] == b) for d, b in blocks if d in kernel.full_dims)
+    return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1, even)
 
 
 def default_strategy(on_gpu: bool) -> str:
