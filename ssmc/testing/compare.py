@@ -39,17 +39,18 @@ def compare(
     name: str,
     out: np.ndarray,
     ref64: np.ndarray,
-    ref32: np.ndarray,
+    ref32s: list[np.ndarray],
     dtype: str,
     tol_scale: float = 1.0,
     rounding: str = "rn",
 ) -> Comparison:
-    """``out``: the kernel's output (as float64); ``ref64``: the interpreter; ``ref32``: the
-    interpreter in float32; ``dtype``: the dtype ``out`` was stored in; ``rounding``: how the
-    platform converts float32 to it (see ``round_to``)."""
+    """``out``: the kernel's output (as float64); ``ref64``: the interpreter; ``ref32s``: the
+    interpreter in float32, unperturbed and on inputs moved by one ulp (tolerances.py);
+    ``dtype``: the dtype ``out`` was stored in; ``rounding``: how the platform converts float32
+    to it (see ``round_to``)."""
     tol = TOLERANCES[dtype]
     out = np.asarray(out, dtype=np.float64)
-    lp = round_to(ref32, dtype, rounding)
+    lps = [round_to(r, dtype, rounding) for r in ref32s]
     fin = np.isfinite(ref64)
     same_nonfinite = bool(
         np.array_equal(np.isnan(out), np.isnan(ref64))
@@ -62,7 +63,7 @@ def compare(
     err = float(np.max(diff)) if diff.size else 0.0
     if np.isnan(err):
         err = float("inf")
-    ref_err = float(np.max(np.abs(lp[fin] - ref64[fin]))) if diff.size else 0.0
+    ref_err = max(float(np.nanmax(np.abs(lp[fin] - ref64[fin]))) for lp in lps) if diff.size else 0.0
     bound = tol_scale * (tol.ratio * ref_err + tol.atol * scale)
     rel = err / scale if scale > 0 else err
     return Comparison(name, dtype, err, ref_err, bound, scale, rel, same_nonfinite)
@@ -71,9 +72,12 @@ def compare(
 def compare_outputs(
     outs: Mapping[str, np.ndarray],
     ref64: Mapping[str, np.ndarray],
-    ref32: Mapping[str, np.ndarray],
+    ref32s: list[Mapping[str, np.ndarray]],
     dtypes: Mapping[str, str],
     tol_scale: float = 1.0,
     rounding: str = "rn",
 ) -> list[Comparison]:
-    return [compare(k, outs[k], ref64[k], ref32[k], dtypes[k], tol_scale, rounding) for k in ref64]
+    return [
+        compare(k, outs[k], ref64[k], [r[k] for r in ref32s], dtypes[k], tol_scale, rounding)
+        for k in ref64
+    ]

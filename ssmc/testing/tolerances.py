@@ -6,7 +6,14 @@ rounding every value to float32, outputs rounded to the kernel's output dtype) w
 The kernel's max error may be at most ``ratio`` times the low-precision reference's, plus
 ``atol`` times the output's scale (its largest magnitude). NaN and Inf positions must match.
 The reference rounds its outputs the way the platform does: to nearest on a GPU, toward zero
-for bfloat16 under Triton's interpreter (seen with triton 3.6.0)."""
+for bfloat16 under Triton's interpreter (seen with triton 3.6.0).
+
+The low-precision reference's error is the largest over a few equally valid float32
+computations: the unperturbed one and ones whose float inputs moved by one float32 ulp (the
+size of the rounding the kernel itself does). One run alone is luck on small or ill-conditioned
+outputs: seen on an H100, S4D bilinear with one state element, its final state 3e-5 summed from
+terms near 6e-4: the float32 reference erred 4e-11 unperturbed and up to 2.2e-10 perturbed; the
+kernel 3.5e-10."""
 
 from __future__ import annotations
 
