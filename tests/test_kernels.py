@@ -160,6 +160,30 @@ def test_ops_on_their_domains_and_edges():
     assert_ok(check_compiled(edges, c, dict(B=1, L=4, D=9), "f32", 0, DEVICE, scale=4.0))
 
 
+def test_exponentials_at_infinities_and_nan():
+    """exp and exp2, in the time loop and before it (two lowerings), at +-inf, NaN, extremes."""
+    xs = np.array([-np.inf, -200.0, -87.0, -1e-6, 0.0, 0.5, 88.0, 200.0, np.inf, np.nan])
+
+    @ssmc.layer
+    def exps(x: In["B L D"], w: Param["D", "ones"]):
+        return {"e_loop": ssmc.exp(x), "e2_loop": ssmc.exp2(x), "e_inv": ssmc.exp(w), "e2_inv": ssmc.exp2(w)}
+
+    c = ssmc.compile(exps)
+    t = torch.tensor(xs, dtype=torch.float32, device=DEVICE)
+    out = c(x=t.view(1, 1, -1), w=t)
+    with np.errstate(all="ignore"):
+        want = {"e_loop": np.exp(xs), "e2_loop": np.exp2(xs)}
+    want["e_inv"], want["e2_inv"] = want["e_loop"], want["e2_loop"]
+    for k, v in want.items():
+        got = out[k].double().cpu().numpy().ravel()
+        v32 = v.astype(np.float32).astype(np.float64)  # what float32 can hold (exp(200) = inf)
+        fin = np.isfinite(v32)
+        assert np.array_equal(np.isnan(got), np.isnan(v32)), (k, got, v32)
+        assert np.array_equal(got[np.isinf(v32)], v32[np.isinf(v32)]), (k, got, v32)
+        # exp's argument rounding: |x| * eps relative (accurate lowering: far less)
+        assert np.allclose(got[fin], v32[fin], rtol=4e-7 * 88, atol=1e-37), (k, got, v32)
+
+
 def test_extreme_values_stay_accurate():
     """softplus, log1p, expm1, tanh at large and tiny magnitudes, against float64."""
     xs = np.array([-100.0, -30.0, -1e-6, -1e-30, 0.0, 1e-30, 1e-6, 0.3, 15.0, 30.0, 80.0])

@@ -163,7 +163,9 @@ def lower_group(
             stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
         elif op.group == ELEMENTWISE:
             args = [value(i) for i in n.inputs]
-            if op.triton is not None:
+            if phase[n] == "pre" and "loop_invariant" in op.extra:
+                expr = op.extra["loop_invariant"].format(*args)
+            elif op.triton is not None:
                 expr = op.triton.format(*args)
             elif "lower" in op.extra:
                 expr = op.extra["lower"](args, n.attr_dict)

@@ -6,12 +6,46 @@ expm1(x)/x for exact ZOH as A -> 0, and tanh without cancellation near 0."""
 
 PRELUDE = '''
 @triton.jit
+def _ssmc_exp2_accurate(x):
+    # 2^x = 2^n * 2^f, n = round(x), f in [-1/2, 1/2], 2^f by its Taylor series to degree 7
+    # (truncation 5e-9 relative, below half an ulp). For values computed once per program
+    # (before the time loop), where the GPU's ex2.approx error (about 2^-22) would be the same
+    # at every step and compound through the powers of a time-invariant decay.
+    n = tl.floor(x + 0.5)
+    f = x - n
+    p = 1.525273380405984e-05
+    p = p * f + 0.00015403530393381606
+    p = p * f + 0.0013333558146428443
+    p = p * f + 0.009618129107628477
+    p = p * f + 0.05550410866482158
+    p = p * f + 0.2402265069591007
+    p = p * f + 0.6931471805599453
+    p = p * f + 1.0
+    # p is in [0.70, 1.42]: adding n to its exponent field is exact for -125 <= n <= 127
+    ni = tl.minimum(tl.maximum(n, -125.0), 127.0).to(tl.int32)
+    scaled = (p.to(tl.int32, bitcast=True) + (ni << 23)).to(tl.float32, bitcast=True)
+    r = tl.where(n > 127.0, scaled * 2.0, scaled)  # n = 128: one more doubling (may be inf)
+    r = tl.where(n > 128.0, float("inf"), r)
+    r = tl.where(n < -125.0, tl.exp2(x), r)  # (sub)normal edge: the hardware's
+    return tl.where(x != x, x, r)
+
+
+@triton.jit
+def _ssmc_exp_accurate(x):
+    t = x * 1.4426950408889634
+    e = tl.fma(x, 1.4426950408889634, -t) + x * 1.9259629911e-08
+    e = tl.where(tl.abs(x) < 1.0e30, e, 0.0)  # x = +-inf: fma(inf, c, -inf) is NaN
+    return _ssmc_exp2_accurate(t) * (1.0 + e * 0.6931471805599453)
+
+
+@triton.jit
 def _ssmc_exp(x):
     # exp(x) = 2^(x log2 e), carrying the rounding error of x * log2 e (which costs |x| * eps
     # relative error otherwise: 8.7x the float32 reference's error in S4D's states, seen on an
-    # H100)
+    # H100). (Triton's interpreter does not fuse tl.fma: there the correction is 0.)
     t = x * 1.4426950408889634
     e = tl.fma(x, 1.4426950408889634, -t) + x * 1.9259629911e-08
+    e = tl.where(tl.abs(x) < 1.0e30, e, 0.0)  # x = +-inf: fma(inf, c, -inf) is NaN
     return tl.exp2(t) * (1.0 + e * 0.6931471805599453)
 
 
@@ -78,6 +112,8 @@ def _ssmc_scan_combine(a1, b1, a2, b2):
 
 HELPERS = (
     "_ssmc_exp",
+    "_ssmc_exp_accurate",
+    "_ssmc_exp2_accurate",
     "_ssmc_log1p",
     "_ssmc_expm1",
     "_ssmc_exprel",
