@@ -74,7 +74,11 @@ def _eval(node: Node, values, args, sizes) -> np.ndarray:
     if node.op == "const":
         return op.numpy(attrs["value"])
     if op.group == ELEMENTWISE or node.op in ("discretize", "gate"):
-        aligned = [align(v, i.dims, node.dims) for v, i in zip(ins, node.inputs)]
+        used = _used_operands(node)
+        aligned = [
+            align(v, i.dims, node.dims) if k in used else None
+            for k, (v, i) in enumerate(zip(ins, node.inputs))
+        ]
         kw = {k: attrs[k] for k in op.attrs}
         out = op.numpy(*aligned, **kw)
         return np.broadcast_to(out, _full(node, sizes)).astype(np.float64 if node.dtype != "bool" else bool)
@@ -93,6 +97,16 @@ def _eval(node: Node, values, args, sizes) -> np.ndarray:
             h0 = align(ins[2], node.inputs[2].dims, state_dims)
         return op.numpy(a, b, h0, axis=full_dims.index(attrs["axis"]), reverse=attrs["reverse"])
     raise NotImplementedError(f"the interpreter has no evaluation for op `{node.op}`")
+
+
+def _used_operands(node: Node) -> set[int]:
+    """Operands a node's value depends on: discretize's Abar does not read B, and Euler-type
+    Bbar does not read A (their dims may lie outside the result's)."""
+    if node.op != "discretize":
+        return set(range(len(node.inputs)))
+    if node.attr("part") == "A":
+        return {0, 2}
+    return {0, 1, 2} if node.attr("method") in ("zoh", "bilinear") else {1, 2}
 
 
 def _scan_full_dims(node: Node) -> Dims:

@@ -111,7 +111,10 @@ def _discretize_rule(dims, dts, attrs, order):
 
 
 def _discretize_numpy(A, B, delta, method, part):
-    """Continuous (A, B) with step delta -> discrete (Abar, Bbar), diagonal A (DESIGN.md)."""
+    """Continuous (A, B) with step delta -> discrete (Abar, Bbar), diagonal A (DESIGN.md).
+    An operand the part does not use may be None (Abar reads no B; Euler-type Bbar no A)."""
+    if method in ("zoh_euler", "euler") and part == "B":
+        return delta * B
     dA = delta * A
     if method == "zoh":
         if part == "A":

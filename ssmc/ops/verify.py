@@ -48,11 +48,18 @@ def verify(graph: Graph) -> None:
             raise VerificationError(f"argument {node.attr('name')!r} is not in the signature")
         verify_node(node, graph.dim_order)
     if graph.groups is not None:
+        # values that depend on a recurrence belong to exactly one kernel; recurrence-free
+        # ones (the prologue) are recomputed in every kernel that needs them
+        live_order = topo_order([v for _, v in graph.outputs])
+        live = set(live_order)
+        recurrent: set[Node] = set()
+        for n in live_order:
+            if n.op in ("scan", "scan_final") or any(i in recurrent for i in n.inputs):
+                recurrent.add(n)
         placed: dict[Node, str] = {}
-        live = set(topo_order([v for _, v in graph.outputs]))
         for g in graph.groups:
             for n in g.nodes:
-                if n.op not in ("arg", "const") and n in placed:
+                if n in recurrent and n in placed:
                     raise VerificationError(f"node {n.op} is in groups {placed[n]} and {g.name}")
                 placed[n] = g.name
         missing = [n.op for n in live if n.op not in ("arg", "const") and n not in placed]

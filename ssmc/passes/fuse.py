@@ -76,8 +76,14 @@ class Fuse(Pass):
         loaded = {n for g in groups for n in g.loads}
         outs = {v for _, v in graph.outputs}
         final = []
+        pointwise_name = f"k{len(rec_list)}"
         for g in groups:
-            stores = tuple(n for n in g.nodes if n in outs or (n in loaded and n in owner and g.name == f"k{owner[n]}"))
+            # a value is stored by the kernel that owns it: its recurrence's, or (recurrence-free
+            # outputs, recomputed wherever needed) the pointwise kernel's, once
+            def mine(n: Node, g: Group = g) -> bool:
+                return g.name == (f"k{owner[n]}" if n in owner else pointwise_name)
+
+            stores = tuple(n for n in g.nodes if (n in outs or n in loaded) and mine(n))
             final.append(Group(g.name, g.nodes, g.loads, stores, g.notes))
         return graph.replace(groups=tuple(final))
 

@@ -215,6 +215,8 @@ class _Run:
                 self.buffers[t.name] = buf
             elif t.name in self.buffers:
                 buf = self.buffers[t.name]
+            elif t.name.startswith("t") and t.role == "in":
+                raise LoweringError(f"{layer.name}: kernel {kernel.name} reads {t.source} before any kernel stored it")
             else:
                 buf = self.tensors.get(t.source)
                 if t.optional:

@@ -79,7 +79,10 @@ def lower_group(
         group = Group(group.name, keep, tuple(n for n in group.loads if n in needed), (), group.notes)
     names = node_names(graph)
     layer = graph.name
-    outputs = {v: k for k, v in graph.outputs}
+    outputs: dict[Node, list[str]] = {}
+    for k, v in graph.outputs:
+        outputs.setdefault(v, []).append(k)  # after CSE one value may be several outputs
+    read_elsewhere = {n for g in (graph.groups or ()) if g is not group for n in g.loads}
     scans = [n for n in group.nodes if n.op in ("scan", "scan_final")]
     keys = {recurrence_key(n) for n in scans}
     if len(keys) > 1:
@@ -208,12 +211,13 @@ def lower_group(
     for n in group.stores:
         if chunked and n.op == "scan_final":
             continue  # the chunk-combine kernel writes final states
-        if n in outputs:
-            t = Tensor(f"o_{outputs[n]}", n.dims, "out", source=outputs[n])
-        else:
-            t = Tensor(f"t{names[n][1:]}", n.dims, "out", source=names[n])
-        tensors.append(t)
-        stmts[phase[n]].append(Store(t.name, value(n), n.dims, f"{t.source} <- {names[n]}"))
+        targets = [Tensor(f"o_{name}", n.dims, "out", source=name) for name in outputs.get(n, [])]
+        if n in read_elsewhere or not targets:
+            # float32, for the kernels that read it: not the output's (maybe bf16) rounding
+            targets.append(Tensor(f"t{names[n][1:]}", n.dims, "out", source=names[n]))
+        for t in targets:
+            tensors.append(t)
+            stmts[phase[n]].append(Store(t.name, value(n), n.dims, f"{t.source} <- {names[n]}"))
 
     # a scan_final-only recurrence still needs its scan target to be the scan's loop step
     header = (
