@@ -19,4 +19,12 @@ def compile(layer, **options):  # noqa: A001  (ssmc.compile, like torch.compile)
     return CompiledLayer(layer, **options)
 
 
-__all__ = [*_dsl_all, "ArgumentError", "DefinitionError", "LoweringError", "SsmcError", "compile"]
+def fuzz(layer, examples: int = 100, seed: int = 0, **options):
+    """Differential-test ``layer``'s compiled kernels against the interpreter on random cases;
+    returns a report (``.ok``, ``.failure`` with a reproduction snippet)."""
+    from ssmc.testing.fuzz import fuzz as _fuzz
+
+    return _fuzz(layer, examples, seed, **options)
+
+
+__all__ = [*_dsl_all, "fuzz", "ArgumentError", "DefinitionError", "LoweringError", "SsmcError", "compile"]

@@ -2,6 +2,7 @@
 
   ssmc show FILE.py:LAYER [--stage ir|passes|kernel] [--strategy S]
   ssmc run  FILE.py:LAYER [--sizes B=2,L=37] [--check] [--dtype f32|bf16|f16] [--seed N]
+  ssmc fuzz FILE.py:LAYER [--examples N] [--seed S]
 """
 
 from __future__ import annotations
@@ -124,6 +125,15 @@ def cmd_run(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_fuzz(args) -> int:
+    from ssmc.testing.fuzz import fuzz
+
+    layer = load_layer(args.target)
+    report = fuzz(layer, examples=args.examples, seed=args.seed, target=args.target, tol_scale=args.tol_scale)
+    print(report)
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ssmc", description="a compiler for selective state-space models")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -141,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--strategy", choices=("sequential", "tiled"), default=None)
     r.add_argument("--tol-scale", type=float, default=1.0, help="multiply the tolerance (0: exact)")
     r.set_defaults(fn=cmd_run)
+    f = sub.add_parser("fuzz", help="differential-test a layer's kernels against the interpreter on random cases")
+    f.add_argument("target", help="FILE.py:LAYER")
+    f.add_argument("--examples", type=int, default=100)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--tol-scale", type=float, default=1.0, help="multiply the tolerance (0: exact)")
+    f.set_defaults(fn=cmd_fuzz)
     args = ap.parse_args(argv)
     try:
         return args.fn(args)
