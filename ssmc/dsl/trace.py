@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -206,6 +207,16 @@ def trace(fn: Callable[..., Any], name: str, sizes: dict[str, int] | None = None
         outputs = _outputs(name, result)
     finally:
         _state.tracer = prev
+    from ssmc.ir.node import topo_order
+
+    used = set(topo_order([v for _, v in outputs]))
+    for n in arg_nodes:
+        if n not in used:
+            warnings.warn(
+                f"{name}: argument `{n.attr('name')}` is not used by any output; it is checked "
+                "when passed and otherwise ignored",
+                stacklevel=3,
+            )
     graph = Graph(
         name=name,
         dim_order=order,
