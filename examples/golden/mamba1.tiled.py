@@ -126,7 +126,8 @@ def mamba1_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_D,
     o_h_final, o_h_final_s_B, o_h_final_s_D, o_h_final_s_N,
     size_B, size_L, size_D, size_N,
-    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -141,6 +142,15 @@ def mamba1_k0(
         mask_N = offs_N < size_N
     offs_D = pid_D * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     mask_D = offs_D < size_D
+
+    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+        t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
+        n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
+        row_B = 0
+    else:
+        t_lo = 0
+        n_steps = size_L
+        row_B = pid_B
 
     # loop-invariant values
     # %7 = arg dt_bias : param [D] init=dt_bias
@@ -162,20 +172,20 @@ def mamba1_k0(
     # the time loop over L
     idx_T = tl.arange(0, BLOCK_T).to(tl.int64)
     last_T = idx_T == BLOCK_T - 1
-    pb_a_dt = a_dt + pid_B * a_dt_s_B + (0) * a_dt_s_L
+    pb_a_dt = a_dt + row_B * a_dt_s_B + (t_lo) * a_dt_s_L
     po_a_dt = idx_T[:, None, None] * a_dt_s_L + offs_D[None, None, :] * a_dt_s_D
-    pb_a_x = a_x + pid_B * a_x_s_B + (0) * a_x_s_L
+    pb_a_x = a_x + row_B * a_x_s_B + (t_lo) * a_x_s_L
     po_a_x = idx_T[:, None, None] * a_x_s_L + offs_D[None, None, :] * a_x_s_D
-    pb_a_B = a_B + pid_B * a_B_s_B + (0) * a_B_s_L
+    pb_a_B = a_B + row_B * a_B_s_B + (t_lo) * a_B_s_L
     po_a_B = idx_T[:, None, None] * a_B_s_L + offs_N[None, :, None] * a_B_s_N
-    pb_a_C = a_C + pid_B * a_C_s_B + (0) * a_C_s_L
+    pb_a_C = a_C + row_B * a_C_s_B + (t_lo) * a_C_s_L
     po_a_C = idx_T[:, None, None] * a_C_s_L + offs_N[None, :, None] * a_C_s_N
-    pb_a_z = a_z + pid_B * a_z_s_B + (0) * a_z_s_L
+    pb_a_z = a_z + row_B * a_z_s_B + (t_lo) * a_z_s_L
     po_a_z = idx_T[:, None, None] * a_z_s_L + offs_D[None, None, :] * a_z_s_D
-    pb_o_y = o_y + pid_B * o_y_s_B + (0) * o_y_s_L
+    pb_o_y = o_y + row_B * o_y_s_B + (t_lo) * o_y_s_L
     po_o_y = idx_T[:, None, None] * o_y_s_L + offs_D[None, None, :] * o_y_s_D
-    for t0 in tl.range(0, size_L, BLOCK_T, num_stages=NUM_STAGES):
-        mask_T = t0 + idx_T < size_L
+    for t0 in tl.range(0, n_steps, BLOCK_T, num_stages=NUM_STAGES):
+        mask_T = t0 + idx_T < n_steps
         # %1 = arg dt : input [B, L, D]
         v1 = tl.load(pb_a_dt + po_a_dt, mask=mask_T[:, None, None] & mask_D[None, None, :], other=0.0).to(tl.float32)
         v9 = (v1 + v7)  # %9 = add %1, %7 : [B, L, D]

@@ -121,7 +121,8 @@ def mingru_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_D,
     o_h_final, o_h_final_s_B, o_h_final_s_D,
     size_B, size_L, size_D,
-    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -131,6 +132,15 @@ def mingru_k0(
     rest = rest // size_B
     offs_D = pid_D * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     mask_D = offs_D < size_D
+
+    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+        t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
+        n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
+        row_B = 0
+    else:
+        t_lo = 0
+        n_steps = size_L
+        row_B = pid_B
 
     # loop-invariant values
     # %2 = arg b : param [D] init=zeros
@@ -144,12 +154,12 @@ def mingru_k0(
 
     # the time loop over L
     i0 = 0
-    i1 = size_L
-    pb_a_k = a_k + pid_B * a_k_s_B + (i0) * a_k_s_L
+    i1 = n_steps
+    pb_a_k = a_k + row_B * a_k_s_B + (t_lo + i0) * a_k_s_L
     po_a_k = offs_D[None, :] * a_k_s_D
-    pb_a_x_tilde = a_x_tilde + pid_B * a_x_tilde_s_B + (i0) * a_x_tilde_s_L
+    pb_a_x_tilde = a_x_tilde + row_B * a_x_tilde_s_B + (t_lo + i0) * a_x_tilde_s_L
     po_a_x_tilde = offs_D[None, :] * a_x_tilde_s_D
-    pb_o_y = o_y + pid_B * o_y_s_B + (i0) * o_y_s_L
+    pb_o_y = o_y + row_B * o_y_s_B + (t_lo + i0) * o_y_s_L
     po_o_y = offs_D[None, :] * o_y_s_D
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

@@ -121,7 +121,8 @@ def mingru_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_D,
     o_h_final, o_h_final_s_B, o_h_final_s_D,
     size_B, size_L, size_D,
-    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -131,6 +132,15 @@ def mingru_k0(
     rest = rest // size_B
     offs_D = pid_D * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     mask_D = offs_D < size_D
+
+    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+        t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
+        n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
+        row_B = 0
+    else:
+        t_lo = 0
+        n_steps = size_L
+        row_B = pid_B
 
     # loop-invariant values
     # %2 = arg b : param [D] init=zeros
@@ -145,14 +155,14 @@ def mingru_k0(
     # the time loop over L
     idx_T = tl.arange(0, BLOCK_T).to(tl.int64)
     last_T = idx_T == BLOCK_T - 1
-    pb_a_k = a_k + pid_B * a_k_s_B + (0) * a_k_s_L
+    pb_a_k = a_k + row_B * a_k_s_B + (t_lo) * a_k_s_L
     po_a_k = idx_T[:, None] * a_k_s_L + offs_D[None, :] * a_k_s_D
-    pb_a_x_tilde = a_x_tilde + pid_B * a_x_tilde_s_B + (0) * a_x_tilde_s_L
+    pb_a_x_tilde = a_x_tilde + row_B * a_x_tilde_s_B + (t_lo) * a_x_tilde_s_L
     po_a_x_tilde = idx_T[:, None] * a_x_tilde_s_L + offs_D[None, :] * a_x_tilde_s_D
-    pb_o_y = o_y + pid_B * o_y_s_B + (0) * o_y_s_L
+    pb_o_y = o_y + row_B * o_y_s_B + (t_lo) * o_y_s_L
     po_o_y = idx_T[:, None] * o_y_s_L + offs_D[None, :] * o_y_s_D
-    for t0 in tl.range(0, size_L, BLOCK_T, num_stages=NUM_STAGES):
-        mask_T = t0 + idx_T < size_L
+    for t0 in tl.range(0, n_steps, BLOCK_T, num_stages=NUM_STAGES):
+        mask_T = t0 + idx_T < n_steps
         # %0 = arg k : input [B, L, D]
         v0 = tl.load(pb_a_k + po_a_k, mask=mask_T[:, None] & mask_D[None, :], other=0.0).to(tl.float32)
         v5 = (v0 + v2)  # %5 = add %0, %2 : [B, L, D]

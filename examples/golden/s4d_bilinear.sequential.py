@@ -124,7 +124,8 @@ def s4d_bilinear_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_H,
     o_h_final, o_h_final_s_B, o_h_final_s_H, o_h_final_s_N,
     size_B, size_L, size_H, size_N,
-    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_H = tl.cdiv(size_H, BLOCK_H)
@@ -139,6 +140,15 @@ def s4d_bilinear_k0(
         mask_N = offs_N < size_N
     offs_H = pid_H * BLOCK_H + tl.arange(0, BLOCK_H).to(tl.int64)
     mask_H = offs_H < size_H
+
+    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+        t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
+        n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
+        row_B = 0
+    else:
+        t_lo = 0
+        n_steps = size_L
+        row_B = pid_B
 
     # loop-invariant values
     # %1 = arg log_dt : param [H] init=log_dt
@@ -170,10 +180,10 @@ def s4d_bilinear_k0(
 
     # the time loop over L
     i0 = 0
-    i1 = size_L
-    pb_a_u = a_u + pid_B * a_u_s_B + (i0) * a_u_s_L
+    i1 = n_steps
+    pb_a_u = a_u + row_B * a_u_s_B + (t_lo + i0) * a_u_s_L
     po_a_u = offs_H[None, None, :] * a_u_s_H
-    pb_o_y = o_y + pid_B * o_y_s_B + (i0) * o_y_s_L
+    pb_o_y = o_y + row_B * o_y_s_B + (t_lo + i0) * o_y_s_L
     po_o_y = offs_H[None, None, :] * o_y_s_H
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

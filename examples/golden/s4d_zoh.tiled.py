@@ -124,7 +124,8 @@ def s4d_zoh_k0(
     o_y, o_y_s_B, o_y_s_L, o_y_s_H,
     o_h_final, o_h_final_s_B, o_h_final_s_H, o_h_final_s_N,
     size_B, size_L, size_H, size_N,
-    HAS_a_h0: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_H = tl.cdiv(size_H, BLOCK_H)
@@ -139,6 +140,15 @@ def s4d_zoh_k0(
         mask_N = offs_N < size_N
     offs_H = pid_H * BLOCK_H + tl.arange(0, BLOCK_H).to(tl.int64)
     mask_H = offs_H < size_H
+
+    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+        t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
+        n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
+        row_B = 0
+    else:
+        t_lo = 0
+        n_steps = size_L
+        row_B = pid_B
 
     # loop-invariant values
     # %2 = arg A_log : param [H, N] init=s4d_real
@@ -171,12 +181,12 @@ def s4d_zoh_k0(
     # the time loop over L
     idx_T = tl.arange(0, BLOCK_T).to(tl.int64)
     last_T = idx_T == BLOCK_T - 1
-    pb_a_u = a_u + pid_B * a_u_s_B + (0) * a_u_s_L
+    pb_a_u = a_u + row_B * a_u_s_B + (t_lo) * a_u_s_L
     po_a_u = idx_T[:, None, None] * a_u_s_L + offs_H[None, None, :] * a_u_s_H
-    pb_o_y = o_y + pid_B * o_y_s_B + (0) * o_y_s_L
+    pb_o_y = o_y + row_B * o_y_s_B + (t_lo) * o_y_s_L
     po_o_y = idx_T[:, None, None] * o_y_s_L + offs_H[None, None, :] * o_y_s_H
-    for t0 in tl.range(0, size_L, BLOCK_T, num_stages=NUM_STAGES):
-        mask_T = t0 + idx_T < size_L
+    for t0 in tl.range(0, n_steps, BLOCK_T, num_stages=NUM_STAGES):
+        mask_T = t0 + idx_T < n_steps
         # %0 = arg u : input [B, L, H]
         v0 = tl.load(pb_a_u + po_a_u, mask=mask_T[:, None, None] & mask_H[None, None, :], other=0.0).to(tl.float32)
         v18 = (v17 * v0)  # %18 = mul %17, %0 : [B, L, H, N]

@@ -81,7 +81,7 @@ class _Printer:
         k = self.k
         sign = "-" if k.reverse else ""
         for t, dims in self.moving_tensors():
-            terms = [f"pid_{d} * {t.name}_s_{d}" for d in dims if d in k.grid_dims]
+            terms = [f"{'row' if d == k.batch_dim else 'pid'}_{d} * {t.name}_s_{d}" for d in dims if d in k.grid_dims]
             terms.append(f"({first_step}) * {t.name}_s_{k.time_dim}")
             buf.line(f"pb_{t.name} = {t.name} + " + " + ".join(terms))
             offs = [f"{self.expand('offs_' + d, self.axes.index(d))} * {t.name}_s_{d}" for d in dims if d in k.block_dims]
@@ -162,10 +162,11 @@ class _Printer:
         buf.line("idx_T = tl.arange(0, BLOCK_T).to(tl.int64)")
         buf.line("last_T = idx_T == BLOCK_T - 1")
         moving = self.moving_tensors()
-        self.loop_pointers(buf, f"{L} - 1" if k.reverse else "0")
-        buf.line(f"for t0 in tl.range(0, {L}, BLOCK_T, num_stages=NUM_STAGES):")
+        del L
+        self.loop_pointers(buf, "t_lo + n_steps - 1" if k.reverse else "t_lo")
+        buf.line("for t0 in tl.range(0, n_steps, BLOCK_T, num_stages=NUM_STAGES):")
         with buf.indent():
-            buf.line(f"mask_T = t0 + idx_T < {L}")
+            buf.line("mask_T = t0 + idx_T < n_steps")
             for s in k.loop:
                 self.stmt(buf, s)
             sign = "-=" if k.reverse else "+="
@@ -183,12 +184,13 @@ class _Printer:
         moving = self.moving_tensors()
         if k.chunked:
             buf.line("i0 = pid__C * chunk_len  # this program's steps: [i0, i1)")
-            buf.line(f"i1 = tl.minimum(i0 + chunk_len, {L})")
+            buf.line("i1 = tl.minimum(i0 + chunk_len, n_steps)")
         else:
             buf.line("i0 = 0")
-            buf.line(f"i1 = {L}")
+            buf.line("i1 = n_steps")
         del moving
-        self.loop_pointers(buf, f"{L} - 1 - i0" if k.reverse else "i0")
+        del L
+        self.loop_pointers(buf, "t_lo + n_steps - 1 - i0" if k.reverse else "t_lo + i0")
         buf.line(f"n_full = i1 - (i1 - i0) % {u}")
         buf.line(f"for t0 in range(i0, n_full, {u}):")
         with buf.indent():
@@ -254,7 +256,11 @@ class _Printer:
         for t in self.k.tensors:
             out.append(", ".join([t.name] + [f"{t.name}_s_{d}" for d in t.dims]) + ",")
         out.append(", ".join([f"size_{d}" for d in self.k.size_dims] + (["chunk_len"] if self.k.chunked else [])) + ",")
+        if self.k.batch_dim:
+            out.append("cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)")
         flags = [f"HAS_{t.name}: tl.constexpr" for t in self.k.tensors if t.optional]
+        if self.k.batch_dim:
+            flags.append("VARLEN: tl.constexpr")
         blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"]
         blocks += [f"EVEN_{d}: tl.constexpr" for d in self.k.full_dims] + [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
         out.append(", ".join(flags + blocks) + ",")
@@ -306,6 +312,23 @@ class _Printer:
                 # layout it then converts through shared memory every step (2.3x slower on an
                 # H100, bench/NOTES.md)
                 buf.line(f"mask_{d} = offs_{d} < size_{d}")
+        if k.time_dim is not None:
+            b = k.batch_dim
+            buf.line("")
+            if b:
+                buf.line(f"if VARLEN:  # a packed batch: program pid_{b} scans sequence pid_{b}, in row 0")
+                with buf.indent():
+                    buf.line(f"t_lo = tl.load(cu_seqlens + pid_{b}).to(tl.int64)")
+                    buf.line(f"n_steps = tl.load(cu_seqlens + pid_{b} + 1).to(tl.int64) - t_lo")
+                    buf.line(f"row_{b} = 0")
+                buf.line("else:")
+                with buf.indent():
+                    buf.line("t_lo = 0")
+                    buf.line(f"n_steps = size_{k.time_dim}")
+                    buf.line(f"row_{b} = pid_{b}")
+            else:
+                buf.line("t_lo = 0")
+                buf.line(f"n_steps = size_{k.time_dim}")
 
         buf.line("")
         buf.line("# loop-invariant values")

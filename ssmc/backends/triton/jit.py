@@ -117,7 +117,11 @@ class CompiledLayer:
 
     # --- calling ---------------------------------------------------------------------------
 
-    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def __call__(self, *args: Any, cu_seqlens: Any = None, **kwargs: Any) -> dict[str, Any]:
+        """``cu_seqlens`` (int32 [S + 1], the flash-attn convention): the inputs are a packed
+        batch of S sequences, batch size 1 and total length T; sequence i is steps
+        cu_seqlens[i]:cu_seqlens[i+1]. Its state starts from h0[i] (or 0) and nothing crosses
+        a boundary; per-sequence final states come out with first dim S."""
         import torch
 
         layer = self.layer
@@ -127,9 +131,13 @@ class CompiledLayer:
                 raise ArgumentError(
                     f"{layer.name}: argument `{k}` is a {type(v).__name__}; compiled layers take torch tensors"
                 )
-        sizes = layer.bind(values, accept=KERNEL_DTYPES)
         tensors = {k: v for k, v in values.items() if v is not None}
         device = _common_device(layer.name, tensors)
+        varlen = None
+        if cu_seqlens is None:
+            sizes = layer.bind(values, accept=KERNEL_DTYPES)
+        else:
+            sizes, varlen = _bind_packed(self, values, cu_seqlens, device)
         on_gpu = device.type == "cuda"
         if not on_gpu and not interpreting():
             raise ArgumentError(
@@ -137,7 +145,7 @@ class CompiledLayer:
                 "or on the CPU under TRITON_INTERPRET=1"
             )
         first = next(t for k, t in tensors.items() if layer.specs[k].kind == "input")
-        run = _Run(self, sizes, tensors, first.dtype, device, on_gpu)
+        run = _Run(self, sizes, tensors, first.dtype, device, on_gpu, varlen)
         strategy = self.strategy or default_strategy(on_gpu)
         for plan in self.plans(strategy):
             if plan.chunked:
@@ -150,8 +158,9 @@ class CompiledLayer:
 class _Run:
     """The buffers and launches of one call."""
 
-    def __init__(self, c: CompiledLayer, sizes, tensors, out_dtype, device, on_gpu) -> None:
+    def __init__(self, c: CompiledLayer, sizes, tensors, out_dtype, device, on_gpu, varlen=None) -> None:
         self.c, self.sizes, self.tensors = c, dict(sizes), tensors
+        self.varlen = varlen  # (batch dim, cu_seqlens, longest sequence) of a packed batch
         self.out_dtype, self.device, self.on_gpu = out_dtype, device, on_gpu
         self.results: dict[str, Any] = {}
         self.buffers: dict[str, Any] = {}
@@ -170,7 +179,10 @@ class _Run:
 
         states, full = plan.kernels
         sched = self.schedule(full)
-        n_chunks, chunk_len = chunking(full, self.sizes, sched, self.on_gpu, self.c.chunks)
+        sizes = dict(self.sizes)
+        if self.varlen is not None:  # chunk by the longest sequence; shorter ones pass through
+            sizes[full.time_dim] = self.varlen[2]
+        n_chunks, chunk_len = chunking(full, sizes, sched, self.on_gpu, self.c.chunks)
         if n_chunks <= 1:  # nothing to split: the plain sequential kernel
             index = self.c.plans("chunked").index(plan)
             return self.single(self.c.plans("sequential")[index].kernels[0])
@@ -205,13 +217,17 @@ class _Run:
         call: list[Any] = []
         flags: dict[str, bool] = {}
         dummy = next(iter(self.tensors.values()))
+        def shape(dims):  # a packed batch's sequence tensors are one row
+            seq_row = self.varlen is not None and kernel.time_dim in dims
+            return [1 if (seq_row and d == self.varlen[0]) else sizes[d] for d in dims]
+
         for t in kernel.tensors:
             if t.role == "out" and t.name.startswith("o_"):
                 dt = torch.float32 if t.source in self.finals else self.out_dtype
-                buf = torch.empty([sizes[d] for d in t.dims], dtype=dt, device=self.device)
+                buf = torch.empty(shape(t.dims), dtype=dt, device=self.device)
                 self.results[t.source] = buf
             elif t.role == "out" and t.name not in self.buffers:
-                buf = torch.empty([sizes[d] for d in t.dims], dtype=torch.float32, device=self.device)
+                buf = torch.empty(shape(t.dims), dtype=torch.float32, device=self.device)
                 self.buffers[t.name] = buf
             elif t.name in self.buffers:
                 buf = self.buffers[t.name]
@@ -234,6 +250,9 @@ class _Run:
         call.extend(sizes[d] for d in kernel.size_dims)
         if kernel.chunked:
             call.append(extra["chunk_len"])
+        if kernel.batch_dim:
+            call.append(self.varlen[1] if self.varlen is not None else dummy)
+            flags["VARLEN"] = self.varlen is not None
         blocks = dict(sched.blocks)
         n_programs = math.prod(sizes[d] for d in kernel.grid_dims)
         if kernel.tiled_dim is not None:
@@ -243,6 +262,63 @@ class _Run:
         fn = self.c._fn(kernel)
         self.c.last_launched = fn[(n_programs,)](*call, **flags, **sched.constexprs(), num_warps=sched.num_warps)
         self.c.stats["launches"] += 1
+
+
+class _Shape:
+    """Shape and dtype only: lets a packed batch's per-sequence states be bound like batch rows."""
+
+    def __init__(self, shape, dtype) -> None:
+        self.shape, self.dtype = tuple(shape), dtype
+
+
+def _bind_packed(c: CompiledLayer, values, cu, device):
+    """Check a packed batch and its offsets; sizes with the batch dim = number of sequences."""
+    import torch
+
+    layer = c.layer
+    name = layer.name
+    batch = layer.dim_order[0]
+    axis = next((n.attr("axis") for n in c.graph.nodes if n.op in ("scan", "scan_final")), None)
+    if axis is None or batch == axis:
+        raise ArgumentError(f"{name}: cu_seqlens needs a layer with a batch dim before its scan axis")
+    if not isinstance(cu, torch.Tensor) or cu.dtype != torch.int32 or cu.dim() != 1 or cu.numel() < 2:
+        got = f"{cu.dtype} {tuple(cu.shape)}" if isinstance(cu, torch.Tensor) else type(cu).__name__
+        raise ArgumentError(f"{name}: cu_seqlens must be a 1-D int32 tensor of sequences + 1 offsets, got {got}")
+    if cu.device != device:
+        raise ArgumentError(f"{name}: cu_seqlens is on {cu.device} but the inputs are on {device}")
+    host = cu.tolist()
+    n_seq = len(host) - 1
+    proxies = {}
+    for k, v in values.items():
+        if v is None:
+            continue
+        spec = layer.specs[k]
+        if axis in spec.layout:
+            if batch in spec.layout and v.shape[spec.layout.index(batch)] != 1:
+                raise ArgumentError(
+                    f"{name}: with cu_seqlens, argument `{k}` must be one packed row: {batch}=1, "
+                    f"got {batch}={v.shape[spec.layout.index(batch)]}"
+                )
+            proxies[k] = v
+        elif batch in spec.layout:
+            i = spec.layout.index(batch)
+            if v.shape[i] != n_seq:
+                raise ArgumentError(
+                    f"{name}: argument `{k}` has {batch}={v.shape[i]} but cu_seqlens holds {n_seq} sequences"
+                )
+            proxies[k] = _Shape(v.shape[:i] + (1,) + v.shape[i + 1 :], v.dtype)
+        else:
+            proxies[k] = v
+    sizes = layer.bind(proxies, accept=KERNEL_DTYPES)
+    T = sizes[axis]
+    if host[0] != 0 or host[-1] != T or any(b < a for a, b in zip(host, host[1:])):
+        raise ArgumentError(
+            f"{name}: cu_seqlens must start at 0, never decrease and end at the packed length "
+            f"{axis}={T}; got {host[:4]}{'...' if len(host) > 4 else ''}{host[-1:] if len(host) > 4 else ''}"
+        )
+    sizes[batch] = n_seq
+    longest = max(b - a for a, b in zip(host, host[1:]))
+    return sizes, (batch, cu, longest)
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -101,6 +101,7 @@ class Kernel:
     header: tuple[str, ...] = ()
     layout: str = "tiled_last"
     chunked: bool = False  # one program per chunk of the sequence too (grid dim "_C")
+    batch_dim: str | None = None  # the grid dim that indexes sequences of a packed batch
     role: str = "full"  # "full", or "states": the chunk-states pass of the chunked strategy
     unroll: int = 1  # steps per iteration of the sequential strategy, unrolled in the source  # axis order of the block dims: reduced dims, then the tiled dim
 

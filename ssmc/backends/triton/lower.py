@@ -248,6 +248,7 @@ def lower_group(
         header=header,
         layout=layout,
         chunked=chunked,
+        batch_dim=next((d for d in grid if d != CHUNK), None) if time_dim else None,
         role=role,
         unroll=unroll if strategy == "sequential" else 1,
     )
