@@ -27,4 +27,11 @@ def fuzz(layer, examples: int = 100, seed: int = 0, **options):
     return _fuzz(layer, examples, seed, **options)
 
 
-__all__ = [*_dsl_all, "fuzz", "ArgumentError", "DefinitionError", "LoweringError", "SsmcError", "compile"]
+def to_module(layer, sizes, seed: int = 0, **options):
+    """``layer`` as a ``torch.nn.Module`` (parameters under their DSL names; forward only)."""
+    from ssmc.export import to_module as _to_module
+
+    return _to_module(layer, sizes, seed, **options)
+
+
+__all__ = [*_dsl_all, "fuzz", "to_module", "ArgumentError", "DefinitionError", "LoweringError", "SsmcError", "compile"]

@@ -1,0 +1,48 @@
+"""Layers as torch modules (forward)."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import DEVICE
+from mamba1 import mamba1
+
+import ssmc
+from ssmc.testing.check import make_inputs
+
+SIZES = dict(B=2, L=6, D=4, N=3)
+
+
+def inputs():
+    a = make_inputs(mamba1, SIZES, "f32", 0, with_optional=False)
+    return {k: torch.tensor(v, dtype=torch.float32, device=DEVICE) for k, v in a.items() if k in mamba1.inputs}
+
+
+def test_parameters_are_registered_and_initialized():
+    m = ssmc.to_module(mamba1, SIZES, seed=3).to(DEVICE)
+    assert sorted(dict(m.named_parameters())) == ["A_log", "D", "dt_bias"]
+    np.testing.assert_allclose(m.A_log.detach().cpu().numpy(), mamba1.init_params(SIZES, 3)["A_log"], rtol=1e-6)
+
+
+def test_forward_matches_the_interpreter():
+    m = ssmc.to_module(mamba1, SIZES, seed=3).to(DEVICE)
+    x = inputs()
+    out = m(**x)
+    ref = mamba1(**{k: v.cpu().numpy() for k, v in x.items()}, **{k: p.detach().cpu().numpy() for k, p in m.named_parameters()})
+    for k in ref:
+        np.testing.assert_allclose(out[k].detach().cpu().double().numpy(), ref[k], rtol=1e-5, atol=1e-5)
+
+
+def test_state_dict_round_trips():
+    a, b = ssmc.to_module(mamba1, SIZES, seed=1), ssmc.to_module(mamba1, SIZES, seed=2)
+    b.load_state_dict(a.state_dict())
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k])
+
+
+def test_backward_says_it_is_not_built_yet():
+    m = ssmc.to_module(mamba1, SIZES).to(DEVICE)
+    out = m(**inputs())
+    with pytest.raises(NotImplementedError, match=r"mamba1: gradients through generated kernels are not built yet"):
+        out["y"].sum().backward()
+    with torch.no_grad():
+        assert not m(**inputs())["y"].requires_grad
