@@ -1,0 +1,77 @@
+"""One test per bug that random programs found (ssmc/testing/programs.py), each the shrunk case."""
+
+import numpy as np
+import torch
+from conftest import DEVICE
+
+import ssmc
+from ssmc import In
+from ssmc.ops.interpret import run
+from ssmc.ops.verify import verify
+from ssmc.passes import run_passes
+from ssmc.testing.check import check_compiled
+
+
+def assert_ok(results):
+    bad = [str(r) for r in results if not r.ok]
+    assert not bad, "\n".join(bad)
+
+
+@ssmc.layer
+def chained_output(x0: In["B L D"]):
+    h0 = ssmc.scan(ssmc.sigmoid(x0), x0, axis="L")
+    h1 = ssmc.scan(ssmc.sigmoid(x0), h0, axis="L")
+    return {"y0": h0, "y1": h1}
+
+
+def test_value_that_is_an_output_and_read_by_a_later_kernel():
+    """The first kernel stored h0 only as the output y0; the second kernel's input buffer was
+    never bound and a placeholder tensor was read: a silent wrong answer."""
+    for strategy in ("sequential", "tiled", "chunked"):
+        c = ssmc.compile(chained_output, strategy=strategy, chunks=2, unroll=2, block_t=4)
+        for dtype in ("f32", "bf16"):
+            assert_ok(check_compiled(chained_output, c, dict(B=1, L=5, D=2), dtype, 0, DEVICE))
+
+
+@ssmc.layer
+def same_output_twice(x0: In["B L D"]):
+    return {"y0": ssmc.scan(ssmc.sigmoid(x0), x0, axis="L"), "y1": ssmc.scan(ssmc.sigmoid(x0), x0, axis="L")}
+
+
+def test_two_outputs_that_cse_makes_one_value():
+    c = ssmc.compile(same_output_twice)
+    out = c(x0=torch.randn(1, 4, 2, device=DEVICE))
+    assert set(out) == {"y0", "y1"}
+    assert torch.equal(out["y0"], out["y1"])
+
+
+@ssmc.layer
+def discretize_wide_B(x0: In["B L D"], x1: In["B L"], x2: In["B L"]):
+    a, b = ssmc.discretize(-ssmc.softplus(x2) - 0.1, x0, ssmc.softplus(x1), "zoh")
+    a2, b2 = ssmc.discretize(-ssmc.softplus(x2) - 0.1, x0, ssmc.softplus(x1), "zoh_euler")
+    return {"y": ssmc.scan(a, b, axis="L"), "y2": ssmc.scan(a2, b2, axis="L")}
+
+
+def test_discretize_parts_read_only_their_operands():
+    """Abar has dims of (A, delta) only: the interpreter aligned B, which has D, to them."""
+    sizes = dict(B=1, L=3, D=2)
+    args = discretize_wide_B.random_inputs(sizes)
+    out = discretize_wide_B(**args)
+    assert out["y"].shape == (1, 3, 2) and np.isfinite(out["y"]).all()
+    assert_ok(check_compiled(discretize_wide_B, ssmc.compile(discretize_wide_B), sizes, "f32", 0, DEVICE))
+
+
+@ssmc.layer
+def shared_prologue(x: In["B L D"]):
+    g = ssmc.sigmoid(x)  # recurrence-free: recomputed in both kernels
+    h1 = ssmc.scan(g, x, axis="L")
+    h2 = ssmc.scan(g, h1 * g, axis="L", reverse=True)
+    return h2
+
+
+def test_verifier_accepts_prologue_recomputed_in_several_kernels():
+    g = run_passes(shared_prologue.graph, verify_each=True)
+    verify(g)
+    assert len(g.groups) == 2
+    args = shared_prologue.random_inputs(dict(B=1, L=4, D=3))
+    np.testing.assert_allclose(run(g, args, dict(B=1, L=4, D=3))["y"], shared_prologue(**args)["y"])
