@@ -64,9 +64,9 @@ class Fuse(Pass):
                 members_of[owner[n]].append(n)
         pointwise = [v for _, v in graph.outputs if v not in owner and v.op != "arg"]
         for k in range(len(rec_list)):
-            groups.append(self._group(f"k{k}", members_of[k], owner, k, graph, notes[k]))
+            groups.append(self._group(f"k{k}", members_of[k], owner, k, notes[k]))
         if pointwise:
-            groups.append(self._group(f"k{len(rec_list)}", pointwise, owner, None, graph, []))
+            groups.append(self._group(f"k{len(rec_list)}", pointwise, owner, None, []))
         for k, g in enumerate(groups):
             others = [s.name for s in groups if s is not g and set(s.nodes) & set(g.loads)]
             if others:
@@ -87,7 +87,7 @@ class Fuse(Pass):
             final.append(Group(g.name, g.nodes, g.loads, stores, g.notes))
         return graph.replace(groups=tuple(final))
 
-    def _group(self, name, seeds, owner, k, graph, notes) -> Group:
+    def _group(self, name, seeds, owner, k, notes) -> Group:
         """The seeds plus the recurrence-free values they need (recomputed here); values
         owned by other kernels are read from memory."""
 

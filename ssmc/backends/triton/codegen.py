@@ -59,7 +59,7 @@ class _Printer:
         if self.k.time_dim in dims:
             masks = [self.expand("mask_T", 0)] if self.k.strategy == "tiled" else []
             masks += [self.expand("mask_" + d, self.axes.index(d)) for d in dims if d in self.k.block_dims]
-            ptr = f"pb_{tensor.name}" + (f" + po_{tensor.name}" if self.has_offsets(tensor, dims) else "")
+            ptr = f"pb_{tensor.name}" + (f" + po_{tensor.name}" if self.has_offsets(dims) else "")
             return ptr, (" & ".join(masks) if masks else None)
         terms, masks = [], []
         for d in dims:
@@ -73,7 +73,7 @@ class _Printer:
         ptr = tensor.name + (" + " + " + ".join(terms) if terms else "")
         return ptr, (" & ".join(masks) if masks else None)
 
-    def has_offsets(self, tensor: Tensor, dims: Dims) -> bool:
+    def has_offsets(self, dims: Dims) -> bool:
         return self.k.strategy == "tiled" or any(d in self.k.block_dims for d in dims)
 
     def loop_pointers(self, buf: IndentedBuffer, first_step: str) -> None:
@@ -158,11 +158,9 @@ class _Printer:
     def loop_tiled(self, buf: IndentedBuffer) -> None:
         """One tile of BLOCK_T steps per iteration, scanned with tl.associative_scan."""
         k = self.k
-        L = f"size_{k.time_dim}"
         buf.line("idx_T = tl.arange(0, BLOCK_T).to(tl.int64)")
         buf.line("last_T = idx_T == BLOCK_T - 1")
         moving = self.moving_tensors()
-        del L
         self.loop_pointers(buf, "t_lo + n_steps - 1" if k.reverse else "t_lo")
         buf.line("for t0 in tl.range(0, n_steps, BLOCK_T, num_stages=NUM_STAGES):")
         with buf.indent():
@@ -179,17 +177,13 @@ class _Printer:
         it), then the steps one after another in registers, then the stores. Full tiles need
         no time mask; the last L % UNROLL steps run one at a time."""
         k = self.k
-        L = f"size_{k.time_dim}"
         u = k.unroll
-        moving = self.moving_tensors()
         if k.chunked:
             buf.line("i0 = pid__C * chunk_len  # this program's steps: [i0, i1)")
             buf.line("i1 = tl.minimum(i0 + chunk_len, n_steps)")
         else:
             buf.line("i0 = 0")
             buf.line("i1 = n_steps")
-        del moving
-        del L
         self.loop_pointers(buf, "t_lo + n_steps - 1 - i0" if k.reverse else "t_lo + i0")
         buf.line(f"n_full = i1 - (i1 - i0) % {u}")
         buf.line(f"for t0 in range(i0, n_full, {u}):")

@@ -18,7 +18,6 @@ from ssmc.backends.triton.kernel_ir import (
     Tensor,
 )
 from ssmc.errors import LoweringError
-from ssmc.ir.dims import Dims
 from ssmc.ir.node import Graph, Group, Node, topo_order
 from ssmc.ir.printer import format_node
 from ssmc.ops.registry import ELEMENTWISE, get
@@ -263,6 +262,3 @@ class _NameView(dict):
     def __missing__(self, key: Node) -> str:
         return "?"
 
-
-def dims_of_value(dims: Dims) -> Dims:
-    return dims

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ssmc.backends.triton.kernel_ir import Kernel
 from ssmc.errors import LoweringError
 
-STRATEGIES = ("sequential", "tiled")
+KERNEL_STRATEGIES = ("sequential", "tiled")  # how one kernel runs time; "chunked" is a plan of kernels
 MAX_HELD = 16384  # elements of the full (reduced) dims one program may hold
 
 
@@ -48,8 +48,8 @@ def choose(
 ) -> Schedule:
     """The schedule for ``kernel`` at ``sizes`` (overrides for tests and tuning)."""
     strategy = strategy or default_strategy(on_gpu)
-    if strategy not in STRATEGIES:
-        raise LoweringError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
+    if strategy not in KERNEL_STRATEGIES:
+        raise LoweringError(f"unknown kernel strategy {strategy!r}; choose from {KERNEL_STRATEGIES}")
     held = 1
     blocks = []
     for d in kernel.full_dims:
