@@ -302,9 +302,8 @@ class _Printer:
                 with buf.indent():
                     buf.line(f"mask_{d} = offs_{d} < size_{d}")
             else:
-                # always masked: an unmasked block lets Triton vectorize these loads into a
-                # layout it then converts through shared memory every step (2.3x slower on an
-                # H100, bench/NOTES.md)
+                # always masked: unmasked, Mamba-1 ran 2.3x slower on an H100 (bench/NOTES.md;
+                # likely a vectorized load layout converted every step, not yet confirmed)
                 buf.line(f"mask_{d} = offs_{d} < size_{d}")
         if k.time_dim is not None:
             b = k.batch_dim
