@@ -34,4 +34,11 @@ def to_module(layer, sizes, seed: int = 0, **options):
     return _to_module(layer, sizes, seed, **options)
 
 
-__all__ = [*_dsl_all, "fuzz", "to_module", "ArgumentError", "DefinitionError", "LoweringError", "SsmcError", "compile"]
+def warmup(layer, dtypes=("bf16",), sizes=(), **options):
+    """Generate, cache and (on a GPU) compile every kernel variant for these dtypes and sizes."""
+    from ssmc.backends.triton.warmup import warmup as _warmup
+
+    return _warmup(layer, dtypes, sizes, **options)
+
+
+__all__ = [*_dsl_all, "fuzz", "to_module", "warmup", "ArgumentError", "DefinitionError", "LoweringError", "SsmcError", "compile"]

@@ -3,6 +3,7 @@
   ssmc show FILE.py:LAYER [--stage ir|passes|kernel] [--strategy S]
   ssmc run  FILE.py:LAYER [--sizes B=2,L=37] [--check] [--dtype f32|bf16|f16] [--seed N]
   ssmc fuzz FILE.py:LAYER [--examples N] [--seed S]
+  ssmc warmup FILE.py:LAYER [--dtype bf16 ...] [--sizes B=8,L=2048 ...]
 """
 
 from __future__ import annotations
@@ -134,6 +135,17 @@ def cmd_fuzz(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_warmup(args) -> int:
+    _prepare_triton()
+    from ssmc.backends.triton.warmup import warmup
+
+    layer = load_layer(args.target)
+    cases = [parse_sizes(layer, text) for text in (args.sizes or [None])]
+    totals = warmup(layer, args.dtype or ["bf16"], cases)
+    print(f"warmed: {totals['cases']} case(s), {totals['disk_writes']} source(s) cached, {totals['launches']} launch(es)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ssmc", description="a compiler for selective state-space models")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -157,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--tol-scale", type=float, default=1.0, help="multiply the tolerance (0: exact)")
     f.set_defaults(fn=cmd_fuzz)
+    w = sub.add_parser("warmup", help="compile ahead of time into the cache")
+    w.add_argument("target", help="FILE.py:LAYER")
+    w.add_argument("--dtype", action="append", choices=("f32", "bf16", "f16"), help="repeatable")
+    w.add_argument("--sizes", action="append", help="e.g. B=8,L=2048,D=2048,N=16 (repeatable)")
+    w.set_defaults(fn=cmd_warmup)
     args = ap.parse_args(argv)
     try:
         return args.fn(args)
