@@ -75,3 +75,18 @@ def test_verifier_accepts_prologue_recomputed_in_several_kernels():
     assert len(g.groups) == 2
     args = shared_prologue.random_inputs(dict(B=1, L=4, D=3))
     np.testing.assert_allclose(run(g, args, dict(B=1, L=4, D=3))["y"], shared_prologue(**args)["y"])
+
+
+@ssmc.layer
+def optional_sequence_input(x: In["B L D"], bias: In["B L D"] = None):
+    return ssmc.scan(0.5, x + bias, axis="L")
+
+
+def test_optional_sequence_input_left_out_reads_zeros():
+    """Found in review, not by the fuzzer: the unrolled loop printed its own loads and skipped
+    the HAS_<input> branch, so a missing optional input with the sequence axis was read from
+    a placeholder tensor (sequential and chunked strategies)."""
+    for strategy in ("sequential", "tiled", "chunked"):
+        c = ssmc.compile(optional_sequence_input, strategy=strategy, chunks=2, unroll=2, block_t=4)
+        assert_ok(check_compiled(optional_sequence_input, c, dict(B=1, L=6, D=3), "f32", 0, DEVICE, with_optional=False))
+        assert_ok(check_compiled(optional_sequence_input, c, dict(B=1, L=6, D=3), "f32", 0, DEVICE, with_optional=True))

@@ -186,33 +186,54 @@ def mamba1_k0(
     po_o_y = offs_D[None, None, :] * o_y_s_D
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):
-        v1_0 = tl.load(pb_a_dt + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_0 = tl.load(pb_a_x + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_0 = tl.load(pb_a_B + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_0 = tl.load(pb_a_C + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_0 = tl.load(pb_a_z + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
-        v1_1 = tl.load(pb_a_dt + 1 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_1 = tl.load(pb_a_x + 1 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_1 = tl.load(pb_a_B + 1 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_1 = tl.load(pb_a_C + 1 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_1 = tl.load(pb_a_z + 1 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
-        v1_2 = tl.load(pb_a_dt + 2 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_2 = tl.load(pb_a_x + 2 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_2 = tl.load(pb_a_B + 2 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_2 = tl.load(pb_a_C + 2 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_2 = tl.load(pb_a_z + 2 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
-        v1_3 = tl.load(pb_a_dt + 3 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_3 = tl.load(pb_a_x + 3 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_3 = tl.load(pb_a_B + 3 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_3 = tl.load(pb_a_C + 3 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_3 = tl.load(pb_a_z + 3 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
+        # %1 = arg dt : input [B, L, D]
+        v1_0 = tl.load(pb_a_dt + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %0 = arg x : input [B, L, D]
+        v0_0 = tl.load(pb_a_x + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %2 = arg B : input [B, L, N]
+        v2_0 = tl.load(pb_a_B + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)
+        # %3 = arg C : input [B, L, N]
+        v3_0 = tl.load(pb_a_C + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)
+        # %4 = arg z : input [B, L, D]
+        v4_0 = tl.load(pb_a_z + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %1 = arg dt : input [B, L, D]
+        v1_1 = tl.load(pb_a_dt + 1 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %0 = arg x : input [B, L, D]
+        v0_1 = tl.load(pb_a_x + 1 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %2 = arg B : input [B, L, N]
+        v2_1 = tl.load(pb_a_B + 1 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)
+        # %3 = arg C : input [B, L, N]
+        v3_1 = tl.load(pb_a_C + 1 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)
+        # %4 = arg z : input [B, L, D]
+        v4_1 = tl.load(pb_a_z + 1 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %1 = arg dt : input [B, L, D]
+        v1_2 = tl.load(pb_a_dt + 2 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %0 = arg x : input [B, L, D]
+        v0_2 = tl.load(pb_a_x + 2 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %2 = arg B : input [B, L, N]
+        v2_2 = tl.load(pb_a_B + 2 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)
+        # %3 = arg C : input [B, L, N]
+        v3_2 = tl.load(pb_a_C + 2 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)
+        # %4 = arg z : input [B, L, D]
+        v4_2 = tl.load(pb_a_z + 2 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %1 = arg dt : input [B, L, D]
+        v1_3 = tl.load(pb_a_dt + 3 * a_dt_s_L + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %0 = arg x : input [B, L, D]
+        v0_3 = tl.load(pb_a_x + 3 * a_x_s_L + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %2 = arg B : input [B, L, N]
+        v2_3 = tl.load(pb_a_B + 3 * a_B_s_L + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)
+        # %3 = arg C : input [B, L, N]
+        v3_3 = tl.load(pb_a_C + 3 * a_C_s_L + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)
+        # %4 = arg z : input [B, L, D]
+        v4_3 = tl.load(pb_a_z + 3 * a_z_s_L + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
         v9_0 = (v1_0 + v7)  # %9 = add %1, %7 : [B, L, D]
         v10_0 = _ssmc_softplus(v9_0)  # %10 = softplus %9 : [B, L, D]
         v15_0 = (v10_0 * v14)  # %15 = mul %10, %14 : [B, L, D, N]
         v16_0 = tl.exp2(v15_0)  # %16 = exp2 %15 : [B, L, D, N]
         v17_0 = (v10_0 * v0_0)  # %17 = mul %10, %0 : [B, L, D]
         v18_0 = (v17_0 * v2_0)  # %18 = mul %17, %2 : [B, L, D, N]
-        h19 = v16_0 * h19 + v18_0  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
+        # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
+        h19 = v16_0 * h19 + v18_0
         v19_0 = h19
         v20_0 = (v19_0 * v3_0)  # %20 = mul %19, %3 : [B, L, D, N]
         # %21 = sum[dim=N] %20 : [B, L, D]
@@ -230,7 +251,8 @@ def mamba1_k0(
         v16_1 = tl.exp2(v15_1)  # %16 = exp2 %15 : [B, L, D, N]
         v17_1 = (v10_1 * v0_1)  # %17 = mul %10, %0 : [B, L, D]
         v18_1 = (v17_1 * v2_1)  # %18 = mul %17, %2 : [B, L, D, N]
-        h19 = v16_1 * h19 + v18_1  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
+        # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
+        h19 = v16_1 * h19 + v18_1
         v19_1 = h19
         v20_1 = (v19_1 * v3_1)  # %20 = mul %19, %3 : [B, L, D, N]
         # %21 = sum[dim=N] %20 : [B, L, D]
@@ -248,7 +270,8 @@ def mamba1_k0(
         v16_2 = tl.exp2(v15_2)  # %16 = exp2 %15 : [B, L, D, N]
         v17_2 = (v10_2 * v0_2)  # %17 = mul %10, %0 : [B, L, D]
         v18_2 = (v17_2 * v2_2)  # %18 = mul %17, %2 : [B, L, D, N]
-        h19 = v16_2 * h19 + v18_2  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
+        # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
+        h19 = v16_2 * h19 + v18_2
         v19_2 = h19
         v20_2 = (v19_2 * v3_2)  # %20 = mul %19, %3 : [B, L, D, N]
         # %21 = sum[dim=N] %20 : [B, L, D]
@@ -266,7 +289,8 @@ def mamba1_k0(
         v16_3 = tl.exp2(v15_3)  # %16 = exp2 %15 : [B, L, D, N]
         v17_3 = (v10_3 * v0_3)  # %17 = mul %10, %0 : [B, L, D]
         v18_3 = (v17_3 * v2_3)  # %18 = mul %17, %2 : [B, L, D, N]
-        h19 = v16_3 * h19 + v18_3  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
+        # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
+        h19 = v16_3 * h19 + v18_3
         v19_3 = h19
         v20_3 = (v19_3 * v3_3)  # %20 = mul %19, %3 : [B, L, D, N]
         # %21 = sum[dim=N] %20 : [B, L, D]
@@ -278,10 +302,14 @@ def mamba1_k0(
         v23_3 = (v21_3 + v22_3)  # %23 = add %21, %22 : [B, L, D]
         v24_3 = (v4_3 * tl.sigmoid(v4_3))  # %24 = silu %4 : [B, L, D]
         v25_3 = (v23_3 * v24_3)  # %25 = mul %23, %24 : [B, L, D]
-        tl.store(pb_o_y + po_o_y, v25_0.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
-        tl.store(pb_o_y + 1 * o_y_s_L + po_o_y, v25_1.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
-        tl.store(pb_o_y + 2 * o_y_s_L + po_o_y, v25_2.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
-        tl.store(pb_o_y + 3 * o_y_s_L + po_o_y, v25_3.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
+        # y <- %25
+        tl.store(pb_o_y + po_o_y, v25_0.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])
+        # y <- %25
+        tl.store(pb_o_y + 1 * o_y_s_L + po_o_y, v25_1.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])
+        # y <- %25
+        tl.store(pb_o_y + 2 * o_y_s_L + po_o_y, v25_2.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])
+        # y <- %25
+        tl.store(pb_o_y + 3 * o_y_s_L + po_o_y, v25_3.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])
         pb_a_dt += 4 * a_dt_s_L
         pb_a_x += 4 * a_x_s_L
         pb_a_B += 4 * a_B_s_L
@@ -289,18 +317,24 @@ def mamba1_k0(
         pb_a_z += 4 * a_z_s_L
         pb_o_y += 4 * o_y_s_L
     for t0 in range(n_full, i1):
-        v1_0 = tl.load(pb_a_dt + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %1 = arg dt : input [B, L, D]
-        v0_0 = tl.load(pb_a_x + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %0 = arg x : input [B, L, D]
-        v2_0 = tl.load(pb_a_B + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %2 = arg B : input [B, L, N]
-        v3_0 = tl.load(pb_a_C + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)  # %3 = arg C : input [B, L, N]
-        v4_0 = tl.load(pb_a_z + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)  # %4 = arg z : input [B, L, D]
+        # %1 = arg dt : input [B, L, D]
+        v1_0 = tl.load(pb_a_dt + po_a_dt, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %0 = arg x : input [B, L, D]
+        v0_0 = tl.load(pb_a_x + po_a_x, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
+        # %2 = arg B : input [B, L, N]
+        v2_0 = tl.load(pb_a_B + po_a_B, mask=mask_N[None, :, None], other=0.0).to(tl.float32)
+        # %3 = arg C : input [B, L, N]
+        v3_0 = tl.load(pb_a_C + po_a_C, mask=mask_N[None, :, None], other=0.0).to(tl.float32)
+        # %4 = arg z : input [B, L, D]
+        v4_0 = tl.load(pb_a_z + po_a_z, mask=mask_D[None, None, :], other=0.0).to(tl.float32)
         v9_0 = (v1_0 + v7)  # %9 = add %1, %7 : [B, L, D]
         v10_0 = _ssmc_softplus(v9_0)  # %10 = softplus %9 : [B, L, D]
         v15_0 = (v10_0 * v14)  # %15 = mul %10, %14 : [B, L, D, N]
         v16_0 = tl.exp2(v15_0)  # %16 = exp2 %15 : [B, L, D, N]
         v17_0 = (v10_0 * v0_0)  # %17 = mul %10, %0 : [B, L, D]
         v18_0 = (v17_0 * v2_0)  # %18 = mul %17, %2 : [B, L, D, N]
-        h19 = v16_0 * h19 + v18_0  # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
+        # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
+        h19 = v16_0 * h19 + v18_0
         v19_0 = h19
         v20_0 = (v19_0 * v3_0)  # %20 = mul %19, %3 : [B, L, D, N]
         # %21 = sum[dim=N] %20 : [B, L, D]
@@ -312,7 +346,8 @@ def mamba1_k0(
         v23_0 = (v21_0 + v22_0)  # %23 = add %21, %22 : [B, L, D]
         v24_0 = (v4_0 * tl.sigmoid(v4_0))  # %24 = silu %4 : [B, L, D]
         v25_0 = (v23_0 * v24_0)  # %25 = mul %23, %24 : [B, L, D]
-        tl.store(pb_o_y + po_o_y, v25_0.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])  # y <- %25
+        # y <- %25
+        tl.store(pb_o_y + po_o_y, v25_0.to(o_y.dtype.element_ty), mask=mask_D[None, None, :])
         pb_a_dt += 1 * a_dt_s_L
         pb_a_x += 1 * a_x_s_L
         pb_a_B += 1 * a_B_s_L

@@ -163,55 +163,75 @@ def mingru_k0(
     po_o_y = offs_D[None, :] * o_y_s_D
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):
-        v0_0 = tl.load(pb_a_k + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_0 = tl.load(pb_a_x_tilde + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
-        v0_1 = tl.load(pb_a_k + 1 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_1 = tl.load(pb_a_x_tilde + 1 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
-        v0_2 = tl.load(pb_a_k + 2 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_2 = tl.load(pb_a_x_tilde + 2 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
-        v0_3 = tl.load(pb_a_k + 3 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_3 = tl.load(pb_a_x_tilde + 3 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
+        # %0 = arg k : input [B, L, D]
+        v0_0 = tl.load(pb_a_k + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)
+        # %1 = arg x_tilde : input [B, L, D]
+        v1_0 = tl.load(pb_a_x_tilde + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)
+        # %0 = arg k : input [B, L, D]
+        v0_1 = tl.load(pb_a_k + 1 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)
+        # %1 = arg x_tilde : input [B, L, D]
+        v1_1 = tl.load(pb_a_x_tilde + 1 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)
+        # %0 = arg k : input [B, L, D]
+        v0_2 = tl.load(pb_a_k + 2 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)
+        # %1 = arg x_tilde : input [B, L, D]
+        v1_2 = tl.load(pb_a_x_tilde + 2 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)
+        # %0 = arg k : input [B, L, D]
+        v0_3 = tl.load(pb_a_k + 3 * a_k_s_L + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)
+        # %1 = arg x_tilde : input [B, L, D]
+        v1_3 = tl.load(pb_a_x_tilde + 3 * a_x_tilde_s_L + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)
         v5_0 = (v0_0 + v2)  # %5 = add %0, %2 : [B, L, D]
         v6_0 = tl.sigmoid(v5_0)  # %6 = sigmoid %5 : [B, L, D]
         v7_0 = (1.0 - v6_0)  # %7 = sub %4, %6 : [B, L, D]
         v8_0 = (v6_0 * v1_0)  # %8 = mul %6, %1 : [B, L, D]
-        h9 = v7_0 * h9 + v8_0  # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
+        # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
+        h9 = v7_0 * h9 + v8_0
         v9_0 = h9
         v5_1 = (v0_1 + v2)  # %5 = add %0, %2 : [B, L, D]
         v6_1 = tl.sigmoid(v5_1)  # %6 = sigmoid %5 : [B, L, D]
         v7_1 = (1.0 - v6_1)  # %7 = sub %4, %6 : [B, L, D]
         v8_1 = (v6_1 * v1_1)  # %8 = mul %6, %1 : [B, L, D]
-        h9 = v7_1 * h9 + v8_1  # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
+        # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
+        h9 = v7_1 * h9 + v8_1
         v9_1 = h9
         v5_2 = (v0_2 + v2)  # %5 = add %0, %2 : [B, L, D]
         v6_2 = tl.sigmoid(v5_2)  # %6 = sigmoid %5 : [B, L, D]
         v7_2 = (1.0 - v6_2)  # %7 = sub %4, %6 : [B, L, D]
         v8_2 = (v6_2 * v1_2)  # %8 = mul %6, %1 : [B, L, D]
-        h9 = v7_2 * h9 + v8_2  # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
+        # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
+        h9 = v7_2 * h9 + v8_2
         v9_2 = h9
         v5_3 = (v0_3 + v2)  # %5 = add %0, %2 : [B, L, D]
         v6_3 = tl.sigmoid(v5_3)  # %6 = sigmoid %5 : [B, L, D]
         v7_3 = (1.0 - v6_3)  # %7 = sub %4, %6 : [B, L, D]
         v8_3 = (v6_3 * v1_3)  # %8 = mul %6, %1 : [B, L, D]
-        h9 = v7_3 * h9 + v8_3  # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
+        # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
+        h9 = v7_3 * h9 + v8_3
         v9_3 = h9
-        tl.store(pb_o_y + po_o_y, v9_0.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
-        tl.store(pb_o_y + 1 * o_y_s_L + po_o_y, v9_1.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
-        tl.store(pb_o_y + 2 * o_y_s_L + po_o_y, v9_2.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
-        tl.store(pb_o_y + 3 * o_y_s_L + po_o_y, v9_3.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
+        # y <- %9
+        tl.store(pb_o_y + po_o_y, v9_0.to(o_y.dtype.element_ty), mask=mask_D[None, :])
+        # y <- %9
+        tl.store(pb_o_y + 1 * o_y_s_L + po_o_y, v9_1.to(o_y.dtype.element_ty), mask=mask_D[None, :])
+        # y <- %9
+        tl.store(pb_o_y + 2 * o_y_s_L + po_o_y, v9_2.to(o_y.dtype.element_ty), mask=mask_D[None, :])
+        # y <- %9
+        tl.store(pb_o_y + 3 * o_y_s_L + po_o_y, v9_3.to(o_y.dtype.element_ty), mask=mask_D[None, :])
         pb_a_k += 4 * a_k_s_L
         pb_a_x_tilde += 4 * a_x_tilde_s_L
         pb_o_y += 4 * o_y_s_L
     for t0 in range(n_full, i1):
-        v0_0 = tl.load(pb_a_k + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %0 = arg k : input [B, L, D]
-        v1_0 = tl.load(pb_a_x_tilde + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)  # %1 = arg x_tilde : input [B, L, D]
+        # %0 = arg k : input [B, L, D]
+        v0_0 = tl.load(pb_a_k + po_a_k, mask=mask_D[None, :], other=0.0).to(tl.float32)
+        # %1 = arg x_tilde : input [B, L, D]
+        v1_0 = tl.load(pb_a_x_tilde + po_a_x_tilde, mask=mask_D[None, :], other=0.0).to(tl.float32)
         v5_0 = (v0_0 + v2)  # %5 = add %0, %2 : [B, L, D]
         v6_0 = tl.sigmoid(v5_0)  # %6 = sigmoid %5 : [B, L, D]
         v7_0 = (1.0 - v6_0)  # %7 = sub %4, %6 : [B, L, D]
         v8_0 = (v6_0 * v1_0)  # %8 = mul %6, %1 : [B, L, D]
-        h9 = v7_0 * h9 + v8_0  # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
+        # %9 = scan[axis=L, reverse=False] %7, %8, %3 : [B, L, D]
+        h9 = v7_0 * h9 + v8_0
         v9_0 = h9
-        tl.store(pb_o_y + po_o_y, v9_0.to(o_y.dtype.element_ty), mask=mask_D[None, :])  # y <- %9
+        # y <- %9
+        tl.store(pb_o_y + po_o_y, v9_0.to(o_y.dtype.element_ty), mask=mask_D[None, :])
         pb_a_k += 1 * a_k_s_L
         pb_a_x_tilde += 1 * a_x_tilde_s_L
         pb_o_y += 1 * o_y_s_L

@@ -187,12 +187,17 @@ def s4d_bilinear_k0(
     po_o_y = offs_H[None, None, :] * o_y_s_H
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):
-        v0_0 = tl.load(pb_a_u + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
-        v0_1 = tl.load(pb_a_u + 1 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
-        v0_2 = tl.load(pb_a_u + 2 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
-        v0_3 = tl.load(pb_a_u + 3 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
+        # %0 = arg u : input [B, L, H]
+        v0_0 = tl.load(pb_a_u + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)
+        # %0 = arg u : input [B, L, H]
+        v0_1 = tl.load(pb_a_u + 1 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)
+        # %0 = arg u : input [B, L, H]
+        v0_2 = tl.load(pb_a_u + 2 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)
+        # %0 = arg u : input [B, L, H]
+        v0_3 = tl.load(pb_a_u + 3 * a_u_s_L + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)
         v19_0 = (v18 * v0_0)  # %19 = mul %18, %0 : [B, L, H, N]
-        h20 = v16 * h20 + v19_0  # %20 = scan[axis=L, reverse=False] %16, %19, %6 : [B, L, H, N]
+        # %20 = scan[axis=L, reverse=False] %16, %19, %6 : [B, L, H, N]
+        h20 = v16 * h20 + v19_0
         v20_0 = h20
         v21_0 = (v20_0 * v4)  # %21 = mul %20, %4 : [B, L, H, N]
         # %22 = sum[dim=N] %21 : [B, L, H]
@@ -203,7 +208,8 @@ def s4d_bilinear_k0(
         v23_0 = (v5 * v0_0)  # %23 = mul %5, %0 : [B, L, H]
         v24_0 = (v22_0 + v23_0)  # %24 = add %22, %23 : [B, L, H]
         v19_1 = (v18 * v0_1)  # %19 = mul %18, %0 : [B, L, H, N]
-        h20 = v16 * h20 + v19_1  # %20 = scan[axis=L, reverse=False] %16, %19, %6 : [B, L, H, N]
+        # %20 = scan[axis=L, reverse=False] %16, %19, %6 : [B, L, H, N]
+        h20 = v16 * h20 + v19_1
         v20_1 = h20
         v21_1 = (v20_1 * v4)  # %21 = mul %20, %4 : [B, L, H, N]
         # %22 = sum[dim=N] %21 : [B, L, H]
@@ -214,7 +220,8 @@ def s4d_bilinear_k0(
         v23_1 = (v5 * v0_1)  # %23 = mul %5, %0 : [B, L, H]
         v24_1 = (v22_1 + v23_1)  # %24 = add %22, %23 : [B, L, H]
         v19_2 = (v18 * v0_2)  # %19 = mul %18, %0 : [B, L, H, N]
-        h20 = v16 * h20 + v19_2  # %20 = scan[axis=L, reverse=False] %16, %19, %6 : [B, L, H, N]
+        # %20 = scan[axis=L, reverse=False] %16, %19, %6 : [B, L, H, N]
+        h20 = v16 * h20 + v19_2
         v20_2 = h20
         v21_2 = (v20_2 * v4)  # %21 = mul %20, %4 : [B, L, H, N]
         # %22 = sum[dim=N] %21 : [B, L, H]
@@ -225,7 +232,8 @@ def s4d_bilinear_k0(
         v23_2 = (v5 * v0_2)  # %23 = mul %5, %0 : [B, L, H]
         v24_2 = (v22_2 + v23_2)  # %24 = add %22, %23 : [B, L, H]
         v19_3 = (v18 * v0_3)  # %19 = mul %18, %0 : [B, L, H, N]
-        h20 = v16 * h20 + v19_3  # %20 = scan[axis=L, reverse=False] %16, %19, %6 : [B, L, H, N]
+        # %20 = scan[axis=L, reverse=False] %16, %19, %6 : [B, L, H, N]
+        h20 = v16 * h20 + v19_3
         v20_3 = h20
         v21_3 = (v20_3 * v4)  # %21 = mul %20, %4 : [B, L, H, N]
         # %22 = sum[dim=N] %21 : [B, L, H]
@@ -235,16 +243,22 @@ def s4d_bilinear_k0(
             v22_3 = tl.sum(tl.where(mask_N[None, :, None], v21_3, 0.0), axis=1, keep_dims=True)
         v23_3 = (v5 * v0_3)  # %23 = mul %5, %0 : [B, L, H]
         v24_3 = (v22_3 + v23_3)  # %24 = add %22, %23 : [B, L, H]
-        tl.store(pb_o_y + po_o_y, v24_0.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %24
-        tl.store(pb_o_y + 1 * o_y_s_L + po_o_y, v24_1.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %24
-        tl.store(pb_o_y + 2 * o_y_s_L + po_o_y, v24_2.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %24
-        tl.store(pb_o_y + 3 * o_y_s_L + po_o_y, v24_3.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %24
+        # y <- %24
+        tl.store(pb_o_y + po_o_y, v24_0.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])
+        # y <- %24
+        tl.store(pb_o_y + 1 * o_y_s_L + po_o_y, v24_1.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])
+        # y <- %24
+        tl.store(pb_o_y + 2 * o_y_s_L + po_o_y, v24_2.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])
+        # y <- %24
+        tl.store(pb_o_y + 3 * o_y_s_L + po_o_y, v24_3.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])
         pb_a_u += 4 * a_u_s_L
         pb_o_y += 4 * o_y_s_L
     for t0 in range(n_full, i1):
-        v0_0 = tl.load(pb_a_u + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)  # %0 = arg u : input [B, L, H]
+        # %0 = arg u : input [B, L, H]
+        v0_0 = tl.load(pb_a_u + po_a_u, mask=mask_H[None, None, :], other=0.0).to(tl.float32)
         v19_0 = (v18 * v0_0)  # %19 = mul %18, %0 : [B, L, H, N]
-        h20 = v16 * h20 + v19_0  # %20 = scan[axis=L, reverse=False] %16, %19, %6 : [B, L, H, N]
+        # %20 = scan[axis=L, reverse=False] %16, %19, %6 : [B, L, H, N]
+        h20 = v16 * h20 + v19_0
         v20_0 = h20
         v21_0 = (v20_0 * v4)  # %21 = mul %20, %4 : [B, L, H, N]
         # %22 = sum[dim=N] %21 : [B, L, H]
@@ -254,7 +268,8 @@ def s4d_bilinear_k0(
             v22_0 = tl.sum(tl.where(mask_N[None, :, None], v21_0, 0.0), axis=1, keep_dims=True)
         v23_0 = (v5 * v0_0)  # %23 = mul %5, %0 : [B, L, H]
         v24_0 = (v22_0 + v23_0)  # %24 = add %22, %23 : [B, L, H]
-        tl.store(pb_o_y + po_o_y, v24_0.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])  # y <- %24
+        # y <- %24
+        tl.store(pb_o_y + po_o_y, v24_0.to(o_y.dtype.element_ty), mask=mask_H[None, None, :])
         pb_a_u += 1 * a_u_s_L
         pb_o_y += 1 * o_y_s_L
 

@@ -50,7 +50,7 @@ class _Printer:
         ext += [f"BLOCK_{d}" if d in dims else "1" for d in self.k.block_dims]
         return "[" + ", ".join(ext) + "]"
 
-    def address(self, tensor: Tensor, dims: Dims) -> tuple[str, str | None]:
+    def address(self, tensor: Tensor, dims: Dims, step: int = 0) -> tuple[str, str | None]:
         """Pointer expression and mask of ``tensor`` at ``dims``. Inside the time loop, a tensor
         with the time dim is addressed as ``pb_<name>`` (a scalar pointer: the grid offsets and
         the current step, advanced each iteration) plus ``po_<name>`` (the block offsets,
@@ -59,7 +59,10 @@ class _Printer:
         if self.k.time_dim in dims:
             masks = [self.expand("mask_T", 0)] if self.k.strategy == "tiled" else []
             masks += [self.expand("mask_" + d, self.axes.index(d)) for d in dims if d in self.k.block_dims]
-            ptr = f"pb_{tensor.name}" + (f" + po_{tensor.name}" if self.has_offsets(dims) else "")
+            ptr = f"pb_{tensor.name}"
+            if step:  # the step-th of an unrolled tile
+                ptr += f" {'-' if self.k.reverse else '+'} {step} * {tensor.name}_s_{self.k.time_dim}"
+            ptr += f" + po_{tensor.name}" if self.has_offsets(dims) else ""
             return ptr, (" & ".join(masks) if masks else None)
         terms, masks = [], []
         for d in dims:
@@ -92,10 +95,10 @@ class _Printer:
 
     # --- statements ----------------------------------------------------------------------
 
-    def stmt(self, buf: IndentedBuffer, s: Stmt) -> None:
+    def stmt(self, buf: IndentedBuffer, s: Stmt, step: int = 0) -> None:
         if isinstance(s, Load):
             t = self.tensors[s.tensor]
-            ptr, mask = self.address(t, s.dims)
+            ptr, mask = self.address(t, s.dims, step)
             m = f", mask={mask}, other=0.0" if mask else ""
             load = f"tl.load({ptr}{m}).to(tl.float32)"
             buf.line(f"# {s.comment}")
@@ -126,7 +129,7 @@ class _Printer:
             self.scan(buf, s)
         elif isinstance(s, Store):
             t = self.tensors[s.tensor]
-            ptr, mask = self.address(t, s.dims)
+            ptr, mask = self.address(t, s.dims, step)
             m = f", mask={mask}" if mask else ""
             buf.line(f"# {s.comment}")
             buf.line(f"tl.store({ptr}, {s.value}.to({t.name}.dtype.element_ty){m})")
@@ -138,6 +141,8 @@ class _Printer:
         buf.line(f"# {s.comment}")
         if self.k.strategy == "sequential":
             buf.line(f"{s.carry} = {s.a} * {s.carry} + {s.b}")
+            if s.product:
+                buf.line(f"{s.product} = {s.a} * {s.product}")
             if s.target:
                 buf.line(f"{s.target} = {s.carry}")
             return
@@ -196,42 +201,28 @@ class _Printer:
     def unrolled_body(self, buf: IndentedBuffer, u: int) -> None:
         k = self.k
         loop_vars = {s.target for s in k.loop if not isinstance(s, Store) and s.target}
-        sign = "-" if k.reverse else "+"
 
         def ren(text: str, j: int) -> str:
             return re.sub(r"\b(v\d+)\b", lambda m: f"{m.group(1)}_{j}" if m.group(1) in loop_vars else m.group(1), text)
 
-        stores: list[str] = []
+        def emit(out: IndentedBuffer, st: Stmt, j: int) -> None:
+            sub = IndentedBuffer()
+            self.stmt(sub, st, step=j)
+            for line in sub.getvalue().splitlines():
+                out.line(ren(line, j))
+
+        stores = IndentedBuffer()
         for j in range(u):
-            for s in k.loop:
-                if isinstance(s, Load):
-                    t = self.tensors[s.tensor]
-                    ptr, mask = self.address(t, s.dims)
-                    ptr = ptr.replace(f"pb_{t.name}", f"pb_{t.name}" + (f" {sign} {j} * {t.name}_s_{k.time_dim}" if j else ""), 1)
-                    m = f", mask={mask}, other=0.0" if mask else ""
-                    buf.line(f"{s.target}_{j} = tl.load({ptr}{m}).to(tl.float32)  # {s.comment}")
+            for st in k.loop:
+                if isinstance(st, Load):
+                    emit(buf, st, j)
         for j in range(u):
-            for s in k.loop:
-                if isinstance(s, Load):
-                    continue
-                if isinstance(s, Store):
-                    t = self.tensors[s.tensor]
-                    ptr, mask = self.address(t, s.dims)
-                    ptr = ptr.replace(f"pb_{t.name}", f"pb_{t.name}" + (f" {sign} {j} * {t.name}_s_{k.time_dim}" if j else ""), 1)
-                    m = f", mask={mask}" if mask else ""
-                    stores.append(f"tl.store({ptr}, {ren(s.value, j)}.to({t.name}.dtype.element_ty){m})  # {s.comment}")
-                elif isinstance(s, ScanStep):
-                    buf.line(f"{s.carry} = {ren(s.a, j)} * {s.carry} + {ren(s.b, j)}  # {s.comment}")
-                    if s.product:
-                        buf.line(f"{s.product} = {ren(s.a, j)} * {s.product}")
-                    if s.target:
-                        buf.line(f"{s.target}_{j} = {s.carry}")
-                else:
-                    sub = IndentedBuffer()
-                    self.stmt(sub, s)
-                    for line in sub.getvalue().splitlines():
-                        buf.line(ren(line, j))
-        buf.lines(stores)
+            for st in k.loop:
+                if isinstance(st, Store):
+                    emit(stores, st, j)
+                elif not isinstance(st, Load):
+                    emit(buf, st, j)
+        buf.lines(stores.getvalue().splitlines())
         for t, _ in self.moving_tensors():
             buf.line(f"pb_{t.name} {'-=' if k.reverse else '+='} {u} * {t.name}_s_{k.time_dim}")
 
