@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -202,4 +201,4 @@ def layer(fn: Callable[..., Any] | None = None, *, name: str | None = None, size
     return deco(fn) if fn is not None else deco
 
 
-__all__ = ["ArgSpec", "Layer", "dtype_name", "layer", "inspect"]
+__all__ = ["ArgSpec", "Layer", "dtype_name", "layer"]

@@ -127,6 +127,13 @@ class Graph:
                 return v
         raise KeyError(name)
 
+    def scan_axis(self) -> str | None:
+        """The axis of the layer's (first) scan, or None if it has none."""
+        for n in self.nodes:
+            if n.op in ("scan", "scan_final"):
+                return n.attr("axis")
+        return None
+
     def live(self) -> tuple[Node, ...]:
         """Nodes reachable from the outputs, plus all args, in topological order."""
         order = topo_order([v for _, v in self.outputs])

@@ -32,11 +32,18 @@ def format_node(node: Node, names: dict[Node, str]) -> str:
     return f"{names[node]} = {node.op}{a} {operands} : {dims}{dt}"
 
 
-def format_graph(graph: Graph) -> str:
+def node_names(graph: Graph) -> dict[Node, str]:
+    """``%k`` for every node: args first, then a deterministic topological order (the
+    numbering ``ssmc show`` prints and generated kernels cite)."""
     roots = [v for _, v in graph.outputs]
-    live = set(topo_order(roots))
     order = list(graph.args) + [n for n in topo_order(roots + list(graph.nodes)) if n.op != "arg"]
-    names = {n: f"%{i}" for i, n in enumerate(order)}
+    return {n: f"%{i}" for i, n in enumerate(order)}
+
+
+def format_graph(graph: Graph) -> str:
+    live = set(topo_order([v for _, v in graph.outputs]))
+    names = node_names(graph)
+    order = list(names)
     lines = [f"layer {graph.name} dims [{', '.join(graph.dim_order)}]"]
     if graph.fixed_sizes:
         lines.append("  sizes " + ", ".join(f"{d}={s}" for d, s in graph.fixed_sizes))

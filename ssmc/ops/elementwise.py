@@ -80,8 +80,10 @@ def _pow_triton(args: list[str], attrs: dict[str, Any]) -> str:
     return f"tl.exp2({p!r} * tl.log2({x}))"
 
 
-def _unary(name, numpy_fn, triton, doc, domain=("any",)):
-    register(OpDef(name, ELEMENTWISE, 1, _float_rule(name), numpy_fn, triton, doc, domain))
+def _unary(name, numpy_fn, triton, doc, domain=("any",), loop_invariant=None):
+    """``loop_invariant``: a second lowering for values computed once, before the time loop."""
+    extra = {"loop_invariant": loop_invariant} if loop_invariant else {}
+    register(OpDef(name, ELEMENTWISE, 1, _float_rule(name), numpy_fn, triton, doc, domain, extra=extra))
 
 
 def _binary(name, numpy_fn, triton, doc, domain=("any", "any")):
@@ -108,17 +110,9 @@ _binary(
 )
 
 _unary("neg", np.negative, "(-{0})", "-x")
-def _unary_x(name, numpy_fn, triton, doc, loop_invariant, domain=("any",)):
-    """An op with a second lowering for values computed once, before the time loop."""
-    register(
-        OpDef(name, ELEMENTWISE, 1, _float_rule(name), numpy_fn, triton, doc, domain,
-              extra={"loop_invariant": loop_invariant})
-    )
-
-
 # in the time loop: the GPU's ex2.approx (what mamba-ssm's kernels use); before it: accurate
-_unary_x("exp", np.exp, "_ssmc_exp({0})", "e ** x", "_ssmc_exp_accurate({0})")
-_unary_x("exp2", np.exp2, "tl.exp2({0})", "2 ** x", "_ssmc_exp2_accurate({0})")
+_unary("exp", np.exp, "_ssmc_exp({0})", "e ** x", loop_invariant="_ssmc_exp_accurate({0})")
+_unary("exp2", np.exp2, "tl.exp2({0})", "2 ** x", loop_invariant="_ssmc_exp2_accurate({0})")
 _unary("log", np.log, "tl.log({0})", "natural log", ("positive",))
 _unary("log1p", np.log1p, "_ssmc_log1p({0})", "log(1 + x), accurate near 0", ("gt_minus1",))
 _unary("expm1", np.expm1, "_ssmc_expm1({0})", "exp(x) - 1, accurate near 0")

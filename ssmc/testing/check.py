@@ -21,19 +21,12 @@ _TORCH = {"f32": "float32", "bf16": "bfloat16", "f16": "float16", "f64": "float6
 
 def arg_dtypes(layer: Layer, dtype: str) -> dict[str, str]:
     """Sequence tensors in ``dtype``; parameters and initial states (no sequence axis) in f32."""
-    axis = _axis(layer)
+    axis = layer.graph.scan_axis() or "L"
     out = {}
     for name, spec in layer.specs.items():
         seq = spec.kind == "input" and axis in spec.layout
         out[name] = dtype if seq else "f32"
     return out
-
-
-def _axis(layer: Layer) -> str:
-    for n in layer.graph.nodes:
-        if n.op in ("scan", "scan_final"):
-            return n.attr("axis")
-    return "L"
 
 
 def make_inputs(
@@ -57,7 +50,7 @@ def to_torch(values: Mapping[str, np.ndarray], dtypes: Mapping[str, str], device
     for k, v in values.items():
         t = torch.tensor(v, dtype=getattr(torch, _TORCH[dtypes[k]]))
         if noncontiguous and t.dim() >= 1:
-            # every other element of a wider buffer along the last dim, then a transposed view
+            # every other element of a buffer twice as wide along the last dim: strided, no copy
             wide = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype)
             wide[..., ::2] = t
             t = wide[..., ::2]

@@ -19,6 +19,7 @@ from ssmc.backends.triton.lower import chunkable, lower_group
 from ssmc.backends.triton.schedule import Schedule, choose, chunking, default_strategy
 from ssmc.dsl.layer import Layer
 from ssmc.errors import ArgumentError, LoweringError
+from ssmc.ir.node import Group
 from ssmc.ir.printer import graph_hash
 from ssmc.passes import pipeline_name, run_passes
 
@@ -44,6 +45,7 @@ class GroupPlan:
 
     kernels: tuple[Kernel, ...]
     chunked: bool
+    group: Group
 
 
 class CompiledLayer:
@@ -59,7 +61,6 @@ class CompiledLayer:
         block: int | None = None,
         num_warps: int | None = None,
         num_stages: int | None = None,
-        layout: str = "tiled_last",
         unroll: int = 4,
         chunks: int | None = None,
         verify: bool = False,
@@ -69,7 +70,6 @@ class CompiledLayer:
         self.layer = layer
         self.graph = run_passes(layer.graph, verify_each=verify)
         self.strategy = strategy
-        self.layout = layout
         self.unroll = unroll
         self.chunks = chunks
         self.options = {"block_t": block_t, "block_tiled": block, "num_warps": num_warps, "num_stages": num_stages}
@@ -77,6 +77,8 @@ class CompiledLayer:
         self._plans: dict[str, list[GroupPlan]] = {}
         self._fns: dict[str, Any] = {}
         self.last_launched: Any = None
+        # outputs that are final states: stored in float32 whatever the inputs' dtype
+        self.finals = {k for k, v in self.graph.outputs if v.op == "scan_final"}
 
     def __repr__(self) -> str:
         return f"<ssmc compiled {self.layer.name}: {len(self.graph.groups or ())} fused group(s)>"
@@ -90,13 +92,13 @@ class CompiledLayer:
             for g in self.graph.groups:
                 if strategy == "chunked" and chunkable(self.graph, g) is None:
                     ks = tuple(
-                        lower_group(self.graph, g, "chunked", self.layout, self.unroll, role)
+                        lower_group(self.graph, g, "chunked", self.unroll, role)
                         for role in ("states", "full")
                     )
-                    out.append(GroupPlan(ks, True))
+                    out.append(GroupPlan(ks, True, g))
                 else:
                     s = "sequential" if strategy == "chunked" else strategy
-                    out.append(GroupPlan((lower_group(self.graph, g, s, self.layout, self.unroll),), False))
+                    out.append(GroupPlan((lower_group(self.graph, g, s, self.unroll),), False, g))
             self._plans[strategy] = out
         return self._plans[strategy]
 
@@ -164,7 +166,6 @@ class _Run:
         self.out_dtype, self.device, self.on_gpu = out_dtype, device, on_gpu
         self.results: dict[str, Any] = {}
         self.buffers: dict[str, Any] = {}
-        self.finals = {k for k, v in c.graph.outputs if v.op == "scan_final"}
 
     def schedule(self, kernel: Kernel) -> Schedule:
         return choose(kernel, self.sizes, self.on_gpu, kernel.strategy, **self.c.options)
@@ -184,7 +185,7 @@ class _Run:
             sizes[full.time_dim] = self.varlen[2]
         n_chunks, chunk_len = chunking(full, sizes, sched, self.on_gpu, self.c.chunks)
         if n_chunks <= 1:  # nothing to split: the plain sequential kernel
-            index = self.c.plans("chunked").index(plan)
+            index = self.c.plans("chunked").index(plan)  # plans of both strategies align by group
             return self.single(self.c.plans("sequential")[index].kernels[0])
         self.sizes["_C"] = n_chunks
         carry = full.carries[0]
@@ -196,8 +197,7 @@ class _Run:
         self.buffers.update(st_S=S, st_P=P, hin=hin)
         extra = {"chunk_len": chunk_len}
         self.launch(states, self.schedule(states), extra)
-        group = self.c.graph.groups[self.c.plans("chunked").index(plan)]
-        finals = [k for k, v in self.c.graph.outputs if v.op == "scan_final" and v in group.nodes]
+        finals = [k for k, v in self.c.graph.outputs if v.op == "scan_final" and v in plan.group.nodes]
         hfin = None
         if finals:
             hfin = torch.empty(state_shape, dtype=torch.float32, device=self.device)
@@ -223,7 +223,7 @@ class _Run:
 
         for t in kernel.tensors:
             if t.role == "out" and t.name.startswith("o_"):
-                dt = torch.float32 if t.source in self.finals else self.out_dtype
+                dt = torch.float32 if t.source in self.c.finals else self.out_dtype
                 buf = torch.empty(shape(t.dims), dtype=dt, device=self.device)
                 self.results[t.source] = buf
             elif t.role == "out" and t.name not in self.buffers:
@@ -278,7 +278,7 @@ def _bind_packed(c: CompiledLayer, values, cu, device):
     layer = c.layer
     name = layer.name
     batch = layer.dim_order[0]
-    axis = next((n.attr("axis") for n in c.graph.nodes if n.op in ("scan", "scan_final")), None)
+    axis = c.graph.scan_axis()
     if axis is None or batch == axis:
         raise ArgumentError(f"{name}: cu_seqlens needs a layer with a batch dim before its scan axis")
     if not isinstance(cu, torch.Tensor) or cu.dtype != torch.int32 or cu.dim() != 1 or cu.numel() < 2:

@@ -99,7 +99,6 @@ class Kernel:
     loop: tuple[Stmt, ...]
     post: tuple[Stmt, ...]
     header: tuple[str, ...] = ()
-    layout: str = "tiled_last"
     chunked: bool = False  # one program per chunk of the sequence too (grid dim "_C")
     batch_dim: str | None = None  # the grid dim that indexes sequences of a packed batch
     role: str = "full"  # "full", or "states": the chunk-states pass of the chunked strategy
@@ -107,9 +106,7 @@ class Kernel:
 
     @property
     def block_dims(self) -> Dims:
-        """The block axes after time: with ``tiled_last``, the dims held whole come first and
-        the tiled dim last, so Triton spreads threads along the tiled dim and each thread
-        holds whole rows of the reduced dims (reductions stay in registers)."""
-        if self.layout == "tiled_last":
-            return self.full_dims + ((self.tiled_dim,) if self.tiled_dim else ())
-        return tuple(d for d in self.size_dims if d == self.tiled_dim or d in self.full_dims)
+        """The block axes after time: the dims held whole first, the tiled dim last, so Triton
+        spreads threads along the tiled dim and each thread holds whole rows of the reduced dims
+        (reductions stay in registers)."""
+        return self.full_dims + ((self.tiled_dim,) if self.tiled_dim else ())

@@ -19,23 +19,14 @@ from ssmc.backends.triton.kernel_ir import (
 )
 from ssmc.errors import LoweringError
 from ssmc.ir.node import Graph, Group, Node, topo_order
-from ssmc.ir.printer import format_node
+from ssmc.ir.printer import format_node, node_names
 from ssmc.ops.registry import ELEMENTWISE, get
 from ssmc.passes.fuse import recurrence_key
 
 
-def node_names(graph: Graph) -> dict[Node, str]:
-    """The ``%k`` names the printer gives (so kernel comments match ``ssmc show``)."""
-    roots = [v for _, v in graph.outputs]
-    order = list(graph.args) + [n for n in topo_order(roots + list(graph.nodes)) if n.op != "arg"]
-    return {n: f"%{i}" for i, n in enumerate(order)}
-
-
 def sequence_axis(graph: Graph) -> str | None:
-    for n in graph.nodes:
-        if n.op in ("scan", "scan_final"):
-            return n.attr("axis")
-    return "L" if "L" in graph.dim_order else None
+    """The time axis of a kernel without a scan: the layer's scan axis, else a dim named L."""
+    return graph.scan_axis() or ("L" if "L" in graph.dim_order else None)
 
 
 CHUNK = "_C"  # the chunk index of the chunked strategy: a grid dim of its kernels
@@ -57,7 +48,6 @@ def lower_group(
     graph: Graph,
     group: Group,
     strategy: str,
-    layout: str = "tiled_last",
     unroll: int = 4,
     role: str = "full",
 ) -> Kernel:
@@ -140,7 +130,7 @@ def lower_group(
     carry_of: dict[tuple, str] = {}
 
     def comment(n: Node) -> str:
-        return format_node(n, _NameView(names))
+        return format_node(n, names)
 
     def value(n: Node) -> str:
         if n.op == "const":
@@ -222,8 +212,7 @@ def lower_group(
     header = (
         f"layer: {layer}   kernel: {group.name}{'' if role == 'full' else ' (chunk states)'}"
         f"   strategy: {'chunked' if chunked else strategy}"
-        + (f" (unroll {unroll})" if strategy == "sequential" else "")
-        + f"   layout: {layout}",
+        + (f" (unroll {unroll})" if strategy == "sequential" else ""),
         f"grid: {list(grid)} x blocks of {tiled or '-'}   time: {time_dim or '-'}"
         f"{' (reverse)' if reverse else ''}   held whole: {list(full_dims)}",
         *[f"note: {x}" for x in group.notes],
@@ -245,20 +234,8 @@ def lower_group(
         loop=tuple(stmts["loop"]),
         post=tuple(stmts["post"]),
         header=header,
-        layout=layout,
         chunked=chunked,
         batch_dim=next((d for d in grid if d != CHUNK), None) if time_dim else None,
         role=role,
         unroll=unroll if strategy == "sequential" else 1,
     )
-
-
-class _NameView(dict):
-    """Names for comments; nodes outside the graph's numbering print as '?'."""
-
-    def __init__(self, names: dict[Node, str]) -> None:
-        super().__init__(names)
-
-    def __missing__(self, key: Node) -> str:
-        return "?"
-

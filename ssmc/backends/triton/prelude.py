@@ -31,21 +31,24 @@ def _ssmc_exp2_accurate(x):
 
 
 @triton.jit
-def _ssmc_exp_accurate(x):
+def _ssmc_log2e_split(x):
+    # x * log2 e as t + e: t rounded, e its rounding error (rounding x * log2 e costs |x| * eps
+    # relative error in exp otherwise). Triton's interpreter does not fuse tl.fma: e is 0 there.
     t = x * 1.4426950408889634
     e = tl.fma(x, 1.4426950408889634, -t) + x * 1.9259629911e-08
-    e = tl.where(tl.abs(x) < 1.0e30, e, 0.0)  # x = +-inf: fma(inf, c, -inf) is NaN
+    return t, tl.where(tl.abs(x) < 1.0e30, e, 0.0)  # x = +-inf: fma(inf, c, -inf) is NaN
+
+
+@triton.jit
+def _ssmc_exp_accurate(x):
+    t, e = _ssmc_log2e_split(x)
     return _ssmc_exp2_accurate(t) * (1.0 + e * 0.6931471805599453)
 
 
 @triton.jit
 def _ssmc_exp(x):
-    # exp(x) = 2^(x log2 e), carrying the rounding error of x * log2 e (which costs |x| * eps
-    # relative error otherwise: 8.7x the float32 reference's error in S4D's states, seen on an
-    # H100). (Triton's interpreter does not fuse tl.fma: there the correction is 0.)
-    t = x * 1.4426950408889634
-    e = tl.fma(x, 1.4426950408889634, -t) + x * 1.9259629911e-08
-    e = tl.where(tl.abs(x) < 1.0e30, e, 0.0)  # x = +-inf: fma(inf, c, -inf) is NaN
+    # in the time loop: the GPU's ex2.approx of the compensated argument
+    t, e = _ssmc_log2e_split(x)
     return tl.exp2(t) * (1.0 + e * 0.6931471805599453)
 
 
@@ -112,6 +115,7 @@ def _ssmc_scan_combine(a1, b1, a2, b2):
 
 HELPERS = (
     "_ssmc_exp",
+    "_ssmc_log2e_split",
     "_ssmc_exp_accurate",
     "_ssmc_exp2_accurate",
     "_ssmc_log1p",
