@@ -1,7 +1,6 @@
-"""Layers as torch modules (forward)."""
+"""Layers as torch modules."""
 
 import numpy as np
-import pytest
 import torch
 from conftest import DEVICE
 from mamba1 import mamba1
@@ -39,10 +38,24 @@ def test_state_dict_round_trips():
         assert torch.equal(v, b.state_dict()[k])
 
 
-def test_backward_says_it_is_not_built_yet():
+def test_backward_fills_every_parameter_gradient():
     m = ssmc.to_module(mamba1, SIZES).to(DEVICE)
     out = m(**inputs())
-    with pytest.raises(NotImplementedError, match=r"mamba1: gradients through generated kernels are not built yet"):
-        out["y"].sum().backward()
+    out["y"].sum().backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape and torch.isfinite(p.grad).all(), name
     with torch.no_grad():
         assert not m(**inputs())["y"].requires_grad
+
+
+def test_stepping_equals_the_full_forward():
+    m = ssmc.to_module(mamba1, SIZES, seed=2).to(DEVICE)
+    x = inputs()
+    full = m(**x)
+    state, ys = None, []
+    for t in range(SIZES["L"]):
+        y, state = m.step(state, **{k: v[:, t] for k, v in x.items()})
+        ys.append(y["y"])
+    torch.testing.assert_close(torch.stack(ys, 1), full["y"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(state["h_final"], full["h_final"], rtol=1e-5, atol=1e-5)
+    assert m.state_names() == {"h_final": "h0"}

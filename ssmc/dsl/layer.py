@@ -45,6 +45,17 @@ class Layer:
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
+    @classmethod
+    def from_graph(cls, graph: Graph, specs: dict, optional: set, fixed_sizes: dict | None = None) -> Layer:
+        """A layer from an IR graph made by the compiler (a backward), not traced from Python."""
+        self = cls.__new__(cls)
+        self.fn = None
+        self.name = graph.name
+        self.graph, self.specs, self.optional = graph, dict(specs), set(optional)
+        self.fixed_sizes = dict(fixed_sizes or {})
+        self.__doc__ = f"generated layer {graph.name}"
+        return self
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}: {v!r}" for k, v in self.specs.items())
         return f"<ssmc layer {self.name}({args})>"

@@ -1,8 +1,7 @@
 """A layer as a ``torch.nn.Module``: parameters registered under their DSL names and
 initialized by the layer's initializers; ``forward`` runs the generated kernels.
 
-Forward only for now: gradients need generated backward kernels (issue 5). Calling backward
-through the module raises an error that says so; it never returns made-up gradients."""
+Gradients flow through the generated backward kernels (``ssmc.export.autograd``)."""
 
 from __future__ import annotations
 
@@ -12,22 +11,6 @@ from typing import Any
 import torch
 
 from ssmc.dsl.layer import Layer
-
-
-class _NoBackward(torch.autograd.Function):
-    """Identity on the outputs that refuses to differentiate through the kernels."""
-
-    @staticmethod
-    def forward(ctx, name: str, *tensors: torch.Tensor):
-        ctx.layer_name = name
-        return tuple(t.view_as(t) for t in tensors)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        raise NotImplementedError(
-            f"ssmc: {ctx.layer_name}: gradients through generated kernels are not built yet "
-            "(backward kernels are issue 5's work); use the module under torch.no_grad()"
-        )
 
 
 class SSMModule(torch.nn.Module):
@@ -51,18 +34,46 @@ class SSMModule(torch.nn.Module):
         clash = sorted(set(params) & set(inputs))
         if clash:
             raise TypeError(f"{self.layer.name}: {clash} are the module's parameters, not inputs")
-        with torch.no_grad():
-            out = self.compiled(*args, **inputs, **{k: p.detach() for k, p in params.items()}, cu_seqlens=cu_seqlens)
-        needs_grad = torch.is_grad_enabled() and (
-            any(p.requires_grad for p in params.values())
-            or any(isinstance(v, torch.Tensor) and v.requires_grad for v in list(inputs.values()) + list(args))
-        )
-        if not needs_grad:
-            return out
-        names = list(out)
-        tracked = [p for p in params.values() if p.requires_grad]
-        wrapped = _NoBackward.apply(self.layer.name, *[out[k] for k in names], *tracked)
-        return dict(zip(names, wrapped[: len(names)]))
+        return self.compiled(*args, **inputs, **params, cu_seqlens=cu_seqlens)
+
+
+    # --- generation: one step at a time ----------------------------------------------------
+
+    def state_names(self) -> dict[str, str]:
+        """{final-state output: the initial-state argument it continues}: the layer's recurrent
+        state, read from the IR (a scan's ``h0`` argument and its final state)."""
+        out = {}
+        for name, node in self.compiled.graph.outputs:
+            if node.op == "scan_final" and len(node.inputs) == 3 and node.inputs[2].op == "arg":
+                out[name] = node.inputs[2].attr("name")
+        return out
+
+    def step(self, state: dict[str, torch.Tensor] | None = None, **inputs: torch.Tensor):
+        """One time step: ``inputs`` are the layer's sequence inputs without the sequence axis
+        (or with it, of length 1), ``state`` the previous step's state (None: zeros). Returns
+        (outputs without the sequence axis, the new state). Stepping through a sequence gives
+        what ``forward`` gives on the whole of it; the kernels are the forward's, at L = 1."""
+        layer = self.layer
+        axis = self.compiled.graph.scan_axis()
+        names = self.state_names()
+        if not names:
+            raise TypeError(f"{layer.name}: no final state is an output continuing an initial-state argument; nothing to step")
+        args = {}
+        for k, v in inputs.items():
+            spec = layer.specs.get(k)
+            if spec is None or spec.kind != "input":
+                raise TypeError(f"{layer.name}: `{k}` is not an input of the layer")
+            if axis in spec.layout and v.dim() == len(spec.layout) - 1:
+                v = v.unsqueeze(spec.layout.index(axis))
+            args[k] = v
+        for out_name, arg_name in names.items():
+            if state is not None and state.get(out_name) is not None:
+                args[arg_name] = state[out_name]
+        out = self(**args)
+        dims = {k: v.dims for k, v in self.compiled.graph.outputs}
+        new_state = {k: out[k] for k in names}
+        step_out = {k: (v.squeeze(dims[k].index(axis)) if axis in dims[k] else v) for k, v in out.items() if k not in names}
+        return step_out, new_state
 
 
 def to_module(layer: Layer, sizes: Mapping[str, int], seed: int = 0, **compile_options: Any) -> SSMModule:

@@ -96,6 +96,12 @@ def _eval(node: Node, values, args, sizes) -> np.ndarray:
             state_dims = tuple(d for d in full_dims if d != attrs["axis"])
             h0 = align(ins[2], node.inputs[2].dims, state_dims)
         return op.numpy(a, b, h0, axis=full_dims.index(attrs["axis"]), reverse=attrs["reverse"])
+    if node.op == "prev":
+        fill = None
+        if len(ins) == 2:
+            fill = align(ins[1], node.inputs[1].dims, tuple(d for d in node.dims if d != attrs["axis"]))
+        x = np.broadcast_to(align(ins[0], node.inputs[0].dims, node.dims), _full(node, sizes))
+        return op.numpy(x, fill, axis=node.dims.index(attrs["axis"]), reverse=attrs["reverse"])
     raise NotImplementedError(f"the interpreter has no evaluation for op `{node.op}`")
 
 

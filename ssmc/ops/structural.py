@@ -53,6 +53,46 @@ register(
     )
 )
 
+
+
+def _prev_rule(dims, dts, attrs, order):
+    axis = attrs.get("axis")
+    if axis not in dims[0]:
+        raise DefinitionError(f"`prev` along {axis!r}: the value's dims are {list(dims[0])}")
+    if len(dims) == 2 and any(d not in dims[0] or d == axis for d in dims[1]):
+        raise DefinitionError(f"`prev` fill {list(dims[1])} has dims the state {list(dims[0])} lacks")
+    return dims[0], dtypes.FLOAT
+
+
+def _prev_numpy(x, fill, axis, reverse):
+    """The value one step before along ``axis`` in the scan's direction: x[t-1] (x[t+1] if
+    ``reverse``), ``fill`` (or 0) at the first step. Of a scan's states: the state before step t."""
+    x = np.moveaxis(x, axis, 0)
+    out = np.empty(x.shape)
+    first = np.zeros(x.shape[1:]) if fill is None else np.broadcast_to(fill, x.shape[1:])
+    if x.shape[0]:
+        if reverse:
+            out[:-1], out[-1] = x[1:], first
+        else:
+            out[1:], out[0] = x[:-1], first
+    return np.moveaxis(out, 0, axis)
+
+
+register(
+    OpDef(
+        "prev",
+        SCAN,
+        -1,
+        _prev_rule,
+        _prev_numpy,
+        "structural",
+        "a scan's state before each step (x shifted one step along the axis, fill first): "
+        "inputs (x) or (x, fill); made by autodiff, lowered only next to the scan of x",
+        ("any", "any"),
+        attrs=("axis", "reverse"),
+    )
+)
+
 # --- reductions --------------------------------------------------------------------------
 
 

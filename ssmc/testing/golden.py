@@ -44,6 +44,9 @@ def sources() -> dict[str, str]:
             for i, src in enumerate(compiled.sources(strategy)):
                 suffix = f".k{i}" if i else ""
                 out[f"{layer.name}{suffix}.{strategy}.py"] = src
+        # the backward: checkpoint states, the bidir kernel, the epilogue after sums across programs
+        for i, src in enumerate(compiled.backward_compiled().sources("bidir")):
+            out[f"{layer.name}.backward.k{i}.py"] = src
     return out
 
 

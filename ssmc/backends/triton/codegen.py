@@ -10,13 +10,15 @@ from ssmc.backends.triton.kernel_ir import (
     Compute,
     Kernel,
     Load,
+    Prev,
     Reduce,
     ScanStep,
     Stmt,
     Store,
     Tensor,
+    TimeSum,
 )
-from ssmc.backends.triton.prelude import PRELUDE
+from ssmc.backends.triton.prelude import prelude_for
 from ssmc.ir.dims import Dims
 
 GENERATOR_VERSION = "1"  # bump when the printer's output changes meaning
@@ -46,7 +48,7 @@ class _Printer:
         return f"{name}[{idx}]"
 
     def shape(self, dims: Dims, with_time: bool) -> str:
-        ext = ["BLOCK_T" if with_time else "1"]
+        ext = ["BLOCK_T" if with_time and self.k.strategy == "tiled" else "1"]
         ext += [f"BLOCK_{d}" if d in dims else "1" for d in self.k.block_dims]
         return "[" + ", ".join(ext) + "]"
 
@@ -58,16 +60,21 @@ class _Printer:
         become immediate address offsets."""
         if self.k.time_dim in dims:
             masks = [self.expand("mask_T", 0)] if self.k.strategy == "tiled" else []
+            if self.k.strategy == "bidir":
+                masks = [f"valid_{step}"]
             masks += [self.expand("mask_" + d, self.axes.index(d)) for d in dims if d in self.k.block_dims]
             ptr = f"pb_{tensor.name}"
             if step:  # the step-th of an unrolled tile
-                ptr += f" {'-' if self.k.reverse else '+'} {step} * {tensor.name}_s_{self.k.time_dim}"
+                sign = "+" if self.k.strategy == "bidir" else ("-" if self.k.reverse else "+")
+                ptr += f" {sign} {step} * {tensor.name}_s_{self.k.time_dim}"
             ptr += f" + po_{tensor.name}" if self.has_offsets(dims) else ""
             return ptr, (" & ".join(masks) if masks else None)
         terms, masks = [], []
         for d in dims:
             stride = f"{tensor.name}_s_{d}"
-            if d in self.k.grid_dims:
+            if d == "_C" and d not in self.k.grid_dims:  # bidir: the checkpoint of this tile
+                terms.append(f"ck * {stride}")
+            elif d in self.k.grid_dims:
                 terms.append(f"pid_{d} * {stride}")
             else:
                 ax = self.axes.index(d)
@@ -114,6 +121,16 @@ class _Printer:
                 buf.line(f"{s.target} = {load}")
         elif isinstance(s, Compute):
             buf.line(f"{s.target} = {s.expr}  # {s.comment}")
+        elif isinstance(s, TimeSum):
+            buf.line(f"# {s.comment}")
+            buf.line(f"{s.target} += tl.sum(tl.where({self.expand('mask_T', 0)}, {s.source}, 0.0), axis=0, keep_dims=True)")
+        elif isinstance(s, Prev):  # pragma: no cover - the bidir loop emits these itself
+            raise TypeError("prev outside a bidir kernel")
+        elif isinstance(s, Reduce) and s.kind == "partial":
+            ax = self.axes.index(s.dim)
+            buf.line(f"# {s.comment}  (this program's block; the store adds the blocks)")
+            masked = f"tl.where({self.expand('mask_' + s.dim, ax)}, {s.source}, 0.0)"
+            buf.line(f"{s.target} = tl.sum({masked}, axis={ax}, keep_dims=True)")
         elif isinstance(s, Reduce):
             ax = self.axes.index(s.dim)
             div = f" / size_{s.dim}" if s.kind == "mean" else ""
@@ -127,6 +144,14 @@ class _Printer:
                 buf.line(f"{s.target} = tl.sum({masked}, axis={ax}, keep_dims=True){div}")
         elif isinstance(s, ScanStep):
             self.scan(buf, s)
+        elif isinstance(s, Store) and s.atomic:
+            t = self.tensors[s.tensor]
+            ptr, mask = self.address(t, s.dims, step)
+            first = " & ".join(f"(pid_{d} == 0)" for d in s.only_first)
+            mask = " & ".join(x for x in (mask, first) if x) or "True"
+            buf.line(f"# {s.comment}  (added: a sum across programs)")
+            buf.line(f"p_add = {ptr}")
+            buf.line(f"tl.atomic_add(p_add, tl.broadcast_to({s.value}, p_add.shape), mask=tl.broadcast_to({mask}, p_add.shape), sem='relaxed')")
         elif isinstance(s, Store):
             t = self.tensors[s.tensor]
             ptr, mask = self.address(t, s.dims, step)
@@ -159,6 +184,105 @@ class _Printer:
         buf.line(f"{target} = ca * {s.carry} + cb")
         last = self.expand("last_T", 0)
         buf.line(f"{s.carry} = tl.sum(tl.where({last}, {target}, 0.0), axis=0, keep_dims=True)")
+
+    def loop_bidir(self, buf: IndentedBuffer) -> None:
+        """Chunks of UNROLL steps (the checkpoint interval), in the carried scan's direction.
+        Per chunk: the checkpointed scan runs its UNROLL steps from its checkpoint (phase A, in
+        its direction), each state kept in a register of its own; then every other statement
+        runs the steps the other way (phase B), reading those states, recomputing the rest."""
+        k = self.k
+        u = k.unroll
+        fwd = next((s for s in k.loop if isinstance(s, ScanStep) and s.checkpointed), None)
+        deps = _dependencies(k.loop, fwd) if fwd is not None else []
+        buf.line("n_chunks = tl.cdiv(n_steps, BLOCK_T)  # BLOCK_T == UNROLL: the checkpoint interval")
+        moving = self.moving_tensors()
+        self.loop_pointers(buf, "t_lo")
+        for t, _ in moving:
+            buf.line(f"pb0_{t.name} = pb_{t.name}")
+        if fwd is not None:
+            buf.line(f"init_{fwd.carry} = {fwd.carry}")
+        buf.line("for it in range(0, n_chunks):")
+        with buf.indent():
+            buf.line("c = n_chunks - 1 - it" if k.reverse else "c = it")
+            if k.align_end:  # chunks end at n: the first one (in time) is cut at step 0
+                buf.line(f"t0 = n_steps - (n_chunks - c) * {u}")
+                buf.line("ck = n_chunks - 1 - c  # checkpoints count from the end")
+            else:
+                buf.line(f"t0 = c * {u}")
+                buf.line("ck = c")
+            for j in range(u):
+                buf.line(f"valid_{j} = (t0 + {j} >= 0) & (t0 + {j} < n_steps)")
+            for t, _ in moving:
+                buf.line(f"pb_{t.name} = pb0_{t.name} + t0 * {t.name}_s_{k.time_dim}")
+            order = list(range(u))
+            if fwd is not None:
+                carry = next(c for c in k.carries if c.name == fwd.carry)
+                ptr, mask = self.address(self.tensors["hin"], ("_C",) + carry.dims)
+                buf.line("# phase A: the forward scan's states of this chunk, from its checkpoint")
+                buf.line(f"h_ck = tl.load({ptr}, mask=({mask}) & (ck > 0), other=0.0)")
+                buf.line(f"{fwd.carry} = tl.where(ck == 0, init_{fwd.carry}, h_ck)")
+                buf.line(f"cin_{fwd.carry} = {fwd.carry}")
+                a_order = order[::-1] if fwd.reverse else order
+                self.steps(buf, deps, a_order, "a", fwd)
+            buf.line("# phase B: the steps the other way")
+            b_order = order if (fwd is not None and fwd.reverse) or (fwd is None and not k.reverse) else order[::-1]
+            self.steps(buf, [s for s in k.loop if s is not fwd], b_order, "", fwd)
+
+    def steps(self, buf: IndentedBuffer, stmts: list, order: list[int], tag: str, fwd) -> None:
+        """``stmts`` for each step of ``order`` (loads of every step first), variables renamed
+        per step (``v3`` -> ``v3_a2`` in phase A, ``v3_2`` in B)."""
+        k = self.k
+        loop_vars = {s.target for s in k.loop if not isinstance(s, Store) and s.target}
+        u = k.unroll
+
+        def ren(text: str, j: int) -> str:
+            return re.sub(r"\b(v\d+)\b", lambda m: f"{m.group(1)}_{tag}{j}" if m.group(1) in loop_vars else m.group(1), text)
+
+        def emit(st, j: int) -> None:
+            sub = IndentedBuffer()
+            if isinstance(st, ScanStep):
+                sub.line(f"# {st.comment}")
+                if st is fwd and tag == "a":
+                    sub.line(f"{st.carry} = tl.where(valid_{j}, {st.a} * {st.carry} + {st.b}, {st.carry})")
+                    sub.line(f"{st.target} = {st.carry}")
+                else:
+                    sub.line(f"cin_{st.carry}_{j} = {st.carry}")
+                    sub.line(f"{st.carry} = tl.where(valid_{j}, {st.a} * {st.carry} + {st.b}, {st.carry})")
+                    sub.line(f"{st.target} = {st.carry}")
+            elif isinstance(st, Prev):
+                sub.line(f"# {st.comment}")
+                if fwd is not None and st.carry == fwd.carry:
+                    back = j + 1 if fwd.reverse else j - 1
+                    src = f"{st.scan}_a{back}" if 0 <= back < u else f"cin_{st.carry}"
+                    sub.line(f"{st.target} = {src}")
+                else:
+                    sub.line(f"{st.target} = cin_{st.carry}_{j}")
+            elif isinstance(st, TimeSum):
+                sub.line(f"# {st.comment}")
+                sub.line(f"{st.target} = {st.target} + tl.where(valid_{j}, {st.source}, 0.0)")
+            else:
+                self.stmt(sub, st, step=j)
+            for line in sub.getvalue().splitlines():
+                if isinstance(st, TimeSum):  # the accumulator keeps its name across steps
+                    buf.line(re.sub(rf"\b{st.source}\b(?! =)", ren(st.source, j), line) if not line.lstrip().startswith("#") else line)
+                elif isinstance(st, Prev) and fwd is not None and st.carry == fwd.carry:
+                    target = ren(st.target, j)
+                    buf.line(line.replace(f"{st.target} =", f"{target} =", 1))
+                else:
+                    buf.line(ren(line, j))
+
+        hoist = k.hoist_loads or tag == "a"  # phase B holds more per step: its loads stay in place
+        if hoist:
+            for j in order:
+                for st in stmts:
+                    if isinstance(st, Load):
+                        emit(st, j)
+        for j in order:
+            if fwd is not None and tag == "":
+                buf.line(f"{fwd.target}_{j} = {fwd.target}_a{j}  # the forward state, from phase A")
+            for st in stmts:
+                if not isinstance(st, Load) or not hoist:
+                    emit(st, j)
 
     def loop_tiled(self, buf: IndentedBuffer) -> None:
         """One tile of BLOCK_T steps per iteration, scanned with tl.associative_scan."""
@@ -332,11 +456,16 @@ class _Printer:
                 for st in k.loop:
                     if isinstance(st, ScanStep) and st.carry == c.name and st.product:
                         buf.line(f"{st.product} = tl.full({shape}, 1.0, tl.float32)  # prod of a over the chunk")
+        for st in k.loop:
+            if isinstance(st, TimeSum):
+                buf.line(f"{st.target} = tl.zeros({self.shape(st.dims, False)}, tl.float32)  # a sum over time")
         if k.time_dim is not None:
             buf.line("")
             buf.line(f"# the time loop over {k.time_dim}" + (", from the end" if k.reverse else ""))
             if k.strategy == "sequential":
                 self.loop_unrolled(buf)
+            elif k.strategy == "bidir":
+                self.loop_bidir(buf)
             else:
                 self.loop_tiled(buf)
         if k.post:
@@ -357,9 +486,32 @@ def generate(kernel: Kernel, ir_hash: str, pipeline: str, versions: dict[str, st
     buf.line("")
     buf.line("import triton")
     buf.line("import triton.language as tl")
-    for line in PRELUDE.splitlines():
-        buf.line(line)
+    body = IndentedBuffer()
+    _Printer(kernel).kernel(body)
+    helpers = prelude_for(body.getvalue())
+    if helpers:
+        buf.line("")
+        for line in helpers.splitlines():
+            buf.line(line)
     buf.line("")
     buf.line("")
-    _Printer(kernel).kernel(buf)
+    buf.lines(body.getvalue().splitlines())
     return buf.getvalue()
+
+
+def _dependencies(stmts, target_stmt) -> list:
+    """The statements ``target_stmt`` needs (itself included), in their order."""
+    by_target = {s.target: s for s in stmts if not isinstance(s, Store) and s.target}
+
+    def reads(s) -> list[str]:
+        text = " ".join(str(getattr(s, f, "")) for f in ("expr", "source", "a", "b", "scan"))
+        return re.findall(r"\bv\d+\b", text)
+
+    need, todo = set(), [target_stmt]
+    while todo:
+        s = todo.pop()
+        if id(s) in need:
+            continue
+        need.add(id(s))
+        todo += [by_target[n] for n in reads(s) if n in by_target]
+    return [s for s in stmts if id(s) in need]

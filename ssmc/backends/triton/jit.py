@@ -21,7 +21,7 @@ from ssmc.dsl.layer import Layer
 from ssmc.errors import ArgumentError, LoweringError
 from ssmc.ir.node import Group
 from ssmc.ir.printer import graph_hash
-from ssmc.passes import pipeline_name, run_passes
+from ssmc.passes import DEFAULT_PIPELINE, pipeline_name, run_passes
 
 KERNEL_DTYPES = ("f32", "bf16", "f16")
 STRATEGIES = ("sequential", "tiled", "chunked")
@@ -64,11 +64,13 @@ class CompiledLayer:
         unroll: int = 4,
         chunks: int | None = None,
         verify: bool = False,
+        passes: tuple | None = None,
     ) -> None:
         if strategy is not None and strategy not in STRATEGIES:
             raise LoweringError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
         self.layer = layer
-        self.graph = run_passes(layer.graph, verify_each=verify)
+        self.passes = tuple(passes) if passes is not None else DEFAULT_PIPELINE
+        self.graph = run_passes(layer.graph, self.passes, verify_each=verify)
         self.strategy = strategy
         self.unroll = unroll
         self.chunks = chunks
@@ -79,6 +81,11 @@ class CompiledLayer:
         self.last_launched: Any = None
         # outputs that are final states: stored in float32 whatever the inputs' dtype
         self.finals = {k for k, v in self.graph.outputs if v.op == "scan_final"}
+        self._backward: Any = None
+        # the torch.library op that autograd and torch.compile call (defined now: not traceable)
+        from ssmc.export.library import forward_op
+
+        self.op = forward_op(self)
 
     def __repr__(self) -> str:
         return f"<ssmc compiled {self.layer.name}: {len(self.graph.groups or ())} fused group(s)>"
@@ -107,20 +114,49 @@ class CompiledLayer:
 
     def sources(self, strategy: str = "sequential") -> list[str]:
         """The generated Triton source of each kernel (what ``ssmc show --stage kernel`` prints)."""
-        h, p, v = graph_hash(self.graph), pipeline_name(), versions()
+        h, p, v = graph_hash(self.graph), pipeline_name(self.passes), versions()
         return [generate(k, h, p, v) for k in self.kernels(strategy)]
 
     def _fn(self, kernel: Kernel) -> Any:
         if kernel.name + kernel.strategy not in self._fns:
-            h, p, v = graph_hash(self.graph), pipeline_name(), versions()
+            h, p, v = graph_hash(self.graph), pipeline_name(self.passes), versions()
             module = cache.load_source(generate(kernel, h, p, v), self.stats)
             self._fns[kernel.name + kernel.strategy] = getattr(module, kernel.name)
         return self._fns[kernel.name + kernel.strategy]
 
     # --- calling ---------------------------------------------------------------------------
 
+    def out_dtype(self, first_input_dtype: Any) -> Any:
+        return first_input_dtype
+
     def __call__(self, *args: Any, cu_seqlens: Any = None, **kwargs: Any) -> dict[str, Any]:
-        """``cu_seqlens`` (int32 [S + 1], the flash-attn convention): the inputs are a packed
+        """Run the kernels; where an argument requires grad (and grad mode is on), through
+        autograd: the backward runs the generated backward kernels. ``cu_seqlens``: see
+        ``raw_call``."""
+        import torch
+
+        values = self.layer.collect(args, kwargs)
+        grad = torch.is_grad_enabled() and any(isinstance(v, torch.Tensor) and v.requires_grad for v in values.values())
+        if grad or torch.compiler.is_compiling():
+            # as a torch.library op: autograd runs the backward kernels; torch.compile sees one op
+            from ssmc.export.library import call_op
+
+            return call_op(self, values, cu_seqlens)
+        return self.raw_call(cu_seqlens=cu_seqlens, **values)
+
+    def output_names(self) -> list[str]:
+        return [k for k, _ in self.graph.outputs]
+
+    def backward_compiled(self) -> Any:
+        """The compiled backward of this layer (built on first use)."""
+        if self._backward is None:
+            from ssmc.backends.triton.backward import CompiledBackward
+
+            self._backward = CompiledBackward(self.layer, forward=self)
+        return self._backward
+
+    def raw_call(self, *args: Any, cu_seqlens: Any = None, **kwargs: Any) -> dict[str, Any]:
+        """The kernels alone, no autograd. ``cu_seqlens`` (int32 [S + 1], the flash-attn convention): the inputs are a packed
         batch of S sequences, batch size 1 and total length T; sequence i is steps
         cu_seqlens[i]:cu_seqlens[i+1]. Its state starts from h0[i] (or 0) and nothing crosses
         a boundary; per-sequence final states come out with first dim S."""
@@ -147,10 +183,12 @@ class CompiledLayer:
                 "or on the CPU under TRITON_INTERPRET=1"
             )
         first = next(t for k, t in tensors.items() if layer.specs[k].kind == "input")
-        run = _Run(self, sizes, tensors, first.dtype, device, on_gpu, varlen)
+        run = _Run(self, sizes, tensors, self.out_dtype(first.dtype), device, on_gpu, varlen)
         strategy = self.strategy or default_strategy(on_gpu)
         for plan in self.plans(strategy):
-            if plan.chunked:
+            if plan.kernels[-1].strategy == "bidir":
+                run.bidir(plan)
+            elif plan.chunked:
                 run.chunked(plan)
             else:
                 run.single(plan.kernels[0])
@@ -209,6 +247,33 @@ class _Run:
         self.launch(full, sched, extra)
         del self.sizes["_C"]
 
+    def bidir(self, plan: GroupPlan) -> None:
+        """A backward's main kernel; first, when it recomputes a forward scan, that scan's
+        checkpoints: its chunk states (chunks of BLOCK_T steps) combined into ``hin``."""
+        import torch
+
+        from ssmc.backends.triton.runtime import chunk_combine
+
+        kernel = plan.kernels[-1]
+        sched = self.schedule(kernel)
+        if len(plan.kernels) == 2:
+            states = plan.kernels[0]
+            L = self.varlen[2] if self.varlen is not None else self.sizes[kernel.time_dim]
+            n_chunks = max(1, triton_cdiv(L, sched.block_t))
+            self.sizes["_C"] = n_chunks
+            carry = states.carries[0]
+            state_shape = [self.sizes[d] for d in carry.dims]
+            S = torch.empty([n_chunks, *state_shape], dtype=torch.float32, device=self.device)
+            P, hin = torch.empty_like(S), torch.empty_like(S)
+            self.buffers.update(st_S=S, st_P=P, hin=hin)
+            self.launch(states, self.schedule(states), {"chunk_len": sched.block_t})
+            M = math.prod(state_shape)
+            block = 1024 if self.on_gpu else 64
+            chunk_combine[(triton_cdiv(M, block),)](P, S, hin, S, n_chunks, M, HAS_FINAL=False, BLOCK=block)
+            self.c.stats["launches"] += 1
+        self.launch(kernel, sched, {})
+        self.sizes.pop("_C", None)
+
     def launch(self, kernel: Kernel, sched: Schedule, extra: dict[str, int]) -> None:
         import torch
 
@@ -224,10 +289,12 @@ class _Run:
         for t in kernel.tensors:
             if t.role == "out" and t.name.startswith("o_"):
                 dt = torch.float32 if t.source in self.c.finals else self.out_dtype
-                buf = torch.empty(shape(t.dims), dtype=dt, device=self.device)
+                alloc = torch.zeros if t.accumulate else torch.empty  # programs add into it
+                buf = alloc(shape(t.dims), dtype=dt, device=self.device)
                 self.results[t.source] = buf
             elif t.role == "out" and t.name not in self.buffers:
-                buf = torch.empty(shape(t.dims), dtype=torch.float32, device=self.device)
+                alloc = torch.zeros if t.accumulate else torch.empty
+                buf = alloc(shape(t.dims), dtype=torch.float32, device=self.device)
                 self.buffers[t.name] = buf
             elif t.name in self.buffers:
                 buf = self.buffers[t.name]

@@ -24,6 +24,7 @@ class Tensor:
     role: str  # "in" or "out"
     optional: bool = False
     source: str = ""  # the layer argument or output it binds to
+    accumulate: bool = False  # programs add into it (atomically): the caller zeroes it first
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,30 @@ class Reduce:
     target: str
     source: str
     dim: str
-    kind: str  # "sum" or "mean"
+    kind: str  # "sum" or "mean"; "partial": the sum over this program's block of the tiled dim
+    comment: str
+
+
+@dataclass(frozen=True)
+class TimeSum:
+    """``target`` = the sum over the sequence axis of ``source``: zeroed before the time loop,
+    each tile's (unmasked) rows added in it."""
+
+    target: str
+    source: str
+    dims: Dims  # the result's dims
+    comment: str
+
+
+@dataclass(frozen=True)
+class Prev:
+    """``target`` = the state of scan ``scan`` before each step of the tile (one row back in
+    the scan's direction; the state entering the tile at its first step)."""
+
+    target: str
+    scan: str  # the scan's per-step states in this tile
+    carry: str  # the scan's carry: its value on entering the tile is ``cin_<carry>``
+    reverse: bool
     comment: str
 
 
@@ -60,6 +84,8 @@ class ScanStep:
     carry: str
     comment: str
     product: str | None = None  # also carry prod(a) (the chunk-states kernel)
+    reverse: bool | None = None  # the "bidir" strategy: this scan's own direction
+    checkpointed: bool = False  # "bidir": restarted every tile from the checkpoints in ``hin``
 
 
 @dataclass(frozen=True)
@@ -68,9 +94,11 @@ class Store:
     value: str
     dims: Dims
     comment: str
+    atomic: bool = False  # add into the tensor (a sum across programs)
+    only_first: Dims = ()  # grid/tiled dims along which the value is the same: program 0 adds
 
 
-Stmt = Load | Compute | Reduce | ScanStep | Store
+Stmt = Load | Compute | Reduce | TimeSum | Prev | ScanStep | Store
 
 
 @dataclass(frozen=True)
@@ -86,7 +114,7 @@ class Carry:
 class Kernel:
     name: str
     layer: str
-    strategy: str  # "sequential" or "tiled"
+    strategy: str  # "sequential", "tiled", or "bidir" (a backward: see lower_backward)
     tensors: tuple[Tensor, ...]
     size_dims: Dims  # runtime sizes passed to the kernel
     time_dim: str | None
@@ -102,7 +130,9 @@ class Kernel:
     chunked: bool = False  # one program per chunk of the sequence too (grid dim "_C")
     batch_dim: str | None = None  # the grid dim that indexes sequences of a packed batch
     role: str = "full"  # "full", or "states": the chunk-states pass of the chunked strategy
-    unroll: int = 1  # steps per iteration of the sequential strategy, unrolled in the source  # axis order of the block dims: reduced dims, then the tiled dim
+    unroll: int = 1  # steps per iteration of the sequential strategy, unrolled in the source
+    align_end: bool = False  # "bidir": chunks end at the sequence's end (a reverse recompute)
+    hoist_loads: bool = False  # "bidir": phase B issues every step's loads of a chunk first
 
     @property
     def block_dims(self) -> Dims:

@@ -50,10 +50,12 @@ def lower_group(
     strategy: str,
     unroll: int = 4,
     role: str = "full",
+    layout: tuple | None = None,
 ) -> Kernel:
     """Lower ``group``. ``strategy`` "chunked" lowers the sequential kernel with a chunk grid
     dim; with ``role="states"``, only what the recurrence needs, storing each chunk's final
-    state (from zero, or from h0 for the first chunk) and the product of its decays."""
+    state (from zero, or from h0 for the first chunk) and the product of its decays.
+    ``layout`` = (grid, tiled, full dims) of another kernel to follow (``layout_of``)."""
     chunked = strategy == "chunked"
     if chunked:
         why = chunkable(graph, group)
@@ -97,8 +99,14 @@ def lower_group(
                     "reductions over time are not supported by the Triton backend yet"
                 )
             full.add(d)
+    if layout is not None:  # the classification of another kernel (the forward's): keep it
+        if full - set(layout[2]):
+            raise LoweringError(f"{layer}: kernel {group.name} reduces {sorted(full)} inside; the layout holds {list(layout[2])}")
+        full = {d for d in layout[2] if d in all_dims}
     rest = [d for d in size_dims if d != time_dim and d not in full]
     tiled = rest[-1] if rest else None
+    if layout is not None and layout[1] in rest:
+        tiled = layout[1]
     grid = tuple(d for d in rest if d != tiled)
     if chunked:
         grid = (CHUNK,) + grid
@@ -239,3 +247,8 @@ def lower_group(
         role=role,
         unroll=unroll if strategy == "sequential" else 1,
     )
+
+
+def layout_of(kernel: Kernel) -> tuple:
+    """(grid dims, tiled dim, dims held whole): how ``kernel`` splits its dims across programs."""
+    return (kernel.grid_dims, kernel.tiled_dim, kernel.full_dims)

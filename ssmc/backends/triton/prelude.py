@@ -82,6 +82,16 @@ def _ssmc_exprel(x):
 
 
 @triton.jit
+def _ssmc_exprel_grad(x):
+    # d/dx (e^x - 1) / x: its series sum_k k x^(k-1) / (k+1)! near 0 (Horner), else the
+    # closed form, which cancels there
+    near = ((((((((((2.296443268665491e-08) * x + 2.505210838544172e-07) * x + 2.48015873015873e-06) * x + 2.2045855379188714e-05) * x + 0.00017361111111111112) * x + 0.0011904761904761906) * x + 0.006944444444444444) * x + 0.03333333333333333) * x + 0.125) * x + 0.3333333333333333) * x + 0.5
+    s = tl.where(tl.abs(x) < 0.5, 1.0, x)
+    far = (_ssmc_expm1(s) * (s - 1.0) + s) / (s * s)
+    return tl.where(tl.abs(x) < 0.5, near, far)
+
+
+@triton.jit
 def _ssmc_softplus(x):
     return tl.where(x > 20.0, x, _ssmc_log1p(tl.exp(x)))
 
@@ -121,9 +131,33 @@ HELPERS = (
     "_ssmc_log1p",
     "_ssmc_expm1",
     "_ssmc_exprel",
+    "_ssmc_exprel_grad",
     "_ssmc_softplus",
     "_ssmc_tanh",
     "_ssmc_relu",
     "_ssmc_round_bf16",
     "_ssmc_scan_combine",
 )
+
+
+def _blocks() -> dict[str, str]:
+    """Each helper's source (its decorator line through the blank line after it), by name."""
+    out: dict[str, str] = {}
+    for chunk in PRELUDE.split("@triton.jit\n")[1:]:
+        name = chunk.split("(", 1)[0].removeprefix("def ").strip()
+        out[name] = "@triton.jit\n" + chunk.strip("\n") + "\n"
+    return out
+
+
+def prelude_for(source: str) -> str:
+    """The helpers ``source`` calls, and the helpers they call, in the prelude's order: a
+    generated file carries only what it uses."""
+    blocks = _blocks()
+    need: set[str] = set()
+    todo = [n for n in blocks if n in source]
+    while todo:
+        n = todo.pop()
+        if n not in need:
+            need.add(n)
+            todo += [m for m in blocks if m != n and m in blocks[n]]
+    return "\n\n".join(blocks[n] for n in blocks if n in need)

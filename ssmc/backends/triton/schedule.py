@@ -48,7 +48,7 @@ def choose(
 ) -> Schedule:
     """The schedule for ``kernel`` at ``sizes`` (overrides for tests and tuning)."""
     strategy = strategy or default_strategy(on_gpu)
-    if strategy not in KERNEL_STRATEGIES:
+    if strategy not in KERNEL_STRATEGIES + ("bidir",):
         raise LoweringError(f"unknown kernel strategy {strategy!r}; choose from {KERNEL_STRATEGIES}")
     held = 1
     blocks = []
@@ -64,6 +64,8 @@ def choose(
         )
     if strategy == "sequential":
         bt = 1
+    elif strategy == "bidir":
+        bt = kernel.unroll  # the checkpoint interval: the chunk a program unrolls
     else:
         bt = block_t or (16 if on_gpu else 8)
         if kernel.time_dim is not None:
@@ -74,7 +76,10 @@ def choose(
             # one channel per thread, one warp per program: the best of the blocks swept on an
             # H100 for Mamba-1 (bench/NOTES.md); fewer when the whole dims are large
             budget = max(1, (4096 if on_gpu else 1024) // (held * bt))
-            block_tiled = max(1, min(next_pow2(sizes[d]), budget, 32))
+            # bidir (a backward) holds a chunk of states and more values per step: 16 channels
+            # per warp was the fastest of 8/16/32 for Mamba-1 on an H100 (bench/NOTES.md)
+            widest = 16 if strategy == "bidir" else 32
+            block_tiled = max(1, min(next_pow2(sizes[d]), budget, widest))
         blocks.append((d, block_tiled))
     blocks.sort(key=lambda db: kernel.size_dims.index(db[0]))
     warps = num_warps or 1

@@ -1,0 +1,158 @@
+"""Reverse-mode differentiation of an IR graph, each op's rule taken from the op registry.
+
+The scan is differentiated here (it is the one op whose rule needs its own state):
+for ``h[t] = a[t] * h[t-1] + b[t]`` (from ``h0``) with cotangents ``c`` of every ``h[t]`` and
+``gf`` of the final state, let ``R`` be the reverse scan ``R[t] = a[t] * (c[t] + R[t+1])``
+started from ``gf``; then the total cotangent of ``h[t]`` is ``G[t] = c[t] + R[t+1]``
+(``prev`` of R), and ``db = G``, ``da = G * h[t-1]`` (``prev`` of h, from ``h0``),
+``dh0 = R[0]`` (R's final state). Written with ``prev`` rather than ``a[t+1]``, the backward
+needs no value at another time step except the two scans' own states, which a kernel holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ssmc.dsl.trace import ArgSpec
+from ssmc.errors import LoweringError
+from ssmc.ir import dtypes
+from ssmc.ir.node import Graph, Node, topo_order
+from ssmc.ops.registry import get
+from ssmc.passes.base import build, const
+from ssmc.passes.fuse import recurrence_key
+
+GRAD = "grad_"  # prefix of cotangent arguments and gradient outputs
+
+
+class Builder:
+    """``b.mul(x, y)`` builds a node of op ``mul`` with dims and dtype from its shape rule."""
+
+    def __init__(self, order: tuple[str, ...]) -> None:
+        self.order = order
+
+    def c(self, value: float) -> Node:
+        return const(value)
+
+    def __getattr__(self, op: str) -> Any:
+        def make(*inputs: Node, **attrs: Any) -> Node:
+            return build(self.order, op, tuple(inputs), **attrs)
+
+        return make
+
+
+def _cotangent_arg(name: str, dims: tuple[str, ...]) -> Node:
+    attrs = {"name": name, "kind": "input", "dims": dims, "layout": dims, "optional": True, "init": None}
+    return Node("arg", (), dims, dtypes.FLOAT, tuple(attrs.items()))
+
+
+def backward_graph(fwd: Graph) -> Graph:
+    """The backward of ``fwd`` (a graph after the rewrite passes: no ``gate`` or
+    ``discretize`` left). Raises ``LoweringError`` naming what it cannot differentiate."""
+    order = fwd.dim_order
+    b = Builder(order)
+    axis = fwd.scan_axis()
+    live = topo_order([v for _, v in fwd.outputs])
+    keys = list(dict.fromkeys(recurrence_key(n) for n in live if n.op in ("scan", "scan_final")))
+    if len(keys) > 1:
+        raise LoweringError(
+            f"{fwd.name}: the backward of a layer with {len(keys)} recurrences is not supported yet "
+            "(one scan per layer; chain layers instead)"
+        )
+    cot: dict[Node, Node] = {}
+
+    def unbroadcast(g: Node, dims: tuple[str, ...]) -> Node:
+        # the scan axis first (a kernel sums it over its time loop), then the others, last first
+        extra = [d for d in g.dims if d not in dims]
+        extra.sort(key=lambda d: (d != axis, -order.index(d)))
+        for d in extra:
+            g = b.sum(g, dim=d)
+        return g
+
+    def accum(n: Node, g: Node | None) -> None:
+        if g is None or n.op == "const" or n.dtype == dtypes.BOOL:
+            return
+        g = unbroadcast(g, n.dims)
+        cot[n] = b.add(cot[n], g) if n in cot else g
+
+    cot_args = []
+    for name, v in fwd.outputs:
+        ga = _cotangent_arg(GRAD + name, v.dims)
+        cot_args.append(ga)
+        accum(v, ga)
+
+    members = {k: [n for n in live if n.op in ("scan", "scan_final") and recurrence_key(n) == k] for k in keys}
+    seen: dict[tuple, int] = {}
+    for n in reversed(live):
+        if n.op in ("arg", "const"):
+            continue
+        if n.op in ("scan", "scan_final"):
+            k = recurrence_key(n)
+            seen[k] = seen.get(k, 0) + 1
+            if seen[k] == len(members[k]):  # every user of the scan and its final state is done
+                _scan_vjp(b, members[k], cot, accum)
+            continue
+        g = cot.get(n)
+        if g is None:
+            continue
+        op = get(n.op)
+        if n.op == "sum":
+            accum(n.inputs[0], g)  # constant along the summed dim
+            continue
+        if op.derivative is None:
+            raise LoweringError(f"{fwd.name}: op `{n.op}` has no derivative rule yet; its backward cannot be built")
+        outs = op.derivative(b, n.inputs, n, g, **{k: n.attr(k) for k in op.attrs})
+        for i, gi in zip(n.inputs, outs):
+            accum(i, gi)
+
+    outputs = tuple((GRAD + a.attr("name"), cot[a]) for a in fwd.args if a in cot)
+    if not outputs:
+        raise LoweringError(f"{fwd.name}: no output depends on a float argument; nothing to differentiate")
+    return Graph(
+        name=f"{fwd.name}_backward",
+        dim_order=order,
+        args=tuple(fwd.args) + tuple(cot_args),
+        outputs=outputs,
+        nodes=tuple(topo_order([v for _, v in outputs])),
+        fixed_sizes=fwd.fixed_sizes,
+    )
+
+
+def _scan_vjp(b: Builder, members: list[Node], cot: dict[Node, Node], accum) -> None:
+    s0 = members[0]
+    a, bb = s0.inputs[0], s0.inputs[1]
+    h0 = s0.inputs[2] if len(s0.inputs) == 3 else None
+    axis, rev = s0.attr("axis"), bool(s0.attr("reverse"))
+    scan = next((m for m in members if m.op == "scan"), None)
+    final = next((m for m in members if m.op == "scan_final"), None)
+    c = cot.get(scan) if scan is not None else None
+    gf = cot.get(final) if final is not None else None
+    if c is None and gf is None:
+        return
+    if scan is None:
+        scan = b.scan(*s0.inputs, axis=axis, reverse=rev)
+    fill = (gf,) if gf is not None else ()
+    # R[t] = a[t] * (c[t] + R[t+1]); with no c, zeros shaped like the final state's cotangent
+    beta = b.mul(a, c) if c is not None else b.mul(b.c(0.0), gf)
+    R = b.scan(a, beta, *fill, axis=axis, reverse=not rev)
+    r_next = b.prev(R, *fill, axis=axis, reverse=not rev)
+    G = b.add(c, r_next) if c is not None else r_next
+    accum(bb, G)
+    h_before = b.prev(scan, *((h0,) if h0 is not None else ()), axis=axis, reverse=rev)
+    accum(a, b.mul(G, h_before))
+    if h0 is not None:
+        accum(h0, b.scan_final(a, beta, *fill, axis=axis, reverse=not rev, full_dims=R.dims))
+
+
+def backward_layer(layer: Any) -> Any:
+    """The backward of ``layer`` as a layer: arguments = the forward's + ``grad_<output>``
+    (optional: zero when not given); outputs = ``grad_<argument>``."""
+    from ssmc.dsl.layer import Layer
+    from ssmc.passes import DEFAULT_PIPELINE, run_passes
+
+    rewritten = run_passes(layer.graph, [p for p in DEFAULT_PIPELINE if p.name != "fuse"])
+    graph = backward_graph(rewritten)
+    specs = dict(layer.specs)
+    for a in graph.args[len(rewritten.args):]:
+        specs[a.attr("name")] = ArgSpec("input", a.dims)
+    optional = set(layer.optional) | {a.attr("name") for a in graph.args[len(rewritten.args):]}
+    return Layer.from_graph(graph, specs, optional, layer.fixed_sizes)

@@ -1,0 +1,61 @@
+"""Compiling a layer's backward: the autodiff graph, fused by ``fuse_backward``, lowered with
+the forward's layout (the same dims split among programs), run by the same JIT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ssmc.autodiff import backward_layer
+from ssmc.backends.triton.jit import CompiledLayer, GroupPlan
+from ssmc.backends.triton.lower import layout_of, lower_group
+from ssmc.backends.triton.lower_backward import lower_bidir, recompute_group
+from ssmc.dsl.layer import Layer
+from ssmc.passes import CSE, DCE, Canonicalize
+from ssmc.passes.fuse_backward import FuseBackward
+
+
+def forward_layout(forward: CompiledLayer) -> tuple:
+    """(grid, tiled, whole dims) of the forward's recurrence kernel (else its first kernel)."""
+    groups = forward.graph.groups or ()
+    g = next((g for g in groups if any(n.op in ("scan", "scan_final") for n in g.nodes)), groups[0])
+    return layout_of(lower_group(forward.graph, g, "sequential"))
+
+
+class CompiledBackward(CompiledLayer):
+    """The backward of ``layer`` as a compiled layer: called with the forward's arguments and
+    ``grad_<output>`` cotangents (optional), it returns float32 ``grad_<argument>`` tensors
+    (dims in canonical order; an argument's gradient may lack dims it is constant along)."""
+
+    def __init__(self, layer: Layer, forward: CompiledLayer | None = None, block_t: int | None = None,
+                 block: int | None = None, num_warps: int | None = None, verify: bool = False,
+                 unroll: int = 4, hoist_loads: bool = False) -> None:
+        forward = forward or CompiledLayer(layer)
+        self.layout = forward_layout(forward)
+        grid, tiled, _ = self.layout
+        partial = tuple(grid) + ((tiled,) if tiled else ())
+        passes = (Canonicalize(), CSE(), DCE(), FuseBackward(partial))
+        super().__init__(backward_layer(layer), block_t=block_t, block=block, num_warps=num_warps,
+                         verify=verify, passes=passes)
+        self.bidir_unroll, self.hoist_loads = unroll, hoist_loads
+        self.forward_layer = layer
+
+    def out_dtype(self, first_input_dtype: Any) -> Any:
+        import torch
+
+        return torch.float32
+
+    def plans(self, strategy: str) -> list[GroupPlan]:
+        if "bidir" not in self._plans:
+            out = []
+            for g in self.graph.groups or ():
+                if g.name == "k0":
+                    ks = []
+                    rg = recompute_group(g)
+                    if rg is not None:
+                        ks.append(lower_group(self.graph, rg, "chunked", self.unroll, "states", layout=self.layout))
+                    ks.append(lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads))
+                    out.append(GroupPlan(tuple(ks), rg is not None, g))
+                else:
+                    out.append(GroupPlan((lower_group(self.graph, g, "sequential", self.unroll),), False, g))
+            self._plans["bidir"] = out
+        return self._plans["bidir"]

@@ -1,0 +1,233 @@
+"""Lowering the main group of a backward (``fuse_backward``) with the "bidir" strategy.
+
+One program per (grid dims, block of the tiled dim) walks the sequence in chunks of UNROLL steps
+(the checkpoint interval), in the direction of the carried (cotangent) scan, whose state it
+carries from chunk to chunk. In each chunk, phase A runs the forward scan over the chunk's steps
+from a checkpoint (its state at the chunk's start, from the chunk-states pass and the
+chunk-combine kernel), keeping each step's state in a register of its own (the chunk is
+unrolled in the source); phase B then runs every other statement over the steps the other way,
+reading those states (``prev`` of the forward scan is the register one step back) and
+recomputing the rest (elementwise work is cheaper than holding it). Sums over time accumulate in
+registers; sums over dims split among programs are added into memory (``tl.atomic_add``), so
+every dim the forward split among programs keeps its place: the backward's layout is the
+forward's. (A version scanning time tiles with tl.associative_scan ran 2.5x slower on an H100;
+bench/NOTES.md.)
+"""
+
+from __future__ import annotations
+
+from ssmc.backends.triton.kernel_ir import (
+    Carry,
+    Compute,
+    Kernel,
+    Load,
+    Prev,
+    Reduce,
+    ScanStep,
+    Stmt,
+    Store,
+    Tensor,
+    TimeSum,
+)
+from ssmc.errors import LoweringError
+from ssmc.ir.node import Graph, Group, Node
+from ssmc.ir.printer import format_node, node_names
+from ssmc.ops.registry import ELEMENTWISE, get
+
+
+def recompute_group(group: Group) -> Group | None:
+    """The forward (checkpointed) scan of a backward's main group with what it needs, as a group
+    of its own (for the chunk-states pass), or None when the backward needs no forward state."""
+    scans = [n for n in group.nodes if n.op == "scan"]
+    fwd = _checkpointed(scans, tuple(n for n in group.nodes if n.op == "scan_final"))
+    if fwd is None:
+        return None
+    from ssmc.ir.node import topo_order
+
+    nodes = tuple(topo_order([fwd]))
+    return Group(group.name + "_ckpt", nodes, (), (), ("the forward scan's chunk states, for checkpoints",))
+
+
+def _checkpointed(scans: list[Node], finals: tuple[Node, ...] = ()) -> Node | None:
+    """The scan restarted from checkpoints (the other is carried across tiles): the one the
+    other reads; else the one without a final state in the kernel; else the forward one.
+    With a single scan, none."""
+    if len(scans) <= 1:
+        return None
+    if len(scans) > 2:
+        raise LoweringError(f"a backward kernel holds {len(scans)} scans; two expected")
+    a, b = scans
+    if a.attr("axis") != b.attr("axis") or bool(a.attr("reverse")) == bool(b.attr("reverse")):
+        raise LoweringError("a backward kernel's two scans must run along one axis in opposite directions")
+    # the carried scan is the cotangents' (it reads no value of the other's future): the one
+    # whose operands depend on the other, else the second made
+    from ssmc.ir.node import topo_order
+
+    if a in set(topo_order([b])):
+        return a
+    if b in set(topo_order([a])):
+        return b
+    ends = {f.inputs for f in finals}
+    if a.inputs in ends or b.inputs in ends:
+        return b if a.inputs in ends else a
+    return a if not a.attr("reverse") else b
+
+
+def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 4, hoist_loads: bool = False) -> Kernel:
+    """Chunks of ``unroll`` steps (the checkpoint interval), one step at a time, the chunk's
+    forward states in registers. ``hoist_loads``: phase B issues every step's loads first."""
+    names = node_names(graph)
+    layer = graph.name
+    grid_l, tiled_l, full_l = layout
+    scans = [n for n in group.nodes if n.op == "scan"]
+    finals = [n for n in group.nodes if n.op == "scan_final"]
+    fwd = _checkpointed(scans, tuple(finals))
+    carried = next((s for s in scans if s is not fwd), None)
+    for f in finals:
+        if carried is None or f.inputs != carried.inputs:
+            raise LoweringError(f"{layer}: the final state of a recomputed scan in a backward kernel")
+    time_dim = graph.scan_axis() or ("L" if "L" in graph.dim_order else None)
+    reverse = bool(carried.attr("reverse")) if carried is not None else True
+    align_end = fwd is not None and bool(fwd.attr("reverse"))
+
+    all_dims: set[str] = set()
+    for n in group.nodes:
+        all_dims.update(n.dims)
+    size_dims = tuple(d for d in graph.dim_order if d in all_dims)
+    full = tuple(d for d in full_l if d in all_dims)
+    tiled = tiled_l if tiled_l in all_dims else None
+    grid = tuple(d for d in size_dims if d not in full and d != tiled and d != time_dim)
+    split = set(grid) | ({tiled} if tiled else set())
+
+    def kind(n: Node) -> str:
+        if n.op != "sum":
+            return n.op
+        d = n.attr("dim")
+        return "time_sum" if d == time_dim else ("partial" if d in split else "sum")
+
+    phase: dict[Node, str] = {}
+    for n in group.nodes:
+        if n.op == "scan_final" or kind(n) == "time_sum" or any(phase.get(i) == "post" for i in n.inputs):
+            p = "post"
+        elif (time_dim in n.dims) or n.op in ("scan", "prev"):
+            p = "loop"
+        else:
+            p = "pre"
+        if p == "post" and time_dim in n.dims:
+            raise LoweringError(f"{layer}: {names[n]} uses a value summed over time along the sequence")
+        phase[n] = p
+
+    # the dims a partial sum's value already varies over (its chain's origin)
+    origin: dict[Node, frozenset] = {}
+    for n in group.nodes:
+        origin[n] = origin[n.inputs[0]] if kind(n) == "partial" else frozenset(n.dims)
+
+    tensors: list[Tensor] = []
+    var: dict[Node, str] = {}
+    stmts: dict[str, list[Stmt]] = {"pre": [], "loop": [], "post": []}
+    carries: list[Carry] = []
+    scan_carry: dict[Node, str] = {}
+
+    def value(n: Node) -> str:
+        if n.op == "const":
+            return f"{float(n.attr('value'))!r}"
+        return var[n]
+
+    def comment(n: Node) -> str:
+        return format_node(n, names)
+
+    for n in group.nodes:
+        if n.op == "const":
+            continue
+        v = f"v{names[n][1:]}"
+        var[n] = v
+        op = get(n.op)
+        k = kind(n)
+        if n.op == "arg":
+            t = Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name"))
+            tensors.append(t)
+            stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
+        elif op.group == ELEMENTWISE:
+            args = [value(i) for i in n.inputs]
+            if phase[n] == "pre" and "loop_invariant" in op.extra:
+                expr = op.extra["loop_invariant"].format(*args)
+            elif op.triton is not None:
+                expr = op.triton.format(*args)
+            elif "lower" in op.extra:
+                expr = op.extra["lower"](args, n.attr_dict)
+            else:
+                raise LoweringError(f"{layer}: no Triton lowering for op `{n.op}`")
+            stmts[phase[n]].append(Compute(v, expr, comment(n)))
+        elif k == "time_sum":
+            stmts["loop"].append(TimeSum(v, value(n.inputs[0]), n.dims, comment(n)))
+        elif k == "partial":
+            d = n.attr("dim")
+            if d == tiled:
+                stmts[phase[n]].append(Reduce(v, value(n.inputs[0]), d, "partial", comment(n)))
+            else:  # over a grid dim: this program's term; the store adds the terms
+                stmts[phase[n]].append(Compute(v, value(n.inputs[0]), comment(n) + "  (this program's term)"))
+        elif n.op == "sum":
+            stmts[phase[n]].append(Reduce(v, value(n.inputs[0]), n.attr("dim"), "sum", comment(n)))
+        elif n.op == "scan":
+            state_dims = tuple(d for d in n.dims if d != time_dim)
+            carry = f"h{names[n][1:]}"
+            scan_carry[n] = carry
+            init = value(n.inputs[2]) if len(n.inputs) == 3 else None
+            carries.append(Carry(carry, state_dims, init))
+            if n is fwd:
+                tensors.append(Tensor("hin", ("_C",) + state_dims, "in", source="hin"))
+            stmts["loop"].append(
+                ScanStep(v, value(n.inputs[0]), value(n.inputs[1]), carry, comment(n),
+                         reverse=bool(n.attr("reverse")), checkpointed=n is fwd)
+            )
+        elif n.op == "prev":
+            src = n.inputs[0]
+            if src not in scan_carry:
+                raise LoweringError(f"{layer}: `prev` of a value that is not a scan in this kernel ({names[n]})")
+            stmts["loop"].append(Prev(v, var[src], scan_carry[src], bool(n.attr("reverse")), comment(n)))
+        elif n.op == "scan_final":
+            stmts["post"].append(Compute(v, scan_carry[carried], comment(n)))
+        else:
+            raise LoweringError(f"{layer}: no Triton lowering for op `{n.op}` ({names[n]}) in a backward kernel")
+
+    outputs: dict[Node, list[str]] = {}
+    for name, node in graph.outputs:
+        outputs.setdefault(node, []).append(name)
+    read_elsewhere = {n for g in (graph.groups or ()) if g is not group for n in g.loads}
+    for n in group.stores:
+        atomic = kind(n) == "partial"
+        targets = [Tensor(f"o_{name}", n.dims, "out", source=name, accumulate=atomic) for name in outputs.get(n, [])]
+        if n in read_elsewhere or not targets:
+            targets.append(Tensor(f"t{names[n][1:]}", n.dims, "out", source=names[n], accumulate=atomic))
+        same = tuple(d for d in sorted(split) if d not in n.dims and d not in origin[n]) if atomic else ()
+        for t in targets:
+            tensors.append(t)
+            stmts[phase[n]].append(Store(t.name, value(n), n.dims, f"{t.source} <- {names[n]}", atomic, same))
+
+    header = (
+        f"layer: {layer}   kernel: {group.name}   strategy: bidir (time tiles "
+        f"{'from the end' if reverse else 'from the start'}; forward scan from checkpoints)",
+        f"grid: {list(grid)} x blocks of {tiled or '-'}   time: {time_dim}   held whole: {list(full)}",
+        *[f"note: {x}" for x in group.notes],
+    )
+    return Kernel(
+        name=f"{layer}_{group.name}_bidir",
+        layer=layer,
+        strategy="bidir",
+        unroll=unroll,
+        tensors=tuple(tensors),
+        size_dims=size_dims,
+        time_dim=time_dim,
+        reverse=reverse,
+        grid_dims=grid,
+        tiled_dim=tiled,
+        full_dims=full,
+        carries=tuple(carries),
+        pre=tuple(stmts["pre"]),
+        loop=tuple(stmts["loop"]),
+        post=tuple(stmts["post"]),
+        header=header,
+        batch_dim=next(iter(grid), None) if time_dim else None,
+        align_end=align_end,
+        hoist_loads=hoist_loads,
+    )

@@ -1,0 +1,229 @@
+"""Backward: the autodiff graph against finite differences of the interpreter, the generated
+backward kernels against the interpreter, and gradients through the kernels against torch
+autograd through straightforward PyTorch loops."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import DEVICE, HAS_GPU
+from hypothesis import given
+from hypothesis import strategies as st
+from mamba1 import mamba1
+from mingru import mingru
+from s4d import s4d_bilinear, s4d_zoh
+from test_passes import chained
+
+import ssmc
+from ssmc import In, Param
+from ssmc.autodiff import backward_layer
+from ssmc.backends.triton.backward import CompiledBackward
+from ssmc.errors import LoweringError
+from ssmc.ops.interpret import to_canonical
+from ssmc.testing.check import check_compiled, make_inputs
+
+
+@ssmc.layer
+def reverse_tanh(x: In["B L D"], k: In["B L D"], w: Param["N D", "normal"], h0: In["B D N"] = None):
+    """A reverse scan with a readout nonlinear in h: the cotangent scan reads the forward's states."""
+    h = ssmc.scan(ssmc.sigmoid(k), x * w, axis="L", reverse=True, h0=h0)
+    return {"y": ssmc.tanh(h).sum("N"), "h_final": h.final}
+
+
+@ssmc.layer
+def final_only(x: In["B L D"], k: In["B L D"], b: Param["D", "zeros"]):
+    """Only the final state leaves: the cotangent scan starts from its cotangent, with no input."""
+    return {"h": ssmc.scan(ssmc.sigmoid(k + b), x, axis="L").final}
+
+
+@ssmc.layer
+def bidirectional(x: In["B L D"], k: In["B L D"]):
+    a = ssmc.sigmoid(k)
+    return {"y": ssmc.scan(a, x, axis="L") + ssmc.scan(a, x, axis="L", reverse=True)}
+
+
+LAYERS = {
+    "mamba1": mamba1, "s4d_zoh": s4d_zoh, "s4d_bilinear": s4d_bilinear, "mingru": mingru,
+    "reverse_tanh": reverse_tanh, "final_only": final_only,
+}
+
+
+def sizes_for(layer, B=2, L=7, D=3, N=4):
+    s = {"B": B, "L": L, "D": D, "H": D, "N": N}
+    return {d: s[d] for d in layer.dim_order}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_autodiff_matches_finite_differences(name):
+    layer = LAYERS[name]
+    sizes = sizes_for(layer)
+    rng = np.random.default_rng(0)
+    inp = layer.random_inputs(sizes, 0, optional=True)
+    outs = layer(**inp)
+    cots = {k: rng.standard_normal(v.shape) for k, v in outs.items()}
+    grads = backward_layer(layer)(**inp, **{"grad_" + k: v for k, v in cots.items()})
+
+    def f(values):
+        return sum(float((layer(**values)[k] * cots[k]).sum()) for k in cots)
+
+    eps = 1e-6
+    for arg, value in inp.items():
+        v = rng.standard_normal(value.shape)
+        numeric = (f({**inp, arg: value + eps * v}) - f({**inp, arg: value - eps * v})) / (2 * eps)
+        spec = layer.specs[arg]
+        g = grads["grad_" + arg]
+        analytic = float((g * to_canonical(v, spec.layout, tuple(d for d in layer.dim_order if d in spec.layout))).sum())
+        assert abs(numeric - analytic) <= 1e-6 * max(1.0, abs(numeric)), (arg, numeric, analytic)
+
+
+_COMPILED: dict = {}
+
+
+def compiled_backward(name, unroll=4, block=None):
+    key = (name, unroll, block)
+    if key not in _COMPILED:
+        _COMPILED[key] = CompiledBackward(LAYERS[name], unroll=unroll, block=block, verify=True)
+    return _COMPILED[key]
+
+
+max_len = 300 if HAS_GPU else 40
+
+
+@given(
+    name=st.sampled_from(sorted(LAYERS)),
+    dtype=st.sampled_from(["f32", "bf16", "f16"]),
+    B=st.integers(1, 3),
+    L=st.integers(1, max_len),
+    D=st.integers(1, 21),
+    N=st.integers(1, 19),
+    with_optional=st.booleans(),
+    noncontiguous=st.booleans(),
+    tiles=st.sampled_from([(4, None), (1, 2), (3, 4)]),  # (checkpoint interval, channels per program)
+    seed=st.integers(0, 2**16),
+)
+def test_backward_kernels_match_interpreter(name, dtype, B, L, D, N, with_optional, noncontiguous, tiles, seed):
+    c = compiled_backward(name, *tiles)
+    results = check_compiled(c.layer, c, sizes_for(LAYERS[name], B, L, D, N), dtype, seed, DEVICE, with_optional, noncontiguous)
+    bad = [str(r) for r in results if not r.ok]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("L", [1, 2, 3, 4, 5, 8, 9])
+def test_backward_lengths_around_the_tile(L):
+    for name in ("mamba1", "reverse_tanh"):
+        c = compiled_backward(name, 4, 2)
+        results = check_compiled(c.layer, c, sizes_for(LAYERS[name], 2, L, 3, 2), "f32", L, DEVICE)
+        assert all(r.ok for r in results), [str(r) for r in results]
+
+
+# --- against torch autograd through straightforward loops -----------------------------------
+
+
+def mamba1_torch(x, dt, B, C, z, A_log, D, dt_bias, h0):
+    delta = F.softplus(dt + dt_bias)
+    A = -torch.exp(A_log)
+    h, ys = h0, []
+    for t in range(x.shape[1]):
+        a = torch.exp(delta[:, t, :, None] * A)
+        h = a * h + (delta[:, t] * x[:, t])[:, :, None] * B[:, t, None, :]
+        ys.append((h * C[:, t, None, :]).sum(-1))
+    y = torch.stack(ys, 1) + D * x
+    return {"y": y * F.silu(z), "h_final": h}
+
+
+def s4d_zoh_torch(u, log_dt, A_log, B, C, D, h0):
+    dt, A = torch.exp(log_dt)[:, None], -torch.exp(A_log)
+    Abar = torch.exp(dt * A)
+    Bbar = (Abar - 1) / A * B
+    h, ys = h0, []
+    for t in range(u.shape[1]):
+        h = Abar * h + Bbar * u[:, t, :, None]
+        ys.append((h * C).sum(-1))
+    return {"y": torch.stack(ys, 1) + D * u, "h_final": h}
+
+
+def mingru_torch(k, x_tilde, b, h0):
+    a = torch.sigmoid(k + b)
+    h, hs = h0, []
+    for t in range(k.shape[1]):
+        h = (1 - a[:, t]) * h + a[:, t] * x_tilde[:, t]
+        hs.append(h)
+    return {"y": torch.stack(hs, 1), "h_final": h}
+
+
+@pytest.mark.parametrize(
+    "layer,reference",
+    [(mamba1, mamba1_torch), (s4d_zoh, s4d_zoh_torch), (mingru, mingru_torch)],
+    ids=["mamba1", "s4d_zoh", "mingru"],
+)
+def test_gradients_match_torch_autograd(layer, reference):
+    sizes = sizes_for(layer, B=2, L=11, D=5, N=3)
+    values = make_inputs(layer, sizes, "f32", seed=4)
+    ref_in = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in values.items()}
+    got_in = {k: torch.tensor(v, dtype=torch.float32, device=DEVICE, requires_grad=True) for k, v in values.items()}
+    c = ssmc.compile(layer)
+    got, ref = c(**got_in), reference(**ref_in)
+    rng = np.random.default_rng(5)
+    cots = {k: rng.standard_normal(tuple(v.shape)) for k, v in ref.items()}
+    loss_ref = sum((ref[k] * torch.tensor(w)).sum() for k, w in cots.items())
+    loss_got = sum((got[k].double() * torch.tensor(w, device=DEVICE)).sum() for k, w in cots.items())
+    g_ref = torch.autograd.grad(loss_ref, list(ref_in.values()))
+    g_got = torch.autograd.grad(loss_got, list(got_in.values()))
+    for name, a, b in zip(ref_in, g_got, g_ref):
+        assert a.shape == b.shape, name
+        torch.testing.assert_close(a.cpu().double(), b, rtol=2e-4, atol=2e-5 * float(b.abs().max()) + 1e-6, msg=name)
+
+
+def test_module_trains():
+    """Gradients reach the parameters of an exported module, and a few steps lower a loss."""
+    sizes = dict(B=2, L=12, D=4, N=3)
+    torch.manual_seed(0)
+    m = ssmc.to_module(mamba1, sizes).to(DEVICE)
+    x = {k: torch.tensor(v, dtype=torch.float32, device=DEVICE) for k, v in make_inputs(mamba1, sizes, "f32", 1, False).items() if k in mamba1.inputs}
+    target = torch.randn(2, 12, 4, device=DEVICE)
+    opt = torch.optim.Adam(m.parameters(), lr=0.05)
+    losses = []
+    for _ in range(15):
+        loss = ((m(**x)["y"] - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_packed_batch_gradients_equal_per_sequence_gradients():
+    sizes = dict(B=3, L=9, D=4, N=3)
+    lengths = [4, 9, 2]
+    values = make_inputs(mamba1, sizes, "f32", seed=6)
+    c = ssmc.compile(mamba1)
+    seq = [k for k, s in mamba1.specs.items() if "L" in s.layout]
+    packed = {k: torch.tensor(np.concatenate([values[k][i, :n] for i, n in enumerate(lengths)])[None], dtype=torch.float32, device=DEVICE, requires_grad=True) if k in seq
+              else torch.tensor(values[k], dtype=torch.float32, device=DEVICE, requires_grad=True) for k in values}
+    cu = torch.tensor(np.cumsum([0] + lengths), dtype=torch.int32, device=DEVICE)
+    out = c(**packed, cu_seqlens=cu)
+    (out["y"].square().sum() + out["h_final"].sum()).backward()
+    param_grads = {k: torch.zeros_like(packed[k]) for k in values if k not in seq}
+    for i, n in enumerate(lengths):
+        one = {k: torch.tensor(values[k][i : i + 1, :n] if k in seq else (values[k][i : i + 1] if k == "h0" else values[k]),
+                               dtype=torch.float32, device=DEVICE, requires_grad=True) for k in values}
+        o = c(**one)
+        (o["y"].square().sum() + o["h_final"].sum()).backward()
+        start = int(cu[i])
+        for k in seq:
+            torch.testing.assert_close(packed[k].grad[0, start : start + n], one[k].grad[0], rtol=1e-4, atol=1e-5, msg=k)
+        torch.testing.assert_close(packed["h0"].grad[i], one["h0"].grad[0], rtol=1e-4, atol=1e-5)
+        for k in param_grads:
+            if k != "h0":
+                param_grads[k] += one[k].grad
+    for k, g in param_grads.items():
+        if k != "h0":
+            torch.testing.assert_close(packed[k].grad, g, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_backward_of_two_recurrences_is_refused_by_name():
+    with pytest.raises(LoweringError, match=r"chained_backward|chained: the backward of a layer with 2 recurrences"):
+        backward_layer(chained)
+    with pytest.raises(LoweringError, match=r"bidirectional: the backward of a layer with 2 recurrences"):
+        backward_layer(bidirectional)
