@@ -61,7 +61,7 @@ def bytes_bwd(B, L, D, N, e):
     return (3 * B * L * D + 2 * B * L * N) * e * 2 + B * L * D * e
 
 
-CONFIGS = [dict(), dict(unroll=8), dict(block=32), dict(unroll=2)]
+CONFIGS = [dict(), dict(unroll=8), dict(block=8), dict(unroll=2)]
 
 
 def main() -> None:
@@ -92,6 +92,19 @@ def main() -> None:
             rows.append(row)
             print(f"  {row['shape']} {str(row['config']):34s} fwd {t_fwd:.3f} bwd {t_bwd:.3f} fwd+bwd {t_fwd + t_bwd:.3f} ms"
                   f"  {row['fraction_of_copy']:.3f} of copy  (compile {compile_s:.1f}s)", flush=True)
+    # registers and spills of the backward's main kernel (defaults, last shape compiled)
+    k = fwd.backward_compiled()
+    k(**ins, grad_y=dy)
+    ck = k.last_launched
+    print(f"bidir kernel: {getattr(ck, 'n_regs', '?')} registers, {getattr(ck, 'n_spills', '?')} spills", flush=True)
+    # one decode step: the forward at L = 1 from a state; the state is read and written once
+    for Bd, Dd in ((64, 5120), (256, 2048)):
+        step_in = make_inputs(Bd, 1, Dd, 16, torch.float32)
+        step_in["h0"] = torch.randn(Bd, Dd, 16, device="cuda")
+        t_step = triton.testing.do_bench(lambda: fwd.raw_call(**step_in), warmup=25, rep=200, return_mode="median")  # noqa: B023
+        state_bytes = 2 * Bd * Dd * 16 * 4
+        print(f"decode step B{Bd} D{Dd} N16 (fp32 state): {t_step * 1e3:.1f} us, state r+w {state_bytes / (t_step * 1e-3) / 1e9:.0f} GB/s = {state_bytes / (t_step * 1e-3) / 1e9 / copy:.3f} of copy", flush=True)
+        rows.append(dict(shape=f"decode B{Bd} D{Dd} N16", step_ms=t_step, state_fraction_of_copy=state_bytes / (t_step * 1e-3) / 1e9 / copy))
     # autograd end to end (module-level overhead included), defaults, first shape
     B, L, D, N = SHAPES[0]
     ins = make_inputs(B, L, D, N, torch.bfloat16)
