@@ -61,7 +61,7 @@ def bytes_bwd(B, L, D, N, e):
     return (3 * B * L * D + 2 * B * L * N) * e * 2 + B * L * D * e
 
 
-CONFIGS = [dict(), dict(unroll=8), dict(block=8), dict(unroll=2)]
+CONFIGS = [dict(), dict(unroll=2)]
 
 
 def main() -> None:

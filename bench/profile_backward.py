@@ -49,16 +49,14 @@ def main() -> None:
     print(f"forward {t_fwd:.3f} ms; copy of the inputs {t_copy:.3f} ms", flush=True)
     rows = []
     variants = [
-        ("seq u4 hoisted", dict(unroll=4, hoist_loads=True), []),
-        ("seq u4", dict(unroll=4), []),
-        ("seq u8", dict(unroll=8), []),
-        ("seq u4 block 8", dict(unroll=4, block=8), []),
-        ("seq u8 block 8", dict(unroll=8, block=8), []),
-        ("seq u16 block 8", dict(unroll=16, block=8), []),
-        ("seq u8 block 16", dict(unroll=8, block=16), []),
-        ("seq u4 block 16", dict(unroll=4, block=16), []),
-        ("seq u8 block 8 warps 2", dict(unroll=8, block=8, num_warps=2), []),
-        ("seq u8 block 8 no atomics (wrong)", dict(unroll=8, block=8), [("tl.atomic_add(p_add, ", "tl.store(p_add, "), (", sem='relaxed')", ")")]),
+        ("u4 sub 1", dict(unroll=4, sub=1), []),
+        ("u4 sub 8", dict(unroll=4, sub=8), []),
+        ("u4 sub 16", dict(unroll=4, sub=16), []),
+        ("u4 sub 32", dict(unroll=4, sub=32), []),
+        ("u8 sub 8", dict(unroll=8, sub=8), []),
+        ("u2 sub 32", dict(unroll=2, sub=32), []),
+        ("u4 sub 16 block 32", dict(unroll=4, sub=16, block=32), []),
+        ("u4 sub 16 no atomics (wrong)", dict(unroll=4, sub=16), [("tl.atomic_add(p_add, v_add", "tl.store(p_add, v_add"), (", sem='relaxed')", ")")]),
     ]
     for label, cfg, edit in variants:
         EDIT[:] = edit
@@ -73,7 +71,7 @@ def main() -> None:
         rows.append(dict(label=label, cfg=cfg, bwd_ms=t, vs_fwd=t / t_fwd, copy_fraction=t_copy / t))
         print(f"  {label:28s} bwd {t:7.3f} ms = {t / t_fwd:5.2f} x fwd", flush=True)
     EDIT[:] = []
-    bwd = CompiledBackward(mamba1, forward=fwd, unroll=8)
+    bwd = CompiledBackward(mamba1, forward=fwd)
     orig = jit._Run.launch
 
     def only_states(self, kernel, sched, extra):
@@ -83,7 +81,7 @@ def main() -> None:
     jit._Run.launch = only_states
     t_states = triton.testing.do_bench(lambda: bwd(**ins, grad_y=dy), warmup=10, rep=100, return_mode="median")
     jit._Run.launch = orig
-    print(f"  checkpoint pass (states + combine, every 8 steps) alone: {t_states:.3f} ms", flush=True)
+    print(f"  checkpoint pass (states + combine, defaults) alone: {t_states:.3f} ms", flush=True)
     with open(os.path.join(out_dir, "profile_backward.json"), "w") as f:
         json.dump(dict(device=torch.cuda.get_device_name(), copy_gbs=copy, fwd_ms=t_fwd, rows=rows, states_ms=t_states), f, indent=1)
 

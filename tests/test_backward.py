@@ -79,10 +79,10 @@ def test_autodiff_matches_finite_differences(name):
 _COMPILED: dict = {}
 
 
-def compiled_backward(name, unroll=4, block=None):
-    key = (name, unroll, block)
+def compiled_backward(name, unroll=4, block=None, sub=None):
+    key = (name, unroll, block, sub)
     if key not in _COMPILED:
-        _COMPILED[key] = CompiledBackward(LAYERS[name], unroll=unroll, block=block, verify=True)
+        _COMPILED[key] = CompiledBackward(LAYERS[name], unroll=unroll, block=block, sub=sub, verify=True)
     return _COMPILED[key]
 
 
@@ -98,7 +98,8 @@ max_len = 300 if HAS_GPU else 40
     N=st.integers(1, 19),
     with_optional=st.booleans(),
     noncontiguous=st.booleans(),
-    tiles=st.sampled_from([(4, None), (1, 2), (3, 4)]),  # (checkpoint interval, channels per program)
+    # (steps per chunk, channels per program, chunks between checkpoints)
+    tiles=st.sampled_from([(4, None, None), (1, 2, 3), (3, 4, 2), (2, None, 1)]),
     seed=st.integers(0, 2**16),
 )
 def test_backward_kernels_match_interpreter(name, dtype, B, L, D, N, with_optional, noncontiguous, tiles, seed):
@@ -111,7 +112,7 @@ def test_backward_kernels_match_interpreter(name, dtype, B, L, D, N, with_option
 @pytest.mark.parametrize("L", [1, 2, 3, 4, 5, 8, 9])
 def test_backward_lengths_around_the_tile(L):
     for name in ("mamba1", "reverse_tanh"):
-        c = compiled_backward(name, 4, 2)
+        c = compiled_backward(name, 2, 2, 2)
         results = check_compiled(c.layer, c, sizes_for(LAYERS[name], 2, L, 3, 2), "f32", L, DEVICE)
         assert all(r.ok for r in results), [str(r) for r in results]
 

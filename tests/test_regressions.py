@@ -90,3 +90,63 @@ def test_optional_sequence_input_left_out_reads_zeros():
         c = ssmc.compile(optional_sequence_input, strategy=strategy, chunks=2, unroll=2, block_t=4)
         assert_ok(check_compiled(optional_sequence_input, c, dict(B=1, L=6, D=3), "f32", 0, DEVICE, with_optional=False))
         assert_ok(check_compiled(optional_sequence_input, c, dict(B=1, L=6, D=3), "f32", 0, DEVICE, with_optional=True))
+
+
+# --- the backward (random programs through ssmc.autodiff and the bidir kernels) -------------
+
+
+def check_backward(layer, sizes):
+    from ssmc.backends.triton.backward import CompiledBackward
+
+    c = CompiledBackward(layer, unroll=2, block=4, sub=2, verify=True)
+    for seed in (0, 1):
+        assert_ok(check_compiled(c.layer, c, sizes, "f32", seed, DEVICE))
+
+
+@ssmc.layer
+def final_state_wider_than_readout(x1: In["B L D N"], x2: In["B L"]):
+    h0 = ssmc.scan(ssmc.sigmoid(x2), x1, axis="L")
+    return {"y0": h0.sum("N"), "h0_final": h0.final}
+
+
+def test_final_state_cotangent_with_dims_the_readout_sums():
+    """The reverse scan's state took its dims from a and the readout's cotangent (no N), and
+    the final state's cotangent (with N) did not fit as its initial state: autodiff raised."""
+    check_backward(final_state_wider_than_readout, dict(B=2, L=5, D=3, N=2))
+
+
+@ssmc.layer
+def decay_per_row(x1: In["B L"], x2: In["B L D"]):
+    return {"y0": ssmc.scan(ssmc.sigmoid(x2), x1, axis="L")}
+
+
+def test_sum_across_blocks_into_a_value_without_block_dims():
+    """grad_x1 [B, L] sums over the tiled D: an atomic add through a scalar pointer of a
+    size-1 block value, which tl.atomic_add refused (broadcast to the pointer's rank)."""
+    check_backward(decay_per_row, dict(B=2, L=5, D=6))
+
+
+@ssmc.layer
+def zoh_with_a_row_decay(x0: In["B L N"], x2: In["B L"], p0: ssmc.Param["D", "small_normal"]):
+    a0, b0 = ssmc.discretize(-ssmc.softplus(p0) - 0.1, ssmc.abs(x0), ssmc.softplus(x2), "zoh")
+    h0 = ssmc.scan(a0, b0, axis="L")
+    return {"y0": h0, "y1": h0.sum("D")}
+
+
+def test_sum_across_programs_in_the_middle_of_the_chain():
+    """The forward tiles N, and the cotangent of delta*A [B, L, D] is a sum over N across
+    programs that later values (summed over time) read: those went to an epilogue kernel that
+    could not sum over time (an error), and a value without block dims was stored from a
+    block (an error). Now every level after a sum across programs is a bidir kernel."""
+    check_backward(zoh_with_a_row_decay, dict(B=2, L=5, N=3, D=2))
+
+
+@ssmc.layer
+def decay_from_a_parameter_over_a_grid_dim(x0: In["B L N"], x1: In["B L D"], p0: ssmc.Param["N", "small_normal"]):
+    return {"y0": ssmc.scan(ssmc.sigmoid(p0), x1, axis="L")}
+
+
+def test_sum_across_programs_with_no_mask():
+    """grad_p0 [N] with N a grid dim: each program adds one scalar, with no mask at all; the
+    generated `mask=tl.broadcast_to(True, ...)` did not compile."""
+    check_backward(decay_from_a_parameter_over_a_grid_dim, dict(B=2, L=5, N=3, D=2))

@@ -133,6 +133,10 @@ def _scan_vjp(b: Builder, members: list[Node], cot: dict[Node, Node], accum) -> 
     fill = (gf,) if gf is not None else ()
     # R[t] = a[t] * (c[t] + R[t+1]); with no c, zeros shaped like the final state's cotangent
     beta = b.mul(a, c) if c is not None else b.mul(b.c(0.0), gf)
+    if gf is not None and any(d not in beta.dims and d not in a.dims for d in gf.dims):
+        # the final state's cotangent varies along dims a and c do not (c summed over them
+        # downstream): 0 * gf gives R the state's full dims
+        beta = b.add(beta, b.mul(b.c(0.0), gf))
     R = b.scan(a, beta, *fill, axis=axis, reverse=not rev)
     r_next = b.prev(R, *fill, axis=axis, reverse=not rev)
     G = b.add(c, r_next) if c is not None else r_next

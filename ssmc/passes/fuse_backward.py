@@ -31,30 +31,31 @@ class FuseBackward(Pass):
 
     def apply(self, graph: Graph) -> Graph:
         live = topo_order([v for _, v in graph.outputs])
-        after: set[Node] = set()
+        # level: how many sums across programs lie upstream (a chain of them counts once)
+        level: dict[Node, int] = {}
         for n in live:
-            if any(i in after for i in n.inputs) or (not self.partial(n) and any(self.partial(i) for i in n.inputs)):
-                after.add(n)
-        main = [n for n in live if n not in after]
+            lv = 0
+            for i in n.inputs:
+                lv = max(lv, level[i] + (1 if self.partial(i) and not self.partial(n) else 0))
+            level[n] = lv
         outs = {v for _, v in graph.outputs}
+        crossing = {i for n in live for i in n.inputs if self.partial(i) and not self.partial(n)}
         groups = []
-        read_after = list(dict.fromkeys(i for n in live if n in after for i in n.inputs if self.partial(i) and i not in after))
-        stores = tuple(dict.fromkeys([n for n in main if n in outs] + read_after))
-        notes = ["the forward scan is recomputed per time tile from chunk checkpoints"] if sum(
-            n.op == "scan" for n in main
-        ) > 1 else []
-        groups.append(Group("k0", tuple(main), (), stores, tuple(notes)))
-        if after:
-            seeds = [n for n in live if n in after and n in outs]
-            nodes = topo_order(seeds, stop=lambda n: n in read_after)
-            for n in nodes:
-                if n.op in ("scan", "scan_final", "prev"):
-                    raise LoweringError(
-                        f"{graph.name}: a value after a sum across programs needs the recurrence; "
-                        "the backward cannot be fused"
-                    )
-            loads = tuple(i for i in read_after if any(i in n.inputs for n in nodes))
-            groups.append(
-                Group("k1", tuple(nodes), loads, tuple(n for n in nodes if n in outs), ("reads sums across programs stored by k0",))
-            )
+        for k in range(max(level.values(), default=0) + 1):
+            # a later level reads the sums of earlier ones; the rest it needs, it recomputes
+            seeds = [n for n in live if level[n] == k and (n in outs or n in crossing)]
+            nodes = topo_order(seeds, stop=lambda n, k=k: level[n] < k and n in crossing)
+            if k > 0:
+                for n in nodes:
+                    if n.op in ("scan", "scan_final", "prev"):
+                        raise LoweringError(
+                            f"{graph.name}: a value after a sum across programs needs the recurrence; "
+                            "the backward cannot be fused"
+                        )
+            loads = tuple(dict.fromkeys(i for n in nodes for i in n.inputs if level[i] < k and i in crossing))
+            stores = tuple(n for n in nodes if level[n] == k and (n in outs or n in crossing))
+            notes = ["reads sums across programs stored by earlier kernels"] if loads else []
+            if k == 0 and sum(n.op == "scan" for n in nodes) > 1:
+                notes.append("the forward scan is recomputed per chunk from checkpoints")
+            groups.append(Group(f"k{k}", tuple(nodes), loads, stores, tuple(notes)))
         return graph.replace(groups=tuple(groups))

@@ -28,7 +28,7 @@ class CompiledBackward(CompiledLayer):
 
     def __init__(self, layer: Layer, forward: CompiledLayer | None = None, block_t: int | None = None,
                  block: int | None = None, num_warps: int | None = None, verify: bool = False,
-                 unroll: int = 4, hoist_loads: bool = False) -> None:
+                 unroll: int = 2, hoist_loads: bool = False, sub: int | None = None) -> None:
         forward = forward or CompiledLayer(layer)
         self.layout = forward_layout(forward)
         grid, tiled, _ = self.layout
@@ -37,6 +37,7 @@ class CompiledBackward(CompiledLayer):
         super().__init__(backward_layer(layer), block_t=block_t, block=block, num_warps=num_warps,
                          verify=verify, passes=passes)
         self.bidir_unroll, self.hoist_loads = unroll, hoist_loads
+        self.options["sub"] = sub
         self.forward_layer = layer
 
     def out_dtype(self, first_input_dtype: Any) -> Any:
@@ -47,6 +48,8 @@ class CompiledBackward(CompiledLayer):
     def plans(self, strategy: str) -> list[GroupPlan]:
         if "bidir" not in self._plans:
             out = []
+            grid, tiled, _ = self.layout
+            split, axis = set(grid) | {tiled}, self.graph.scan_axis()
             for g in self.graph.groups or ():
                 if g.name == "k0":
                     ks = []
@@ -55,6 +58,9 @@ class CompiledBackward(CompiledLayer):
                         ks.append(lower_group(self.graph, rg, "chunked", self.unroll, "states", layout=self.layout))
                     ks.append(lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads))
                     out.append(GroupPlan(tuple(ks), rg is not None, g))
+                elif any(n.op == "sum" and (n.attr("dim") in split or n.attr("dim") == axis) for n in g.nodes):
+                    # sums over time or across programs: the bidir loop (no scan in it)
+                    out.append(GroupPlan((lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads),), False, g))
                 else:
                     out.append(GroupPlan((lower_group(self.graph, g, "sequential", self.unroll),), False, g))
             self._plans["bidir"] = out

@@ -72,8 +72,10 @@ class _Printer:
         terms, masks = [], []
         for d in dims:
             stride = f"{tensor.name}_s_{d}"
-            if d == "_C" and d not in self.k.grid_dims:  # bidir: the checkpoint of this tile
+            if d == "_C" and d not in self.k.grid_dims:  # bidir: this span's checkpoint
                 terms.append(f"ck * {stride}")
+            elif d == "_Q":  # bidir: chunk q's entry state in the scratch buffer
+                terms.append(f"q * {stride}")
             elif d in self.k.grid_dims:
                 terms.append(f"pid_{d} * {stride}")
             else:
@@ -148,16 +150,23 @@ class _Printer:
             t = self.tensors[s.tensor]
             ptr, mask = self.address(t, s.dims, step)
             first = " & ".join(f"(pid_{d} == 0)" for d in s.only_first)
-            mask = " & ".join(x for x in (mask, first) if x) or "True"
+            mask = " & ".join(x for x in (mask, first) if x)
             buf.line(f"# {s.comment}  (added: a sum across programs)")
-            buf.line(f"p_add = {ptr}")
-            buf.line(f"tl.atomic_add(p_add, tl.broadcast_to({s.value}, p_add.shape), mask=tl.broadcast_to({mask}, p_add.shape), sem='relaxed')")
+            # pointer and value have the same extents (the value's dims are the tensor's), but
+            # either may be a scalar or size-1 block: bring both to one shape
+            buf.line(f"p_add, v_add = tl.broadcast({ptr}, {s.value})")
+            m = f", mask=tl.broadcast_to({mask}, p_add.shape)" if mask else ""
+            buf.line(f"tl.atomic_add(p_add, v_add{m}, sem='relaxed')")
         elif isinstance(s, Store):
             t = self.tensors[s.tensor]
             ptr, mask = self.address(t, s.dims, step)
             m = f", mask={mask}" if mask else ""
             buf.line(f"# {s.comment}")
-            buf.line(f"tl.store({ptr}, {s.value}.to({t.name}.dtype.element_ty){m})")
+            if self.k.strategy == "bidir" and not self.has_offsets(s.dims):
+                # a scalar pointer (no block dim): the value is a size-1 block
+                buf.line(f"tl.store({ptr}, tl.sum({s.value}).to({t.name}.dtype.element_ty){m})")
+            else:
+                buf.line(f"tl.store({ptr}, {s.value}.to({t.name}.dtype.element_ty){m})")
         else:  # pragma: no cover
             raise TypeError(s)
 
@@ -186,47 +195,75 @@ class _Printer:
         buf.line(f"{s.carry} = tl.sum(tl.where({last}, {target}, 0.0), axis=0, keep_dims=True)")
 
     def loop_bidir(self, buf: IndentedBuffer) -> None:
-        """Chunks of UNROLL steps (the checkpoint interval), in the carried scan's direction.
-        Per chunk: the checkpointed scan runs its UNROLL steps from its checkpoint (phase A, in
-        its direction), each state kept in a register of its own; then every other statement
-        runs the steps the other way (phase B), reading those states, recomputing the rest."""
+        """Chunks of UNROLL steps, in the carried scan's direction. Per chunk: the checkpointed
+        scan runs its UNROLL steps from the chunk's entry state (phase A, in its direction),
+        each state kept in a register of its own; then every other statement runs the steps
+        the other way (phase B), reading those states, recomputing the rest. The entry states:
+        checkpoints every SUB chunks come from memory (the chunk-states pass); phase A0 runs the
+        scan over those SUB chunks first, leaving each chunk's entry state in ``scr`` (a small,
+        cache-resident buffer)."""
         k = self.k
         u = k.unroll
         fwd = next((s for s in k.loop if isinstance(s, ScanStep) and s.checkpointed), None)
         deps = _dependencies(k.loop, fwd) if fwd is not None else []
-        buf.line("n_chunks = tl.cdiv(n_steps, BLOCK_T)  # BLOCK_T == UNROLL: the checkpoint interval")
         moving = self.moving_tensors()
         self.loop_pointers(buf, "t_lo")
         for t, _ in moving:
             buf.line(f"pb0_{t.name} = pb_{t.name}")
-        if fwd is not None:
-            buf.line(f"init_{fwd.carry} = {fwd.carry}")
-        buf.line("for it in range(0, n_chunks):")
-        with buf.indent():
-            buf.line("c = n_chunks - 1 - it" if k.reverse else "c = it")
-            if k.align_end:  # chunks end at n: the first one (in time) is cut at step 0
-                buf.line(f"t0 = n_steps - (n_chunks - c) * {u}")
-                buf.line("ck = n_chunks - 1 - c  # checkpoints count from the end")
-            else:
-                buf.line(f"t0 = c * {u}")
-                buf.line("ck = c")
+        order = list(range(u))
+        b_order = order if (fwd is not None and fwd.reverse) or (fwd is None and not k.reverse) else order[::-1]
+
+        def chunk_start(first: str, index: str) -> None:
+            buf.line(f"t0 = {first} + {index} * {u}")
             for j in range(u):
                 buf.line(f"valid_{j} = (t0 + {j} >= 0) & (t0 + {j} < n_steps)")
             for t, _ in moving:
                 buf.line(f"pb_{t.name} = pb0_{t.name} + t0 * {t.name}_s_{k.time_dim}")
-            order = list(range(u))
-            if fwd is not None:
-                carry = next(c for c in k.carries if c.name == fwd.carry)
-                ptr, mask = self.address(self.tensors["hin"], ("_C",) + carry.dims)
-                buf.line("# phase A: the forward scan's states of this chunk, from its checkpoint")
-                buf.line(f"h_ck = tl.load({ptr}, mask=({mask}) & (ck > 0), other=0.0)")
-                buf.line(f"{fwd.carry} = tl.where(ck == 0, init_{fwd.carry}, h_ck)")
+
+        if fwd is None:
+            buf.line(f"n_chunks = tl.cdiv(n_steps, {u})")
+            buf.line("for it in range(0, n_chunks):")
+            with buf.indent():
+                buf.line("c = n_chunks - 1 - it" if k.reverse else "c = it")
+                chunk_start("0", "c")
+                self.steps(buf, list(k.loop), b_order, "", None)
+            return
+        carry = next(c for c in k.carries if c.name == fwd.carry)
+        buf.line(f"SPAN = SUB * {u}  # steps between checkpoints")
+        buf.line("n_spans = tl.cdiv(n_steps, SPAN)")
+        buf.line(f"init_{fwd.carry} = {fwd.carry}")
+        buf.line("for it in range(0, n_spans):")
+        with buf.indent():
+            buf.line("c = n_spans - 1 - it" if k.reverse else "c = it")
+            if k.align_end:  # spans end at n: the first one (in time) is cut at step 0
+                buf.line("s0 = n_steps - (n_spans - c) * SPAN")
+                buf.line("ck = n_spans - 1 - c  # checkpoints count from the end")
+            else:
+                buf.line("s0 = c * SPAN")
+                buf.line("ck = c")
+            ptr, mask = self.address(self.tensors["hin"], ("_C",) + carry.dims)
+            buf.line(f"h_ck = tl.load({ptr}, mask=({mask}) & (ck > 0), other=0.0)")
+            buf.line(f"{fwd.carry} = tl.where(ck == 0, init_{fwd.carry}, h_ck)")
+            scr, smask = self.address(self.tensors["scr"], ("_Q",) + carry.dims)
+            a_order = order[::-1] if fwd.reverse else order
+            # chunk q (counted in the forward scan's direction) starts at step s0 + index * UNROLL
+            index = "(SUB - 1 - q)" if fwd.reverse else "q"
+            buf.line("# phase A0: the entry state of each chunk of this span")
+            buf.line("for q in range(0, SUB):")
+            with buf.indent():
+                buf.line(f"tl.store({scr}, {fwd.carry}, mask={smask})")
+                chunk_start("s0", index)
+                self.steps(buf, deps, a_order, "z", fwd)
+            buf.line("for qq in range(0, SUB):")
+            with buf.indent():
+                buf.line("q = SUB - 1 - qq")
+                chunk_start("s0", index)
+                buf.line(f"{fwd.carry} = tl.load({scr}, mask={smask}, other=0.0)")
                 buf.line(f"cin_{fwd.carry} = {fwd.carry}")
-                a_order = order[::-1] if fwd.reverse else order
+                buf.line("# phase A: the forward scan's states of this chunk")
                 self.steps(buf, deps, a_order, "a", fwd)
-            buf.line("# phase B: the steps the other way")
-            b_order = order if (fwd is not None and fwd.reverse) or (fwd is None and not k.reverse) else order[::-1]
-            self.steps(buf, [s for s in k.loop if s is not fwd], b_order, "", fwd)
+                buf.line("# phase B: the steps the other way")
+                self.steps(buf, [s for s in k.loop if s is not fwd], b_order, "", fwd)
 
     def steps(self, buf: IndentedBuffer, stmts: list, order: list[int], tag: str, fwd) -> None:
         """``stmts`` for each step of ``order`` (loads of every step first), variables renamed
@@ -242,7 +279,7 @@ class _Printer:
             sub = IndentedBuffer()
             if isinstance(st, ScanStep):
                 sub.line(f"# {st.comment}")
-                if st is fwd and tag == "a":
+                if st is fwd and tag in ("a", "z"):
                     sub.line(f"{st.carry} = tl.where(valid_{j}, {st.a} * {st.carry} + {st.b}, {st.carry})")
                     sub.line(f"{st.target} = {st.carry}")
                 else:
@@ -371,6 +408,8 @@ class _Printer:
         if self.k.batch_dim:
             flags.append("VARLEN: tl.constexpr")
         blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"]
+        if self.k.strategy == "bidir":
+            blocks.append("SUB: tl.constexpr")
         blocks += [f"EVEN_{d}: tl.constexpr" for d in self.k.full_dims] + [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
         out.append(", ".join(flags + blocks) + ",")
         return out

@@ -259,20 +259,23 @@ class _Run:
         if len(plan.kernels) == 2:
             states = plan.kernels[0]
             L = self.varlen[2] if self.varlen is not None else self.sizes[kernel.time_dim]
-            n_chunks = max(1, triton_cdiv(L, sched.block_t))
-            self.sizes["_C"] = n_chunks
+            span = sched.block_t * sched.sub  # steps between checkpoints
+            n_chunks = max(1, triton_cdiv(L, span))
+            self.sizes["_C"], self.sizes["_Q"] = n_chunks, sched.sub
             carry = states.carries[0]
             state_shape = [self.sizes[d] for d in carry.dims]
             S = torch.empty([n_chunks, *state_shape], dtype=torch.float32, device=self.device)
             P, hin = torch.empty_like(S), torch.empty_like(S)
-            self.buffers.update(st_S=S, st_P=P, hin=hin)
-            self.launch(states, self.schedule(states), {"chunk_len": sched.block_t})
+            scr = torch.empty([sched.sub, *state_shape], dtype=torch.float32, device=self.device)
+            self.buffers.update(st_S=S, st_P=P, hin=hin, scr=scr)
+            self.launch(states, self.schedule(states), {"chunk_len": span})
             M = math.prod(state_shape)
             block = 1024 if self.on_gpu else 64
             chunk_combine[(triton_cdiv(M, block),)](P, S, hin, S, n_chunks, M, HAS_FINAL=False, BLOCK=block)
             self.c.stats["launches"] += 1
         self.launch(kernel, sched, {})
         self.sizes.pop("_C", None)
+        self.sizes.pop("_Q", None)
 
     def launch(self, kernel: Kernel, sched: Schedule, extra: dict[str, int]) -> None:
         import torch

@@ -162,15 +162,7 @@ def lower_group(
             tensors.append(t)
             stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
         elif op.group == ELEMENTWISE:
-            args = [value(i) for i in n.inputs]
-            if phase[n] == "pre" and "loop_invariant" in op.extra:
-                expr = op.extra["loop_invariant"].format(*args)
-            elif op.triton is not None:
-                expr = op.triton.format(*args)
-            elif "lower" in op.extra:
-                expr = op.extra["lower"](args, n.attr_dict)
-            else:
-                raise LoweringError(f"{layer}: no Triton lowering for op `{n.op}`")
+            expr = elementwise_expr(layer, n, [value(i) for i in n.inputs], phase[n] == "pre")
             stmts[phase[n]].append(Compute(v, expr, comment(n)))
         elif n.op in ("sum", "mean"):
             stmts[phase[n]].append(Reduce(v, value(n.inputs[0]), n.attr("dim"), n.op, comment(n)))
@@ -252,3 +244,16 @@ def lower_group(
 def layout_of(kernel: Kernel) -> tuple:
     """(grid dims, tiled dim, dims held whole): how ``kernel`` splits its dims across programs."""
     return (kernel.grid_dims, kernel.tiled_dim, kernel.full_dims)
+
+
+def elementwise_expr(layer: str, n: Node, args: list[str], loop_invariant: bool) -> str:
+    """The Triton expression of elementwise node ``n`` over operand expressions ``args``: the
+    op's accurate form for values computed once before the time loop, else its template."""
+    op = get(n.op)
+    if loop_invariant and "loop_invariant" in op.extra:
+        return op.extra["loop_invariant"].format(*args)
+    if op.triton is not None:
+        return op.triton.format(*args)
+    if "lower" in op.extra:
+        return op.extra["lower"](args, n.attr_dict)
+    raise LoweringError(f"{layer}: no Triton lowering for op `{n.op}`")

@@ -29,6 +29,7 @@ from ssmc.backends.triton.kernel_ir import (
     Tensor,
     TimeSum,
 )
+from ssmc.backends.triton.lower import elementwise_expr
 from ssmc.errors import LoweringError
 from ssmc.ir.node import Graph, Group, Node
 from ssmc.ir.printer import format_node, node_names
@@ -73,7 +74,7 @@ def _checkpointed(scans: list[Node], finals: tuple[Node, ...] = ()) -> Node | No
     return a if not a.attr("reverse") else b
 
 
-def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 4, hoist_loads: bool = False) -> Kernel:
+def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hoist_loads: bool = False) -> Kernel:
     """Chunks of ``unroll`` steps (the checkpoint interval), one step at a time, the chunk's
     forward states in registers. ``hoist_loads``: phase B issues every step's loads first."""
     names = node_names(graph)
@@ -91,8 +92,10 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 4, hois
     align_end = fwd is not None and bool(fwd.attr("reverse"))
 
     all_dims: set[str] = set()
-    for n in group.nodes:
+    for n in list(group.nodes) + list(group.loads):
         all_dims.update(n.dims)
+    if time_dim not in all_dims:  # an epilogue over values without the sequence axis
+        time_dim = None
     size_dims = tuple(d for d in graph.dim_order if d in all_dims)
     full = tuple(d for d in full_l if d in all_dims)
     tiled = tiled_l if tiled_l in all_dims else None
@@ -105,7 +108,7 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 4, hois
         d = n.attr("dim")
         return "time_sum" if d == time_dim else ("partial" if d in split else "sum")
 
-    phase: dict[Node, str] = {}
+    phase: dict[Node, str] = {n: ("loop" if time_dim in n.dims else "pre") for n in group.loads}
     for n in group.nodes:
         if n.op == "scan_final" or kind(n) == "time_sum" or any(phase.get(i) == "post" for i in n.inputs):
             p = "post"
@@ -136,6 +139,11 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 4, hois
     def comment(n: Node) -> str:
         return format_node(n, names)
 
+    for n in group.loads:  # sums across programs stored by an earlier kernel
+        t = Tensor(f"t{names[n][1:]}", n.dims, "in", source=names[n])
+        tensors.append(t)
+        var[n] = f"v{names[n][1:]}"
+        stmts[phase[n]].append(Load(var[n], t.name, n.dims, f"{names[n]} (computed by another kernel)"))
     for n in group.nodes:
         if n.op == "const":
             continue
@@ -148,15 +156,7 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 4, hois
             tensors.append(t)
             stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
         elif op.group == ELEMENTWISE:
-            args = [value(i) for i in n.inputs]
-            if phase[n] == "pre" and "loop_invariant" in op.extra:
-                expr = op.extra["loop_invariant"].format(*args)
-            elif op.triton is not None:
-                expr = op.triton.format(*args)
-            elif "lower" in op.extra:
-                expr = op.extra["lower"](args, n.attr_dict)
-            else:
-                raise LoweringError(f"{layer}: no Triton lowering for op `{n.op}`")
+            expr = elementwise_expr(layer, n, [value(i) for i in n.inputs], phase[n] == "pre")
             stmts[phase[n]].append(Compute(v, expr, comment(n)))
         elif k == "time_sum":
             stmts["loop"].append(TimeSum(v, value(n.inputs[0]), n.dims, comment(n)))
@@ -176,6 +176,7 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 4, hois
             carries.append(Carry(carry, state_dims, init))
             if n is fwd:
                 tensors.append(Tensor("hin", ("_C",) + state_dims, "in", source="hin"))
+                tensors.append(Tensor("scr", ("_Q",) + state_dims, "in", source="scr"))
             stmts["loop"].append(
                 ScanStep(v, value(n.inputs[0]), value(n.inputs[1]), carry, comment(n),
                          reverse=bool(n.attr("reverse")), checkpointed=n is fwd)

@@ -28,11 +28,14 @@ class Schedule:
     num_warps: int
     num_stages: int = 1
     even: tuple[tuple[str, bool], ...] = ()  # whole dims whose size is a power of two
+    sub: int = 0  # bidir: chunks of BLOCK_T steps between checkpoints (0: not bidir)
 
     def constexprs(self) -> dict[str, int]:
         out = {"NUM_STAGES": self.num_stages, "BLOCK_T": self.block_t}
         out.update({f"BLOCK_{d}": b for d, b in self.blocks})
         out.update({f"EVEN_{d}": e for d, e in self.even})
+        if self.sub:
+            out["SUB"] = self.sub
         return out
 
 
@@ -45,6 +48,7 @@ def choose(
     block_tiled: int | None = None,
     num_warps: int | None = None,
     num_stages: int | None = None,
+    sub: int | None = None,
 ) -> Schedule:
     """The schedule for ``kernel`` at ``sizes`` (overrides for tests and tuning)."""
     strategy = strategy or default_strategy(on_gpu)
@@ -84,7 +88,11 @@ def choose(
     blocks.sort(key=lambda db: kernel.size_dims.index(db[0]))
     warps = num_warps or 1
     even = tuple((d, sizes[d] == b) for d, b in blocks if d in kernel.full_dims)
-    return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1, even)
+    # bidir: checkpoints every SUB chunks (fewer bytes of checkpoints; the chunks' entry
+    # states are recomputed into a cache-resident buffer)
+    # (a checkpoint every 64 steps on a GPU; every 2 chunks on the CPU, so tests cover both)
+    sub = (sub or (max(1, 64 // kernel.unroll) if on_gpu else 2)) if strategy == "bidir" else 0
+    return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1, even, sub)
 
 
 def default_strategy(on_gpu: bool) -> str:
