@@ -150,3 +150,27 @@ def test_sum_across_programs_with_no_mask():
     """grad_p0 [N] with N a grid dim: each program adds one scalar, with no mask at all; the
     generated `mask=tl.broadcast_to(True, ...)` did not compile."""
     check_backward(decay_from_a_parameter_over_a_grid_dim, dict(B=2, L=5, N=3, D=2))
+
+
+@ssmc.layer
+def decay_from_a_summed_parameter(x0: In["B L D"], p0: ssmc.Param["D", "small_normal"]):
+    a0, b0 = ssmc.discretize(-ssmc.softplus(p0.sum("D")) - 0.1, ssmc.abs(x0), ssmc.softplus(x0), "zoh")
+    return {"y0": ssmc.scan(a0, b0, axis="L")}
+
+
+def test_gradient_without_dims_stored_from_a_block():
+    """grad_p0 is constant along D (p0 enters through its sum): a value without dims, stored
+    through a scalar pointer from a size-1 block, which tl.store refused."""
+    check_backward(decay_from_a_summed_parameter, dict(B=2, L=5, D=3))
+
+
+@ssmc.layer
+def summed_over_the_held_dim(x: In["B L D"], k: In["B L D"]):
+    h = ssmc.scan(ssmc.sigmoid(k), x, axis="L")
+    return {"y": h.sum("D")}
+
+
+def test_forward_output_without_block_dims():
+    for strategy in ("sequential", "tiled", "chunked"):
+        c = ssmc.compile(summed_over_the_held_dim, strategy=strategy, chunks=2, unroll=2, block_t=4, verify=True)
+        assert_ok(check_compiled(summed_over_the_held_dim, c, dict(B=2, L=7, D=3), "f32", 0, DEVICE))

@@ -162,7 +162,7 @@ class _Printer:
             ptr, mask = self.address(t, s.dims, step)
             m = f", mask={mask}" if mask else ""
             buf.line(f"# {s.comment}")
-            if self.k.strategy == "bidir" and not self.has_offsets(s.dims):
+            if self.rank > 1 and not self.has_offsets(s.dims):
                 # a scalar pointer (no block dim): the value is a size-1 block
                 buf.line(f"tl.store({ptr}, tl.sum({s.value}).to({t.name}.dtype.element_ty){m})")
             else:
