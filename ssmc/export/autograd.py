@@ -24,7 +24,7 @@ def gradients(compiled: Any, values: dict[str, Any], cots: dict[str, Any], cu_se
     layer = compiled.layer
     bwd = compiled.backward_compiled()
     given = {k: v for k, v in values.items() if v is not None}
-    res = bwd(cu_seqlens=cu_seqlens, **given, **cots) if cots else {}
+    res = bwd.raw_call(cu_seqlens=cu_seqlens, **given, **cots) if cots else {}
     dims = {k: v.dims for k, v in bwd.graph.outputs}
     out = []
     for k in layer.specs:

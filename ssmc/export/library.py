@@ -98,5 +98,7 @@ def forward_op(compiled: Any) -> Any:
 
 
 def call_op(compiled: Any, values: dict[str, Any], cu_seqlens: Any) -> dict[str, torch.Tensor]:
+    if compiled.op is None:
+        raise TypeError(f"{compiled.layer.name}: a compiled backward is not differentiable or traceable on its own")
     outs = compiled.op(*[values.get(k) for k in compiled.layer.specs], cu_seqlens)
     return dict(zip(compiled.output_names(), outs))

@@ -26,6 +26,8 @@ class CompiledBackward(CompiledLayer):
     ``grad_<output>`` cotangents (optional), it returns float32 ``grad_<argument>`` tensors
     (dims in canonical order; an argument's gradient may lack dims it is constant along)."""
 
+    defines_op = False  # called from the forward's op (its autograd formula), never on its own
+
     def __init__(self, layer: Layer, forward: CompiledLayer | None = None, block_t: int | None = None,
                  block: int | None = None, num_warps: int | None = None, verify: bool = False,
                  unroll: int = 2, hoist_loads: bool = False, sub: int | None = None) -> None:

@@ -53,6 +53,8 @@ class CompiledLayer:
     it returns a dict of output tensors, dims in the layer's canonical order. Outputs are in the
     dtype of the layer's first input argument, final states in float32."""
 
+    defines_op = True  # a torch.library op of its own (a backward is called through its forward's)
+
     def __init__(
         self,
         layer: Layer,
@@ -83,9 +85,11 @@ class CompiledLayer:
         self.finals = {k for k, v in self.graph.outputs if v.op == "scan_final"}
         self._backward: Any = None
         # the torch.library op that autograd and torch.compile call (defined now: not traceable)
-        from ssmc.export.library import forward_op
+        self.op: Any = None
+        if self.defines_op:
+            from ssmc.export.library import forward_op
 
-        self.op = forward_op(self)
+            self.op = forward_op(self)
 
     def __repr__(self) -> str:
         return f"<ssmc compiled {self.layer.name}: {len(self.graph.groups or ())} fused group(s)>"
