@@ -216,10 +216,6 @@ class _Run:
         self.launch(kernel, self.schedule(kernel), {})
 
     def chunked(self, plan: GroupPlan) -> None:
-        import torch
-
-        from ssmc.backends.triton.runtime import chunk_combine
-
         states, full = plan.kernels
         sched = self.schedule(full)
         sizes = dict(self.sizes)
@@ -229,54 +225,50 @@ class _Run:
         if n_chunks <= 1:  # nothing to split: the plain sequential kernel
             index = self.c.plans("chunked").index(plan)  # plans of both strategies align by group
             return self.single(self.c.plans("sequential")[index].kernels[0])
-        self.sizes["_C"] = n_chunks
-        carry = full.carries[0]
-        state_shape = [self.sizes[d] for d in carry.dims]
-        M = math.prod(state_shape)
-        S = torch.empty([n_chunks, *state_shape], dtype=torch.float32, device=self.device)
-        P = torch.empty_like(S)
-        hin = torch.empty_like(S)
-        self.buffers.update(st_S=S, st_P=P, hin=hin)
-        extra = {"chunk_len": chunk_len}
-        self.launch(states, self.schedule(states), extra)
         finals = [k for k, v in self.c.graph.outputs if v.op == "scan_final" and v in plan.group.nodes]
-        hfin = None
-        if finals:
-            hfin = torch.empty(state_shape, dtype=torch.float32, device=self.device)
-            for name in finals:
-                self.results[name] = hfin
-        block = 1024 if self.on_gpu else 64
-        chunk_combine[(triton_cdiv(M, block),)](P, S, hin, hfin if hfin is not None else S, n_chunks, M, HAS_FINAL=hfin is not None, BLOCK=block)
-        self.c.stats["launches"] += 1
+        hfin = self.chunk_states(states, n_chunks, chunk_len, with_final=bool(finals))
+        for name in finals:
+            self.results[name] = hfin
+        extra = {"chunk_len": chunk_len}
         self.launch(full, sched, extra)
         del self.sizes["_C"]
 
-    def bidir(self, plan: GroupPlan) -> None:
-        """A backward's main kernel; first, when it recomputes a forward scan, that scan's
-        checkpoints: its chunk states (chunks of BLOCK_T steps) combined into ``hin``."""
+    def chunk_states(self, states: Kernel, n_chunks: int, chunk_len: int, with_final: bool = False) -> Any:
+        """The chunk-states pass and the combine: ``hin`` (each chunk's incoming state) in
+        the buffers, ``_C`` in the sizes; returns the final state (float32) if asked."""
         import torch
 
         from ssmc.backends.triton.runtime import chunk_combine
 
+        self.sizes["_C"] = n_chunks
+        state_shape = [self.sizes[d] for d in states.carries[0].dims]
+        S = torch.empty([n_chunks, *state_shape], dtype=torch.float32, device=self.device)
+        P, hin = torch.empty_like(S), torch.empty_like(S)
+        self.buffers.update(st_S=S, st_P=P, hin=hin)
+        self.launch(states, self.schedule(states), {"chunk_len": chunk_len})
+        hfin = torch.empty(state_shape, dtype=torch.float32, device=self.device) if with_final else None
+        M = math.prod(state_shape)
+        block = 1024 if self.on_gpu else 64
+        chunk_combine[(triton_cdiv(M, block),)](P, S, hin, hfin if with_final else S, n_chunks, M, HAS_FINAL=with_final, BLOCK=block)
+        self.c.stats["launches"] += 1
+        return hfin
+
+    def bidir(self, plan: GroupPlan) -> None:
+        """A backward's main kernel; first, when it recomputes a forward scan, that scan's
+        checkpoints (every SUB chunks of BLOCK_T steps: the chunk-states pass and combine) and
+        the scratch buffer of chunk entry states."""
+        import torch
+
         kernel = plan.kernels[-1]
         sched = self.schedule(kernel)
         if len(plan.kernels) == 2:
-            states = plan.kernels[0]
             L = self.varlen[2] if self.varlen is not None else self.sizes[kernel.time_dim]
             span = sched.block_t * sched.sub  # steps between checkpoints
-            n_chunks = max(1, triton_cdiv(L, span))
-            self.sizes["_C"], self.sizes["_Q"] = n_chunks, sched.sub
-            carry = states.carries[0]
-            state_shape = [self.sizes[d] for d in carry.dims]
-            S = torch.empty([n_chunks, *state_shape], dtype=torch.float32, device=self.device)
-            P, hin = torch.empty_like(S), torch.empty_like(S)
-            scr = torch.empty([sched.sub, *state_shape], dtype=torch.float32, device=self.device)
-            self.buffers.update(st_S=S, st_P=P, hin=hin, scr=scr)
-            self.launch(states, self.schedule(states), {"chunk_len": span})
-            M = math.prod(state_shape)
-            block = 1024 if self.on_gpu else 64
-            chunk_combine[(triton_cdiv(M, block),)](P, S, hin, S, n_chunks, M, HAS_FINAL=False, BLOCK=block)
-            self.c.stats["launches"] += 1
+            self.sizes["_Q"] = sched.sub
+            carry = plan.kernels[0].carries[0]
+            shape = [sched.sub, *(self.sizes[d] for d in carry.dims)]
+            self.buffers["scr"] = torch.empty(shape, dtype=torch.float32, device=self.device)
+            self.chunk_states(plan.kernels[0], max(1, triton_cdiv(L, span)), span)
         self.launch(kernel, sched, {})
         self.sizes.pop("_C", None)
         self.sizes.pop("_Q", None)

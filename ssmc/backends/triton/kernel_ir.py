@@ -64,13 +64,12 @@ class TimeSum:
 
 @dataclass(frozen=True)
 class Prev:
-    """``target`` = the state of scan ``scan`` before each step of the tile (one row back in
-    the scan's direction; the state entering the tile at its first step)."""
+    """``target`` = the state of scan ``scan`` before each step (one step back in the scan's
+    direction; at a chunk's first step, the state entering the chunk)."""
 
     target: str
-    scan: str  # the scan's per-step states in this tile
-    carry: str  # the scan's carry: its value on entering the tile is ``cin_<carry>``
-    reverse: bool
+    scan: str  # the scan's per-step states
+    carry: str  # the scan's carry: its value before the step is ``cin_<carry>``
     comment: str
 
 
@@ -85,7 +84,7 @@ class ScanStep:
     comment: str
     product: str | None = None  # also carry prod(a) (the chunk-states kernel)
     reverse: bool | None = None  # the "bidir" strategy: this scan's own direction
-    checkpointed: bool = False  # "bidir": restarted every tile from the checkpoints in ``hin``
+    checkpointed: bool = False  # "bidir": restarted every chunk from its entry state (``hin``, ``scr``)
 
 
 @dataclass(frozen=True)

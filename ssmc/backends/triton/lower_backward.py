@@ -185,7 +185,7 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
             src = n.inputs[0]
             if src not in scan_carry:
                 raise LoweringError(f"{layer}: `prev` of a value that is not a scan in this kernel ({names[n]})")
-            stmts["loop"].append(Prev(v, var[src], scan_carry[src], bool(n.attr("reverse")), comment(n)))
+            stmts["loop"].append(Prev(v, var[src], scan_carry[src], comment(n)))
         elif n.op == "scan_final":
             stmts["post"].append(Compute(v, scan_carry[carried], comment(n)))
         else:
