@@ -60,9 +60,12 @@ def bytes_moved(B, L, D, N, esize):
 
 CONFIGS = [
     dict(),  # the defaults: what users get
+    dict(held="tensor"),  # the defaults before dims were held as registers
     dict(strategy="sequential", unroll=4, block=32, num_warps=1),
     dict(strategy="chunked", unroll=4, block=32, num_warps=1, chunks=16),
 ]
+if len(sys.argv) > 1:  # configs as JSON: python bench/sweep_mamba1.py '[{"chunks": 8}, ...]'
+    CONFIGS = json.loads(sys.argv[1])
 SHAPES = [(8, 2048, 2048, 16), (8, 4096, 5120, 16), (2, 8192, 2048, 16)]
 
 

@@ -21,11 +21,11 @@ LAYERS = {"mamba1": mamba1, "mingru": mingru, "s4d_zoh": s4d_zoh, "s4d_bilinear"
 _COMPILED: dict = {}
 
 
-def compiled(name, strategy, unroll=4, block_t=None, chunks=None):
-    key = (name, strategy, unroll, block_t, chunks)
+def compiled(name, strategy, unroll=4, block_t=None, chunks=None, held=None):
+    key = (name, strategy, unroll, block_t, chunks, held)
     if key not in _COMPILED:
         _COMPILED[key] = ssmc.compile(
-            LAYERS[name], strategy=strategy, unroll=unroll, block_t=block_t, chunks=chunks, verify=True
+            LAYERS[name], strategy=strategy, unroll=unroll, block_t=block_t, chunks=chunks, verify=True, held=held
         )
     return _COMPILED[key]
 
@@ -50,12 +50,13 @@ max_len = 300 if HAS_GPU else 40
     with_h0=st.booleans(),
     noncontiguous=st.booleans(),
     seed=st.integers(0, 2**16),
+    held=st.sampled_from([None, "tensor", "registers"]),  # None: registers up to 16 elements
 )
-def test_kernel_matches_interpreter(name, strategy, chunks, dtype, B, L, D, N, with_h0, noncontiguous, seed):
+def test_kernel_matches_interpreter(name, strategy, chunks, dtype, B, L, D, N, with_h0, noncontiguous, seed, held):
     layer = LAYERS[name]
     sizes = {"B": B, "L": L, "D": D, "H": D, "N": N}
     sizes = {d: sizes[d] for d in layer.dim_order}
-    c = compiled(name, strategy, chunks=chunks if strategy == "chunked" else None)
+    c = compiled(name, strategy, chunks=chunks if strategy == "chunked" else None, held=held)
     results = check_compiled(layer, c, sizes, dtype, seed, DEVICE, with_h0, noncontiguous)
     assert_ok(results)
 

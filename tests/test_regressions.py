@@ -174,3 +174,17 @@ def test_forward_output_without_block_dims():
     for strategy in ("sequential", "tiled", "chunked"):
         c = ssmc.compile(summed_over_the_held_dim, strategy=strategy, chunks=2, unroll=2, block_t=4, verify=True)
         assert_ok(check_compiled(summed_over_the_held_dim, c, dict(B=2, L=7, D=3), "f32", 0, DEVICE))
+
+
+@ssmc.layer
+def row_input_through_a_channel_decay(x0: In["B L D"], x1: In["B L"], p0: ssmc.Param["D", "small_normal"]):
+    a0, b0 = ssmc.discretize(-ssmc.softplus(x1) - 0.1, x1, ssmc.softplus(p0), "zoh")
+    return {"y0": ssmc.scan(a0, b0, axis="L")}
+
+
+def test_gradient_of_a_row_computed_from_scalar_loads_only():
+    """grad_x1 [B, L] in an epilogue kernel reads only [B, L] values, loaded through scalar
+    pointers: the value is a scalar, and the store's `tl.sum(value)` compiled in Triton's
+    interpreter but not on the GPU (found by the random programs on an H100)."""
+    check_backward(row_input_through_a_channel_decay, dict(B=1, L=1, D=1))
+    check_backward(row_input_through_a_channel_decay, dict(B=2, L=5, D=3))

@@ -44,6 +44,15 @@ def sources() -> dict[str, str]:
             for i, src in enumerate(compiled.sources(strategy)):
                 suffix = f".k{i}" if i else ""
                 out[f"{layer.name}{suffix}.{strategy}.py"] = src
+        # the form that runs at small state sizes: dims held whole as registers (every dim 16,
+        # 16-bit contiguous inputs: rows loaded in pairs)
+        sizes = {d: 16 for d in layer.dim_order}
+        pairable = frozenset((f"a_{k}", spec.layout[-1]) for k, spec in layer.specs.items() if spec.layout)
+        kernels = compiled.kernels("sequential", sizes, pairable)
+        if any(k.held for k in kernels):
+            for i, src in enumerate(compiled.sources("sequential", sizes, pairable)):
+                suffix = f".k{i}" if i else ""
+                out[f"{layer.name}{suffix}.registers.py"] = src
         # the backward: checkpoint states, the bidir kernel, the epilogue after sums across programs
         for i, src in enumerate(compiled.backward_compiled().sources("bidir")):
             out[f"{layer.name}.backward.k{i}.py"] = src

@@ -47,7 +47,7 @@ class CompiledBackward(CompiledLayer):
 
         return torch.float32
 
-    def plans(self, strategy: str) -> list[GroupPlan]:
+    def plans(self, strategy: str, sizes=None, pairable=frozenset()) -> list[GroupPlan]:
         if "bidir" not in self._plans:
             out = []
             grid, tiled, _ = self.layout

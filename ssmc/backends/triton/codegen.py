@@ -3,6 +3,7 @@ IR node, a header with the IR hash, pipeline and versions."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from ssmc.backends.triton.buffer import IndentedBuffer
@@ -38,6 +39,74 @@ class _Printer:
         self.axes = ("T",) + k.block_dims  # axis 0 is time
         self.rank = len(self.axes)
         self.tensors = {t.name: t for t in k.tensors}
+        self.held = dict(k.held)  # register-held dims and their sizes
+        self.dims_of = self.value_dims()
+        self.index: dict[str, int] = {}  # register-held: the index of the value being printed
+        self.tile: str | None = None  # prefetch: loads address the tile this many steps in
+
+    # --- register-held dims ----------------------------------------------------------------
+
+    def value_dims(self) -> dict[str, Dims]:
+        """The dims of every named in-kernel value (carries and products included)."""
+        k = self.k
+        out: dict[str, Dims] = {c.name: c.dims for c in k.carries}
+        for s in k.pre + k.loop + k.post:
+            if isinstance(s, Load):
+                out[s.target] = s.dims
+            elif isinstance(s, Compute):
+                out[s.target] = s.dims or ()
+            elif isinstance(s, Reduce):
+                out[s.target] = tuple(d for d in out.get(s.source, ()) if d != s.dim)
+            elif isinstance(s, ScanStep):
+                dims = out.get(s.carry, ())
+                for name in (s.target, s.product):
+                    if name:
+                        out[name] = dims
+        return out
+
+    def combos(self, dims: Dims) -> list[dict[str, int]]:
+        """Every index of the register-held dims among ``dims`` ([{}] if none)."""
+        hd = [(d, n) for d, n in self.k.held if d in dims]
+        return [dict(zip([d for d, _ in hd], idx)) for idx in itertools.product(*(range(n) for _, n in hd))]
+
+    def sub(self, text: str, index: dict[str, int]) -> str:
+        """``text`` with each value name replaced by its variable at ``index`` (``v7__3``)."""
+        def one(m: re.Match) -> str:
+            name = m.group(1)
+            own = [d for d, _ in self.k.held if d in self.dims_of.get(name, ())]
+            return name + ("__" + "_".join(str(index[d]) for d in own) if own else "")
+
+        return re.sub(r"\b([vhp]\d+)\b", one, text) if self.held else text
+
+    def stmt_held(self, buf: IndentedBuffer, s: Stmt, step: int) -> None:
+        """``s`` once per index of its register-held dims."""
+        if isinstance(s, Reduce) and s.dim in self.held:
+            n = self.held[s.dim]
+            rest = tuple(d for d in self.dims_of.get(s.source, ()) if d != s.dim)
+            buf.line(f"# {s.comment}  (a chain of adds: the products before it fuse into FMAs)")
+            for idx in self.combos(rest):
+                expr = " + ".join(self.sub(s.source, {**idx, s.dim: i}) for i in range(n))
+                if s.kind == "mean":
+                    expr = f"({expr}) / {float(n)!r}"
+                buf.line(f"{self.sub(s.target, idx)} = {expr}")
+            return
+        if isinstance(s, (Load, Store)):
+            dims = s.dims
+        elif isinstance(s, ScanStep):
+            dims = self.dims_of.get(s.carry, ())
+        else:
+            dims = self.dims_of.get(s.target, ())
+        for i, idx in enumerate(self.combos(dims)):
+            sub = IndentedBuffer()
+            self.index = idx
+            try:
+                self.stmt(sub, s, step, held=False)
+            finally:
+                self.index = {}
+            for line in sub.getvalue().splitlines():
+                if i and line.lstrip().startswith("#"):
+                    continue  # the comment once, on the first index
+                buf.line(self.sub(re.sub(r"\s+#.*$", "", line) if i else line, idx))
 
     # --- shapes and indexing -------------------------------------------------------------
 
@@ -63,16 +132,23 @@ class _Printer:
             if self.k.strategy == "bidir":
                 masks = [f"valid_{step}"]
             masks += [self.expand("mask_" + d, self.axes.index(d)) for d in dims if d in self.k.block_dims]
-            ptr = f"pb_{tensor.name}"
-            if step:  # the step-th of an unrolled tile
-                sign = "+" if self.k.strategy == "bidir" else ("-" if self.k.reverse else "+")
-                ptr += f" {sign} {step} * {tensor.name}_s_{self.k.time_dim}"
+            sign = "+" if self.k.strategy == "bidir" else ("-" if self.k.reverse else "+")
+            if self.tile:  # prefetch: the tile ``self.tile`` steps after the loop's first step
+                ptr = f"b_{tensor.name} {sign} ({self.tile} + {step}) * {tensor.name}_s_{self.k.time_dim}"
+            else:
+                ptr = f"pb_{tensor.name}"
+                if step:  # the step-th of an unrolled tile
+                    ptr += f" {sign} {step} * {tensor.name}_s_{self.k.time_dim}"
             ptr += f" + po_{tensor.name}" if self.has_offsets(dims) else ""
+            ptr += "".join(f" + {self.index[d]} * {tensor.name}_s_{d}" for d in dims if self.index.get(d))
             return ptr, (" & ".join(masks) if masks else None)
         terms, masks = [], []
         for d in dims:
             stride = f"{tensor.name}_s_{d}"
-            if d == "_C" and d not in self.k.grid_dims:  # bidir: this span's checkpoint
+            if d in self.held:  # register-held: this variable's index
+                if self.index.get(d):
+                    terms.append(f"{self.index[d]} * {stride}")
+            elif d == "_C" and d not in self.k.grid_dims:  # bidir: this span's checkpoint
                 terms.append(f"ck * {stride}")
             elif d == "_Q":  # bidir: chunk q's entry state in the scratch buffer
                 terms.append(f"q * {stride}")
@@ -104,7 +180,9 @@ class _Printer:
 
     # --- statements ----------------------------------------------------------------------
 
-    def stmt(self, buf: IndentedBuffer, s: Stmt, step: int = 0) -> None:
+    def stmt(self, buf: IndentedBuffer, s: Stmt, step: int = 0, held: bool = True) -> None:
+        if held and self.held:
+            return self.stmt_held(buf, s, step)
         if isinstance(s, Load):
             t = self.tensors[s.tensor]
             ptr, mask = self.address(t, s.dims, step)
@@ -163,8 +241,11 @@ class _Printer:
             m = f", mask={mask}" if mask else ""
             buf.line(f"# {s.comment}")
             if self.rank > 1 and not self.has_offsets(s.dims):
-                # a scalar pointer (no block dim): the value is a size-1 block
-                buf.line(f"tl.store({ptr}, tl.sum({s.value}).to({t.name}.dtype.element_ty){m})")
+                # a scalar pointer (no block dim); the value a size-1 block, or a scalar where all
+                # it depends on was loaded through scalar pointers (tl.sum of a scalar compiles
+                # in the interpreter only): one element either way
+                one = "[" + ", ".join("1" for _ in range(self.rank)) + "]"
+                buf.line(f"tl.store({ptr}, tl.sum({s.value} + tl.zeros({one}, tl.float32)).to({t.name}.dtype.element_ty){m})")
             else:
                 buf.line(f"tl.store({ptr}, {s.value}.to({t.name}.dtype.element_ty){m})")
         else:  # pragma: no cover
@@ -341,7 +422,9 @@ class _Printer:
         """UNROLL steps per iteration, unrolled here: every load of the tile first (so the loads
         of all steps are in flight together; a store would keep later loads from moving above
         it), then the steps one after another in registers, then the stores. Full tiles need
-        no time mask; the last L % UNROLL steps run one at a time."""
+        no time mask; the last L % UNROLL steps run one at a time. With ``prefetch``, each
+        tile's loads are issued one tile ahead, into values the loop carries: a tile's work
+        runs while the next tile's loads are in flight."""
         k = self.k
         u = k.unroll
         if k.chunked:
@@ -352,40 +435,227 @@ class _Printer:
             buf.line("i1 = n_steps")
         self.loop_pointers(buf, "t_lo + n_steps - 1 - i0" if k.reverse else "t_lo + i0")
         buf.line(f"n_full = i1 - (i1 - i0) % {u}")
-        buf.line(f"for t0 in range(i0, n_full, {u}):")
-        with buf.indent():
-            self.unrolled_body(buf, u)
+        if k.prefetch:
+            # Each tile issues the next tile's loads before its own work; the last full tile
+            # loads itself again (a clamped tile, no mask: masked loads there cost Mamba-1 ~75
+            # registers). Addresses from loop-invariant bases (b_): no pointer arithmetic per
+            # load, as the loop-carried pointers would need.
+            for t, _ in self.moving_tensors():
+                if t.role == "in":
+                    buf.line(f"b_{t.name} = pb_{t.name}")
+            buf.line("# the first tile's loads (raw: converted where used)")
+            raw = self.issue_loads(buf, u, 0, "i0 < n_full")
+            buf.line(f"for t0 in range(i0, n_full, {u}):")
+            with buf.indent():
+                for r in raw:
+                    buf.line(f"q{r[1:]} = {r}")
+                buf.line("# the next tile's loads, in flight during this tile's work")
+                buf.line(f"tn = tl.minimum(t0 + {u}, n_full - {u}) - i0")
+                self.tile = "tn"
+                try:
+                    self.issue_loads(buf, u, 0, None)
+                finally:
+                    self.tile = None
+                self.unrolled_body(buf, u, from_raw=True)
+        else:
+            buf.line(f"for t0 in range(i0, n_full, {u}):")
+            with buf.indent():
+                self.unrolled_body(buf, u)
         buf.line("for t0 in range(n_full, i1):")
         with buf.indent():
             self.unrolled_body(buf, 1)
 
-    def unrolled_body(self, buf: IndentedBuffer, u: int) -> None:
+    def issue_loads(self, buf: IndentedBuffer, u: int, ahead: int, more: str | None) -> list[str]:
+        """The raw loads of the tile ``ahead`` steps on, masked by ``more`` if given; returns
+        their names (``r<value>_<step>[__<index>]``; ``__w<k>``: the k-th 32-bit pair of a
+        16-bit row)."""
+        names = []
+        for j in range(u):
+            for s in self.k.loop:
+                if not isinstance(s, Load):
+                    continue
+                t = self.tensors[s.tensor]
+                base = f"r{s.target[1:]}_{j}"
+                pairs = self.pair_dim(s)
+                if pairs:  # one pointer per row, the pairs at immediate offsets from it
+                    d, n = pairs
+                    ptr, _ = self.address(t, s.dims, j + ahead)
+                    buf.line(f"pw = ({ptr}).to(tl.pointer_type(tl.int32))  # {n} 16-bit values as {n // 2} int32")
+                    for w in range(n // 2):
+                        names.append(f"{base}__w{w}")
+                        m = f", mask={more}, other=0" if more else ""
+                        buf.line(f"{names[-1]} = tl.load(pw{f' + {w}' if w else ''}{m})")
+                    continue
+                if not self.has_offsets(s.dims) and self.combos(s.dims) != [{}]:  # a row: one pointer
+                    ptr, _ = self.address(t, s.dims, j + ahead)
+                    buf.line(f"pw = {ptr}")
+                    for idx in self.combos(s.dims):
+                        name = base + self.sub(s.target, idx)[len(s.target):]
+                        names.append(name)
+                        off = " + ".join(f"{i} * {t.name}_s_{dd}" for dd, i in idx.items() if i)
+                        m = f", mask={more}, other=0.0" if more else ""
+                        load = f"tl.load(pw{' + ' + off if off else ''}{m})"
+                        if t.optional:
+                            buf.line(f"if HAS_{t.name}:")
+                            with buf.indent():
+                                buf.line(f"{name} = {load}")
+                            buf.line("else:")
+                            with buf.indent():
+                                buf.line(f"{name} = tl.zeros([1, 1], tl.float32)")
+                        else:
+                            buf.line(f"{name} = {load}")
+                    continue
+                for idx in self.combos(s.dims):
+                    self.index = idx
+                    ptr, mask = self.address(t, s.dims, j + ahead)
+                    self.index = {}
+                    name = base + self.sub(s.target, idx)[len(s.target):]
+                    names.append(name)
+                    m = " & ".join(f"({x})" for x in (mask, more) if x)
+                    load = f"tl.load({ptr}, mask={m}, other=0.0)" if m else f"tl.load({ptr})"
+                    if t.optional:
+                        buf.line(f"if HAS_{t.name}:")
+                        with buf.indent():
+                            buf.line(f"{name} = {load}")
+                        buf.line("else:")
+                        with buf.indent():
+                            buf.line(f"{name} = tl.zeros({self.shape(s.dims, True)}, tl.float32)")
+                    else:
+                        buf.line(f"{name} = {load}")
+        return names
+
+    def pair_dim(self, s: Load) -> tuple[str, int] | None:
+        """(dim, size) if ``s`` loads a row two 16-bit elements per 32-bit load."""
+        if s.tensor not in self.k.pairs or self.has_offsets(s.dims):
+            return None
+        hd = [(d, n) for d, n in self.k.held if d in s.dims]
+        return hd[0] if len(hd) == 1 and hd[0][1] % 2 == 0 else None
+
+    def unrolled_body(self, buf: IndentedBuffer, u: int, from_raw: bool = False) -> None:
+        """``u`` steps. Without ``from_raw``, every load of the tile first, the stores last;
+        with it (prefetch), the loads were issued a tile ahead: each step converts its raw
+        values where they are used and stores its results."""
         k = self.k
         loop_vars = {s.target for s in k.loop if not isinstance(s, Store) and s.target}
 
         def ren(text: str, j: int) -> str:
-            return re.sub(r"\b(v\d+)\b", lambda m: f"{m.group(1)}_{j}" if m.group(1) in loop_vars else m.group(1), text)
+            return re.sub(r"\b(v\d+)(?=\b|__)", lambda m: f"{m.group(1)}_{j}" if m.group(1) in loop_vars else m.group(1), text)
 
-        def emit(out: IndentedBuffer, st: Stmt, j: int) -> None:
+        def emit(out: IndentedBuffer, stmts: list[Stmt], j: int) -> None:
+            if not stmts:
+                return
             sub = IndentedBuffer()
-            self.stmt(sub, st, step=j)
+            for run in self.runs(stmts):
+                self.emit_run(sub, run, j, from_raw)
             for line in sub.getvalue().splitlines():
                 out.line(ren(line, j))
 
-        stores = IndentedBuffer()
-        for j in range(u):
-            for st in k.loop:
-                if isinstance(st, Load):
-                    emit(buf, st, j)
-        for j in range(u):
-            for st in k.loop:
-                if isinstance(st, Store):
-                    emit(stores, st, j)
-                elif not isinstance(st, Load):
-                    emit(buf, st, j)
-        buf.lines(stores.getvalue().splitlines())
+        if from_raw:
+            for j in range(u):
+                emit(buf, list(k.loop), j)
+        else:
+            stores = IndentedBuffer()
+            for j in range(u):
+                emit(buf, [st for st in k.loop if isinstance(st, Load)], j)
+            for j in range(u):
+                emit(buf, [st for st in k.loop if not isinstance(st, (Load, Store))], j)
+                emit(stores, [st for st in k.loop if isinstance(st, Store)], j)
+            buf.lines(stores.getvalue().splitlines())
         for t, _ in self.moving_tensors():
             buf.line(f"pb_{t.name} {'-=' if k.reverse else '+='} {u} * {t.name}_s_{k.time_dim}")
+
+    def held_of(self, st: Stmt) -> tuple[str, ...]:
+        """The register-held dims of the value ``st`` defines (or stores)."""
+        if isinstance(st, (Load, Store)):
+            dims = st.dims
+        elif isinstance(st, ScanStep):
+            dims = self.dims_of.get(st.carry, ())
+        else:
+            dims = self.dims_of.get(getattr(st, "target", None) or "", ())
+        return tuple(d for d, _ in self.k.held if d in dims)
+
+    def runs(self, stmts: list[Stmt]) -> list[tuple[tuple[str, ...], list[Stmt]]]:
+        """Register-held kernels: consecutive statements over the same held dims, to be printed
+        index by index (all of index 0, then 1, ...: few values live at once), a sum over the
+        held dim closing its run as a running total. Else one statement per run."""
+        out: list[tuple[tuple[str, ...], list[Stmt]]] = []
+        if not self.held:
+            return [((), [st]) for st in stmts]
+        for st in self.held_last(stmts):
+            hs = self.held_of(st)
+            last = out[-1] if out else None
+            open_ = last is not None and last[0] and not isinstance(last[1][-1], (Reduce, Store))
+            if isinstance(st, Reduce) and open_ and last[0] == (st.dim,) and not self.held_of(st):
+                last[1].append(st)
+            elif hs and not isinstance(st, Store) and open_ and last[0] == hs:
+                last[1].append(st)
+            else:
+                out.append((hs if not isinstance(st, (Reduce, Store)) else (), [st]))
+        return out
+
+    def held_last(self, stmts: list[Stmt]) -> list[Stmt]:
+        """``stmts`` with those that neither have held dims nor read (transitively) a value
+        that has moved first, in order: the statements over held dims then form one run."""
+        tainted: set[str] = set()
+        first, rest = [], []
+        for st in stmts:
+            reads = set(re.findall(r"\b[vh]\d+\b", " ".join(str(getattr(st, f, "") or "") for f in ("expr", "source", "a", "b", "carry", "value"))))
+            if self.held_of(st) or reads & tainted or isinstance(st, ScanStep):
+                rest.append(st)
+                tainted.update(x for x in (getattr(st, "target", None), getattr(st, "carry", None)) if x)
+            else:
+                first.append(st)
+        return first + rest
+
+    def emit_run(self, buf: IndentedBuffer, run: tuple[tuple[str, ...], list[Stmt]], j: int, from_raw: bool) -> None:
+        hs, stmts = run
+        if not hs:
+            for st in stmts:
+                if from_raw and isinstance(st, Load):
+                    self.convert_raw(buf, st, j)
+                else:
+                    self.stmt(buf, st, step=j)
+            return
+        for i, idx in enumerate(self.combos(hs)):
+            for st in stmts:
+                sub = IndentedBuffer()
+                if isinstance(st, Reduce):
+                    if i == 0:
+                        sub.line(f"# {st.comment}  (a running total: the products before it fuse into FMAs)")
+                    src = self.sub(st.source, idx)
+                    sub.line(f"{st.target} = {src}" if i == 0 else f"{st.target} = {st.target} + {src}")
+                elif from_raw and isinstance(st, Load):
+                    self.convert_raw(sub, st, j, idx)
+                else:
+                    self.index = idx
+                    try:
+                        self.stmt(sub, st, step=j, held=False)
+                    finally:
+                        self.index = {}
+                for line in sub.getvalue().splitlines():
+                    if i and line.lstrip().startswith("#"):
+                        continue
+                    buf.line(self.sub(re.sub(r"\s+#.*$", "", line) if i else line, idx))
+        for st in stmts:
+            if isinstance(st, Reduce) and st.kind == "mean":
+                buf.line(f"{st.target} = {st.target} / {float(self.held[st.dim])!r}")
+
+    def convert_raw(self, buf: IndentedBuffer, s: Load, j: int, idx: dict[str, int] | None = None) -> None:
+        """The values of ``s`` at step ``j`` (at ``idx`` only, if given) from this tile's raw
+        loads (``q...``)."""
+        base = f"q{s.target[1:]}_{j}"
+        if not idx:
+            buf.line(f"# {s.comment}")
+        pairs = self.pair_dim(s)
+        if pairs:
+            d, n = pairs
+            dt = f"{s.tensor}.dtype.element_ty"
+            for i in ([idx[d]] if idx else range(n)):
+                buf.line(f"{self.sub(s.target, {d: i})} = _ssmc_half({base}__w{i // 2}, {i % 2}, {dt})")
+            return
+        for ix in ([idx] if idx else self.combos(s.dims)):
+            name = self.sub(s.target, ix)
+            buf.line(f"{name} = {base}{name[len(s.target):]}.to(tl.float32)")
 
     def moving_tensors(self) -> list[tuple[Tensor, Dims]]:
         """Tensors read or written in the time loop, with the dims they are accessed at."""
@@ -396,6 +666,27 @@ class _Printer:
         return list(out.values())
 
     # --- the kernel ----------------------------------------------------------------------
+
+    def carry_init(self, buf: IndentedBuffer, c, idx: dict[str, int], first: bool) -> None:
+        """The state ``c`` (at register-held index ``idx``) before the time loop."""
+        k = self.k
+        name = self.sub(c.name, idx)
+        shape = self.shape(c.dims, False)
+        init = f"tl.broadcast_to({self.sub(c.init, idx)}, {shape})" if c.init else f"tl.zeros({shape}, tl.float32)"
+        buf.line(f"{name} = {init}" + ("  # the state, carried across time tiles" if first else ""))
+        if k.chunked and k.role == "full":
+            ptr, mask = self.address(self.tensors["hin"], ("_C",) + c.dims)
+            if first:
+                buf.line("# chunks after the first start from the state the chunk-combine kernel computed")
+            m = f"({mask}) & (pid__C > 0)" if mask else "pid__C > 0"
+            buf.line(f"h_in = tl.load({ptr}, mask={m}, other=0.0)")
+            buf.line(f"{name} = tl.where(pid__C == 0, {name}, h_in)")
+        if k.role == "states":
+            buf.line(f"{name} = tl.where(pid__C == 0, {name}, 0.0)" + ("  # later chunks: from zero" if first else ""))
+            for st in k.loop:
+                if isinstance(st, ScanStep) and st.carry == c.name and st.product:
+                    note = "  # prod of a over the chunk" if first else ""
+                    buf.line(f"{self.sub(st.product, idx)} = tl.full({shape}, 1.0, tl.float32){note}")
 
     def params(self) -> list[str]:
         out = []
@@ -410,7 +701,8 @@ class _Printer:
         blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"]
         if self.k.strategy == "bidir":
             blocks.append("SUB: tl.constexpr")
-        blocks += [f"EVEN_{d}: tl.constexpr" for d in self.k.full_dims] + [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
+        blocks += [f"EVEN_{d}: tl.constexpr" for d in self.k.full_dims if d not in self.held]
+        blocks += [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
         out.append(", ".join(flags + blocks) + ",")
         return out
 
@@ -482,19 +774,10 @@ class _Printer:
         for s in k.pre:
             self.stmt(buf, s)
         for c in k.carries:
-            shape = self.shape(c.dims, False)
-            init = f"tl.broadcast_to({c.init}, {shape})" if c.init else f"tl.zeros({shape}, tl.float32)"
-            buf.line(f"{c.name} = {init}  # the state, carried across time tiles")
-            if k.chunked and k.role == "full":
-                ptr, mask = self.address(self.tensors["hin"], ("_C",) + c.dims)
-                buf.line("# chunks after the first start from the state the chunk-combine kernel computed")
-                buf.line(f"h_in = tl.load({ptr}, mask=({mask}) & (pid__C > 0), other=0.0)")
-                buf.line(f"{c.name} = tl.where(pid__C == 0, {c.name}, h_in)")
-            if k.role == "states":
-                buf.line(f"{c.name} = tl.where(pid__C == 0, {c.name}, 0.0)  # later chunks: from zero")
-                for st in k.loop:
-                    if isinstance(st, ScanStep) and st.carry == c.name and st.product:
-                        buf.line(f"{st.product} = tl.full({shape}, 1.0, tl.float32)  # prod of a over the chunk")
+            for i, idx in enumerate(self.combos(c.dims)):
+                self.index = idx
+                self.carry_init(buf, c, idx, first=i == 0)
+            self.index = {}
         for st in k.loop:
             if isinstance(st, TimeSum):
                 buf.line(f"{st.target} = tl.zeros({self.shape(st.dims, False)}, tl.float32)  # a sum over time")

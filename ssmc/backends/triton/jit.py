@@ -14,9 +14,15 @@ from typing import Any
 
 from ssmc.backends.triton import cache
 from ssmc.backends.triton.codegen import GENERATOR_VERSION, generate
-from ssmc.backends.triton.kernel_ir import Kernel
+from ssmc.backends.triton.kernel_ir import Kernel, Load
 from ssmc.backends.triton.lower import chunkable, lower_group
-from ssmc.backends.triton.schedule import Schedule, choose, chunking, default_strategy
+from ssmc.backends.triton.schedule import (
+    REGISTER_HELD,
+    Schedule,
+    choose,
+    chunking,
+    default_strategy,
+)
 from ssmc.dsl.layer import Layer
 from ssmc.errors import ArgumentError, LoweringError
 from ssmc.ir.node import Group
@@ -67,9 +73,16 @@ class CompiledLayer:
         chunks: int | None = None,
         verify: bool = False,
         passes: tuple | None = None,
+        held: str | None = None,
     ) -> None:
         if strategy is not None and strategy not in STRATEGIES:
             raise LoweringError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
+        if held not in (None, "registers", "tensor"):
+            raise LoweringError(f"held={held!r}: choose 'registers', 'tensor' or None (by size)")
+        # how the sequential strategy holds the dims held whole: one variable per element
+        # ("registers") or a block dim of the tensors ("tensor"); None: registers up to
+        # schedule.REGISTER_HELD elements per channel
+        self.held = held
         self.layer = layer
         self.passes = tuple(passes) if passes is not None else DEFAULT_PIPELINE
         self.graph = run_passes(layer.graph, self.passes, verify_each=verify)
@@ -79,7 +92,8 @@ class CompiledLayer:
         self.options = {"block_t": block_t, "block_tiled": block, "num_warps": num_warps, "num_stages": num_stages}
         self.stats: dict[str, int] = {"launches": 0}
         self._plans: dict[str, list[GroupPlan]] = {}
-        self._fns: dict[str, Any] = {}
+        self._held_plans: dict[tuple, GroupPlan] = {}
+        self._fns: dict[tuple, Any] = {}
         self.last_launched: Any = None
         # outputs that are final states: stored in float32 whatever the inputs' dtype
         self.finals = {k for k, v in self.graph.outputs if v.op == "scan_final"}
@@ -96,7 +110,10 @@ class CompiledLayer:
 
     # --- generation ------------------------------------------------------------------------
 
-    def plans(self, strategy: str) -> list[GroupPlan]:
+    def plans(self, strategy: str, sizes: dict[str, int] | None = None, pairable: frozenset = frozenset()) -> list[GroupPlan]:
+        """Each fused group's kernels. With ``sizes``, the sequential strategy's kernels hold
+        their whole dims as registers where that is chosen (``held``), loading the rows of the
+        arguments in ``pairable`` (``a_<arg>``: 16-bit, contiguous, aligned) two at a time."""
         if strategy not in self._plans:
             assert self.graph.groups is not None
             out = []
@@ -111,22 +128,50 @@ class CompiledLayer:
                     s = "sequential" if strategy == "chunked" else strategy
                     out.append(GroupPlan((lower_group(self.graph, g, s, self.unroll),), False, g))
             self._plans[strategy] = out
-        return self._plans[strategy]
+        plans = self._plans[strategy]
+        if sizes is None or self.held == "tensor":
+            return plans
+        return [self.held_plan(p, sizes, pairable) for p in plans]
 
-    def kernels(self, strategy: str) -> list[Kernel]:
-        return [k for p in self.plans(strategy) for k in p.kernels]
+    def held_plan(self, plan: GroupPlan, sizes: dict[str, int], pairable: frozenset) -> GroupPlan:
+        """``plan`` with its whole dims held as registers, if chosen at these sizes."""
+        k = plan.kernels[-1]
+        if k.strategy != "sequential" or not k.full_dims:
+            return plan
+        held = {d: sizes[d] for d in k.full_dims}
+        if self.held is None and math.prod(held.values()) > REGISTER_HELD:
+            return plan
+        rows = set()  # (tensor, its one held dim): rows of an argument read each step
+        for s in k.loop:
+            if isinstance(s, Load) and k.time_dim in s.dims and k.tiled_dim not in s.dims:
+                hd = [d for d in s.dims if d in held]
+                if len(hd) == 1 and held[hd[0]] % 2 == 0:
+                    rows.add((s.tensor, hd[0]))
+        pairs = tuple(sorted(t for t, _ in rows & pairable))
+        key = (id(plan), tuple(held.items()), pairs)
+        if key not in self._held_plans:
+            roles = ("states", "full") if plan.chunked else ("full",)
+            strategy = "chunked" if plan.chunked else "sequential"
+            ks = tuple(lower_group(self.graph, plan.group, strategy, self.unroll, r, held=held, pairs=pairs) for r in roles)
+            self._held_plans[key] = GroupPlan(ks, plan.chunked, plan.group)
+        return self._held_plans[key]
 
-    def sources(self, strategy: str = "sequential") -> list[str]:
-        """The generated Triton source of each kernel (what ``ssmc show --stage kernel`` prints)."""
+    def kernels(self, strategy: str, sizes: dict[str, int] | None = None, pairable: frozenset = frozenset()) -> list[Kernel]:
+        return [k for p in self.plans(strategy, sizes, pairable) for k in p.kernels]
+
+    def sources(self, strategy: str = "sequential", sizes: dict[str, int] | None = None, pairable: frozenset = frozenset()) -> list[str]:
+        """The generated Triton source of each kernel (what ``ssmc show --stage kernel`` prints);
+        with ``sizes``, the form chosen at those sizes (dims held as registers)."""
         h, p, v = graph_hash(self.graph), pipeline_name(self.passes), versions()
-        return [generate(k, h, p, v) for k in self.kernels(strategy)]
+        return [generate(k, h, p, v) for k in self.kernels(strategy, sizes, pairable)]
 
     def _fn(self, kernel: Kernel) -> Any:
-        if kernel.name + kernel.strategy not in self._fns:
+        key = (kernel.name, kernel.strategy, kernel.held, kernel.pairs)
+        if key not in self._fns:
             h, p, v = graph_hash(self.graph), pipeline_name(self.passes), versions()
             module = cache.load_source(generate(kernel, h, p, v), self.stats)
-            self._fns[kernel.name + kernel.strategy] = getattr(module, kernel.name)
-        return self._fns[kernel.name + kernel.strategy]
+            self._fns[key] = getattr(module, kernel.name)
+        return self._fns[key]
 
     # --- calling ---------------------------------------------------------------------------
 
@@ -189,7 +234,8 @@ class CompiledLayer:
         first = next(t for k, t in tensors.items() if layer.specs[k].kind == "input")
         run = _Run(self, sizes, tensors, self.out_dtype(first.dtype), device, on_gpu, varlen)
         strategy = self.strategy or default_strategy(on_gpu)
-        for plan in self.plans(strategy):
+        run.pairable = _pairable(layer, tensors)
+        for plan in self.plans(strategy, sizes, run.pairable):
             if plan.kernels[-1].strategy == "bidir":
                 run.bidir(plan)
             elif plan.chunked:
@@ -208,6 +254,7 @@ class _Run:
         self.out_dtype, self.device, self.on_gpu = out_dtype, device, on_gpu
         self.results: dict[str, Any] = {}
         self.buffers: dict[str, Any] = {}
+        self.pairable: frozenset = frozenset()
 
     def schedule(self, kernel: Kernel) -> Schedule:
         return choose(kernel, self.sizes, self.on_gpu, kernel.strategy, **self.c.options)
@@ -223,8 +270,8 @@ class _Run:
             sizes[full.time_dim] = self.varlen[2]
         n_chunks, chunk_len = chunking(full, sizes, sched, self.on_gpu, self.c.chunks)
         if n_chunks <= 1:  # nothing to split: the plain sequential kernel
-            index = self.c.plans("chunked").index(plan)  # plans of both strategies align by group
-            return self.single(self.c.plans("sequential")[index].kernels[0])
+            index = self.c.plans("chunked", self.sizes, self.pairable).index(plan)  # plans of both strategies align by group
+            return self.single(self.c.plans("sequential", self.sizes, self.pairable)[index].kernels[0])
         finals = [k for k, v in self.c.graph.outputs if v.op == "scan_final" and v in plan.group.nodes]
         hfin = self.chunk_states(states, n_chunks, chunk_len, with_final=bool(finals))
         for name in finals:
@@ -385,6 +432,23 @@ def _bind_packed(c: CompiledLayer, values, cu, device):
     sizes[batch] = n_seq
     longest = max(b - a for a, b in zip(host, host[1:]))
     return sizes, (batch, cu, longest)
+
+
+def _pairable(layer: Layer, tensors: dict[str, Any]) -> frozenset:
+    """(``a_<arg>``, its innermost dim) for each 16-bit argument whose innermost dim is
+    contiguous and every row of which starts 4-byte aligned: its rows along that dim can be
+    loaded two elements per 32-bit load."""
+    import torch
+
+    out = set()
+    for k, t in tensors.items():
+        if t.dtype not in (torch.bfloat16, torch.float16) or t.dim() == 0:
+            continue
+        inner = layer.specs[k].layout[-1]
+        i = layer.specs[k].layout.index(inner)
+        if t.stride(i) == 1 and t.data_ptr() % 4 == 0 and all(t.stride(j) % 2 == 0 for j in range(t.dim()) if j != i):
+            out.add((f"a_{k}", inner))
+    return frozenset(out)
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -40,6 +40,7 @@ class Compute:
     target: str
     expr: str
     comment: str
+    dims: Dims | None = None  # the value's dims (register-held kernels unroll the held ones)
 
 
 @dataclass(frozen=True)
@@ -132,10 +133,18 @@ class Kernel:
     unroll: int = 1  # steps per iteration of the sequential strategy, unrolled in the source
     align_end: bool = False  # "bidir": chunks end at the sequence's end (a reverse recompute)
     hoist_loads: bool = False  # "bidir": phase B issues every step's loads of a chunk first
+    # dims held whole *as registers*, with their exact sizes: a value with such a dim is one
+    # variable per index (``v7__3``), a sum over it a chain of adds (fused into FMAs), a row of
+    # an input indexed by it only (Mamba's B and C) a run of scalar loads. The sequential
+    # strategy's form when the held elements are few (see ``schedule.REGISTER_HELD``).
+    held: tuple[tuple[str, int], ...] = ()
+    pairs: tuple[str, ...] = ()  # register-held: 16-bit rows loaded two elements per 32-bit load
+    prefetch: bool = False  # sequential: the next tile's loads issued before this tile's work
 
     @property
     def block_dims(self) -> Dims:
         """The block axes after time: the dims held whole first, the tiled dim last, so Triton
         spreads threads along the tiled dim and each thread holds whole rows of the reduced dims
-        (reductions stay in registers)."""
-        return self.full_dims + ((self.tiled_dim,) if self.tiled_dim else ())
+        (reductions stay in registers). Register-held dims are no block axis."""
+        held = dict(self.held)
+        return tuple(d for d in self.full_dims if d not in held) + ((self.tiled_dim,) if self.tiled_dim else ())

@@ -51,11 +51,15 @@ def lower_group(
     unroll: int = 4,
     role: str = "full",
     layout: tuple | None = None,
+    held: dict[str, int] | None = None,
+    pairs: tuple[str, ...] = (),
 ) -> Kernel:
     """Lower ``group``. ``strategy`` "chunked" lowers the sequential kernel with a chunk grid
     dim; with ``role="states"``, only what the recurrence needs, storing each chunk's final
     state (from zero, or from h0 for the first chunk) and the product of its decays.
-    ``layout`` = (grid, tiled, full dims) of another kernel to follow (``layout_of``)."""
+    ``layout`` = (grid, tiled, full dims) of another kernel to follow (``layout_of``).
+    ``held``: the sizes of the dims held whole, to hold them as registers (sequential only);
+    ``pairs``: arguments whose rows are loaded two 16-bit elements at a time (see ``Kernel``)."""
     chunked = strategy == "chunked"
     if chunked:
         why = chunkable(graph, group)
@@ -112,6 +116,15 @@ def lower_group(
         grid = (CHUNK,) + grid
         size_dims = (CHUNK,) + size_dims
     full_dims = tuple(d for d in size_dims if d in full)
+    if held:
+        if strategy != "sequential" or set(held) != set(full_dims):
+            raise LoweringError(
+                f"{layer}: registers can hold the dims held whole {list(full_dims)} of the sequential "
+                f"strategy only (asked: {sorted(held)} with strategy {strategy})"
+            )
+        held_dims = tuple((d, int(held[d])) for d in full_dims)
+    else:
+        held_dims = ()
 
     # phases
     phase: dict[Node, str] = {}
@@ -163,7 +176,7 @@ def lower_group(
             stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
         elif op.group == ELEMENTWISE:
             expr = elementwise_expr(layer, n, [value(i) for i in n.inputs], phase[n] == "pre")
-            stmts[phase[n]].append(Compute(v, expr, comment(n)))
+            stmts[phase[n]].append(Compute(v, expr, comment(n), n.dims))
         elif n.op in ("sum", "mean"):
             stmts[phase[n]].append(Reduce(v, value(n.inputs[0]), n.attr("dim"), n.op, comment(n)))
         elif n.op in ("scan", "scan_final"):
@@ -193,7 +206,7 @@ def lower_group(
                 if n.op == "scan":
                     raise LoweringError(f"{layer}: two scans with one recurrence in {group.name}")
             if n.op == "scan_final" and not chunked:
-                stmts["post"].append(Compute(v, carry_of[key], comment(n)))
+                stmts["post"].append(Compute(v, carry_of[key], comment(n), tuple(n.attr("full_dims"))))
         else:
             raise LoweringError(f"{layer}: no Triton lowering for op `{n.op}` ({names[n]})")
 
@@ -214,7 +227,8 @@ def lower_group(
         f"   strategy: {'chunked' if chunked else strategy}"
         + (f" (unroll {unroll})" if strategy == "sequential" else ""),
         f"grid: {list(grid)} x blocks of {tiled or '-'}   time: {time_dim or '-'}"
-        f"{' (reverse)' if reverse else ''}   held whole: {list(full_dims)}",
+        f"{' (reverse)' if reverse else ''}   held whole: {list(full_dims)}"
+        + (f" as registers ({', '.join(f'{d}={n}' for d, n in held_dims)})" if held_dims else ""),
         *[f"note: {x}" for x in group.notes],
     )
     suffix = {"full": "", "states": "_states"}[role] if chunked else ""
@@ -238,6 +252,9 @@ def lower_group(
         batch_dim=next((d for d in grid if d != CHUNK), None) if time_dim else None,
         role=role,
         unroll=unroll if strategy == "sequential" else 1,
+        held=held_dims,
+        pairs=tuple(pairs) if held_dims else (),
+        prefetch=bool(held_dims) and unroll > 1,
     )
 
 

@@ -118,6 +118,22 @@ def _ssmc_round_bf16(x):
 
 
 @triton.jit
+def _ssmc_half(w, HI: tl.constexpr, DT: tl.constexpr):
+    # one of the two 16-bit values of dtype DT packed in the int32 w (the element with the
+    # lower address in the low half), as fp32: a bf16 is the high half of its fp32
+    if DT == tl.bfloat16:
+        if HI:
+            return (w & -65536).to(tl.float32, bitcast=True)
+        else:
+            return (w << 16).to(tl.float32, bitcast=True)
+    else:
+        if HI:
+            return (w >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+        else:
+            return w.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+
+
+@triton.jit
 def _ssmc_scan_combine(a1, b1, a2, b2):
     # (a1, b1) then (a2, b2): h -> a2 * (a1 * h + b1) + b2
     return a1 * a2, a2 * b1 + b2
@@ -136,6 +152,7 @@ HELPERS = (
     "_ssmc_tanh",
     "_ssmc_relu",
     "_ssmc_round_bf16",
+    "_ssmc_half",
     "_ssmc_scan_combine",
 )
 

@@ -14,6 +14,10 @@ from ssmc.errors import LoweringError
 
 KERNEL_STRATEGIES = ("sequential", "tiled")  # how one kernel runs time; "chunked" is a plan of kernels
 MAX_HELD = 16384  # elements of the full (reduced) dims one program may hold
+# at most this many held elements per channel are held as registers, one variable each (the
+# sequential strategy; see Kernel.held): Mamba-1's N = 16 ran 1.7x faster so on an H100
+# (bench/NOTES.md)
+REGISTER_HELD = 16
 
 
 def next_pow2(n: int) -> int:
@@ -56,16 +60,20 @@ def choose(
         raise LoweringError(f"unknown kernel strategy {strategy!r}; choose from {KERNEL_STRATEGIES}")
     held = 1
     blocks = []
+    in_registers = dict(kernel.held)
     for d in kernel.full_dims:
-        b = next_pow2(sizes[d])
+        b = in_registers.get(d) or next_pow2(sizes[d])
         held *= b
-        blocks.append((d, b))
+        if d not in in_registers:
+            blocks.append((d, b))
     if held > MAX_HELD:
         dims = ", ".join(f"{d}={sizes[d]}" for d in kernel.full_dims)
         raise LoweringError(
             f"{kernel.layer}: the dims held whole in one program ({dims}) need {held} elements "
             f"of state per channel; the limit is {MAX_HELD}"
         )
+    if kernel.held and any(sizes[d] != n for d, n in kernel.held):
+        raise LoweringError(f"{kernel.name} holds {dict(kernel.held)} as registers; the sizes are {sizes}")
     if strategy == "sequential":
         bt = 1
     elif strategy == "bidir":
@@ -103,9 +111,9 @@ def default_strategy(on_gpu: bool) -> str:
 
 def chunking(kernel: Kernel, sizes: dict[str, int], sched: Schedule, on_gpu: bool, chunks: int | None) -> tuple[int, int]:
     """(number of chunks, steps per chunk) for the chunked strategy. Measured on an H100
-    (bench/NOTES.md): splitting pays when the programs give fewer than ~8 warps per SM (B8
-    D2048: 512 warps, 16 chunks best; B2 D2048: 128 warps, 32 chunks) and costs when they give
-    more (B8 D5120: 1280 warps, sequential best). Chunks are at least 256 steps and a multiple of
+    (bench/NOTES.md; Mamba-1, state held as registers): splitting pays when the programs give
+    fewer than ~8 warps per SM (B8 D2048: 512 warps, 8 chunks best; B2 D2048: 128 warps, 32
+    chunks) and costs when they give more (B8 D5120: 1280 warps, sequential best). Chunks are at least 256 steps and a multiple of
     the unroll factor, so only the last chunk has a tail. On the CPU: 1 unless asked."""
     L = sizes[kernel.time_dim]
     if chunks is None:
@@ -114,7 +122,7 @@ def chunking(kernel: Kernel, sizes: dict[str, int], sched: Schedule, on_gpu: boo
             programs *= -(-sizes[kernel.tiled_dim] // dict(sched.blocks)[kernel.tiled_dim])
         warps = max(1, programs * sched.num_warps)
         sms = 132
-        want = 1 if (not on_gpu or warps >= 8 * sms) else -(-(64 * sms) // warps)
+        want = 1 if (not on_gpu or warps >= 8 * sms) else -(-(32 * sms) // warps)
         chunks = max(1, min(want, L // 256))
     chunks = max(1, min(chunks, L))
     u = max(1, kernel.unroll)
