@@ -7,7 +7,7 @@ specializing its arguments as Triton's JIT would (ints equal to 1 are constants,
 pointers divisible by 16 are marked so, except the arguments the kernel does not specialize),
 and reads the cubin with the cuobjdump that ships with Triton.
 
-    python bench/aot_sm90.py '{"strategy": "sequential"}' [B L D N]
+    [DTYPE=float32] python bench/aot_sm90.py '{"strategy": "sequential"}' [B L D N]
 """
 
 from __future__ import annotations
@@ -112,10 +112,11 @@ def main() -> None:
 
     cfg = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     B, L, D, N = (int(x) for x in sys.argv[2:6]) if len(sys.argv) > 5 else (1, 64, 5120, 16)
+    dt = getattr(torch, os.environ.get("DTYPE", "bfloat16"))
     g = torch.Generator().manual_seed(0)
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    ins = {"x": r(B, L, D).bfloat16(), "dt": r(B, L, D).bfloat16(), "B": r(B, L, N).bfloat16(),
-           "C": r(B, L, N).bfloat16(), "z": r(B, L, D).bfloat16(),
+    ins = {"x": r(B, L, D).to(dt), "dt": r(B, L, D).to(dt), "B": r(B, L, N).to(dt),
+           "C": r(B, L, N).to(dt), "z": r(B, L, D).to(dt),
            "A_log": torch.log(torch.arange(1, N + 1).float()).repeat(D, 1), "D": torch.ones(D),
            "dt_bias": torch.rand(D, generator=g) * 4 - 6}
     c = ssmc.compile(mamba1, **cfg)

@@ -226,3 +226,28 @@ def test_no_state_sized_buffer_on_gpu():
     chunk_states = 3 * (L // 256) * B * D * N * 4
     assert peak <= out_bytes + chunk_states + (1 << 20), (peak, out_bytes, chunk_states, state_bytes)
     assert peak < state_bytes / 10
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("held", ["registers", "tensor"])
+def test_offsets_past_two_to_the_31(held):
+    """One batch row of x holds more than 2^31 elements (L x D), so step offsets times the
+    L stride pass int32: the last channels, computed in the big call, equal a call on those
+    channels alone (the recurrence is per channel; same kernel arithmetic)."""
+    L, D, N = 131075, 16400, 16
+    assert L * D > 2**31
+    g = torch.Generator(device="cuda").manual_seed(0)
+
+    def r(*s):
+        return torch.randn(*s, device="cuda", generator=g, dtype=torch.bfloat16)
+
+    big = {"x": r(1, L, D), "dt": r(1, L, D), "z": r(1, L, D), "B": r(1, L, N), "C": r(1, L, N),
+           "A_log": torch.log(torch.arange(1, N + 1, device="cuda").float()).repeat(D, 1),
+           "D": torch.ones(D, device="cuda"), "dt_bias": torch.full((D,), -3.0, device="cuda")}
+    c = ssmc.compile(mamba1, strategy="sequential", held=held)
+    out = c(**big)
+    tail = {k: (v[..., -32:].contiguous() if k in ("x", "dt", "z") else v[-32:] if k in ("A_log", "D", "dt_bias") else v)
+            for k, v in big.items()}
+    ref = c(**tail)
+    assert torch.equal(out["y"][..., -32:], ref["y"])
+    assert torch.equal(out["h_final"][:, -32:], ref["h_final"])

@@ -122,7 +122,8 @@ def mamba1_backward_k0_ckpt_chunked_states(
         v8 = tl.zeros([1, BLOCK_N, BLOCK_D], tl.float32)
     h34 = tl.broadcast_to(v8, [1, BLOCK_N, BLOCK_D])  # the state, carried across time tiles
     h34 = tl.where(pid__C == 0, h34, 0.0)  # later chunks: from zero
-    p34 = tl.full([1, BLOCK_N, BLOCK_D], 1.0, tl.float32)  # prod of a over the chunk
+    s34 = tl.zeros([1, 1, BLOCK_D], tl.float32)  # the state, carried across time tiles
+    s34 = tl.where(pid__C == 0, s34, 0.0)  # later chunks: from zero
 
     # the time loop over L
     i0 = pid__C * chunk_len  # this program's steps: [i0, i1)
@@ -167,7 +168,8 @@ def mamba1_backward_k0_ckpt_chunked_states(
         v33_0 = (v32_0 * v2_0)  # %33 = mul %32, %2 : [B, L, D, N]
         # %34 = scan[axis=L, reverse=False] %22, %33, %8 : [B, L, D, N]
         h34 = v22_0 * h34 + v33_0
-        p34 = v22_0 * p34
+        # sum of %16 over the chunk
+        s34 = 1.0 * s34 + v16_0
         v15_1 = (v1_1 + v7)  # %15 = add %1, %7 : [B, L, D]
         v16_1 = _ssmc_softplus(v15_1)  # %16 = softplus %15 : [B, L, D]
         v21_1 = (v16_1 * v20)  # %21 = mul %16, %20 : [B, L, D, N]
@@ -176,7 +178,8 @@ def mamba1_backward_k0_ckpt_chunked_states(
         v33_1 = (v32_1 * v2_1)  # %33 = mul %32, %2 : [B, L, D, N]
         # %34 = scan[axis=L, reverse=False] %22, %33, %8 : [B, L, D, N]
         h34 = v22_1 * h34 + v33_1
-        p34 = v22_1 * p34
+        # sum of %16 over the chunk
+        s34 = 1.0 * s34 + v16_1
         v15_2 = (v1_2 + v7)  # %15 = add %1, %7 : [B, L, D]
         v16_2 = _ssmc_softplus(v15_2)  # %16 = softplus %15 : [B, L, D]
         v21_2 = (v16_2 * v20)  # %21 = mul %16, %20 : [B, L, D, N]
@@ -185,7 +188,8 @@ def mamba1_backward_k0_ckpt_chunked_states(
         v33_2 = (v32_2 * v2_2)  # %33 = mul %32, %2 : [B, L, D, N]
         # %34 = scan[axis=L, reverse=False] %22, %33, %8 : [B, L, D, N]
         h34 = v22_2 * h34 + v33_2
-        p34 = v22_2 * p34
+        # sum of %16 over the chunk
+        s34 = 1.0 * s34 + v16_2
         v15_3 = (v1_3 + v7)  # %15 = add %1, %7 : [B, L, D]
         v16_3 = _ssmc_softplus(v15_3)  # %16 = softplus %15 : [B, L, D]
         v21_3 = (v16_3 * v20)  # %21 = mul %16, %20 : [B, L, D, N]
@@ -194,7 +198,8 @@ def mamba1_backward_k0_ckpt_chunked_states(
         v33_3 = (v32_3 * v2_3)  # %33 = mul %32, %2 : [B, L, D, N]
         # %34 = scan[axis=L, reverse=False] %22, %33, %8 : [B, L, D, N]
         h34 = v22_3 * h34 + v33_3
-        p34 = v22_3 * p34
+        # sum of %16 over the chunk
+        s34 = 1.0 * s34 + v16_3
 
         pb_a_dt += 4 * a_dt_s_L
         pb_a_x += 4 * a_x_s_L
@@ -214,13 +219,15 @@ def mamba1_backward_k0_ckpt_chunked_states(
         v33_0 = (v32_0 * v2_0)  # %33 = mul %32, %2 : [B, L, D, N]
         # %34 = scan[axis=L, reverse=False] %22, %33, %8 : [B, L, D, N]
         h34 = v22_0 * h34 + v33_0
-        p34 = v22_0 * p34
+        # sum of %16 over the chunk
+        s34 = 1.0 * s34 + v16_0
 
         pb_a_dt += 1 * a_dt_s_L
         pb_a_x += 1 * a_x_s_L
         pb_a_B += 1 * a_B_s_L
 
     # final states
+    p34 = tl.exp2(s34 * v20)  # the chunk's decay product
     # chunk state
     tl.store(st_S + pid__C * st_S_s__C + pid_B * st_S_s_B + offs_D[None, None, :] * st_S_s_D + offs_N[None, :, None] * st_S_s_N, h34.to(st_S.dtype.element_ty), mask=mask_D[None, None, :] & mask_N[None, :, None])
     # chunk decay product

@@ -68,10 +68,25 @@ def _ssmc_softplus(x):
 
 
 @triton.jit
-def _ssmc_half(w, HI: tl.constexpr, DT: tl.constexpr):
-    # one of the two 16-bit values of dtype DT packed in the int32 w (the element with the
-    # lower address in the low half), as fp32: a bf16 is the high half of its fp32
-    if DT == tl.bfloat16:
+def _ssmc_pair_ptr(p):
+    # a pointer to two elements at a time: 16-bit ones as int32, fp32 ones as int64
+    if p.dtype.element_ty == tl.float32:
+        return p.to(tl.pointer_type(tl.int64))
+    else:
+        return p.to(tl.pointer_type(tl.int32))
+
+
+@triton.jit
+def _ssmc_pair(w, HI: tl.constexpr, DT: tl.constexpr):
+    # one of the two values of dtype DT packed in w (the element with the lower address in the
+    # low half), as fp32: an fp32 is a half of the int64 as it is, a bf16 the high half of its
+    # fp32
+    if DT == tl.float32:
+        if HI:
+            return (w >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+        else:
+            return w.to(tl.int32).to(tl.float32, bitcast=True)
+    elif DT == tl.bfloat16:
         if HI:
             return (w & -65536).to(tl.float32, bitcast=True)
         else:
@@ -292,7 +307,7 @@ def mamba1_k0(
     # the first tile's loads (raw: converted where used)
     r1_0 = tl.load(pb_a_dt + po_a_dt, mask=(mask_D[None, :]) & (i0 < n_full), other=0.0)
     r0_0 = tl.load(pb_a_x + po_a_x, mask=(mask_D[None, :]) & (i0 < n_full), other=0.0)
-    pw = (pb_a_B).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+    pw = _ssmc_pair_ptr(pb_a_B)  # 16 values, two per load
     r2_0__w0 = tl.load(pw, mask=i0 < n_full, other=0)
     r2_0__w1 = tl.load(pw + 1, mask=i0 < n_full, other=0)
     r2_0__w2 = tl.load(pw + 2, mask=i0 < n_full, other=0)
@@ -301,7 +316,7 @@ def mamba1_k0(
     r2_0__w5 = tl.load(pw + 5, mask=i0 < n_full, other=0)
     r2_0__w6 = tl.load(pw + 6, mask=i0 < n_full, other=0)
     r2_0__w7 = tl.load(pw + 7, mask=i0 < n_full, other=0)
-    pw = (pb_a_C).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+    pw = _ssmc_pair_ptr(pb_a_C)  # 16 values, two per load
     r3_0__w0 = tl.load(pw, mask=i0 < n_full, other=0)
     r3_0__w1 = tl.load(pw + 1, mask=i0 < n_full, other=0)
     r3_0__w2 = tl.load(pw + 2, mask=i0 < n_full, other=0)
@@ -313,7 +328,7 @@ def mamba1_k0(
     r4_0 = tl.load(pb_a_z + po_a_z, mask=(mask_D[None, :]) & (i0 < n_full), other=0.0)
     r1_1 = tl.load(pb_a_dt + 1 * a_dt_s_L + po_a_dt, mask=(mask_D[None, :]) & (i0 < n_full), other=0.0)
     r0_1 = tl.load(pb_a_x + 1 * a_x_s_L + po_a_x, mask=(mask_D[None, :]) & (i0 < n_full), other=0.0)
-    pw = (pb_a_B + 1 * a_B_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+    pw = _ssmc_pair_ptr(pb_a_B + 1 * a_B_s_L)  # 16 values, two per load
     r2_1__w0 = tl.load(pw, mask=i0 < n_full, other=0)
     r2_1__w1 = tl.load(pw + 1, mask=i0 < n_full, other=0)
     r2_1__w2 = tl.load(pw + 2, mask=i0 < n_full, other=0)
@@ -322,7 +337,7 @@ def mamba1_k0(
     r2_1__w5 = tl.load(pw + 5, mask=i0 < n_full, other=0)
     r2_1__w6 = tl.load(pw + 6, mask=i0 < n_full, other=0)
     r2_1__w7 = tl.load(pw + 7, mask=i0 < n_full, other=0)
-    pw = (pb_a_C + 1 * a_C_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+    pw = _ssmc_pair_ptr(pb_a_C + 1 * a_C_s_L)  # 16 values, two per load
     r3_1__w0 = tl.load(pw, mask=i0 < n_full, other=0)
     r3_1__w1 = tl.load(pw + 1, mask=i0 < n_full, other=0)
     r3_1__w2 = tl.load(pw + 2, mask=i0 < n_full, other=0)
@@ -334,7 +349,7 @@ def mamba1_k0(
     r4_1 = tl.load(pb_a_z + 1 * a_z_s_L + po_a_z, mask=(mask_D[None, :]) & (i0 < n_full), other=0.0)
     r1_2 = tl.load(pb_a_dt + 2 * a_dt_s_L + po_a_dt, mask=(mask_D[None, :]) & (i0 < n_full), other=0.0)
     r0_2 = tl.load(pb_a_x + 2 * a_x_s_L + po_a_x, mask=(mask_D[None, :]) & (i0 < n_full), other=0.0)
-    pw = (pb_a_B + 2 * a_B_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+    pw = _ssmc_pair_ptr(pb_a_B + 2 * a_B_s_L)  # 16 values, two per load
     r2_2__w0 = tl.load(pw, mask=i0 < n_full, other=0)
     r2_2__w1 = tl.load(pw + 1, mask=i0 < n_full, other=0)
     r2_2__w2 = tl.load(pw + 2, mask=i0 < n_full, other=0)
@@ -343,7 +358,7 @@ def mamba1_k0(
     r2_2__w5 = tl.load(pw + 5, mask=i0 < n_full, other=0)
     r2_2__w6 = tl.load(pw + 6, mask=i0 < n_full, other=0)
     r2_2__w7 = tl.load(pw + 7, mask=i0 < n_full, other=0)
-    pw = (pb_a_C + 2 * a_C_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+    pw = _ssmc_pair_ptr(pb_a_C + 2 * a_C_s_L)  # 16 values, two per load
     r3_2__w0 = tl.load(pw, mask=i0 < n_full, other=0)
     r3_2__w1 = tl.load(pw + 1, mask=i0 < n_full, other=0)
     r3_2__w2 = tl.load(pw + 2, mask=i0 < n_full, other=0)
@@ -355,7 +370,7 @@ def mamba1_k0(
     r4_2 = tl.load(pb_a_z + 2 * a_z_s_L + po_a_z, mask=(mask_D[None, :]) & (i0 < n_full), other=0.0)
     r1_3 = tl.load(pb_a_dt + 3 * a_dt_s_L + po_a_dt, mask=(mask_D[None, :]) & (i0 < n_full), other=0.0)
     r0_3 = tl.load(pb_a_x + 3 * a_x_s_L + po_a_x, mask=(mask_D[None, :]) & (i0 < n_full), other=0.0)
-    pw = (pb_a_B + 3 * a_B_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+    pw = _ssmc_pair_ptr(pb_a_B + 3 * a_B_s_L)  # 16 values, two per load
     r2_3__w0 = tl.load(pw, mask=i0 < n_full, other=0)
     r2_3__w1 = tl.load(pw + 1, mask=i0 < n_full, other=0)
     r2_3__w2 = tl.load(pw + 2, mask=i0 < n_full, other=0)
@@ -364,7 +379,7 @@ def mamba1_k0(
     r2_3__w5 = tl.load(pw + 5, mask=i0 < n_full, other=0)
     r2_3__w6 = tl.load(pw + 6, mask=i0 < n_full, other=0)
     r2_3__w7 = tl.load(pw + 7, mask=i0 < n_full, other=0)
-    pw = (pb_a_C + 3 * a_C_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+    pw = _ssmc_pair_ptr(pb_a_C + 3 * a_C_s_L)  # 16 values, two per load
     r3_3__w0 = tl.load(pw, mask=i0 < n_full, other=0)
     r3_3__w1 = tl.load(pw + 1, mask=i0 < n_full, other=0)
     r3_3__w2 = tl.load(pw + 2, mask=i0 < n_full, other=0)
@@ -452,10 +467,10 @@ def mamba1_k0(
         q3_3__w7 = r3_3__w7
         q4_3 = r4_3
         # the next tile's loads, in flight during this tile's work
-        tn = tl.minimum(t0 + 4, n_full - 4) - i0
+        tn = (tl.minimum(t0 + 4, n_full - 4) - i0).to(tl.int64)  # 64-bit: tn * stride may pass 2^31
         r1_0 = tl.load(b_a_dt + (tn + 0) * a_dt_s_L + po_a_dt, mask=(mask_D[None, :]), other=0.0)
         r0_0 = tl.load(b_a_x + (tn + 0) * a_x_s_L + po_a_x, mask=(mask_D[None, :]), other=0.0)
-        pw = (b_a_B + (tn + 0) * a_B_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+        pw = _ssmc_pair_ptr(b_a_B + (tn + 0) * a_B_s_L)  # 16 values, two per load
         r2_0__w0 = tl.load(pw)
         r2_0__w1 = tl.load(pw + 1)
         r2_0__w2 = tl.load(pw + 2)
@@ -464,7 +479,7 @@ def mamba1_k0(
         r2_0__w5 = tl.load(pw + 5)
         r2_0__w6 = tl.load(pw + 6)
         r2_0__w7 = tl.load(pw + 7)
-        pw = (b_a_C + (tn + 0) * a_C_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+        pw = _ssmc_pair_ptr(b_a_C + (tn + 0) * a_C_s_L)  # 16 values, two per load
         r3_0__w0 = tl.load(pw)
         r3_0__w1 = tl.load(pw + 1)
         r3_0__w2 = tl.load(pw + 2)
@@ -476,7 +491,7 @@ def mamba1_k0(
         r4_0 = tl.load(b_a_z + (tn + 0) * a_z_s_L + po_a_z, mask=(mask_D[None, :]), other=0.0)
         r1_1 = tl.load(b_a_dt + (tn + 1) * a_dt_s_L + po_a_dt, mask=(mask_D[None, :]), other=0.0)
         r0_1 = tl.load(b_a_x + (tn + 1) * a_x_s_L + po_a_x, mask=(mask_D[None, :]), other=0.0)
-        pw = (b_a_B + (tn + 1) * a_B_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+        pw = _ssmc_pair_ptr(b_a_B + (tn + 1) * a_B_s_L)  # 16 values, two per load
         r2_1__w0 = tl.load(pw)
         r2_1__w1 = tl.load(pw + 1)
         r2_1__w2 = tl.load(pw + 2)
@@ -485,7 +500,7 @@ def mamba1_k0(
         r2_1__w5 = tl.load(pw + 5)
         r2_1__w6 = tl.load(pw + 6)
         r2_1__w7 = tl.load(pw + 7)
-        pw = (b_a_C + (tn + 1) * a_C_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+        pw = _ssmc_pair_ptr(b_a_C + (tn + 1) * a_C_s_L)  # 16 values, two per load
         r3_1__w0 = tl.load(pw)
         r3_1__w1 = tl.load(pw + 1)
         r3_1__w2 = tl.load(pw + 2)
@@ -497,7 +512,7 @@ def mamba1_k0(
         r4_1 = tl.load(b_a_z + (tn + 1) * a_z_s_L + po_a_z, mask=(mask_D[None, :]), other=0.0)
         r1_2 = tl.load(b_a_dt + (tn + 2) * a_dt_s_L + po_a_dt, mask=(mask_D[None, :]), other=0.0)
         r0_2 = tl.load(b_a_x + (tn + 2) * a_x_s_L + po_a_x, mask=(mask_D[None, :]), other=0.0)
-        pw = (b_a_B + (tn + 2) * a_B_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+        pw = _ssmc_pair_ptr(b_a_B + (tn + 2) * a_B_s_L)  # 16 values, two per load
         r2_2__w0 = tl.load(pw)
         r2_2__w1 = tl.load(pw + 1)
         r2_2__w2 = tl.load(pw + 2)
@@ -506,7 +521,7 @@ def mamba1_k0(
         r2_2__w5 = tl.load(pw + 5)
         r2_2__w6 = tl.load(pw + 6)
         r2_2__w7 = tl.load(pw + 7)
-        pw = (b_a_C + (tn + 2) * a_C_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+        pw = _ssmc_pair_ptr(b_a_C + (tn + 2) * a_C_s_L)  # 16 values, two per load
         r3_2__w0 = tl.load(pw)
         r3_2__w1 = tl.load(pw + 1)
         r3_2__w2 = tl.load(pw + 2)
@@ -518,7 +533,7 @@ def mamba1_k0(
         r4_2 = tl.load(b_a_z + (tn + 2) * a_z_s_L + po_a_z, mask=(mask_D[None, :]), other=0.0)
         r1_3 = tl.load(b_a_dt + (tn + 3) * a_dt_s_L + po_a_dt, mask=(mask_D[None, :]), other=0.0)
         r0_3 = tl.load(b_a_x + (tn + 3) * a_x_s_L + po_a_x, mask=(mask_D[None, :]), other=0.0)
-        pw = (b_a_B + (tn + 3) * a_B_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+        pw = _ssmc_pair_ptr(b_a_B + (tn + 3) * a_B_s_L)  # 16 values, two per load
         r2_3__w0 = tl.load(pw)
         r2_3__w1 = tl.load(pw + 1)
         r2_3__w2 = tl.load(pw + 2)
@@ -527,7 +542,7 @@ def mamba1_k0(
         r2_3__w5 = tl.load(pw + 5)
         r2_3__w6 = tl.load(pw + 6)
         r2_3__w7 = tl.load(pw + 7)
-        pw = (b_a_C + (tn + 3) * a_C_s_L).to(tl.pointer_type(tl.int32))  # 16 16-bit values as 8 int32
+        pw = _ssmc_pair_ptr(b_a_C + (tn + 3) * a_C_s_L)  # 16 values, two per load
         r3_3__w0 = tl.load(pw)
         r3_3__w1 = tl.load(pw + 1)
         r3_3__w2 = tl.load(pw + 2)
@@ -550,148 +565,148 @@ def mamba1_k0(
         v24_0 = (v4_0 * tl.sigmoid(v4_0))  # %24 = silu %4 : [B, L, D]
         v15_0__0 = (v10_0 * v14__0)  # %15 = mul %10, %14 : [B, L, D, N]
         v16_0__0 = tl.exp2(v15_0__0)  # %16 = exp2 %15 : [B, L, D, N]
-        v2_0__0 = _ssmc_half(q2_0__w0, 0, a_B.dtype.element_ty)
+        v2_0__0 = _ssmc_pair(q2_0__w0, 0, a_B.dtype.element_ty)
         v18_0__0 = (v17_0 * v2_0__0)  # %18 = mul %17, %2 : [B, L, D, N]
         # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         h19__0 = v16_0__0 * h19__0 + v18_0__0
         v19_0__0 = h19__0
-        v3_0__0 = _ssmc_half(q3_0__w0, 0, a_C.dtype.element_ty)
+        v3_0__0 = _ssmc_pair(q3_0__w0, 0, a_C.dtype.element_ty)
         v20_0__0 = (v19_0__0 * v3_0__0)  # %20 = mul %19, %3 : [B, L, D, N]
         # %21 = sum[dim=N] %20 : [B, L, D]  (a running total: the products before it fuse into FMAs)
         v21_0 = v20_0__0
         v15_0__1 = (v10_0 * v14__1)
         v16_0__1 = tl.exp2(v15_0__1)
-        v2_0__1 = _ssmc_half(q2_0__w0, 1, a_B.dtype.element_ty)
+        v2_0__1 = _ssmc_pair(q2_0__w0, 1, a_B.dtype.element_ty)
         v18_0__1 = (v17_0 * v2_0__1)
         h19__1 = v16_0__1 * h19__1 + v18_0__1
         v19_0__1 = h19__1
-        v3_0__1 = _ssmc_half(q3_0__w0, 1, a_C.dtype.element_ty)
+        v3_0__1 = _ssmc_pair(q3_0__w0, 1, a_C.dtype.element_ty)
         v20_0__1 = (v19_0__1 * v3_0__1)
         v21_0 = v21_0 + v20_0__1
         v15_0__2 = (v10_0 * v14__2)
         v16_0__2 = tl.exp2(v15_0__2)
-        v2_0__2 = _ssmc_half(q2_0__w1, 0, a_B.dtype.element_ty)
+        v2_0__2 = _ssmc_pair(q2_0__w1, 0, a_B.dtype.element_ty)
         v18_0__2 = (v17_0 * v2_0__2)
         h19__2 = v16_0__2 * h19__2 + v18_0__2
         v19_0__2 = h19__2
-        v3_0__2 = _ssmc_half(q3_0__w1, 0, a_C.dtype.element_ty)
+        v3_0__2 = _ssmc_pair(q3_0__w1, 0, a_C.dtype.element_ty)
         v20_0__2 = (v19_0__2 * v3_0__2)
         v21_0 = v21_0 + v20_0__2
         v15_0__3 = (v10_0 * v14__3)
         v16_0__3 = tl.exp2(v15_0__3)
-        v2_0__3 = _ssmc_half(q2_0__w1, 1, a_B.dtype.element_ty)
+        v2_0__3 = _ssmc_pair(q2_0__w1, 1, a_B.dtype.element_ty)
         v18_0__3 = (v17_0 * v2_0__3)
         h19__3 = v16_0__3 * h19__3 + v18_0__3
         v19_0__3 = h19__3
-        v3_0__3 = _ssmc_half(q3_0__w1, 1, a_C.dtype.element_ty)
+        v3_0__3 = _ssmc_pair(q3_0__w1, 1, a_C.dtype.element_ty)
         v20_0__3 = (v19_0__3 * v3_0__3)
         v21_0 = v21_0 + v20_0__3
         v15_0__4 = (v10_0 * v14__4)
         v16_0__4 = tl.exp2(v15_0__4)
-        v2_0__4 = _ssmc_half(q2_0__w2, 0, a_B.dtype.element_ty)
+        v2_0__4 = _ssmc_pair(q2_0__w2, 0, a_B.dtype.element_ty)
         v18_0__4 = (v17_0 * v2_0__4)
         h19__4 = v16_0__4 * h19__4 + v18_0__4
         v19_0__4 = h19__4
-        v3_0__4 = _ssmc_half(q3_0__w2, 0, a_C.dtype.element_ty)
+        v3_0__4 = _ssmc_pair(q3_0__w2, 0, a_C.dtype.element_ty)
         v20_0__4 = (v19_0__4 * v3_0__4)
         v21_0 = v21_0 + v20_0__4
         v15_0__5 = (v10_0 * v14__5)
         v16_0__5 = tl.exp2(v15_0__5)
-        v2_0__5 = _ssmc_half(q2_0__w2, 1, a_B.dtype.element_ty)
+        v2_0__5 = _ssmc_pair(q2_0__w2, 1, a_B.dtype.element_ty)
         v18_0__5 = (v17_0 * v2_0__5)
         h19__5 = v16_0__5 * h19__5 + v18_0__5
         v19_0__5 = h19__5
-        v3_0__5 = _ssmc_half(q3_0__w2, 1, a_C.dtype.element_ty)
+        v3_0__5 = _ssmc_pair(q3_0__w2, 1, a_C.dtype.element_ty)
         v20_0__5 = (v19_0__5 * v3_0__5)
         v21_0 = v21_0 + v20_0__5
         v15_0__6 = (v10_0 * v14__6)
         v16_0__6 = tl.exp2(v15_0__6)
-        v2_0__6 = _ssmc_half(q2_0__w3, 0, a_B.dtype.element_ty)
+        v2_0__6 = _ssmc_pair(q2_0__w3, 0, a_B.dtype.element_ty)
         v18_0__6 = (v17_0 * v2_0__6)
         h19__6 = v16_0__6 * h19__6 + v18_0__6
         v19_0__6 = h19__6
-        v3_0__6 = _ssmc_half(q3_0__w3, 0, a_C.dtype.element_ty)
+        v3_0__6 = _ssmc_pair(q3_0__w3, 0, a_C.dtype.element_ty)
         v20_0__6 = (v19_0__6 * v3_0__6)
         v21_0 = v21_0 + v20_0__6
         v15_0__7 = (v10_0 * v14__7)
         v16_0__7 = tl.exp2(v15_0__7)
-        v2_0__7 = _ssmc_half(q2_0__w3, 1, a_B.dtype.element_ty)
+        v2_0__7 = _ssmc_pair(q2_0__w3, 1, a_B.dtype.element_ty)
         v18_0__7 = (v17_0 * v2_0__7)
         h19__7 = v16_0__7 * h19__7 + v18_0__7
         v19_0__7 = h19__7
-        v3_0__7 = _ssmc_half(q3_0__w3, 1, a_C.dtype.element_ty)
+        v3_0__7 = _ssmc_pair(q3_0__w3, 1, a_C.dtype.element_ty)
         v20_0__7 = (v19_0__7 * v3_0__7)
         v21_0 = v21_0 + v20_0__7
         v15_0__8 = (v10_0 * v14__8)
         v16_0__8 = tl.exp2(v15_0__8)
-        v2_0__8 = _ssmc_half(q2_0__w4, 0, a_B.dtype.element_ty)
+        v2_0__8 = _ssmc_pair(q2_0__w4, 0, a_B.dtype.element_ty)
         v18_0__8 = (v17_0 * v2_0__8)
         h19__8 = v16_0__8 * h19__8 + v18_0__8
         v19_0__8 = h19__8
-        v3_0__8 = _ssmc_half(q3_0__w4, 0, a_C.dtype.element_ty)
+        v3_0__8 = _ssmc_pair(q3_0__w4, 0, a_C.dtype.element_ty)
         v20_0__8 = (v19_0__8 * v3_0__8)
         v21_0 = v21_0 + v20_0__8
         v15_0__9 = (v10_0 * v14__9)
         v16_0__9 = tl.exp2(v15_0__9)
-        v2_0__9 = _ssmc_half(q2_0__w4, 1, a_B.dtype.element_ty)
+        v2_0__9 = _ssmc_pair(q2_0__w4, 1, a_B.dtype.element_ty)
         v18_0__9 = (v17_0 * v2_0__9)
         h19__9 = v16_0__9 * h19__9 + v18_0__9
         v19_0__9 = h19__9
-        v3_0__9 = _ssmc_half(q3_0__w4, 1, a_C.dtype.element_ty)
+        v3_0__9 = _ssmc_pair(q3_0__w4, 1, a_C.dtype.element_ty)
         v20_0__9 = (v19_0__9 * v3_0__9)
         v21_0 = v21_0 + v20_0__9
         v15_0__10 = (v10_0 * v14__10)
         v16_0__10 = tl.exp2(v15_0__10)
-        v2_0__10 = _ssmc_half(q2_0__w5, 0, a_B.dtype.element_ty)
+        v2_0__10 = _ssmc_pair(q2_0__w5, 0, a_B.dtype.element_ty)
         v18_0__10 = (v17_0 * v2_0__10)
         h19__10 = v16_0__10 * h19__10 + v18_0__10
         v19_0__10 = h19__10
-        v3_0__10 = _ssmc_half(q3_0__w5, 0, a_C.dtype.element_ty)
+        v3_0__10 = _ssmc_pair(q3_0__w5, 0, a_C.dtype.element_ty)
         v20_0__10 = (v19_0__10 * v3_0__10)
         v21_0 = v21_0 + v20_0__10
         v15_0__11 = (v10_0 * v14__11)
         v16_0__11 = tl.exp2(v15_0__11)
-        v2_0__11 = _ssmc_half(q2_0__w5, 1, a_B.dtype.element_ty)
+        v2_0__11 = _ssmc_pair(q2_0__w5, 1, a_B.dtype.element_ty)
         v18_0__11 = (v17_0 * v2_0__11)
         h19__11 = v16_0__11 * h19__11 + v18_0__11
         v19_0__11 = h19__11
-        v3_0__11 = _ssmc_half(q3_0__w5, 1, a_C.dtype.element_ty)
+        v3_0__11 = _ssmc_pair(q3_0__w5, 1, a_C.dtype.element_ty)
         v20_0__11 = (v19_0__11 * v3_0__11)
         v21_0 = v21_0 + v20_0__11
         v15_0__12 = (v10_0 * v14__12)
         v16_0__12 = tl.exp2(v15_0__12)
-        v2_0__12 = _ssmc_half(q2_0__w6, 0, a_B.dtype.element_ty)
+        v2_0__12 = _ssmc_pair(q2_0__w6, 0, a_B.dtype.element_ty)
         v18_0__12 = (v17_0 * v2_0__12)
         h19__12 = v16_0__12 * h19__12 + v18_0__12
         v19_0__12 = h19__12
-        v3_0__12 = _ssmc_half(q3_0__w6, 0, a_C.dtype.element_ty)
+        v3_0__12 = _ssmc_pair(q3_0__w6, 0, a_C.dtype.element_ty)
         v20_0__12 = (v19_0__12 * v3_0__12)
         v21_0 = v21_0 + v20_0__12
         v15_0__13 = (v10_0 * v14__13)
         v16_0__13 = tl.exp2(v15_0__13)
-        v2_0__13 = _ssmc_half(q2_0__w6, 1, a_B.dtype.element_ty)
+        v2_0__13 = _ssmc_pair(q2_0__w6, 1, a_B.dtype.element_ty)
         v18_0__13 = (v17_0 * v2_0__13)
         h19__13 = v16_0__13 * h19__13 + v18_0__13
         v19_0__13 = h19__13
-        v3_0__13 = _ssmc_half(q3_0__w6, 1, a_C.dtype.element_ty)
+        v3_0__13 = _ssmc_pair(q3_0__w6, 1, a_C.dtype.element_ty)
         v20_0__13 = (v19_0__13 * v3_0__13)
         v21_0 = v21_0 + v20_0__13
         v15_0__14 = (v10_0 * v14__14)
         v16_0__14 = tl.exp2(v15_0__14)
-        v2_0__14 = _ssmc_half(q2_0__w7, 0, a_B.dtype.element_ty)
+        v2_0__14 = _ssmc_pair(q2_0__w7, 0, a_B.dtype.element_ty)
         v18_0__14 = (v17_0 * v2_0__14)
         h19__14 = v16_0__14 * h19__14 + v18_0__14
         v19_0__14 = h19__14
-        v3_0__14 = _ssmc_half(q3_0__w7, 0, a_C.dtype.element_ty)
+        v3_0__14 = _ssmc_pair(q3_0__w7, 0, a_C.dtype.element_ty)
         v20_0__14 = (v19_0__14 * v3_0__14)
         v21_0 = v21_0 + v20_0__14
         v15_0__15 = (v10_0 * v14__15)
         v16_0__15 = tl.exp2(v15_0__15)
-        v2_0__15 = _ssmc_half(q2_0__w7, 1, a_B.dtype.element_ty)
+        v2_0__15 = _ssmc_pair(q2_0__w7, 1, a_B.dtype.element_ty)
         v18_0__15 = (v17_0 * v2_0__15)
         h19__15 = v16_0__15 * h19__15 + v18_0__15
         v19_0__15 = h19__15
-        v3_0__15 = _ssmc_half(q3_0__w7, 1, a_C.dtype.element_ty)
+        v3_0__15 = _ssmc_pair(q3_0__w7, 1, a_C.dtype.element_ty)
         v20_0__15 = (v19_0__15 * v3_0__15)
         v21_0 = v21_0 + v20_0__15
         v23_0 = (v21_0 + v22_0)  # %23 = add %21, %22 : [B, L, D]
@@ -711,148 +726,148 @@ def mamba1_k0(
         v24_1 = (v4_1 * tl.sigmoid(v4_1))  # %24 = silu %4 : [B, L, D]
         v15_1__0 = (v10_1 * v14__0)  # %15 = mul %10, %14 : [B, L, D, N]
         v16_1__0 = tl.exp2(v15_1__0)  # %16 = exp2 %15 : [B, L, D, N]
-        v2_1__0 = _ssmc_half(q2_1__w0, 0, a_B.dtype.element_ty)
+        v2_1__0 = _ssmc_pair(q2_1__w0, 0, a_B.dtype.element_ty)
         v18_1__0 = (v17_1 * v2_1__0)  # %18 = mul %17, %2 : [B, L, D, N]
         # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         h19__0 = v16_1__0 * h19__0 + v18_1__0
         v19_1__0 = h19__0
-        v3_1__0 = _ssmc_half(q3_1__w0, 0, a_C.dtype.element_ty)
+        v3_1__0 = _ssmc_pair(q3_1__w0, 0, a_C.dtype.element_ty)
         v20_1__0 = (v19_1__0 * v3_1__0)  # %20 = mul %19, %3 : [B, L, D, N]
         # %21 = sum[dim=N] %20 : [B, L, D]  (a running total: the products before it fuse into FMAs)
         v21_1 = v20_1__0
         v15_1__1 = (v10_1 * v14__1)
         v16_1__1 = tl.exp2(v15_1__1)
-        v2_1__1 = _ssmc_half(q2_1__w0, 1, a_B.dtype.element_ty)
+        v2_1__1 = _ssmc_pair(q2_1__w0, 1, a_B.dtype.element_ty)
         v18_1__1 = (v17_1 * v2_1__1)
         h19__1 = v16_1__1 * h19__1 + v18_1__1
         v19_1__1 = h19__1
-        v3_1__1 = _ssmc_half(q3_1__w0, 1, a_C.dtype.element_ty)
+        v3_1__1 = _ssmc_pair(q3_1__w0, 1, a_C.dtype.element_ty)
         v20_1__1 = (v19_1__1 * v3_1__1)
         v21_1 = v21_1 + v20_1__1
         v15_1__2 = (v10_1 * v14__2)
         v16_1__2 = tl.exp2(v15_1__2)
-        v2_1__2 = _ssmc_half(q2_1__w1, 0, a_B.dtype.element_ty)
+        v2_1__2 = _ssmc_pair(q2_1__w1, 0, a_B.dtype.element_ty)
         v18_1__2 = (v17_1 * v2_1__2)
         h19__2 = v16_1__2 * h19__2 + v18_1__2
         v19_1__2 = h19__2
-        v3_1__2 = _ssmc_half(q3_1__w1, 0, a_C.dtype.element_ty)
+        v3_1__2 = _ssmc_pair(q3_1__w1, 0, a_C.dtype.element_ty)
         v20_1__2 = (v19_1__2 * v3_1__2)
         v21_1 = v21_1 + v20_1__2
         v15_1__3 = (v10_1 * v14__3)
         v16_1__3 = tl.exp2(v15_1__3)
-        v2_1__3 = _ssmc_half(q2_1__w1, 1, a_B.dtype.element_ty)
+        v2_1__3 = _ssmc_pair(q2_1__w1, 1, a_B.dtype.element_ty)
         v18_1__3 = (v17_1 * v2_1__3)
         h19__3 = v16_1__3 * h19__3 + v18_1__3
         v19_1__3 = h19__3
-        v3_1__3 = _ssmc_half(q3_1__w1, 1, a_C.dtype.element_ty)
+        v3_1__3 = _ssmc_pair(q3_1__w1, 1, a_C.dtype.element_ty)
         v20_1__3 = (v19_1__3 * v3_1__3)
         v21_1 = v21_1 + v20_1__3
         v15_1__4 = (v10_1 * v14__4)
         v16_1__4 = tl.exp2(v15_1__4)
-        v2_1__4 = _ssmc_half(q2_1__w2, 0, a_B.dtype.element_ty)
+        v2_1__4 = _ssmc_pair(q2_1__w2, 0, a_B.dtype.element_ty)
         v18_1__4 = (v17_1 * v2_1__4)
         h19__4 = v16_1__4 * h19__4 + v18_1__4
         v19_1__4 = h19__4
-        v3_1__4 = _ssmc_half(q3_1__w2, 0, a_C.dtype.element_ty)
+        v3_1__4 = _ssmc_pair(q3_1__w2, 0, a_C.dtype.element_ty)
         v20_1__4 = (v19_1__4 * v3_1__4)
         v21_1 = v21_1 + v20_1__4
         v15_1__5 = (v10_1 * v14__5)
         v16_1__5 = tl.exp2(v15_1__5)
-        v2_1__5 = _ssmc_half(q2_1__w2, 1, a_B.dtype.element_ty)
+        v2_1__5 = _ssmc_pair(q2_1__w2, 1, a_B.dtype.element_ty)
         v18_1__5 = (v17_1 * v2_1__5)
         h19__5 = v16_1__5 * h19__5 + v18_1__5
         v19_1__5 = h19__5
-        v3_1__5 = _ssmc_half(q3_1__w2, 1, a_C.dtype.element_ty)
+        v3_1__5 = _ssmc_pair(q3_1__w2, 1, a_C.dtype.element_ty)
         v20_1__5 = (v19_1__5 * v3_1__5)
         v21_1 = v21_1 + v20_1__5
         v15_1__6 = (v10_1 * v14__6)
         v16_1__6 = tl.exp2(v15_1__6)
-        v2_1__6 = _ssmc_half(q2_1__w3, 0, a_B.dtype.element_ty)
+        v2_1__6 = _ssmc_pair(q2_1__w3, 0, a_B.dtype.element_ty)
         v18_1__6 = (v17_1 * v2_1__6)
         h19__6 = v16_1__6 * h19__6 + v18_1__6
         v19_1__6 = h19__6
-        v3_1__6 = _ssmc_half(q3_1__w3, 0, a_C.dtype.element_ty)
+        v3_1__6 = _ssmc_pair(q3_1__w3, 0, a_C.dtype.element_ty)
         v20_1__6 = (v19_1__6 * v3_1__6)
         v21_1 = v21_1 + v20_1__6
         v15_1__7 = (v10_1 * v14__7)
         v16_1__7 = tl.exp2(v15_1__7)
-        v2_1__7 = _ssmc_half(q2_1__w3, 1, a_B.dtype.element_ty)
+        v2_1__7 = _ssmc_pair(q2_1__w3, 1, a_B.dtype.element_ty)
         v18_1__7 = (v17_1 * v2_1__7)
         h19__7 = v16_1__7 * h19__7 + v18_1__7
         v19_1__7 = h19__7
-        v3_1__7 = _ssmc_half(q3_1__w3, 1, a_C.dtype.element_ty)
+        v3_1__7 = _ssmc_pair(q3_1__w3, 1, a_C.dtype.element_ty)
         v20_1__7 = (v19_1__7 * v3_1__7)
         v21_1 = v21_1 + v20_1__7
         v15_1__8 = (v10_1 * v14__8)
         v16_1__8 = tl.exp2(v15_1__8)
-        v2_1__8 = _ssmc_half(q2_1__w4, 0, a_B.dtype.element_ty)
+        v2_1__8 = _ssmc_pair(q2_1__w4, 0, a_B.dtype.element_ty)
         v18_1__8 = (v17_1 * v2_1__8)
         h19__8 = v16_1__8 * h19__8 + v18_1__8
         v19_1__8 = h19__8
-        v3_1__8 = _ssmc_half(q3_1__w4, 0, a_C.dtype.element_ty)
+        v3_1__8 = _ssmc_pair(q3_1__w4, 0, a_C.dtype.element_ty)
         v20_1__8 = (v19_1__8 * v3_1__8)
         v21_1 = v21_1 + v20_1__8
         v15_1__9 = (v10_1 * v14__9)
         v16_1__9 = tl.exp2(v15_1__9)
-        v2_1__9 = _ssmc_half(q2_1__w4, 1, a_B.dtype.element_ty)
+        v2_1__9 = _ssmc_pair(q2_1__w4, 1, a_B.dtype.element_ty)
         v18_1__9 = (v17_1 * v2_1__9)
         h19__9 = v16_1__9 * h19__9 + v18_1__9
         v19_1__9 = h19__9
-        v3_1__9 = _ssmc_half(q3_1__w4, 1, a_C.dtype.element_ty)
+        v3_1__9 = _ssmc_pair(q3_1__w4, 1, a_C.dtype.element_ty)
         v20_1__9 = (v19_1__9 * v3_1__9)
         v21_1 = v21_1 + v20_1__9
         v15_1__10 = (v10_1 * v14__10)
         v16_1__10 = tl.exp2(v15_1__10)
-        v2_1__10 = _ssmc_half(q2_1__w5, 0, a_B.dtype.element_ty)
+        v2_1__10 = _ssmc_pair(q2_1__w5, 0, a_B.dtype.element_ty)
         v18_1__10 = (v17_1 * v2_1__10)
         h19__10 = v16_1__10 * h19__10 + v18_1__10
         v19_1__10 = h19__10
-        v3_1__10 = _ssmc_half(q3_1__w5, 0, a_C.dtype.element_ty)
+        v3_1__10 = _ssmc_pair(q3_1__w5, 0, a_C.dtype.element_ty)
         v20_1__10 = (v19_1__10 * v3_1__10)
         v21_1 = v21_1 + v20_1__10
         v15_1__11 = (v10_1 * v14__11)
         v16_1__11 = tl.exp2(v15_1__11)
-        v2_1__11 = _ssmc_half(q2_1__w5, 1, a_B.dtype.element_ty)
+        v2_1__11 = _ssmc_pair(q2_1__w5, 1, a_B.dtype.element_ty)
         v18_1__11 = (v17_1 * v2_1__11)
         h19__11 = v16_1__11 * h19__11 + v18_1__11
         v19_1__11 = h19__11
-        v3_1__11 = _ssmc_half(q3_1__w5, 1, a_C.dtype.element_ty)
+        v3_1__11 = _ssmc_pair(q3_1__w5, 1, a_C.dtype.element_ty)
         v20_1__11 = (v19_1__11 * v3_1__11)
         v21_1 = v21_1 + v20_1__11
         v15_1__12 = (v10_1 * v14__12)
         v16_1__12 = tl.exp2(v15_1__12)
-        v2_1__12 = _ssmc_half(q2_1__w6, 0, a_B.dtype.element_ty)
+        v2_1__12 = _ssmc_pair(q2_1__w6, 0, a_B.dtype.element_ty)
         v18_1__12 = (v17_1 * v2_1__12)
         h19__12 = v16_1__12 * h19__12 + v18_1__12
         v19_1__12 = h19__12
-        v3_1__12 = _ssmc_half(q3_1__w6, 0, a_C.dtype.element_ty)
+        v3_1__12 = _ssmc_pair(q3_1__w6, 0, a_C.dtype.element_ty)
         v20_1__12 = (v19_1__12 * v3_1__12)
         v21_1 = v21_1 + v20_1__12
         v15_1__13 = (v10_1 * v14__13)
         v16_1__13 = tl.exp2(v15_1__13)
-        v2_1__13 = _ssmc_half(q2_1__w6, 1, a_B.dtype.element_ty)
+        v2_1__13 = _ssmc_pair(q2_1__w6, 1, a_B.dtype.element_ty)
         v18_1__13 = (v17_1 * v2_1__13)
         h19__13 = v16_1__13 * h19__13 + v18_1__13
         v19_1__13 = h19__13
-        v3_1__13 = _ssmc_half(q3_1__w6, 1, a_C.dtype.element_ty)
+        v3_1__13 = _ssmc_pair(q3_1__w6, 1, a_C.dtype.element_ty)
         v20_1__13 = (v19_1__13 * v3_1__13)
         v21_1 = v21_1 + v20_1__13
         v15_1__14 = (v10_1 * v14__14)
         v16_1__14 = tl.exp2(v15_1__14)
-        v2_1__14 = _ssmc_half(q2_1__w7, 0, a_B.dtype.element_ty)
+        v2_1__14 = _ssmc_pair(q2_1__w7, 0, a_B.dtype.element_ty)
         v18_1__14 = (v17_1 * v2_1__14)
         h19__14 = v16_1__14 * h19__14 + v18_1__14
         v19_1__14 = h19__14
-        v3_1__14 = _ssmc_half(q3_1__w7, 0, a_C.dtype.element_ty)
+        v3_1__14 = _ssmc_pair(q3_1__w7, 0, a_C.dtype.element_ty)
         v20_1__14 = (v19_1__14 * v3_1__14)
         v21_1 = v21_1 + v20_1__14
         v15_1__15 = (v10_1 * v14__15)
         v16_1__15 = tl.exp2(v15_1__15)
-        v2_1__15 = _ssmc_half(q2_1__w7, 1, a_B.dtype.element_ty)
+        v2_1__15 = _ssmc_pair(q2_1__w7, 1, a_B.dtype.element_ty)
         v18_1__15 = (v17_1 * v2_1__15)
         h19__15 = v16_1__15 * h19__15 + v18_1__15
         v19_1__15 = h19__15
-        v3_1__15 = _ssmc_half(q3_1__w7, 1, a_C.dtype.element_ty)
+        v3_1__15 = _ssmc_pair(q3_1__w7, 1, a_C.dtype.element_ty)
         v20_1__15 = (v19_1__15 * v3_1__15)
         v21_1 = v21_1 + v20_1__15
         v23_1 = (v21_1 + v22_1)  # %23 = add %21, %22 : [B, L, D]
@@ -872,148 +887,148 @@ def mamba1_k0(
         v24_2 = (v4_2 * tl.sigmoid(v4_2))  # %24 = silu %4 : [B, L, D]
         v15_2__0 = (v10_2 * v14__0)  # %15 = mul %10, %14 : [B, L, D, N]
         v16_2__0 = tl.exp2(v15_2__0)  # %16 = exp2 %15 : [B, L, D, N]
-        v2_2__0 = _ssmc_half(q2_2__w0, 0, a_B.dtype.element_ty)
+        v2_2__0 = _ssmc_pair(q2_2__w0, 0, a_B.dtype.element_ty)
         v18_2__0 = (v17_2 * v2_2__0)  # %18 = mul %17, %2 : [B, L, D, N]
         # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         h19__0 = v16_2__0 * h19__0 + v18_2__0
         v19_2__0 = h19__0
-        v3_2__0 = _ssmc_half(q3_2__w0, 0, a_C.dtype.element_ty)
+        v3_2__0 = _ssmc_pair(q3_2__w0, 0, a_C.dtype.element_ty)
         v20_2__0 = (v19_2__0 * v3_2__0)  # %20 = mul %19, %3 : [B, L, D, N]
         # %21 = sum[dim=N] %20 : [B, L, D]  (a running total: the products before it fuse into FMAs)
         v21_2 = v20_2__0
         v15_2__1 = (v10_2 * v14__1)
         v16_2__1 = tl.exp2(v15_2__1)
-        v2_2__1 = _ssmc_half(q2_2__w0, 1, a_B.dtype.element_ty)
+        v2_2__1 = _ssmc_pair(q2_2__w0, 1, a_B.dtype.element_ty)
         v18_2__1 = (v17_2 * v2_2__1)
         h19__1 = v16_2__1 * h19__1 + v18_2__1
         v19_2__1 = h19__1
-        v3_2__1 = _ssmc_half(q3_2__w0, 1, a_C.dtype.element_ty)
+        v3_2__1 = _ssmc_pair(q3_2__w0, 1, a_C.dtype.element_ty)
         v20_2__1 = (v19_2__1 * v3_2__1)
         v21_2 = v21_2 + v20_2__1
         v15_2__2 = (v10_2 * v14__2)
         v16_2__2 = tl.exp2(v15_2__2)
-        v2_2__2 = _ssmc_half(q2_2__w1, 0, a_B.dtype.element_ty)
+        v2_2__2 = _ssmc_pair(q2_2__w1, 0, a_B.dtype.element_ty)
         v18_2__2 = (v17_2 * v2_2__2)
         h19__2 = v16_2__2 * h19__2 + v18_2__2
         v19_2__2 = h19__2
-        v3_2__2 = _ssmc_half(q3_2__w1, 0, a_C.dtype.element_ty)
+        v3_2__2 = _ssmc_pair(q3_2__w1, 0, a_C.dtype.element_ty)
         v20_2__2 = (v19_2__2 * v3_2__2)
         v21_2 = v21_2 + v20_2__2
         v15_2__3 = (v10_2 * v14__3)
         v16_2__3 = tl.exp2(v15_2__3)
-        v2_2__3 = _ssmc_half(q2_2__w1, 1, a_B.dtype.element_ty)
+        v2_2__3 = _ssmc_pair(q2_2__w1, 1, a_B.dtype.element_ty)
         v18_2__3 = (v17_2 * v2_2__3)
         h19__3 = v16_2__3 * h19__3 + v18_2__3
         v19_2__3 = h19__3
-        v3_2__3 = _ssmc_half(q3_2__w1, 1, a_C.dtype.element_ty)
+        v3_2__3 = _ssmc_pair(q3_2__w1, 1, a_C.dtype.element_ty)
         v20_2__3 = (v19_2__3 * v3_2__3)
         v21_2 = v21_2 + v20_2__3
         v15_2__4 = (v10_2 * v14__4)
         v16_2__4 = tl.exp2(v15_2__4)
-        v2_2__4 = _ssmc_half(q2_2__w2, 0, a_B.dtype.element_ty)
+        v2_2__4 = _ssmc_pair(q2_2__w2, 0, a_B.dtype.element_ty)
         v18_2__4 = (v17_2 * v2_2__4)
         h19__4 = v16_2__4 * h19__4 + v18_2__4
         v19_2__4 = h19__4
-        v3_2__4 = _ssmc_half(q3_2__w2, 0, a_C.dtype.element_ty)
+        v3_2__4 = _ssmc_pair(q3_2__w2, 0, a_C.dtype.element_ty)
         v20_2__4 = (v19_2__4 * v3_2__4)
         v21_2 = v21_2 + v20_2__4
         v15_2__5 = (v10_2 * v14__5)
         v16_2__5 = tl.exp2(v15_2__5)
-        v2_2__5 = _ssmc_half(q2_2__w2, 1, a_B.dtype.element_ty)
+        v2_2__5 = _ssmc_pair(q2_2__w2, 1, a_B.dtype.element_ty)
         v18_2__5 = (v17_2 * v2_2__5)
         h19__5 = v16_2__5 * h19__5 + v18_2__5
         v19_2__5 = h19__5
-        v3_2__5 = _ssmc_half(q3_2__w2, 1, a_C.dtype.element_ty)
+        v3_2__5 = _ssmc_pair(q3_2__w2, 1, a_C.dtype.element_ty)
         v20_2__5 = (v19_2__5 * v3_2__5)
         v21_2 = v21_2 + v20_2__5
         v15_2__6 = (v10_2 * v14__6)
         v16_2__6 = tl.exp2(v15_2__6)
-        v2_2__6 = _ssmc_half(q2_2__w3, 0, a_B.dtype.element_ty)
+        v2_2__6 = _ssmc_pair(q2_2__w3, 0, a_B.dtype.element_ty)
         v18_2__6 = (v17_2 * v2_2__6)
         h19__6 = v16_2__6 * h19__6 + v18_2__6
         v19_2__6 = h19__6
-        v3_2__6 = _ssmc_half(q3_2__w3, 0, a_C.dtype.element_ty)
+        v3_2__6 = _ssmc_pair(q3_2__w3, 0, a_C.dtype.element_ty)
         v20_2__6 = (v19_2__6 * v3_2__6)
         v21_2 = v21_2 + v20_2__6
         v15_2__7 = (v10_2 * v14__7)
         v16_2__7 = tl.exp2(v15_2__7)
-        v2_2__7 = _ssmc_half(q2_2__w3, 1, a_B.dtype.element_ty)
+        v2_2__7 = _ssmc_pair(q2_2__w3, 1, a_B.dtype.element_ty)
         v18_2__7 = (v17_2 * v2_2__7)
         h19__7 = v16_2__7 * h19__7 + v18_2__7
         v19_2__7 = h19__7
-        v3_2__7 = _ssmc_half(q3_2__w3, 1, a_C.dtype.element_ty)
+        v3_2__7 = _ssmc_pair(q3_2__w3, 1, a_C.dtype.element_ty)
         v20_2__7 = (v19_2__7 * v3_2__7)
         v21_2 = v21_2 + v20_2__7
         v15_2__8 = (v10_2 * v14__8)
         v16_2__8 = tl.exp2(v15_2__8)
-        v2_2__8 = _ssmc_half(q2_2__w4, 0, a_B.dtype.element_ty)
+        v2_2__8 = _ssmc_pair(q2_2__w4, 0, a_B.dtype.element_ty)
         v18_2__8 = (v17_2 * v2_2__8)
         h19__8 = v16_2__8 * h19__8 + v18_2__8
         v19_2__8 = h19__8
-        v3_2__8 = _ssmc_half(q3_2__w4, 0, a_C.dtype.element_ty)
+        v3_2__8 = _ssmc_pair(q3_2__w4, 0, a_C.dtype.element_ty)
         v20_2__8 = (v19_2__8 * v3_2__8)
         v21_2 = v21_2 + v20_2__8
         v15_2__9 = (v10_2 * v14__9)
         v16_2__9 = tl.exp2(v15_2__9)
-        v2_2__9 = _ssmc_half(q2_2__w4, 1, a_B.dtype.element_ty)
+        v2_2__9 = _ssmc_pair(q2_2__w4, 1, a_B.dtype.element_ty)
         v18_2__9 = (v17_2 * v2_2__9)
         h19__9 = v16_2__9 * h19__9 + v18_2__9
         v19_2__9 = h19__9
-        v3_2__9 = _ssmc_half(q3_2__w4, 1, a_C.dtype.element_ty)
+        v3_2__9 = _ssmc_pair(q3_2__w4, 1, a_C.dtype.element_ty)
         v20_2__9 = (v19_2__9 * v3_2__9)
         v21_2 = v21_2 + v20_2__9
         v15_2__10 = (v10_2 * v14__10)
         v16_2__10 = tl.exp2(v15_2__10)
-        v2_2__10 = _ssmc_half(q2_2__w5, 0, a_B.dtype.element_ty)
+        v2_2__10 = _ssmc_pair(q2_2__w5, 0, a_B.dtype.element_ty)
         v18_2__10 = (v17_2 * v2_2__10)
         h19__10 = v16_2__10 * h19__10 + v18_2__10
         v19_2__10 = h19__10
-        v3_2__10 = _ssmc_half(q3_2__w5, 0, a_C.dtype.element_ty)
+        v3_2__10 = _ssmc_pair(q3_2__w5, 0, a_C.dtype.element_ty)
         v20_2__10 = (v19_2__10 * v3_2__10)
         v21_2 = v21_2 + v20_2__10
         v15_2__11 = (v10_2 * v14__11)
         v16_2__11 = tl.exp2(v15_2__11)
-        v2_2__11 = _ssmc_half(q2_2__w5, 1, a_B.dtype.element_ty)
+        v2_2__11 = _ssmc_pair(q2_2__w5, 1, a_B.dtype.element_ty)
         v18_2__11 = (v17_2 * v2_2__11)
         h19__11 = v16_2__11 * h19__11 + v18_2__11
         v19_2__11 = h19__11
-        v3_2__11 = _ssmc_half(q3_2__w5, 1, a_C.dtype.element_ty)
+        v3_2__11 = _ssmc_pair(q3_2__w5, 1, a_C.dtype.element_ty)
         v20_2__11 = (v19_2__11 * v3_2__11)
         v21_2 = v21_2 + v20_2__11
         v15_2__12 = (v10_2 * v14__12)
         v16_2__12 = tl.exp2(v15_2__12)
-        v2_2__12 = _ssmc_half(q2_2__w6, 0, a_B.dtype.element_ty)
+        v2_2__12 = _ssmc_pair(q2_2__w6, 0, a_B.dtype.element_ty)
         v18_2__12 = (v17_2 * v2_2__12)
         h19__12 = v16_2__12 * h19__12 + v18_2__12
         v19_2__12 = h19__12
-        v3_2__12 = _ssmc_half(q3_2__w6, 0, a_C.dtype.element_ty)
+        v3_2__12 = _ssmc_pair(q3_2__w6, 0, a_C.dtype.element_ty)
         v20_2__12 = (v19_2__12 * v3_2__12)
         v21_2 = v21_2 + v20_2__12
         v15_2__13 = (v10_2 * v14__13)
         v16_2__13 = tl.exp2(v15_2__13)
-        v2_2__13 = _ssmc_half(q2_2__w6, 1, a_B.dtype.element_ty)
+        v2_2__13 = _ssmc_pair(q2_2__w6, 1, a_B.dtype.element_ty)
         v18_2__13 = (v17_2 * v2_2__13)
         h19__13 = v16_2__13 * h19__13 + v18_2__13
         v19_2__13 = h19__13
-        v3_2__13 = _ssmc_half(q3_2__w6, 1, a_C.dtype.element_ty)
+        v3_2__13 = _ssmc_pair(q3_2__w6, 1, a_C.dtype.element_ty)
         v20_2__13 = (v19_2__13 * v3_2__13)
         v21_2 = v21_2 + v20_2__13
         v15_2__14 = (v10_2 * v14__14)
         v16_2__14 = tl.exp2(v15_2__14)
-        v2_2__14 = _ssmc_half(q2_2__w7, 0, a_B.dtype.element_ty)
+        v2_2__14 = _ssmc_pair(q2_2__w7, 0, a_B.dtype.element_ty)
         v18_2__14 = (v17_2 * v2_2__14)
         h19__14 = v16_2__14 * h19__14 + v18_2__14
         v19_2__14 = h19__14
-        v3_2__14 = _ssmc_half(q3_2__w7, 0, a_C.dtype.element_ty)
+        v3_2__14 = _ssmc_pair(q3_2__w7, 0, a_C.dtype.element_ty)
         v20_2__14 = (v19_2__14 * v3_2__14)
         v21_2 = v21_2 + v20_2__14
         v15_2__15 = (v10_2 * v14__15)
         v16_2__15 = tl.exp2(v15_2__15)
-        v2_2__15 = _ssmc_half(q2_2__w7, 1, a_B.dtype.element_ty)
+        v2_2__15 = _ssmc_pair(q2_2__w7, 1, a_B.dtype.element_ty)
         v18_2__15 = (v17_2 * v2_2__15)
         h19__15 = v16_2__15 * h19__15 + v18_2__15
         v19_2__15 = h19__15
-        v3_2__15 = _ssmc_half(q3_2__w7, 1, a_C.dtype.element_ty)
+        v3_2__15 = _ssmc_pair(q3_2__w7, 1, a_C.dtype.element_ty)
         v20_2__15 = (v19_2__15 * v3_2__15)
         v21_2 = v21_2 + v20_2__15
         v23_2 = (v21_2 + v22_2)  # %23 = add %21, %22 : [B, L, D]
@@ -1033,148 +1048,148 @@ def mamba1_k0(
         v24_3 = (v4_3 * tl.sigmoid(v4_3))  # %24 = silu %4 : [B, L, D]
         v15_3__0 = (v10_3 * v14__0)  # %15 = mul %10, %14 : [B, L, D, N]
         v16_3__0 = tl.exp2(v15_3__0)  # %16 = exp2 %15 : [B, L, D, N]
-        v2_3__0 = _ssmc_half(q2_3__w0, 0, a_B.dtype.element_ty)
+        v2_3__0 = _ssmc_pair(q2_3__w0, 0, a_B.dtype.element_ty)
         v18_3__0 = (v17_3 * v2_3__0)  # %18 = mul %17, %2 : [B, L, D, N]
         # %19 = scan[axis=L, reverse=False] %16, %18, %8 : [B, L, D, N]
         h19__0 = v16_3__0 * h19__0 + v18_3__0
         v19_3__0 = h19__0
-        v3_3__0 = _ssmc_half(q3_3__w0, 0, a_C.dtype.element_ty)
+        v3_3__0 = _ssmc_pair(q3_3__w0, 0, a_C.dtype.element_ty)
         v20_3__0 = (v19_3__0 * v3_3__0)  # %20 = mul %19, %3 : [B, L, D, N]
         # %21 = sum[dim=N] %20 : [B, L, D]  (a running total: the products before it fuse into FMAs)
         v21_3 = v20_3__0
         v15_3__1 = (v10_3 * v14__1)
         v16_3__1 = tl.exp2(v15_3__1)
-        v2_3__1 = _ssmc_half(q2_3__w0, 1, a_B.dtype.element_ty)
+        v2_3__1 = _ssmc_pair(q2_3__w0, 1, a_B.dtype.element_ty)
         v18_3__1 = (v17_3 * v2_3__1)
         h19__1 = v16_3__1 * h19__1 + v18_3__1
         v19_3__1 = h19__1
-        v3_3__1 = _ssmc_half(q3_3__w0, 1, a_C.dtype.element_ty)
+        v3_3__1 = _ssmc_pair(q3_3__w0, 1, a_C.dtype.element_ty)
         v20_3__1 = (v19_3__1 * v3_3__1)
         v21_3 = v21_3 + v20_3__1
         v15_3__2 = (v10_3 * v14__2)
         v16_3__2 = tl.exp2(v15_3__2)
-        v2_3__2 = _ssmc_half(q2_3__w1, 0, a_B.dtype.element_ty)
+        v2_3__2 = _ssmc_pair(q2_3__w1, 0, a_B.dtype.element_ty)
         v18_3__2 = (v17_3 * v2_3__2)
         h19__2 = v16_3__2 * h19__2 + v18_3__2
         v19_3__2 = h19__2
-        v3_3__2 = _ssmc_half(q3_3__w1, 0, a_C.dtype.element_ty)
+        v3_3__2 = _ssmc_pair(q3_3__w1, 0, a_C.dtype.element_ty)
         v20_3__2 = (v19_3__2 * v3_3__2)
         v21_3 = v21_3 + v20_3__2
         v15_3__3 = (v10_3 * v14__3)
         v16_3__3 = tl.exp2(v15_3__3)
-        v2_3__3 = _ssmc_half(q2_3__w1, 1, a_B.dtype.element_ty)
+        v2_3__3 = _ssmc_pair(q2_3__w1, 1, a_B.dtype.element_ty)
         v18_3__3 = (v17_3 * v2_3__3)
         h19__3 = v16_3__3 * h19__3 + v18_3__3
         v19_3__3 = h19__3
-        v3_3__3 = _ssmc_half(q3_3__w1, 1, a_C.dtype.element_ty)
+        v3_3__3 = _ssmc_pair(q3_3__w1, 1, a_C.dtype.element_ty)
         v20_3__3 = (v19_3__3 * v3_3__3)
         v21_3 = v21_3 + v20_3__3
         v15_3__4 = (v10_3 * v14__4)
         v16_3__4 = tl.exp2(v15_3__4)
-        v2_3__4 = _ssmc_half(q2_3__w2, 0, a_B.dtype.element_ty)
+        v2_3__4 = _ssmc_pair(q2_3__w2, 0, a_B.dtype.element_ty)
         v18_3__4 = (v17_3 * v2_3__4)
         h19__4 = v16_3__4 * h19__4 + v18_3__4
         v19_3__4 = h19__4
-        v3_3__4 = _ssmc_half(q3_3__w2, 0, a_C.dtype.element_ty)
+        v3_3__4 = _ssmc_pair(q3_3__w2, 0, a_C.dtype.element_ty)
         v20_3__4 = (v19_3__4 * v3_3__4)
         v21_3 = v21_3 + v20_3__4
         v15_3__5 = (v10_3 * v14__5)
         v16_3__5 = tl.exp2(v15_3__5)
-        v2_3__5 = _ssmc_half(q2_3__w2, 1, a_B.dtype.element_ty)
+        v2_3__5 = _ssmc_pair(q2_3__w2, 1, a_B.dtype.element_ty)
         v18_3__5 = (v17_3 * v2_3__5)
         h19__5 = v16_3__5 * h19__5 + v18_3__5
         v19_3__5 = h19__5
-        v3_3__5 = _ssmc_half(q3_3__w2, 1, a_C.dtype.element_ty)
+        v3_3__5 = _ssmc_pair(q3_3__w2, 1, a_C.dtype.element_ty)
         v20_3__5 = (v19_3__5 * v3_3__5)
         v21_3 = v21_3 + v20_3__5
         v15_3__6 = (v10_3 * v14__6)
         v16_3__6 = tl.exp2(v15_3__6)
-        v2_3__6 = _ssmc_half(q2_3__w3, 0, a_B.dtype.element_ty)
+        v2_3__6 = _ssmc_pair(q2_3__w3, 0, a_B.dtype.element_ty)
         v18_3__6 = (v17_3 * v2_3__6)
         h19__6 = v16_3__6 * h19__6 + v18_3__6
         v19_3__6 = h19__6
-        v3_3__6 = _ssmc_half(q3_3__w3, 0, a_C.dtype.element_ty)
+        v3_3__6 = _ssmc_pair(q3_3__w3, 0, a_C.dtype.element_ty)
         v20_3__6 = (v19_3__6 * v3_3__6)
         v21_3 = v21_3 + v20_3__6
         v15_3__7 = (v10_3 * v14__7)
         v16_3__7 = tl.exp2(v15_3__7)
-        v2_3__7 = _ssmc_half(q2_3__w3, 1, a_B.dtype.element_ty)
+        v2_3__7 = _ssmc_pair(q2_3__w3, 1, a_B.dtype.element_ty)
         v18_3__7 = (v17_3 * v2_3__7)
         h19__7 = v16_3__7 * h19__7 + v18_3__7
         v19_3__7 = h19__7
-        v3_3__7 = _ssmc_half(q3_3__w3, 1, a_C.dtype.element_ty)
+        v3_3__7 = _ssmc_pair(q3_3__w3, 1, a_C.dtype.element_ty)
         v20_3__7 = (v19_3__7 * v3_3__7)
         v21_3 = v21_3 + v20_3__7
         v15_3__8 = (v10_3 * v14__8)
         v16_3__8 = tl.exp2(v15_3__8)
-        v2_3__8 = _ssmc_half(q2_3__w4, 0, a_B.dtype.element_ty)
+        v2_3__8 = _ssmc_pair(q2_3__w4, 0, a_B.dtype.element_ty)
         v18_3__8 = (v17_3 * v2_3__8)
         h19__8 = v16_3__8 * h19__8 + v18_3__8
         v19_3__8 = h19__8
-        v3_3__8 = _ssmc_half(q3_3__w4, 0, a_C.dtype.element_ty)
+        v3_3__8 = _ssmc_pair(q3_3__w4, 0, a_C.dtype.element_ty)
         v20_3__8 = (v19_3__8 * v3_3__8)
         v21_3 = v21_3 + v20_3__8
         v15_3__9 = (v10_3 * v14__9)
         v16_3__9 = tl.exp2(v15_3__9)
-        v2_3__9 = _ssmc_half(q2_3__w4, 1, a_B.dtype.element_ty)
+        v2_3__9 = _ssmc_pair(q2_3__w4, 1, a_B.dtype.element_ty)
         v18_3__9 = (v17_3 * v2_3__9)
         h19__9 = v16_3__9 * h19__9 + v18_3__9
         v19_3__9 = h19__9
-        v3_3__9 = _ssmc_half(q3_3__w4, 1, a_C.dtype.element_ty)
+        v3_3__9 = _ssmc_pair(q3_3__w4, 1, a_C.dtype.element_ty)
         v20_3__9 = (v19_3__9 * v3_3__9)
         v21_3 = v21_3 + v20_3__9
         v15_3__10 = (v10_3 * v14__10)
         v16_3__10 = tl.exp2(v15_3__10)
-        v2_3__10 = _ssmc_half(q2_3__w5, 0, a_B.dtype.element_ty)
+        v2_3__10 = _ssmc_pair(q2_3__w5, 0, a_B.dtype.element_ty)
         v18_3__10 = (v17_3 * v2_3__10)
         h19__10 = v16_3__10 * h19__10 + v18_3__10
         v19_3__10 = h19__10
-        v3_3__10 = _ssmc_half(q3_3__w5, 0, a_C.dtype.element_ty)
+        v3_3__10 = _ssmc_pair(q3_3__w5, 0, a_C.dtype.element_ty)
         v20_3__10 = (v19_3__10 * v3_3__10)
         v21_3 = v21_3 + v20_3__10
         v15_3__11 = (v10_3 * v14__11)
         v16_3__11 = tl.exp2(v15_3__11)
-        v2_3__11 = _ssmc_half(q2_3__w5, 1, a_B.dtype.element_ty)
+        v2_3__11 = _ssmc_pair(q2_3__w5, 1, a_B.dtype.element_ty)
         v18_3__11 = (v17_3 * v2_3__11)
         h19__11 = v16_3__11 * h19__11 + v18_3__11
         v19_3__11 = h19__11
-        v3_3__11 = _ssmc_half(q3_3__w5, 1, a_C.dtype.element_ty)
+        v3_3__11 = _ssmc_pair(q3_3__w5, 1, a_C.dtype.element_ty)
         v20_3__11 = (v19_3__11 * v3_3__11)
         v21_3 = v21_3 + v20_3__11
         v15_3__12 = (v10_3 * v14__12)
         v16_3__12 = tl.exp2(v15_3__12)
-        v2_3__12 = _ssmc_half(q2_3__w6, 0, a_B.dtype.element_ty)
+        v2_3__12 = _ssmc_pair(q2_3__w6, 0, a_B.dtype.element_ty)
         v18_3__12 = (v17_3 * v2_3__12)
         h19__12 = v16_3__12 * h19__12 + v18_3__12
         v19_3__12 = h19__12
-        v3_3__12 = _ssmc_half(q3_3__w6, 0, a_C.dtype.element_ty)
+        v3_3__12 = _ssmc_pair(q3_3__w6, 0, a_C.dtype.element_ty)
         v20_3__12 = (v19_3__12 * v3_3__12)
         v21_3 = v21_3 + v20_3__12
         v15_3__13 = (v10_3 * v14__13)
         v16_3__13 = tl.exp2(v15_3__13)
-        v2_3__13 = _ssmc_half(q2_3__w6, 1, a_B.dtype.element_ty)
+        v2_3__13 = _ssmc_pair(q2_3__w6, 1, a_B.dtype.element_ty)
         v18_3__13 = (v17_3 * v2_3__13)
         h19__13 = v16_3__13 * h19__13 + v18_3__13
         v19_3__13 = h19__13
-        v3_3__13 = _ssmc_half(q3_3__w6, 1, a_C.dtype.element_ty)
+        v3_3__13 = _ssmc_pair(q3_3__w6, 1, a_C.dtype.element_ty)
         v20_3__13 = (v19_3__13 * v3_3__13)
         v21_3 = v21_3 + v20_3__13
         v15_3__14 = (v10_3 * v14__14)
         v16_3__14 = tl.exp2(v15_3__14)
-        v2_3__14 = _ssmc_half(q2_3__w7, 0, a_B.dtype.element_ty)
+        v2_3__14 = _ssmc_pair(q2_3__w7, 0, a_B.dtype.element_ty)
         v18_3__14 = (v17_3 * v2_3__14)
         h19__14 = v16_3__14 * h19__14 + v18_3__14
         v19_3__14 = h19__14
-        v3_3__14 = _ssmc_half(q3_3__w7, 0, a_C.dtype.element_ty)
+        v3_3__14 = _ssmc_pair(q3_3__w7, 0, a_C.dtype.element_ty)
         v20_3__14 = (v19_3__14 * v3_3__14)
         v21_3 = v21_3 + v20_3__14
         v15_3__15 = (v10_3 * v14__15)
         v16_3__15 = tl.exp2(v15_3__15)
-        v2_3__15 = _ssmc_half(q2_3__w7, 1, a_B.dtype.element_ty)
+        v2_3__15 = _ssmc_pair(q2_3__w7, 1, a_B.dtype.element_ty)
         v18_3__15 = (v17_3 * v2_3__15)
         h19__15 = v16_3__15 * h19__15 + v18_3__15
         v19_3__15 = h19__15
-        v3_3__15 = _ssmc_half(q3_3__w7, 1, a_C.dtype.element_ty)
+        v3_3__15 = _ssmc_pair(q3_3__w7, 1, a_C.dtype.element_ty)
         v20_3__15 = (v19_3__15 * v3_3__15)
         v21_3 = v21_3 + v20_3__15
         v23_3 = (v21_3 + v22_3)  # %23 = add %21, %22 : [B, L, D]

@@ -386,7 +386,7 @@ def s4d_zoh_k0(
         q0_2 = r0_2
         q0_3 = r0_3
         # the next tile's loads, in flight during this tile's work
-        tn = tl.minimum(t0 + 4, n_full - 4) - i0
+        tn = (tl.minimum(t0 + 4, n_full - 4) - i0).to(tl.int64)  # 64-bit: tn * stride may pass 2^31
         r0_0 = tl.load(b_a_u + (tn + 0) * a_u_s_L + po_a_u, mask=(mask_H[None, :]), other=0.0)
         r0_1 = tl.load(b_a_u + (tn + 1) * a_u_s_L + po_a_u, mask=(mask_H[None, :]), other=0.0)
         r0_2 = tl.load(b_a_u + (tn + 2) * a_u_s_L + po_a_u, mask=(mask_H[None, :]), other=0.0)

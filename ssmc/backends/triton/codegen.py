@@ -450,7 +450,7 @@ class _Printer:
                 for r in raw:
                     buf.line(f"q{r[1:]} = {r}")
                 buf.line("# the next tile's loads, in flight during this tile's work")
-                buf.line(f"tn = tl.minimum(t0 + {u}, n_full - {u}) - i0")
+                buf.line(f"tn = (tl.minimum(t0 + {u}, n_full - {u}) - i0).to(tl.int64)  # 64-bit: tn * stride may pass 2^31")
                 self.tile = "tn"
                 try:
                     self.issue_loads(buf, u, 0, None)
@@ -480,7 +480,7 @@ class _Printer:
                 if pairs:  # one pointer per row, the pairs at immediate offsets from it
                     d, n = pairs
                     ptr, _ = self.address(t, s.dims, j + ahead)
-                    buf.line(f"pw = ({ptr}).to(tl.pointer_type(tl.int32))  # {n} 16-bit values as {n // 2} int32")
+                    buf.line(f"pw = _ssmc_pair_ptr({ptr})  # {n} values, two per load")
                     for w in range(n // 2):
                         names.append(f"{base}__w{w}")
                         m = f", mask={more}, other=0" if more else ""
@@ -525,7 +525,7 @@ class _Printer:
         return names
 
     def pair_dim(self, s: Load) -> tuple[str, int] | None:
-        """(dim, size) if ``s`` loads a row two 16-bit elements per 32-bit load."""
+        """(dim, size) if ``s`` loads a row two elements per load."""
         if s.tensor not in self.k.pairs or self.has_offsets(s.dims):
             return None
         hd = [(d, n) for d, n in self.k.held if d in s.dims]
@@ -651,7 +651,7 @@ class _Printer:
             d, n = pairs
             dt = f"{s.tensor}.dtype.element_ty"
             for i in ([idx[d]] if idx else range(n)):
-                buf.line(f"{self.sub(s.target, {d: i})} = _ssmc_half({base}__w{i // 2}, {i % 2}, {dt})")
+                buf.line(f"{self.sub(s.target, {d: i})} = _ssmc_pair({base}__w{i // 2}, {i % 2}, {dt})")
             return
         for ix in ([idx] if idx else self.combos(s.dims)):
             name = self.sub(s.target, ix)

@@ -232,8 +232,8 @@ class CompiledLayer:
                 "or on the CPU under TRITON_INTERPRET=1"
             )
         first = next(t for k, t in tensors.items() if layer.specs[k].kind == "input")
-        run = _Run(self, sizes, tensors, self.out_dtype(first.dtype), device, on_gpu, varlen)
         strategy = self.strategy or default_strategy(on_gpu)
+        run = _Run(self, sizes, tensors, self.out_dtype(first.dtype), device, on_gpu, varlen)
         run.pairable = _pairable(layer, tensors)
         for plan in self.plans(strategy, sizes, run.pairable):
             if plan.kernels[-1].strategy == "bidir":
@@ -435,18 +435,19 @@ def _bind_packed(c: CompiledLayer, values, cu, device):
 
 
 def _pairable(layer: Layer, tensors: dict[str, Any]) -> frozenset:
-    """(``a_<arg>``, its innermost dim) for each 16-bit argument whose innermost dim is
-    contiguous and every row of which starts 4-byte aligned: its rows along that dim can be
-    loaded two elements per 32-bit load."""
+    """(``a_<arg>``, its innermost dim) for each argument whose innermost dim is contiguous and
+    every row of which starts aligned to two elements: its rows along that dim can be loaded
+    two elements per load (16-bit pairs as int32, fp32 pairs as int64)."""
     import torch
 
     out = set()
     for k, t in tensors.items():
-        if t.dtype not in (torch.bfloat16, torch.float16) or t.dim() == 0:
+        if t.dtype not in (torch.bfloat16, torch.float16, torch.float32) or t.dim() == 0:
             continue
         inner = layer.specs[k].layout[-1]
         i = layer.specs[k].layout.index(inner)
-        if t.stride(i) == 1 and t.data_ptr() % 4 == 0 and all(t.stride(j) % 2 == 0 for j in range(t.dim()) if j != i):
+        pair = 2 * t.element_size()
+        if t.stride(i) == 1 and t.data_ptr() % pair == 0 and all(t.stride(j) % 2 == 0 for j in range(t.dim()) if j != i):
             out.add((f"a_{k}", inner))
     return frozenset(out)
 

@@ -138,7 +138,7 @@ class Kernel:
     # an input indexed by it only (Mamba's B and C) a run of scalar loads. The sequential
     # strategy's form when the held elements are few (see ``schedule.REGISTER_HELD``).
     held: tuple[tuple[str, int], ...] = ()
-    pairs: tuple[str, ...] = ()  # register-held: 16-bit rows loaded two elements per 32-bit load
+    pairs: tuple[str, ...] = ()  # register-held: rows loaded two elements per load (aligned)
     prefetch: bool = False  # sequential: the next tile's loads issued before this tile's work
 
     @property

@@ -59,7 +59,7 @@ def lower_group(
     state (from zero, or from h0 for the first chunk) and the product of its decays.
     ``layout`` = (grid, tiled, full dims) of another kernel to follow (``layout_of``).
     ``held``: the sizes of the dims held whole, to hold them as registers (sequential only);
-    ``pairs``: arguments whose rows are loaded two 16-bit elements at a time (see ``Kernel``)."""
+    ``pairs``: arguments whose rows are loaded two elements at a time (see ``Kernel``)."""
     chunked = strategy == "chunked"
     if chunked:
         why = chunkable(graph, group)
@@ -189,11 +189,18 @@ def lower_group(
                 carries.append(Carry(carry, state_dims, init))
                 target = v if n.op == "scan" else None
                 product = f"p{names[n][1:]}" if role == "states" else None
+                log = _log_decay(n.inputs[0], phase, time_dim) if role == "states" else None
                 if role == "states":
                     target = None
                 stmts["loop"].append(
-                    ScanStep(target, value(n.inputs[0]), value(n.inputs[1]), carry, comment(n), product)
+                    ScanStep(target, value(n.inputs[0]), value(n.inputs[1]), carry, comment(n), None if log else product)
                 )
+                if log:  # the decay is exp2(u * c), c loop-invariant: its product is exp2(c * sum u)
+                    u, c = log
+                    acc = f"s{names[n][1:]}"
+                    carries.append(Carry(acc, tuple(d for d in u.dims if d != time_dim), None))
+                    stmts["loop"].append(ScanStep(None, "1.0", value(u), acc, f"sum of {names[u]} over the chunk"))
+                    stmts["post"].append(Compute(product, f"tl.exp2({acc} * {value(c)})", "the chunk's decay product", state_dims))
                 if role == "states":
                     for name, var_ in (("st_S", carry), ("st_P", product)):
                         t = Tensor(name, (CHUNK,) + state_dims, "out", source=name)
@@ -256,6 +263,19 @@ def lower_group(
         pairs=tuple(pairs) if held_dims else (),
         prefetch=bool(held_dims) and unroll > 1,
     )
+
+
+def _log_decay(a: Node, phase: dict[Node, str], time_dim: str | None) -> tuple[Node, Node] | None:
+    """(u, c) if the decay ``a`` is exp2(u * c) with c loop-invariant and u per step: the product
+    of the decays over a chunk is then exp2(c * sum of u), a sum of u (which lacks c's dims:
+    for Mamba, delta [B, L, D] against A [D, N]) instead of a product per state element."""
+    if a.op != "exp2" or a.inputs[0].op != "mul":
+        return None
+    x, y = a.inputs[0].inputs
+    for u, c in ((x, y), (y, x)):
+        if u.op != "const" and c.op != "const" and phase.get(u) == "loop" and phase.get(c) == "pre" and time_dim not in c.dims:
+            return u, c
+    return None
 
 
 def layout_of(kernel: Kernel) -> tuple:

@@ -118,10 +118,25 @@ def _ssmc_round_bf16(x):
 
 
 @triton.jit
-def _ssmc_half(w, HI: tl.constexpr, DT: tl.constexpr):
-    # one of the two 16-bit values of dtype DT packed in the int32 w (the element with the
-    # lower address in the low half), as fp32: a bf16 is the high half of its fp32
-    if DT == tl.bfloat16:
+def _ssmc_pair_ptr(p):
+    # a pointer to two elements at a time: 16-bit ones as int32, fp32 ones as int64
+    if p.dtype.element_ty == tl.float32:
+        return p.to(tl.pointer_type(tl.int64))
+    else:
+        return p.to(tl.pointer_type(tl.int32))
+
+
+@triton.jit
+def _ssmc_pair(w, HI: tl.constexpr, DT: tl.constexpr):
+    # one of the two values of dtype DT packed in w (the element with the lower address in the
+    # low half), as fp32: an fp32 is a half of the int64 as it is, a bf16 the high half of its
+    # fp32
+    if DT == tl.float32:
+        if HI:
+            return (w >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+        else:
+            return w.to(tl.int32).to(tl.float32, bitcast=True)
+    elif DT == tl.bfloat16:
         if HI:
             return (w & -65536).to(tl.float32, bitcast=True)
         else:
@@ -152,7 +167,8 @@ HELPERS = (
     "_ssmc_tanh",
     "_ssmc_relu",
     "_ssmc_round_bf16",
-    "_ssmc_half",
+    "_ssmc_pair_ptr",
+    "_ssmc_pair",
     "_ssmc_scan_combine",
 )
 
