@@ -27,8 +27,10 @@ def test_chosen_by_size():
     c = ssmc.compile(mamba1)
     small = {"B": 1, "L": 8, "D": 4, "N": 16}
     big = dict(small, N=17)
+    short = dict(small, L=7)  # a decode step or a few tokens: the tensor form
     assert [k.held for k in c.kernels("sequential", small)] == [(("N", 16),)]
     assert [k.held for k in c.kernels("sequential", big)] == [()]
+    assert [k.held for k in c.kernels("sequential", short)] == [()]
     assert ssmc.compile(mamba1, held="registers").kernels("sequential", big)[0].held == (("N", 17),)
     assert ssmc.compile(mamba1, held="tensor").kernels("sequential", small)[0].held == ()
 
@@ -69,7 +71,7 @@ def test_misaligned_rows_are_not_paired():
 def test_lengths_around_the_prefetched_tile(L, strategy, chunks):
     """Fewer steps than a tile, exactly one or two tiles, and tails: the prefetch never reads
     past a chunk's end and the last full tile is not run twice."""
-    c = ssmc.compile(mamba1, strategy=strategy, chunks=chunks, unroll=4)
+    c = ssmc.compile(mamba1, strategy=strategy, chunks=chunks, unroll=4, held="registers")
     assert_ok(check_compiled(mamba1, c, {"B": 2, "L": L, "D": 3, "N": 4}, "bf16", L, DEVICE))
 
 
@@ -82,7 +84,7 @@ def reverse_state(x: In["B L D"], a: In["B L N"], c: In["B L N"]):
 @pytest.mark.parametrize("L", [1, 6, 11])
 @pytest.mark.parametrize("strategy,chunks", [("sequential", None), ("chunked", 2)])
 def test_reverse_scan_in_registers(L, strategy, chunks):
-    c = ssmc.compile(reverse_state, strategy=strategy, chunks=chunks, unroll=4)
+    c = ssmc.compile(reverse_state, strategy=strategy, chunks=chunks, unroll=4, held="registers")
     sizes = {"B": 2, "L": L, "D": 5, "N": 6}
     assert [k.held for k in c.kernels("sequential", sizes)] == [(("N", 6),)]
     assert_ok(check_compiled(reverse_state, c, sizes, "bf16", L, DEVICE))

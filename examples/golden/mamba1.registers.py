@@ -136,23 +136,39 @@ def mamba1_k0(
     # loop-invariant values
     # %7 = arg dt_bias : param [D] init=dt_bias
     v7 = tl.load(a_dt_bias + offs_D[None, :] * a_dt_bias_s_D, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    # %5 = arg A_log : param [D, N] init=s4d_real
-    v5__0 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__1 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 1 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__2 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 2 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__3 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 3 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__4 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 4 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__5 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 5 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__6 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 6 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__7 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 7 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__8 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 8 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__9 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 9 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__10 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 10 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__11 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 11 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__12 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 12 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__13 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 13 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__14 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 14 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    v5__15 = tl.load(a_A_log + offs_D[None, :] * a_A_log_s_D + 15 * a_A_log_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
+    # %5 = arg A_log : param [D, N] init=s4d_real  (one tile over N, split into its 16 variables)
+    w5_ = tl.load((a_A_log + offs_D[None, :] * a_A_log_s_D)[:, :, None] + tl.arange(0, 16)[None, None, :] * a_A_log_s_N, mask=(mask_D[None, :])[:, :, None], other=0.0).to(tl.float32)
+    w5_0, w5_1 = tl.split(tl.reshape(w5_, [1, BLOCK_D, 8, 2]))
+    w5_00, w5_01 = tl.split(tl.reshape(w5_0, [1, BLOCK_D, 4, 2]))
+    w5_000, w5_001 = tl.split(tl.reshape(w5_00, [1, BLOCK_D, 2, 2]))
+    w5_0000, w5_0001 = tl.split(w5_000)
+    w5_0010, w5_0011 = tl.split(w5_001)
+    w5_010, w5_011 = tl.split(tl.reshape(w5_01, [1, BLOCK_D, 2, 2]))
+    w5_0100, w5_0101 = tl.split(w5_010)
+    w5_0110, w5_0111 = tl.split(w5_011)
+    w5_10, w5_11 = tl.split(tl.reshape(w5_1, [1, BLOCK_D, 4, 2]))
+    w5_100, w5_101 = tl.split(tl.reshape(w5_10, [1, BLOCK_D, 2, 2]))
+    w5_1000, w5_1001 = tl.split(w5_100)
+    w5_1010, w5_1011 = tl.split(w5_101)
+    w5_110, w5_111 = tl.split(tl.reshape(w5_11, [1, BLOCK_D, 2, 2]))
+    w5_1100, w5_1101 = tl.split(w5_110)
+    w5_1110, w5_1111 = tl.split(w5_111)
+    v5__0 = w5_0000
+    v5__1 = w5_1000
+    v5__2 = w5_0100
+    v5__3 = w5_1100
+    v5__4 = w5_0010
+    v5__5 = w5_1010
+    v5__6 = w5_0110
+    v5__7 = w5_1110
+    v5__8 = w5_0001
+    v5__9 = w5_1001
+    v5__10 = w5_0101
+    v5__11 = w5_1101
+    v5__12 = w5_0011
+    v5__13 = w5_1011
+    v5__14 = w5_0111
+    v5__15 = w5_1111
     v11__0 = _ssmc_exp_accurate(v5__0)  # %11 = exp %5 : [D, N]
     v11__1 = _ssmc_exp_accurate(v5__1)
     v11__2 = _ssmc_exp_accurate(v5__2)
@@ -201,70 +217,56 @@ def mamba1_k0(
     v14__13 = (v12__13 * 1.4426950408889634)
     v14__14 = (v12__14 * 1.4426950408889634)
     v14__15 = (v12__15 * 1.4426950408889634)
-    # %8 = arg h0 : input optional [B, D, N]
+    # %8 = arg h0 : input optional [B, D, N]  (one tile over N, split into its 16 variables)
     if HAS_a_h0:
-        v8__0 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D, mask=mask_D[None, :], other=0.0).to(tl.float32)
+        w8_ = tl.load((a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D)[:, :, None] + tl.arange(0, 16)[None, None, :] * a_h0_s_N, mask=(mask_D[None, :])[:, :, None], other=0.0).to(tl.float32)
+        w8_0, w8_1 = tl.split(tl.reshape(w8_, [1, BLOCK_D, 8, 2]))
+        w8_00, w8_01 = tl.split(tl.reshape(w8_0, [1, BLOCK_D, 4, 2]))
+        w8_000, w8_001 = tl.split(tl.reshape(w8_00, [1, BLOCK_D, 2, 2]))
+        w8_0000, w8_0001 = tl.split(w8_000)
+        w8_0010, w8_0011 = tl.split(w8_001)
+        w8_010, w8_011 = tl.split(tl.reshape(w8_01, [1, BLOCK_D, 2, 2]))
+        w8_0100, w8_0101 = tl.split(w8_010)
+        w8_0110, w8_0111 = tl.split(w8_011)
+        w8_10, w8_11 = tl.split(tl.reshape(w8_1, [1, BLOCK_D, 4, 2]))
+        w8_100, w8_101 = tl.split(tl.reshape(w8_10, [1, BLOCK_D, 2, 2]))
+        w8_1000, w8_1001 = tl.split(w8_100)
+        w8_1010, w8_1011 = tl.split(w8_101)
+        w8_110, w8_111 = tl.split(tl.reshape(w8_11, [1, BLOCK_D, 2, 2]))
+        w8_1100, w8_1101 = tl.split(w8_110)
+        w8_1110, w8_1111 = tl.split(w8_111)
+        v8__0 = w8_0000
+        v8__1 = w8_1000
+        v8__2 = w8_0100
+        v8__3 = w8_1100
+        v8__4 = w8_0010
+        v8__5 = w8_1010
+        v8__6 = w8_0110
+        v8__7 = w8_1110
+        v8__8 = w8_0001
+        v8__9 = w8_1001
+        v8__10 = w8_0101
+        v8__11 = w8_1101
+        v8__12 = w8_0011
+        v8__13 = w8_1011
+        v8__14 = w8_0111
+        v8__15 = w8_1111
     else:
         v8__0 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__1 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 1 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__1 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__2 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 2 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__2 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__3 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 3 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__3 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__4 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 4 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__4 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__5 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 5 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__5 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__6 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 6 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__6 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__7 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 7 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__7 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__8 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 8 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__8 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__9 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 9 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__9 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__10 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 10 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__10 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__11 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 11 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__11 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__12 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 12 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__12 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__13 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 13 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__13 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__14 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 14 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__14 = tl.zeros([1, BLOCK_D], tl.float32)
-    if HAS_a_h0:
-        v8__15 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_D[None, :] * a_h0_s_D + 15 * a_h0_s_N, mask=mask_D[None, :], other=0.0).to(tl.float32)
-    else:
         v8__15 = tl.zeros([1, BLOCK_D], tl.float32)
     # %6 = arg D : param [D] init=ones
     v6 = tl.load(a_D + offs_D[None, :] * a_D_s_D, mask=mask_D[None, :], other=0.0).to(tl.float32)
@@ -1390,20 +1392,20 @@ def mamba1_k0(
     v26__13 = h19__13
     v26__14 = h19__14
     v26__15 = h19__15
-    # h_final <- %26
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D, v26__0.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 1 * o_h_final_s_N, v26__1.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 2 * o_h_final_s_N, v26__2.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 3 * o_h_final_s_N, v26__3.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 4 * o_h_final_s_N, v26__4.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 5 * o_h_final_s_N, v26__5.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 6 * o_h_final_s_N, v26__6.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 7 * o_h_final_s_N, v26__7.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 8 * o_h_final_s_N, v26__8.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 9 * o_h_final_s_N, v26__9.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 10 * o_h_final_s_N, v26__10.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 11 * o_h_final_s_N, v26__11.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 12 * o_h_final_s_N, v26__12.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 13 * o_h_final_s_N, v26__13.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 14 * o_h_final_s_N, v26__14.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D + 15 * o_h_final_s_N, v26__15.to(o_h_final.dtype.element_ty), mask=mask_D[None, :])
+    # h_final <- %26  (the 16 variables joined into one tile over N)
+    w26_000 = tl.join(v26__0, v26__8)
+    w26_001 = tl.join(v26__4, v26__12)
+    w26_00 = tl.reshape(tl.join(w26_000, w26_001), [1, BLOCK_D, 4])
+    w26_010 = tl.join(v26__2, v26__10)
+    w26_011 = tl.join(v26__6, v26__14)
+    w26_01 = tl.reshape(tl.join(w26_010, w26_011), [1, BLOCK_D, 4])
+    w26_0 = tl.reshape(tl.join(w26_00, w26_01), [1, BLOCK_D, 8])
+    w26_100 = tl.join(v26__1, v26__9)
+    w26_101 = tl.join(v26__5, v26__13)
+    w26_10 = tl.reshape(tl.join(w26_100, w26_101), [1, BLOCK_D, 4])
+    w26_110 = tl.join(v26__3, v26__11)
+    w26_111 = tl.join(v26__7, v26__15)
+    w26_11 = tl.reshape(tl.join(w26_110, w26_111), [1, BLOCK_D, 4])
+    w26_1 = tl.reshape(tl.join(w26_10, w26_11), [1, BLOCK_D, 8])
+    w26_ = tl.reshape(tl.join(w26_0, w26_1), [1, BLOCK_D, 16])
+    tl.store((o_h_final + pid_B * o_h_final_s_B + offs_D[None, :] * o_h_final_s_D)[:, :, None] + tl.arange(0, 16)[None, None, :] * o_h_final_s_N, w26_.to(o_h_final.dtype.element_ty), mask=(mask_D[None, :])[:, :, None])

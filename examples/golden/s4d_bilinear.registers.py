@@ -92,23 +92,39 @@ def s4d_bilinear_k0(
     v1 = tl.load(a_log_dt + offs_H[None, :] * a_log_dt_s_H, mask=mask_H[None, :], other=0.0).to(tl.float32)
     v8 = _ssmc_exp_accurate(v1)  # %8 = exp %1 : [H]
     v10 = (v8 * 0.5)  # %10 = mul %8, %9 : [H]
-    # %2 = arg A_log : param [H, N] init=s4d_real
-    v2__0 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__1 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 1 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__2 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 2 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__3 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 3 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__4 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 4 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__5 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 5 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__6 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 6 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__7 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 7 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__8 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 8 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__9 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 9 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__10 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 10 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__11 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 11 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__12 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 12 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__13 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 13 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__14 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 14 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v2__15 = tl.load(a_A_log + offs_H[None, :] * a_A_log_s_H + 15 * a_A_log_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
+    # %2 = arg A_log : param [H, N] init=s4d_real  (one tile over N, split into its 16 variables)
+    w2_ = tl.load((a_A_log + offs_H[None, :] * a_A_log_s_H)[:, :, None] + tl.arange(0, 16)[None, None, :] * a_A_log_s_N, mask=(mask_H[None, :])[:, :, None], other=0.0).to(tl.float32)
+    w2_0, w2_1 = tl.split(tl.reshape(w2_, [1, BLOCK_H, 8, 2]))
+    w2_00, w2_01 = tl.split(tl.reshape(w2_0, [1, BLOCK_H, 4, 2]))
+    w2_000, w2_001 = tl.split(tl.reshape(w2_00, [1, BLOCK_H, 2, 2]))
+    w2_0000, w2_0001 = tl.split(w2_000)
+    w2_0010, w2_0011 = tl.split(w2_001)
+    w2_010, w2_011 = tl.split(tl.reshape(w2_01, [1, BLOCK_H, 2, 2]))
+    w2_0100, w2_0101 = tl.split(w2_010)
+    w2_0110, w2_0111 = tl.split(w2_011)
+    w2_10, w2_11 = tl.split(tl.reshape(w2_1, [1, BLOCK_H, 4, 2]))
+    w2_100, w2_101 = tl.split(tl.reshape(w2_10, [1, BLOCK_H, 2, 2]))
+    w2_1000, w2_1001 = tl.split(w2_100)
+    w2_1010, w2_1011 = tl.split(w2_101)
+    w2_110, w2_111 = tl.split(tl.reshape(w2_11, [1, BLOCK_H, 2, 2]))
+    w2_1100, w2_1101 = tl.split(w2_110)
+    w2_1110, w2_1111 = tl.split(w2_111)
+    v2__0 = w2_0000
+    v2__1 = w2_1000
+    v2__2 = w2_0100
+    v2__3 = w2_1100
+    v2__4 = w2_0010
+    v2__5 = w2_1010
+    v2__6 = w2_0110
+    v2__7 = w2_1110
+    v2__8 = w2_0001
+    v2__9 = w2_1001
+    v2__10 = w2_0101
+    v2__11 = w2_1101
+    v2__12 = w2_0011
+    v2__13 = w2_1011
+    v2__14 = w2_0111
+    v2__15 = w2_1111
     v11__0 = _ssmc_exp_accurate(v2__0)  # %11 = exp %2 : [H, N]
     v11__1 = _ssmc_exp_accurate(v2__1)
     v11__2 = _ssmc_exp_accurate(v2__2)
@@ -221,23 +237,39 @@ def s4d_bilinear_k0(
     v17__13 = tl.div_rn(v8, v15__13)
     v17__14 = tl.div_rn(v8, v15__14)
     v17__15 = tl.div_rn(v8, v15__15)
-    # %3 = arg B : param [H, N] init=normal
-    v3__0 = tl.load(a_B + offs_H[None, :] * a_B_s_H, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__1 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 1 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__2 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 2 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__3 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 3 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__4 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 4 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__5 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 5 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__6 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 6 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__7 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 7 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__8 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 8 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__9 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 9 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__10 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 10 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__11 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 11 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__12 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 12 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__13 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 13 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__14 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 14 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v3__15 = tl.load(a_B + offs_H[None, :] * a_B_s_H + 15 * a_B_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
+    # %3 = arg B : param [H, N] init=normal  (one tile over N, split into its 16 variables)
+    w3_ = tl.load((a_B + offs_H[None, :] * a_B_s_H)[:, :, None] + tl.arange(0, 16)[None, None, :] * a_B_s_N, mask=(mask_H[None, :])[:, :, None], other=0.0).to(tl.float32)
+    w3_0, w3_1 = tl.split(tl.reshape(w3_, [1, BLOCK_H, 8, 2]))
+    w3_00, w3_01 = tl.split(tl.reshape(w3_0, [1, BLOCK_H, 4, 2]))
+    w3_000, w3_001 = tl.split(tl.reshape(w3_00, [1, BLOCK_H, 2, 2]))
+    w3_0000, w3_0001 = tl.split(w3_000)
+    w3_0010, w3_0011 = tl.split(w3_001)
+    w3_010, w3_011 = tl.split(tl.reshape(w3_01, [1, BLOCK_H, 2, 2]))
+    w3_0100, w3_0101 = tl.split(w3_010)
+    w3_0110, w3_0111 = tl.split(w3_011)
+    w3_10, w3_11 = tl.split(tl.reshape(w3_1, [1, BLOCK_H, 4, 2]))
+    w3_100, w3_101 = tl.split(tl.reshape(w3_10, [1, BLOCK_H, 2, 2]))
+    w3_1000, w3_1001 = tl.split(w3_100)
+    w3_1010, w3_1011 = tl.split(w3_101)
+    w3_110, w3_111 = tl.split(tl.reshape(w3_11, [1, BLOCK_H, 2, 2]))
+    w3_1100, w3_1101 = tl.split(w3_110)
+    w3_1110, w3_1111 = tl.split(w3_111)
+    v3__0 = w3_0000
+    v3__1 = w3_1000
+    v3__2 = w3_0100
+    v3__3 = w3_1100
+    v3__4 = w3_0010
+    v3__5 = w3_1010
+    v3__6 = w3_0110
+    v3__7 = w3_1110
+    v3__8 = w3_0001
+    v3__9 = w3_1001
+    v3__10 = w3_0101
+    v3__11 = w3_1101
+    v3__12 = w3_0011
+    v3__13 = w3_1011
+    v3__14 = w3_0111
+    v3__15 = w3_1111
     v18__0 = (v17__0 * v3__0)  # %18 = mul %17, %3 : [H, N]
     v18__1 = (v17__1 * v3__1)
     v18__2 = (v17__2 * v3__2)
@@ -254,88 +286,90 @@ def s4d_bilinear_k0(
     v18__13 = (v17__13 * v3__13)
     v18__14 = (v17__14 * v3__14)
     v18__15 = (v17__15 * v3__15)
-    # %6 = arg h0 : input optional [B, H, N]
+    # %6 = arg h0 : input optional [B, H, N]  (one tile over N, split into its 16 variables)
     if HAS_a_h0:
-        v6__0 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H, mask=mask_H[None, :], other=0.0).to(tl.float32)
+        w6_ = tl.load((a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H)[:, :, None] + tl.arange(0, 16)[None, None, :] * a_h0_s_N, mask=(mask_H[None, :])[:, :, None], other=0.0).to(tl.float32)
+        w6_0, w6_1 = tl.split(tl.reshape(w6_, [1, BLOCK_H, 8, 2]))
+        w6_00, w6_01 = tl.split(tl.reshape(w6_0, [1, BLOCK_H, 4, 2]))
+        w6_000, w6_001 = tl.split(tl.reshape(w6_00, [1, BLOCK_H, 2, 2]))
+        w6_0000, w6_0001 = tl.split(w6_000)
+        w6_0010, w6_0011 = tl.split(w6_001)
+        w6_010, w6_011 = tl.split(tl.reshape(w6_01, [1, BLOCK_H, 2, 2]))
+        w6_0100, w6_0101 = tl.split(w6_010)
+        w6_0110, w6_0111 = tl.split(w6_011)
+        w6_10, w6_11 = tl.split(tl.reshape(w6_1, [1, BLOCK_H, 4, 2]))
+        w6_100, w6_101 = tl.split(tl.reshape(w6_10, [1, BLOCK_H, 2, 2]))
+        w6_1000, w6_1001 = tl.split(w6_100)
+        w6_1010, w6_1011 = tl.split(w6_101)
+        w6_110, w6_111 = tl.split(tl.reshape(w6_11, [1, BLOCK_H, 2, 2]))
+        w6_1100, w6_1101 = tl.split(w6_110)
+        w6_1110, w6_1111 = tl.split(w6_111)
+        v6__0 = w6_0000
+        v6__1 = w6_1000
+        v6__2 = w6_0100
+        v6__3 = w6_1100
+        v6__4 = w6_0010
+        v6__5 = w6_1010
+        v6__6 = w6_0110
+        v6__7 = w6_1110
+        v6__8 = w6_0001
+        v6__9 = w6_1001
+        v6__10 = w6_0101
+        v6__11 = w6_1101
+        v6__12 = w6_0011
+        v6__13 = w6_1011
+        v6__14 = w6_0111
+        v6__15 = w6_1111
     else:
         v6__0 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__1 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 1 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__1 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__2 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 2 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__2 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__3 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 3 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__3 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__4 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 4 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__4 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__5 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 5 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__5 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__6 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 6 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__6 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__7 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 7 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__7 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__8 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 8 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__8 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__9 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 9 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__9 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__10 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 10 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__10 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__11 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 11 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__11 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__12 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 12 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__12 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__13 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 13 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__13 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__14 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 14 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__14 = tl.zeros([1, BLOCK_H], tl.float32)
-    if HAS_a_h0:
-        v6__15 = tl.load(a_h0 + pid_B * a_h0_s_B + offs_H[None, :] * a_h0_s_H + 15 * a_h0_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    else:
         v6__15 = tl.zeros([1, BLOCK_H], tl.float32)
-    # %4 = arg C : param [H, N] init=normal
-    v4__0 = tl.load(a_C + offs_H[None, :] * a_C_s_H, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__1 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 1 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__2 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 2 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__3 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 3 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__4 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 4 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__5 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 5 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__6 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 6 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__7 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 7 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__8 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 8 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__9 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 9 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__10 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 10 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__11 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 11 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__12 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 12 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__13 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 13 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__14 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 14 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
-    v4__15 = tl.load(a_C + offs_H[None, :] * a_C_s_H + 15 * a_C_s_N, mask=mask_H[None, :], other=0.0).to(tl.float32)
+    # %4 = arg C : param [H, N] init=normal  (one tile over N, split into its 16 variables)
+    w4_ = tl.load((a_C + offs_H[None, :] * a_C_s_H)[:, :, None] + tl.arange(0, 16)[None, None, :] * a_C_s_N, mask=(mask_H[None, :])[:, :, None], other=0.0).to(tl.float32)
+    w4_0, w4_1 = tl.split(tl.reshape(w4_, [1, BLOCK_H, 8, 2]))
+    w4_00, w4_01 = tl.split(tl.reshape(w4_0, [1, BLOCK_H, 4, 2]))
+    w4_000, w4_001 = tl.split(tl.reshape(w4_00, [1, BLOCK_H, 2, 2]))
+    w4_0000, w4_0001 = tl.split(w4_000)
+    w4_0010, w4_0011 = tl.split(w4_001)
+    w4_010, w4_011 = tl.split(tl.reshape(w4_01, [1, BLOCK_H, 2, 2]))
+    w4_0100, w4_0101 = tl.split(w4_010)
+    w4_0110, w4_0111 = tl.split(w4_011)
+    w4_10, w4_11 = tl.split(tl.reshape(w4_1, [1, BLOCK_H, 4, 2]))
+    w4_100, w4_101 = tl.split(tl.reshape(w4_10, [1, BLOCK_H, 2, 2]))
+    w4_1000, w4_1001 = tl.split(w4_100)
+    w4_1010, w4_1011 = tl.split(w4_101)
+    w4_110, w4_111 = tl.split(tl.reshape(w4_11, [1, BLOCK_H, 2, 2]))
+    w4_1100, w4_1101 = tl.split(w4_110)
+    w4_1110, w4_1111 = tl.split(w4_111)
+    v4__0 = w4_0000
+    v4__1 = w4_1000
+    v4__2 = w4_0100
+    v4__3 = w4_1100
+    v4__4 = w4_0010
+    v4__5 = w4_1010
+    v4__6 = w4_0110
+    v4__7 = w4_1110
+    v4__8 = w4_0001
+    v4__9 = w4_1001
+    v4__10 = w4_0101
+    v4__11 = w4_1101
+    v4__12 = w4_0011
+    v4__13 = w4_1011
+    v4__14 = w4_0111
+    v4__15 = w4_1111
     # %5 = arg D : param [H] init=ones
     v5 = tl.load(a_D + offs_H[None, :] * a_D_s_H, mask=mask_H[None, :], other=0.0).to(tl.float32)
     h20__0 = tl.broadcast_to(v6__0, [1, BLOCK_H])  # the state, carried across time tiles
@@ -843,20 +877,20 @@ def s4d_bilinear_k0(
     v25__13 = h20__13
     v25__14 = h20__14
     v25__15 = h20__15
-    # h_final <- %25
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H, v25__0.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 1 * o_h_final_s_N, v25__1.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 2 * o_h_final_s_N, v25__2.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 3 * o_h_final_s_N, v25__3.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 4 * o_h_final_s_N, v25__4.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 5 * o_h_final_s_N, v25__5.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 6 * o_h_final_s_N, v25__6.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 7 * o_h_final_s_N, v25__7.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 8 * o_h_final_s_N, v25__8.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 9 * o_h_final_s_N, v25__9.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 10 * o_h_final_s_N, v25__10.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 11 * o_h_final_s_N, v25__11.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 12 * o_h_final_s_N, v25__12.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 13 * o_h_final_s_N, v25__13.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 14 * o_h_final_s_N, v25__14.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
-    tl.store(o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H + 15 * o_h_final_s_N, v25__15.to(o_h_final.dtype.element_ty), mask=mask_H[None, :])
+    # h_final <- %25  (the 16 variables joined into one tile over N)
+    w25_000 = tl.join(v25__0, v25__8)
+    w25_001 = tl.join(v25__4, v25__12)
+    w25_00 = tl.reshape(tl.join(w25_000, w25_001), [1, BLOCK_H, 4])
+    w25_010 = tl.join(v25__2, v25__10)
+    w25_011 = tl.join(v25__6, v25__14)
+    w25_01 = tl.reshape(tl.join(w25_010, w25_011), [1, BLOCK_H, 4])
+    w25_0 = tl.reshape(tl.join(w25_00, w25_01), [1, BLOCK_H, 8])
+    w25_100 = tl.join(v25__1, v25__9)
+    w25_101 = tl.join(v25__5, v25__13)
+    w25_10 = tl.reshape(tl.join(w25_100, w25_101), [1, BLOCK_H, 4])
+    w25_110 = tl.join(v25__3, v25__11)
+    w25_111 = tl.join(v25__7, v25__15)
+    w25_11 = tl.reshape(tl.join(w25_110, w25_111), [1, BLOCK_H, 4])
+    w25_1 = tl.reshape(tl.join(w25_10, w25_11), [1, BLOCK_H, 8])
+    w25_ = tl.reshape(tl.join(w25_0, w25_1), [1, BLOCK_H, 16])
+    tl.store((o_h_final + pid_B * o_h_final_s_B + offs_H[None, :] * o_h_final_s_H)[:, :, None] + tl.arange(0, 16)[None, None, :] * o_h_final_s_N, w25_.to(o_h_final.dtype.element_ty), mask=(mask_H[None, :])[:, :, None])

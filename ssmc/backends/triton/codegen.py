@@ -90,6 +90,8 @@ class _Printer:
                     expr = f"({expr}) / {float(n)!r}"
                 buf.line(f"{self.sub(s.target, idx)} = {expr}")
             return
+        if self.tile_io(buf, s):
+            return
         if isinstance(s, (Load, Store)):
             dims = s.dims
         elif isinstance(s, ScanStep):
@@ -107,6 +109,69 @@ class _Printer:
                 if i and line.lstrip().startswith("#"):
                     continue  # the comment once, on the first index
                 buf.line(self.sub(re.sub(r"\s+#.*$", "", line) if i else line, idx))
+
+    def tile_io(self, buf: IndentedBuffer, s: Stmt) -> bool:
+        """A load or store outside the time loop of a tensor over the tiled dim and one
+        register-held dim of a power-of-two size (h0, A, the final state): one [1, block, P]
+        tile, contiguous along the held dim when its stride is 1, split into (or joined from)
+        the P variables with tl.split / tl.join, instead of P strided accesses. Returns False
+        where it does not apply."""
+        k = self.k
+        if not isinstance(s, (Load, Store)) or (isinstance(s, Store) and s.atomic):
+            return False
+        hd = [(d, n) for d, n in k.held if d in s.dims]
+        if k.time_dim in s.dims or k.tiled_dim not in s.dims or len(hd) != 1 or self.rank != 2:
+            return False
+        d, n = hd[0]
+        if n < 2 or n & (n - 1):
+            return False
+        t = self.tensors[s.tensor]
+        base, mask = self.address(t, s.dims)
+        ptr = f"({base})[:, :, None] + tl.arange(0, {n})[None, None, :] * {t.name}_s_{d}"
+        m = f", mask=({mask})[:, :, None]" if mask else ""
+        block = f"BLOCK_{k.tiled_dim}"
+        stem = f"w{(s.target if isinstance(s, Load) else s.value)[1:]}_"
+        buf.line(f"# {s.comment}  (one tile over {d}, split into its {n} variables)" if isinstance(s, Load)
+                 else f"# {s.comment}  (the {n} variables joined into one tile over {d})")
+
+        def split(name: str, size: int, out: IndentedBuffer) -> dict[int, str]:
+            if size == 1:
+                return {0: name}
+            a, b = name + "0", name + "1"  # even and odd indices
+            src = name if size == 2 else f"tl.reshape({name}, [1, {block}, {size // 2}, 2])"
+            out.line(f"{a}, {b} = tl.split({src})")
+            left, right = split(a, size // 2, out), split(b, size // 2, out)
+            return {**{2 * i: v for i, v in left.items()}, **{2 * i + 1: v for i, v in right.items()}}
+
+        def join(names: list[str], name: str) -> str:
+            if len(names) == 1:
+                return names[0]
+            a, b = join(names[0::2], name + "0"), join(names[1::2], name + "1")
+            size = len(names)
+            expr = f"tl.join({a}, {b})" if size == 2 else f"tl.reshape(tl.join({a}, {b}), [1, {block}, {size}])"
+            buf.line(f"{name} = {expr}")
+            return name
+
+        if isinstance(s, Store):
+            tile = join([self.sub(s.value, {d: i}) for i in range(n)], stem)
+            buf.line(f"tl.store({ptr}, {tile}.to({t.name}.dtype.element_ty){m})")
+            return True
+        body = IndentedBuffer()
+        body.line(f"{stem} = tl.load({ptr}{m}, other=0.0).to(tl.float32)" if m else f"{stem} = tl.load({ptr}).to(tl.float32)")
+        leaves = split(stem, n, body)
+        for i in range(n):
+            body.line(f"{self.sub(s.target, {d: i})} = {leaves[i]}")
+        if t.optional:
+            buf.line(f"if HAS_{t.name}:")
+            with buf.indent():
+                buf.lines(body.getvalue().splitlines())
+            buf.line("else:")
+            with buf.indent():
+                for i in range(n):
+                    buf.line(f"{self.sub(s.target, {d: i})} = tl.zeros({self.shape(s.dims, False)}, tl.float32)")
+        else:
+            buf.lines(body.getvalue().splitlines())
+        return True
 
     # --- shapes and indexing -------------------------------------------------------------
 

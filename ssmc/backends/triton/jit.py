@@ -18,6 +18,7 @@ from ssmc.backends.triton.kernel_ir import Kernel, Load
 from ssmc.backends.triton.lower import chunkable, lower_group
 from ssmc.backends.triton.schedule import (
     REGISTER_HELD,
+    REGISTER_MIN_STEPS,
     Schedule,
     choose,
     chunking,
@@ -140,6 +141,8 @@ class CompiledLayer:
             return plan
         held = {d: sizes[d] for d in k.full_dims}
         if self.held is None and math.prod(held.values()) > REGISTER_HELD:
+            return plan
+        if self.held is None and k.time_dim is not None and sizes.get(k.time_dim, 0) < REGISTER_MIN_STEPS:
             return plan
         rows = set()  # (tensor, its one held dim): rows of an argument read each step
         for s in k.loop:

@@ -18,6 +18,10 @@ MAX_HELD = 16384  # elements of the full (reduced) dims one program may hold
 # sequential strategy; see Kernel.held): Mamba-1's N = 16 ran 1.7x faster so on an H100
 # (bench/NOTES.md)
 REGISTER_HELD = 16
+# ... and only for calls of at least this many steps: a decode step (L = 1) ran faster in the
+# tensor form on an H100 (B64 D5120 N16 in a CUDA graph: 33 us against 39 us); lengths
+# between 1 and 2048 are not measured, so the cut is a guess
+REGISTER_MIN_STEPS = 8
 
 
 def next_pow2(n: int) -> int:
