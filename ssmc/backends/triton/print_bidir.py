@@ -1,0 +1,159 @@
+"""Printing the ``bidir`` strategy (a backward): the sequence walked in chunks in the carried
+scan's direction, the forward scan it needs recomputed per chunk from checkpoints. A mixin of
+``codegen._Printer``."""
+
+from __future__ import annotations
+
+import re
+
+from ssmc.backends.triton.buffer import IndentedBuffer
+from ssmc.backends.triton.kernel_ir import Load, Prev, ScanStep, Store, TimeSum
+
+
+class BidirPrinting:
+    """The bidir loop: checkpoint spans, chunk entry states, phases A and B."""
+
+    def loop_bidir(self, buf: IndentedBuffer) -> None:
+        """Chunks of UNROLL steps, in the carried scan's direction. Per chunk: the checkpointed
+        scan runs its UNROLL steps from the chunk's entry state (phase A, in its direction),
+        each state kept in a register of its own; then every other statement runs the steps
+        the other way (phase B), reading those states, recomputing the rest. The entry states:
+        checkpoints every SUB chunks come from memory (the chunk-states pass); phase A0 runs the
+        scan over those SUB chunks first, leaving each chunk's entry state in ``scr`` (a small,
+        cache-resident buffer)."""
+        k = self.k
+        u = k.unroll
+        fwd = next((s for s in k.loop if isinstance(s, ScanStep) and s.checkpointed), None)
+        deps = _dependencies(k.loop, fwd) if fwd is not None else []
+        moving = self.moving_tensors()
+        self.loop_pointers(buf, "t_lo")
+        for t, _ in moving:
+            buf.line(f"pb0_{t.name} = pb_{t.name}")
+        order = list(range(u))
+        b_order = order if (fwd is not None and fwd.reverse) or (fwd is None and not k.reverse) else order[::-1]
+
+        def chunk_start(first: str, index: str) -> None:
+            buf.line(f"t0 = {first} + {index} * {u}")
+            for j in range(u):
+                buf.line(f"valid_{j} = (t0 + {j} >= 0) & (t0 + {j} < n_steps)")
+            for t, _ in moving:
+                buf.line(f"pb_{t.name} = pb0_{t.name} + t0 * {t.name}_s_{k.time_dim}")
+
+        if fwd is None:
+            buf.line(f"n_chunks = tl.cdiv(n_steps, {u})")
+            buf.line("for it in range(0, n_chunks):")
+            with buf.indent():
+                buf.line("c = n_chunks - 1 - it" if k.reverse else "c = it")
+                chunk_start("0", "c")
+                self.steps(buf, list(k.loop), b_order, "", None)
+            return
+        carry = next(c for c in k.carries if c.name == fwd.carry)
+        buf.line(f"SPAN = SUB * {u}  # steps between checkpoints")
+        buf.line("n_spans = tl.cdiv(n_steps, SPAN)")
+        buf.line(f"init_{fwd.carry} = {fwd.carry}")
+        buf.line("for it in range(0, n_spans):")
+        with buf.indent():
+            buf.line("c = n_spans - 1 - it" if k.reverse else "c = it")
+            if k.align_end:  # spans end at n: the first one (in time) is cut at step 0
+                buf.line("s0 = n_steps - (n_spans - c) * SPAN")
+                buf.line("ck = n_spans - 1 - c  # checkpoints count from the end")
+            else:
+                buf.line("s0 = c * SPAN")
+                buf.line("ck = c")
+            ptr, mask = self.address(self.tensors["hin"], ("_C",) + carry.dims)
+            buf.line(f"h_ck = tl.load({ptr}, mask=({mask}) & (ck > 0), other=0.0)")
+            buf.line(f"{fwd.carry} = tl.where(ck == 0, init_{fwd.carry}, h_ck)")
+            scr, smask = self.address(self.tensors["scr"], ("_Q",) + carry.dims)
+            a_order = order[::-1] if fwd.reverse else order
+            # chunk q (counted in the forward scan's direction) starts at step s0 + index * UNROLL
+            index = "(SUB - 1 - q)" if fwd.reverse else "q"
+            buf.line("# phase A0: the entry state of each chunk of this span")
+            buf.line("for q in range(0, SUB):")
+            with buf.indent():
+                buf.line(f"tl.store({scr}, {fwd.carry}, mask={smask})")
+                chunk_start("s0", index)
+                self.steps(buf, deps, a_order, "z", fwd)
+            buf.line("for qq in range(0, SUB):")
+            with buf.indent():
+                buf.line("q = SUB - 1 - qq")
+                chunk_start("s0", index)
+                buf.line(f"{fwd.carry} = tl.load({scr}, mask={smask}, other=0.0)")
+                buf.line(f"cin_{fwd.carry} = {fwd.carry}")
+                buf.line("# phase A: the forward scan's states of this chunk")
+                self.steps(buf, deps, a_order, "a", fwd)
+                buf.line("# phase B: the steps the other way")
+                self.steps(buf, [s for s in k.loop if s is not fwd], b_order, "", fwd)
+
+    def steps(self, buf: IndentedBuffer, stmts: list, order: list[int], tag: str, fwd) -> None:
+        """``stmts`` for each step of ``order`` (loads of every step first), variables renamed
+        per step (``v3`` -> ``v3_a2`` in phase A, ``v3_2`` in B)."""
+        k = self.k
+        loop_vars = {s.target for s in k.loop if not isinstance(s, Store) and s.target}
+        u = k.unroll
+
+        def ren(text: str, j: int) -> str:
+            return re.sub(r"\b(v\d+)\b", lambda m: f"{m.group(1)}_{tag}{j}" if m.group(1) in loop_vars else m.group(1), text)
+
+        def emit(st, j: int) -> None:
+            sub = IndentedBuffer()
+            if isinstance(st, ScanStep):
+                sub.line(f"# {st.comment}")
+                if st is fwd and tag in ("a", "z"):
+                    sub.line(f"{st.carry} = tl.where(valid_{j}, {st.a} * {st.carry} + {st.b}, {st.carry})")
+                    sub.line(f"{st.target} = {st.carry}")
+                else:
+                    sub.line(f"cin_{st.carry}_{j} = {st.carry}")
+                    sub.line(f"{st.carry} = tl.where(valid_{j}, {st.a} * {st.carry} + {st.b}, {st.carry})")
+                    sub.line(f"{st.target} = {st.carry}")
+            elif isinstance(st, Prev):
+                sub.line(f"# {st.comment}")
+                if fwd is not None and st.carry == fwd.carry:
+                    back = j + 1 if fwd.reverse else j - 1
+                    src = f"{st.scan}_a{back}" if 0 <= back < u else f"cin_{st.carry}"
+                    sub.line(f"{st.target} = {src}")
+                else:
+                    sub.line(f"{st.target} = cin_{st.carry}_{j}")
+            elif isinstance(st, TimeSum):
+                sub.line(f"# {st.comment}")
+                sub.line(f"{st.target} = {st.target} + tl.where(valid_{j}, {st.source}, 0.0)")
+            else:
+                self.stmt(sub, st, step=j)
+            for line in sub.getvalue().splitlines():
+                if isinstance(st, TimeSum):  # the accumulator keeps its name across steps
+                    buf.line(re.sub(rf"\b{st.source}\b(?! =)", ren(st.source, j), line) if not line.lstrip().startswith("#") else line)
+                elif isinstance(st, Prev) and fwd is not None and st.carry == fwd.carry:
+                    target = ren(st.target, j)
+                    buf.line(line.replace(f"{st.target} =", f"{target} =", 1))
+                else:
+                    buf.line(ren(line, j))
+
+        hoist = k.hoist_loads or tag == "a"  # phase B holds more per step: its loads stay in place
+        if hoist:
+            for j in order:
+                for st in stmts:
+                    if isinstance(st, Load):
+                        emit(st, j)
+        for j in order:
+            if fwd is not None and tag == "":
+                buf.line(f"{fwd.target}_{j} = {fwd.target}_a{j}  # the forward state, from phase A")
+            for st in stmts:
+                if not isinstance(st, Load) or not hoist:
+                    emit(st, j)
+
+
+def _dependencies(stmts, target_stmt) -> list:
+    """The statements ``target_stmt`` needs (itself included), in their order."""
+    by_target = {s.target: s for s in stmts if not isinstance(s, Store) and s.target}
+
+    def reads(s) -> list[str]:
+        text = " ".join(str(getattr(s, f, "")) for f in ("expr", "source", "a", "b", "scan"))
+        return re.findall(r"\bv\d+\b", text)
+
+    need, todo = set(), [target_stmt]
+    while todo:
+        s = todo.pop()
+        if id(s) in need:
+            continue
+        need.add(id(s))
+        todo += [by_target[n] for n in reads(s) if n in by_target]
+    return [s for s in stmts if id(s) in need]
