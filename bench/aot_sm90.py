@@ -86,13 +86,17 @@ def compile_sm90(fn, args: tuple, kwargs: dict, num_warps: int):
     return triton.compile(src, target=target, options=options.__dict__)
 
 
-def report(k) -> str:
+def cubin_sass(cubin: bytes) -> tuple[str, str]:
+    """(cuobjdump -res-usage, cuobjdump -sass) of a cubin, with the cuobjdump Triton ships."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(k.asm["cubin"])
+        f.write(cubin)
         f.flush()
-        res = subprocess.run([os.path.join(BIN, "cuobjdump"), "-res-usage", f.name], capture_output=True, text=True).stdout
-        sass = subprocess.run([os.path.join(BIN, "cuobjdump"), "-sass", f.name], capture_output=True, text=True).stdout
-    m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", res)
+        run = lambda flag: subprocess.run([os.path.join(BIN, "cuobjdump"), flag, f.name], capture_output=True, text=True).stdout  # noqa: E731
+        return run("-res-usage"), run("-sass")
+
+
+def sass_blocks(sass: str) -> list[list[str]]:
+    """The opcodes of each basic block (split at labels and branches)."""
     blocks, cur = [], []
     for line in sass.splitlines():
         if re.match(r"\s*\.L_x_\d+:", line) or "BRA" in line:
@@ -102,7 +106,13 @@ def report(k) -> str:
         if mm:
             cur.append(mm.group(2).split(".")[0])
     blocks.append(cur)
-    loop = max(blocks, key=lambda b: b.count("MUFU"))  # the time loop: where the exponentials are
+    return blocks
+
+
+def report(k) -> tuple[str, str]:
+    res, sass = cubin_sass(k.asm["cubin"])
+    m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", res)
+    loop = max(sass_blocks(sass), key=lambda b: b.count("MUFU"))  # the time loop: where the exponentials are
     regs = f"regs {m.group(1)} stack {m.group(2)} local {m.group(4)}" if m else res.strip()
     return f"{regs}; loop block {len(loop)} instructions: {Counter(loop).most_common(14)}", sass
 

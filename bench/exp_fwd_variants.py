@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -144,23 +142,10 @@ def _softplus(x):
 
 
 def sass_of(compiled) -> tuple[int, list]:
-    try:
-        with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-            f.write(compiled.asm["cubin"])
-            f.flush()
-            sass = subprocess.run(["cuobjdump", "-sass", f.name], capture_output=True, text=True).stdout
-    except Exception as ex:  # noqa: BLE001
-        return -1, [str(ex)]
-    blocks, cur = [], []
-    for line in sass.splitlines():
-        if re.match(r"\s*\.L_x_\d+:", line) or "BRA" in line:
-            blocks.append(cur)
-            cur = []
-        m = re.search(r"/\*[0-9a-f]{4}\*/\s+(@!?U?P\d\s+)?([A-Z][A-Z0-9_.]+)", line)
-        if m:
-            cur.append(m.group(2).split(".")[0])
-    blocks.append(cur)
-    big = max(blocks, key=len)
+    """Size and opcode mix of the kernel's largest basic block (the unrolled loop)."""
+    from aot_sm90 import cubin_sass, sass_blocks
+
+    big = max(sass_blocks(cubin_sass(compiled.asm["cubin"])[1]), key=len)
     return len(big), Counter(big).most_common(12)
 
 

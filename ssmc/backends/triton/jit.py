@@ -94,6 +94,7 @@ class CompiledLayer:
         self.stats: dict[str, int] = {"launches": 0}
         self._plans: dict[str, list[GroupPlan]] = {}
         self._held_plans: dict[tuple, GroupPlan] = {}
+        self._rows: dict[tuple, frozenset] = {}
         self._fns: dict[tuple, Any] = {}
         self.last_launched: Any = None
         # outputs that are final states: stored in float32 whatever the inputs' dtype
@@ -114,7 +115,7 @@ class CompiledLayer:
     def plans(self, strategy: str, sizes: dict[str, int] | None = None, pairable: frozenset = frozenset()) -> list[GroupPlan]:
         """Each fused group's kernels. With ``sizes``, the sequential strategy's kernels hold
         their whole dims as registers where that is chosen (``held``), loading the rows of the
-        arguments in ``pairable`` (``a_<arg>``: 16-bit, contiguous, aligned) two at a time."""
+        arguments in ``pairable`` (see ``_pairable``) two at a time."""
         if strategy not in self._plans:
             assert self.graph.groups is not None
             out = []
@@ -144,13 +145,16 @@ class CompiledLayer:
             return plan
         if self.held is None and k.time_dim is not None and sizes.get(k.time_dim, 0) < REGISTER_MIN_STEPS:
             return plan
-        rows = set()  # (tensor, its one held dim): rows of an argument read each step
-        for s in k.loop:
-            if isinstance(s, Load) and k.time_dim in s.dims and k.tiled_dim not in s.dims:
-                hd = [d for d in s.dims if d in held]
-                if len(hd) == 1 and held[hd[0]] % 2 == 0:
-                    rows.add((s.tensor, hd[0]))
-        pairs = tuple(sorted(t for t, _ in rows & pairable))
+        rows_key = (id(plan), tuple(held.items()))
+        if rows_key not in self._rows:  # once per plan and sizes, not per call
+            rows = set()  # (tensor, its one held dim): rows of an argument read each step
+            for s in k.loop:
+                if isinstance(s, Load) and k.time_dim in s.dims and k.tiled_dim not in s.dims:
+                    hd = [d for d in s.dims if d in held]
+                    if len(hd) == 1 and held[hd[0]] % 2 == 0:
+                        rows.add((s.tensor, hd[0]))
+            self._rows[rows_key] = frozenset(rows)
+        pairs = tuple(sorted(t for t, _ in self._rows[rows_key] & pairable))
         key = (id(plan), tuple(held.items()), pairs)
         if key not in self._held_plans:
             roles = ("states", "full") if plan.chunked else ("full",)

@@ -71,15 +71,24 @@ class HeldPrinting:
             dims = self.dims_of.get(s.target, ())
         for i, idx in enumerate(self.combos(dims)):
             sub = IndentedBuffer()
-            self.index = idx
-            try:
-                self.stmt(sub, s, step, held=False)
-            finally:
-                self.index = {}
-            for line in sub.getvalue().splitlines():
-                if i and line.lstrip().startswith("#"):
-                    continue  # the comment once, on the first index
-                buf.line(self.sub(re.sub(r"\s+#.*$", "", line) if i else line, idx))
+            self.stmt_at(sub, s, step, idx)
+            self.put_at(buf, sub, idx, first=i == 0)
+
+    def stmt_at(self, buf: IndentedBuffer, s: Stmt, step: int, idx: dict[str, int]) -> None:
+        """``s`` in the tensor form's words, addressed at held index ``idx`` (names not yet
+        suffixed: ``put_at`` does that)."""
+        self.index = idx
+        try:
+            self.stmt(buf, s, step, held=False)
+        finally:
+            self.index = {}
+
+    def put_at(self, buf: IndentedBuffer, sub: IndentedBuffer, idx: dict[str, int], first: bool) -> None:
+        """``sub``'s lines with every name at ``idx``; comments only for the first index."""
+        for line in sub.getvalue().splitlines():
+            if not first and line.lstrip().startswith("#"):
+                continue
+            buf.line(self.sub(line if first else re.sub(r"\s+#.*$", "", line), idx))
 
     def tile_io(self, buf: IndentedBuffer, s: Stmt) -> bool:
         """A load or store outside the time loop of a tensor over the tiled dim and one
@@ -273,15 +282,8 @@ class HeldPrinting:
                 elif from_raw and isinstance(st, Load):
                     self.convert_raw(sub, st, j, idx)
                 else:
-                    self.index = idx
-                    try:
-                        self.stmt(sub, st, step=j, held=False)
-                    finally:
-                        self.index = {}
-                for line in sub.getvalue().splitlines():
-                    if i and line.lstrip().startswith("#"):
-                        continue
-                    buf.line(self.sub(re.sub(r"\s+#.*$", "", line) if i else line, idx))
+                    self.stmt_at(sub, st, j, idx)
+                self.put_at(buf, sub, idx, first=i == 0)
         for st in stmts:
             if isinstance(st, Reduce) and st.kind == "mean":
                 buf.line(f"{st.target} = {st.target} / {float(self.held[st.dim])!r}")
