@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ssmc-installed
 
-.PHONY: demo test fuzz lint gpu-test clean
+.PHONY: demo test fuzz lint gpu-test clean bench peers
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,24 @@ fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_programs.py tests/test_kernels.py tests/test_passes.py
 	for t in examples/mamba1.py:mamba1 examples/s4d.py:s4d_zoh examples/s4d.py:s4d_bilinear examples/mingru.py:mingru; do \
 		$(BIN)/ssmc fuzz $$t --examples 500 --seed $$RANDOM || exit 1; done
+
+# The peers of `ssmc bench` (mamba-ssm's Triton kernels as a pure-Python wheel, its CUDA scan's
+# sources, flash-linear-attention's fla-core): fetched here, where PyPI can be reached, into
+# .whl/ and .peers/ (both ignored by git), to travel to a GPU machine that has no network.
+MAMBA := mamba-ssm==2.3.2.post1
+SDIST := /tmp/ssmc-sdist
+peers: $(STAMP)
+	mkdir -p .whl .peers $(SDIST)
+	MAMBA_FORCE_BUILD=TRUE MAMBA_SKIP_CUDA_BUILD=TRUE $(BIN)/pip download -q --no-deps --no-binary :all: --no-build-isolation $(MAMBA) -d $(SDIST)
+	tar xzf $(SDIST)/mamba_ssm-2.3.2.post1.tar.gz -C $(SDIST)
+	cd $(SDIST)/mamba_ssm-2.3.2.post1 && MAMBA_FORCE_BUILD=TRUE MAMBA_SKIP_CUDA_BUILD=TRUE $(CURDIR)/$(BIN)/pip wheel -q --no-deps --no-build-isolation . -w $(CURDIR)/.whl
+	rm -rf .peers/selective_scan && cp -r $(SDIST)/mamba_ssm-2.3.2.post1/csrc/selective_scan .peers/
+	$(BIN)/pip download -q --no-deps --only-binary=:all: -d .whl fla-core==0.6.0
+
+# On a GPU machine (its own python3 with torch and triton; no network needed): see bench/run_gpu.sh
+BENCH_OUT ?= bench/results/latest
+bench:
+	sh bench/run_gpu.sh $(BENCH_OUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

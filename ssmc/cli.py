@@ -146,6 +146,15 @@ def cmd_warmup(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from pathlib import Path
+
+    from ssmc.benchmark import run
+
+    run(Path(args.out), quick=args.quick)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ssmc", description="a compiler for selective state-space models")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -174,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--dtype", action="append", choices=("f32", "bf16", "f16"), help="repeatable")
     w.add_argument("--sizes", action="append", help="e.g. B=8,L=2048,D=2048,N=16 (repeatable)")
     w.set_defaults(fn=cmd_warmup)
+    b = sub.add_parser("bench", help="on a GPU: ssmc against the peers that can be imported, with floors (bench/README)")
+    b.add_argument("--out", default="bench/results/latest", help="folder for bench.json, bench.md, bench.png")
+    b.add_argument("--quick", action="store_true", help="one shape per workload")
+    b.set_defaults(fn=cmd_bench)
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import DEVICE, HAS_GPU
+from hgrn import hgrn
 from hypothesis import given
 from hypothesis import strategies as st
 from mamba1 import mamba1
@@ -152,10 +153,18 @@ def mingru_torch(k, x_tilde, b, h0):
     return {"y": torch.stack(hs, 1), "h_final": h}
 
 
+def hgrn_torch(x, g, h0):
+    h, hs = h0, []
+    for t in range(x.shape[1]):
+        h = torch.exp(g[:, t]) * h + x[:, t]
+        hs.append(h)
+    return {"y": torch.stack(hs, 1), "h_final": h}
+
+
 @pytest.mark.parametrize(
     "layer,reference",
-    [(mamba1, mamba1_torch), (s4d_zoh, s4d_zoh_torch), (mingru, mingru_torch)],
-    ids=["mamba1", "s4d_zoh", "mingru"],
+    [(mamba1, mamba1_torch), (s4d_zoh, s4d_zoh_torch), (mingru, mingru_torch), (hgrn, hgrn_torch)],
+    ids=["mamba1", "s4d_zoh", "mingru", "hgrn"],
 )
 def test_gradients_match_torch_autograd(layer, reference):
     sizes = sizes_for(layer, B=2, L=11, D=5, N=3)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from hgrn import hgrn
 from mamba1 import mamba1
 from mingru import mingru
 from s4d import s4d_bilinear, s4d_zoh
@@ -120,3 +121,19 @@ def test_layout_is_by_name():
     x = np.random.default_rng(0).standard_normal((2, 5, 3))
     w = np.arange(3.0)
     np.testing.assert_allclose(a(x, w)["y"], b(x.transpose(0, 2, 1), w)["y"])
+
+
+@pytest.mark.parametrize("sizes", [dict(B=1, L=1, D=1), dict(B=2, L=13, D=6)], ids=str)
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_hgrn(sizes, with_h0):
+    args = hgrn.random_inputs(sizes, seed=8, optional=with_h0)
+    assert (args["g"] <= 0).all()  # drawn as a log gate
+    x, g = args["x"], args["g"]
+    h = np.zeros((sizes["B"], sizes["D"])) if not with_h0 else args["h0"].copy()
+    ys = []
+    for t in range(sizes["L"]):
+        h = np.exp(g[:, t]) * h + x[:, t]
+        ys.append(h.copy())
+    np.testing.assert_allclose(out := hgrn(**args)["y"], np.stack(ys, 1), rtol=1e-12)
+    assert out.shape == (sizes["B"], sizes["L"], sizes["D"])
+    np.testing.assert_allclose(hgrn(**args)["h_final"], h, rtol=1e-12)

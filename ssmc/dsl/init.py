@@ -41,6 +41,13 @@ def small_normal(shape, rng):
     return 0.1 * rng.standard_normal(shape)
 
 
+@initializer("log_sigmoid")
+def log_sigmoid(shape, rng):
+    """log(sigmoid(N(0, 1))): a log forget gate (HGRN, GLA), always <= 0."""
+    x = rng.standard_normal(shape)
+    return -np.logaddexp(0.0, -x)
+
+
 @initializer("s4d_real")
 def s4d_real(shape, rng):
     """S4D-real (Mamba's A_log): log(n + 1) along the last (state) dim."""

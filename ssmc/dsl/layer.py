@@ -173,14 +173,16 @@ class Layer:
     def random_inputs(
         self, sizes: Mapping[str, int], seed: int = 0, optional: bool = False
     ) -> dict[str, np.ndarray]:
-        """Random N(0, 1) inputs (float64, declared layout) plus initialised parameters;
+        """Random inputs (float64, declared layout; N(0, 1) unless the input names its draw)
+        plus initialised parameters;
         optional arguments too when ``optional``."""
         rng = np.random.default_rng(seed)
         out = {}
         for name, spec in self.specs.items():
             if spec.kind == "input" and (optional or name not in self.optional):
                 shape = tuple(_size(self, sizes, d, name) for d in spec.layout)
-                out[name] = rng.standard_normal(shape)
+                draw = initializers.resolve(spec.init) if spec.init is not None else None
+                out[name] = rng.standard_normal(shape) if draw is None else np.asarray(draw(shape, rng), dtype=np.float64)
         out.update(self.init_params(sizes, seed + 1))
         return out
 

@@ -36,9 +36,15 @@ class ArgSpec:
 
 
 class In:
-    """``x: In["B L D"]``: a tensor argument with named dims (in this layout)."""
+    """``x: In["B L D"]``: a tensor argument with named dims (in this layout).
+    ``g: In["B L D", "log_sigmoid"]`` also names how random inputs are drawn for tests, fuzzing
+    and benchmarks (an initializer from ``ssmc.dsl.init``; default: standard normal), for an
+    input whose meaningful values are not all reals (a log gate is <= 0)."""
 
-    def __class_getitem__(cls, spec: str) -> ArgSpec:
+    def __class_getitem__(cls, spec: Any) -> ArgSpec:
+        if isinstance(spec, tuple):
+            dims, draw = spec
+            return ArgSpec("input", parse_dims(dims), draw)
         return ArgSpec("input", parse_dims(spec))
 
 

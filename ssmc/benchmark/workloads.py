@@ -1,0 +1,410 @@
+"""The workloads of ``ssmc bench``: for each, inputs on the device, ssmc's implementation, the
+peers', and the floor (bytes that must move, exponentials, matrix flops).
+
+Every candidate is checked before it is timed: ssmc against the NumPy interpreter (the layer's
+definition) at a small size, and each peer's output (and gradients) against ssmc's on the same
+inputs at the timed size. A candidate that disagrees is reported as a mismatch and not timed.
+Each library gets its inputs in its own layout (mamba-ssm's CUDA scan takes [B, D, L]), made
+outside the timed region, so that no one pays for a transpose the other does not."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import ssmc
+from ssmc.benchmark import peers
+from ssmc.benchmark.measure import Floor, rel_max_err, time_ms
+from ssmc.testing.tolerances import TOLERANCES
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+BF16 = torch.bfloat16
+# Two implementations each within the table's bf16 slack of the truth differ by at most twice it.
+CROSS_BOUND = 2 * TOLERANCES["bf16"].atol
+
+
+def example(name: str):
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    module = __import__(name)
+    return getattr(module, name)
+
+
+@dataclass
+class Candidate:
+    impl: str  # "ssmc" or the peer's name
+    run: Callable[[], object] | None = None  # what is timed
+    outputs: Callable[[], list[torch.Tensor]] | None = None  # for the check (ssmc's order)
+    skip: str = ""  # why it is not run
+    grads: list[torch.Tensor] = field(default_factory=list)  # leaves whose .grad do_bench clears
+
+
+@dataclass
+class Case:
+    workload: str
+    shape: str
+    floor: Floor
+    candidates: list[Candidate]
+    length: int = 0  # the sequence length, for the plot
+
+
+def _randn(*shape, dtype=BF16, scale=1.0):
+    return (torch.randn(*shape, device="cuda") * scale).to(dtype)
+
+
+# -- Mamba-1 ------------------------------------------------------------------------------------
+
+
+def mamba1_floor(B, L, D, N, backward: bool) -> Floor:
+    e = 2
+    fwd = (3 * B * L * D + 2 * B * L * N) * e + B * L * D * e  # x, dt, z, B, C in; y out
+    if not backward:
+        return Floor(bytes=fwd, exps=B * L * D * N)
+    # the backward reads the five inputs and dy, writes their five gradients (parameters: small)
+    bwd = (3 * B * L * D + 2 * B * L * N) * e * 2 + B * L * D * e
+    return Floor(bytes=fwd + bwd, exps=2 * B * L * D * N,
+                 note="decays recomputed in the backward (storing them moves 8 bytes each, slower than exp2)")
+
+
+def _mamba1_inputs(B, L, D, N):
+    ins = {"x": _randn(B, L, D), "dt": _randn(B, L, D), "B": _randn(B, L, N), "C": _randn(B, L, N), "z": _randn(B, L, D),
+           "A_log": torch.log(torch.arange(1, N + 1, device="cuda", dtype=torch.float32)).repeat(D, 1),
+           "D": torch.randn(D, device="cuda"), "dt_bias": torch.rand(D, device="cuda") * 4 - 6}
+    return ins
+
+
+def _mamba_ssm_layout(ins):
+    """mamba-ssm's selective_scan_fn arguments: [B, D, L] and [B, N, L], A = -exp(A_log)."""
+    t = lambda v: v.transpose(1, 2).contiguous()  # noqa: E731
+    return dict(u=t(ins["x"]), delta=t(ins["dt"]), A=-torch.exp(ins["A_log"]), B=t(ins["B"]), C=t(ins["C"]),
+                D=ins["D"].clone(), z=t(ins["z"]), delta_bias=ins["dt_bias"].clone())
+
+
+def _assoc_scan_mamba1():
+    from torch._higher_order_ops.associative_scan import associative_scan
+
+    def combine(left, right):
+        (a1, b1), (a2, b2) = left, right
+        return a1 * a2, a2 * b1 + b2
+
+    def f(x, dt, B, C, z, A_log, D, dt_bias):
+        x, dt, B, C, z = (v.float() for v in (x, dt, B, C, z))
+        delta = F.softplus(dt + dt_bias)
+        dA = torch.exp(delta[..., None] * -torch.exp(A_log))
+        dBx = (delta * x)[..., None] * B[:, :, None, :]
+        _, h = associative_scan(combine, (dA, dBx), dim=1, combine_mode="pointwise")
+        y = (h * C[:, :, None, :]).sum(-1) + D * x
+        return (y * F.silu(z)).to(BF16)
+
+    # static shapes: with dynamic sizes Inductor refuses the scan ("lifted arguments", torch 2.11)
+    return torch.compile(f, fullgraph=True, dynamic=False)
+
+
+def _loop_mamba1(x, dt, B, C, z, A_log, D, dt_bias):
+    """The straightforward PyTorch loop over time (fp32), as reference code is written."""
+    x, dt, B, C, z = (v.float() for v in (x, dt, B, C, z))
+    delta = F.softplus(dt + dt_bias)
+    A = -torch.exp(A_log)
+    h = torch.zeros(x.shape[0], x.shape[2], A.shape[1], device=x.device)
+    ys = []
+    for t in range(x.shape[1]):
+        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * x[:, t])[:, :, None] * B[:, t, None, :]
+        ys.append((h * C[:, t, None, :]).sum(-1))
+    y = torch.stack(ys, 1) + D * x
+    return (y * F.silu(z)).to(BF16)
+
+
+TORCH_COMPILE_MAX_STATE = 4 << 30  # bytes of one [B, L, D, N] fp32 tensor it materializes
+
+
+def mamba1_case(B, L, D, N, backward: bool, scan_fn, loop: bool) -> Case:
+    layer = _compiled("mamba1")
+    ins = _mamba1_inputs(B, L, D, N)
+    shape = f"B{B} L{L} D{D} N{N}"
+    cands = []
+    state_bytes = B * L * D * N * 4
+    if not backward:
+        ssmc_y = lambda: layer.raw_call(**ins)["y"]  # noqa: E731
+        cands.append(Candidate("ssmc", run=lambda: layer.raw_call(**ins), outputs=lambda: [ssmc_y()]))
+        if isinstance(scan_fn, str):
+            cands.append(Candidate("mamba-ssm CUDA selective_scan_fn", skip=scan_fn))
+        else:
+            ms = _mamba_ssm_layout(ins)
+            run = lambda: scan_fn(**ms, delta_softplus=True)  # noqa: E731
+            cands.append(Candidate("mamba-ssm CUDA selective_scan_fn", run=run, outputs=lambda: [run().transpose(1, 2)]))
+        if state_bytes > TORCH_COMPILE_MAX_STATE:
+            cands.append(Candidate("torch.compile associative_scan",
+                                   skip=f"its [B, L, D, N] fp32 tensors ({state_bytes / 2**30:.1f} GiB each) do not fit comfortably"))
+        else:
+            f = _assoc_scan_mamba1()
+            cands.append(Candidate("torch.compile associative_scan", run=lambda: f(**ins), outputs=lambda: [f(**ins)]))
+        if loop:
+            cands.append(Candidate("PyTorch loop (fp32)", run=lambda: _loop_mamba1(**ins), outputs=lambda: [_loop_mamba1(**ins)]))
+        return Case("mamba1 fwd", shape, mamba1_floor(B, L, D, N, False), cands, L)
+    dy = _randn(B, L, D)
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in ins.items()}
+    names = list(ins)
+
+    def ssmc_step():
+        layer(**leaves)["y"].backward(dy)
+
+    def ssmc_grads():
+        for v in leaves.values():
+            v.grad = None
+        ssmc_step()
+        return [leaves[k].grad for k in names]
+
+    cands.append(Candidate("ssmc", run=ssmc_step, outputs=ssmc_grads, grads=list(leaves.values())))
+    if isinstance(scan_fn, str):
+        cands.append(Candidate("mamba-ssm CUDA selective_scan_fn", skip=scan_fn))
+    else:
+        ms = {k: v.detach().requires_grad_() for k, v in _mamba_ssm_layout(ins).items()}
+        dy_t = dy.transpose(1, 2).contiguous()
+
+        def peer_step():
+            scan_fn(**ms, delta_softplus=True).backward(dy_t)
+
+        def peer_grads():
+            for v in ms.values():
+                v.grad = None
+            peer_step()
+            g = {k: v.grad for k, v in ms.items()}
+            t = lambda v: v.transpose(1, 2)  # noqa: E731
+            # dA_log = dA * A (A = -exp(A_log))
+            return [t(g["u"]), t(g["delta"]), t(g["B"]), t(g["C"]), t(g["z"]), g["A"] * ms["A"].detach(), g["D"], g["delta_bias"]]
+
+        cands.append(Candidate("mamba-ssm CUDA selective_scan_fn", run=peer_step, outputs=peer_grads, grads=list(ms.values())))
+    if 3 * state_bytes > TORCH_COMPILE_MAX_STATE:
+        cands.append(Candidate("torch.compile associative_scan",
+                               skip=f"its backward keeps several [B, L, D, N] fp32 tensors ({state_bytes / 2**30:.1f} GiB each)"))
+    else:
+        f = _assoc_scan_mamba1()
+        tl_leaves = {k: v.detach().clone().requires_grad_() for k, v in ins.items()}
+
+        def tc_step():
+            f(**tl_leaves).backward(dy)
+
+        def tc_grads():
+            for v in tl_leaves.values():
+                v.grad = None
+            tc_step()
+            return [tl_leaves[k].grad for k in names]
+
+        cands.append(Candidate("torch.compile associative_scan", run=tc_step, outputs=tc_grads, grads=list(tl_leaves.values())))
+    return Case("mamba1 fwd+bwd", shape, mamba1_floor(B, L, D, N, True), cands, L)
+
+
+# -- decode ------------------------------------------------------------------------------------
+
+
+def _graphed(fn):
+    """fn captured in a CUDA graph (after warm-up on a side stream); returns the replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    return g.replay
+
+
+def decode_case(B, D, N, update_fn) -> Case:
+    m = ssmc.to_module(example("mamba1"), {"D": D, "N": N}, seed=0).cuda()
+    step_in = {k: _randn(B, D) for k in ("x", "dt", "z")} | {k: _randn(B, N) for k in ("B", "C")}
+    state = torch.randn(B, D, N, device="cuda")
+    # the state is read and written once (fp32); the step's inputs and output are bf16
+    floor = Floor(bytes=2 * B * D * N * 4 + (4 * B * D + 2 * B * N) * 2, exps=B * D * N)
+
+    def ssmc_step(keep):
+        with torch.no_grad():
+            y, s = m.step({"h_final": state}, **step_in)
+        keep[:] = [y["y"], s["h_final"]]
+
+    eager, graphed = [], []
+    replay = _graphed(lambda: ssmc_step(graphed))
+    cands = [Candidate("ssmc", run=lambda: ssmc_step(eager), outputs=lambda: (ssmc_step(eager), eager)[1]),
+             Candidate("ssmc (CUDA graph)", run=replay, outputs=lambda: (replay(), graphed)[1])]
+    if isinstance(update_fn, str):
+        cands.append(Candidate("mamba-ssm selective_state_update", skip=update_fn))
+    else:
+        A = -torch.exp(m.A_log.detach())
+        Dp, bias = m.D.detach(), m.dt_bias.detach()
+        st = state.clone()
+
+        def peer_step(keep):  # updates st in place; the check starts it from the same state
+            keep[:] = [update_fn(st, step_in["x"], step_in["dt"], A, step_in["B"], step_in["C"], D=Dp, z=step_in["z"],
+                                 dt_bias=bias, dt_softplus=True)]
+
+        def peer_out(fn, keep):
+            st.copy_(state)
+            fn()
+            return [keep[0], st.clone()]
+
+        p_eager, p_graphed = [], []
+        p_replay = _graphed(lambda: peer_step(p_graphed))
+        cands.append(Candidate("mamba-ssm selective_state_update", run=lambda: peer_step(p_eager),
+                               outputs=lambda: peer_out(lambda: peer_step(p_eager), p_eager)))
+        cands.append(Candidate("mamba-ssm selective_state_update (CUDA graph)", run=p_replay,
+                               outputs=lambda: peer_out(p_replay, p_graphed)))
+    return Case("decode step (fp32 state)", f"B{B} D{D} N{N}", floor, cands)
+
+
+# -- HGRN --------------------------------------------------------------------------------------
+
+
+def hgrn_case(B, L, D, backward: bool, fla: dict) -> Case:
+    layer = _compiled("hgrn")
+    x = _randn(B, L, D)
+    g = F.logsigmoid(torch.randn(B, L, D, device="cuda")).to(BF16)
+    shape = f"B{B} L{L} D{D}"
+    cands = []
+    if not backward:
+        cands.append(Candidate("ssmc", run=lambda: layer.raw_call(x=x, g=g), outputs=lambda: [layer.raw_call(x=x, g=g)["y"]]))
+        for name, fn in fla.items():
+            if isinstance(fn, str):
+                cands.append(Candidate(f"fla {name}", skip=fn))
+            else:
+                cands.append(Candidate(f"fla {name}", run=lambda fn=fn: fn(x, g), outputs=lambda fn=fn: [fn(x, g)[0]]))
+        return Case("hgrn fwd", shape, Floor(bytes=3 * B * L * D * 2, exps=B * L * D), cands, L)
+    dy = _randn(B, L, D)
+
+    def grad_candidate(impl, f):
+        xl, gl = x.detach().clone().requires_grad_(), g.detach().clone().requires_grad_()
+
+        def step():
+            f(xl, gl).backward(dy)
+
+        def grads():
+            xl.grad = gl.grad = None
+            step()
+            return [xl.grad, gl.grad]
+
+        return Candidate(impl, run=step, outputs=grads, grads=[xl, gl])
+
+    cands.append(grad_candidate("ssmc", lambda a, b: layer(x=a, g=b)["y"]))
+    for name, fn in fla.items():
+        if isinstance(fn, str):
+            cands.append(Candidate(f"fla {name}", skip=fn))
+        else:
+            cands.append(grad_candidate(f"fla {name}", lambda a, b, fn=fn: fn(a, b)[0]))
+    # read x, g, dy and the forward's; write y, dx, dg
+    return Case("hgrn fwd+bwd", shape, Floor(bytes=7 * B * L * D * 2, exps=2 * B * L * D), cands, L)
+
+
+# -- Mamba-2 (SSD): the peer alone until ssmc has the example (issue 6) -------------------------
+
+
+def mamba2_floor(B, L, H, P, N, G, backward: bool, Q: int = 64) -> Floor:
+    e = 2
+    byt = (2 * B * L * H * P + 2 * B * L * G * N + B * L * H) * e  # x, y; B, C; dt
+    # the chunked matrix form with chunks of Q steps, causal halves of the Q x Q blocks
+    flops = 2 * B * L * ((Q / 2) * N * G + (Q / 2) * P * H + 2 * N * P * H)
+    if backward:
+        byt *= 3
+        flops *= 3
+    return Floor(bytes=byt, exps=B * L * H, flops=flops, note=f"matrix flops of the chunked form, chunks of {Q}")
+
+
+def mamba2_case(B, L, H, P, N, backward: bool, ssd) -> Case:
+    G = 1
+    shape = f"B{B} L{L} H{H} P{P} N{N}"
+    why = "ssmc: no Mamba-2 example yet (issue 6)"
+    cands = [Candidate("ssmc", skip=why)]
+    if isinstance(ssd, str):
+        cands.append(Candidate("mamba-ssm mamba_chunk_scan_combined", skip=ssd))
+    else:
+        x, Bm, C = _randn(B, L, H, P), _randn(B, L, G, N), _randn(B, L, G, N)
+        dt = _randn(B, L, H)
+        A = -torch.rand(H, device="cuda") * 4 - 1
+        Dp, bias = torch.randn(H, device="cuda"), torch.rand(H, device="cuda") * 4 - 6
+        if not backward:
+            run = lambda: ssd(x, dt, A, Bm, C, chunk_size=256, D=Dp, dt_bias=bias, dt_softplus=True)  # noqa: E731
+            cands.append(Candidate("mamba-ssm mamba_chunk_scan_combined", run=run))
+        else:
+            leaves = [v.detach().requires_grad_() for v in (x, dt, A, Bm, C, Dp, bias)]
+            dy = _randn(B, L, H, P)
+
+            def step():
+                xl, dtl, Al, Bl, Cl, Dl, bl = leaves
+                ssd(xl, dtl, Al, Bl, Cl, chunk_size=256, D=Dl, dt_bias=bl, dt_softplus=True).backward(dy)
+
+            cands.append(Candidate("mamba-ssm mamba_chunk_scan_combined", run=step, grads=leaves))
+    return Case("mamba2 fwd+bwd" if backward else "mamba2 fwd", shape, mamba2_floor(B, L, H, P, N, G, backward), cands, L)
+
+
+# -- running a case ----------------------------------------------------------------------------
+
+_COMPILED: dict = {}
+
+
+def _compiled(name: str):
+    if name not in _COMPILED:
+        _COMPILED[name] = ssmc.compile(example(name))
+    return _COMPILED[name]
+
+
+def check_ssmc_small(name: str) -> str:
+    """ssmc's kernels for an example against the NumPy interpreter at a small size (bf16
+    inputs), with the tolerance table; returns '' or what disagreed."""
+    from ssmc.testing.check import check_compiled
+
+    layer = example(name)
+    sizes = {"B": 2, "L": 77, "D": 40, "N": 16}
+    sizes = {d: sizes[d] for d in layer.dim_order}
+    bad = [str(r) for r in check_compiled(layer, _compiled(name), sizes, "bf16", seed=1, device="cuda") if not r.ok]
+    return "; ".join(bad)
+
+
+def check_candidate(c: Candidate, want: list[torch.Tensor] | None) -> tuple[float, str]:
+    """(max relative error against ssmc's outputs, '' or why it is not timed)."""
+    if c.outputs is None or want is None:
+        return math.nan, ""
+    got = c.outputs()
+    torch.cuda.synchronize()
+    errs = [rel_max_err(a, b) for a, b in zip(got, want)]
+    err = max(errs) if errs else math.nan
+    if not (err <= CROSS_BOUND):
+        return err, f"mismatch: max |peer - ssmc| / max |ssmc| = {err:.2e} > {CROSS_BOUND:.0e} (per output: " + \
+            ", ".join(f"{e:.1e}" for e in errs) + ")"
+    return err, ""
+
+
+def run_case(case: Case, rep_ms: float = 200) -> list[dict]:
+    rows = []
+    want = None
+    for c in case.candidates:
+        row = dict(workload=case.workload, shape=case.shape, impl=c.impl, length=case.length, ms=None, status="ok", err=None)
+        if c.skip:
+            row["status"] = "skipped: " + c.skip
+        else:
+            try:
+                if c.impl == "ssmc" and c.outputs is not None:
+                    want = [t.detach().clone() for t in c.outputs()]
+                else:
+                    err, why = check_candidate(c, want)
+                    row["err"] = None if math.isnan(err) else err
+                    if why:
+                        row["status"] = why
+                if row["status"] == "ok":
+                    slow = c.impl.startswith("PyTorch loop")
+                    row["ms"] = time_ms(c.run, 1 if slow else 25, 1000 if slow else rep_ms, grad_to_none=c.grads or None)
+            except Exception as e:  # noqa: BLE001  (a failing candidate is reported, the run goes on)
+                row["status"] = f"error: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+                torch.cuda.synchronize()
+        rows.append(row)
+        ms = f"{row['ms']:.4f} ms" if row["ms"] is not None else "-"
+        err = f" err {row['err']:.1e}" if row["err"] is not None else ""
+        print(f"  {case.workload:26s} {case.shape:24s} {c.impl:46s} {ms:>12s}{err}  {row['status'] if row['status'] != 'ok' else ''}", flush=True)
+    return rows
+
+
+__all__ = ["Case", "Candidate", "decode_case", "hgrn_case", "mamba1_case", "mamba2_case", "run_case", "check_ssmc_small", "peers"]

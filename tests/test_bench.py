@@ -1,0 +1,84 @@
+"""The benchmark harness's own logic, on the CPU: floors, the report's ratios and pairing, the
+peers' loader, and a clear refusal without a GPU. (The measuring runs on a GPU: `make bench`.)"""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import HAS_GPU
+
+from ssmc.benchmark import peers, report
+from ssmc.benchmark.measure import Ceilings, Floor
+
+
+def test_floor_is_the_largest_term():
+    c = Ceilings(copy=1e12, exp2=1e12, matmul=1e15)
+    f = Floor(bytes=2e9, exps=1e9, flops=1e12)
+    assert f.terms_ms(c) == {"bytes": 2.0, "exp": 1.0, "matmul": 1.0}
+    assert f.ms(c) == 2.0 and f.bound(c) == "bytes"
+
+
+def _row(workload, impl, ms, shape="S", status="ok"):
+    return dict(workload=workload, shape=shape, impl=impl, ms=ms, status=status, err=None, floor_ms=0.5,
+                floor_terms_ms={"bytes": 0.5, "exp": 0.1, "matmul": 0.0})
+
+
+RESULT = dict(
+    device="GPU", torch="t", triton="tr", date="d", ceilings=dict(copy_gbs=3000, exp2_per_s=4e12, matmul_tflops=700),
+    rows=[
+        _row("fwd", "ssmc", 2.0), _row("fwd", "peer A", 3.0), _row("fwd", "peer B", 5.0),
+        _row("decode", "ssmc", 0.2), _row("decode", "ssmc (CUDA graph)", 0.05),
+        _row("decode", "peer", 0.1), _row("decode", "peer (CUDA graph)", 0.04),
+        _row("fwd2", "ssmc", None, status="skipped: no example"), _row("fwd2", "peer", 1.0),
+        dict(workload="compile time", shape="x", impl="ssmc cold", ms=1500.0, status="ok", import_s=1.0),
+    ],
+)
+
+
+def test_summary_sets_ssmc_against_the_fastest_peer():
+    s = {(r["workload"]): r for r in report.summary(RESULT)}
+    assert s["fwd"]["peer"]["impl"] == "peer A" and s["fwd"]["ratio"] == pytest.approx(1.5)
+    assert s["fwd"]["fraction_of_floor"] == pytest.approx(0.25)
+    assert s["decode"]["ssmc"]["impl"] == "ssmc (CUDA graph)" and s["decode"]["ratio"] == pytest.approx(0.8)
+    assert s["fwd2"]["ratio"] is None and s["fwd2"]["ssmc_status"].startswith("skipped")
+
+
+def test_each_peer_row_is_compared_with_ssmc_run_the_same_way():
+    md = report.markdown(RESULT)
+    assert "| decode | S | peer (CUDA graph) | 0.0400 | 12.50 | 0.80 |" in md  # graph against graph
+    assert "| decode | S | peer | 0.100 | 5.00 | 0.50 |" in md  # eager against eager
+    assert "| ssmc cold | 1.50 s | 1.00 s | ok |" in md
+
+
+def test_loader_skips_a_package_init_that_cannot_run(tmp_path, monkeypatch):
+    pkg = tmp_path / "heavy_pkg"
+    (pkg / "ops").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("import a_module_that_does_not_exist\n")
+    (pkg / "ops" / "__init__.py").write_text("")
+    (pkg / "ops" / "kernel.py").write_text("def f():\n    return 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = peers.import_skipping_inits("heavy_pkg.ops.kernel", ("heavy_pkg",))
+    assert mod.f() == 42
+    with pytest.raises(peers.Unavailable, match="not installed"):
+        peers.import_skipping_inits("no_such_pkg.x", ("no_such_pkg",))
+
+
+def test_selective_scan_without_sources_says_why(monkeypatch):
+    monkeypatch.delenv(peers.SOURCES_ENV, raising=False)
+    monkeypatch.setenv(peers.BUILD_ENV, "/nonexistent-ssmc-build")
+    assert peers.start_selective_scan_build() is None
+    with pytest.raises(peers.Unavailable, match=peers.SOURCES_ENV):
+        peers.selective_scan_fn(None)
+
+
+@pytest.mark.skipif(HAS_GPU, reason="checks the refusal where there is no GPU")
+def test_bench_refuses_without_a_gpu():
+    code = textwrap.dedent("""
+        import sys
+        from ssmc.cli import main
+        sys.exit(main(["bench", "--out", sys.argv[1]]))
+    """)
+    r = subprocess.run([sys.executable, "-c", code, "/tmp/ssmc-bench-none"], capture_output=True, text=True,
+                       env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
+    assert r.returncode != 0 and "no CUDA GPU" in r.stderr
