@@ -80,10 +80,10 @@ def test_autodiff_matches_finite_differences(name):
 _COMPILED: dict = {}
 
 
-def compiled_backward(name, unroll=4, block=None, sub=None):
-    key = (name, unroll, block, sub)
+def compiled_backward(name, unroll=4, block=None, sub=None, prefetch=False):
+    key = (name, unroll, block, sub, prefetch)
     if key not in _COMPILED:
-        _COMPILED[key] = CompiledBackward(LAYERS[name], unroll=unroll, block=block, sub=sub, verify=True)
+        _COMPILED[key] = CompiledBackward(LAYERS[name], unroll=unroll, block=block, sub=sub, verify=True, prefetch=prefetch)
     return _COMPILED[key]
 
 
@@ -99,8 +99,8 @@ max_len = 300 if HAS_GPU else 40
     N=st.integers(1, 19),
     with_optional=st.booleans(),
     noncontiguous=st.booleans(),
-    # (steps per chunk, channels per program, chunks between checkpoints)
-    tiles=st.sampled_from([(4, None, None), (1, 2, 3), (3, 4, 2), (2, None, 1)]),
+    # (steps per chunk, channels per program, chunks between checkpoints, loads a chunk ahead)
+    tiles=st.sampled_from([(4, None, None, False), (1, 2, 3, True), (3, 4, 2, False), (2, None, 1, True)]),
     seed=st.integers(0, 2**16),
 )
 def test_backward_kernels_match_interpreter(name, dtype, B, L, D, N, with_optional, noncontiguous, tiles, seed):
@@ -113,9 +113,10 @@ def test_backward_kernels_match_interpreter(name, dtype, B, L, D, N, with_option
 @pytest.mark.parametrize("L", [1, 2, 3, 4, 5, 8, 9])
 def test_backward_lengths_around_the_tile(L):
     for name in ("mamba1", "reverse_tanh"):
-        c = compiled_backward(name, 2, 2, 2)
-        results = check_compiled(c.layer, c, sizes_for(LAYERS[name], 2, L, 3, 2), "f32", L, DEVICE)
-        assert all(r.ok for r in results), [str(r) for r in results]
+        for prefetch in (False, True):
+            c = compiled_backward(name, 2, 2, 2, prefetch)
+            results = check_compiled(c.layer, c, sizes_for(LAYERS[name], 2, L, 3, 2), "f32", L, DEVICE)
+            assert all(r.ok for r in results), [str(r) for r in results]
 
 
 # --- against torch autograd through straightforward loops -----------------------------------

@@ -88,9 +88,54 @@ def hgrn_backward_k0_bidir(
     pb0_a_x = pb_a_x
     pb0_o_grad_x = pb_o_grad_x
     pb0_o_grad_g = pb_o_grad_g
-    SPAN = SUB * 2  # steps between checkpoints
+    SPAN = SUB * 4  # steps between checkpoints
     n_spans = tl.cdiv(n_steps, SPAN)
     init_h10 = h10
+    # the loads of the first chunk walked (the last in time), issued before the loop
+    tn = (n_spans - 1) * SPAN + (SUB - 1) * 4
+    nvalid_0 = (tn + 0 >= 0) & (tn + 0 < n_steps)
+    nvalid_1 = (tn + 1 >= 0) & (tn + 1 < n_steps)
+    nvalid_2 = (tn + 2 >= 0) & (tn + 2 < n_steps)
+    nvalid_3 = (tn + 3 >= 0) & (tn + 3 < n_steps)
+    pn_a_grad_y = pb0_a_grad_y + tn * a_grad_y_s_L
+    pn_a_g = pb0_a_g + tn * a_g_s_L
+    pn_a_x = pb0_a_x + tn * a_x_s_L
+    # %3 = arg grad_y : input optional [B, L, D]
+    if HAS_a_grad_y:
+        v3_pf0 = tl.load(pn_a_grad_y + po_a_grad_y, mask=nvalid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+    else:
+        v3_pf0 = tl.zeros([1, BLOCK_D], tl.float32)
+    # %1 = arg g : input [B, L, D]
+    v1_pf0 = tl.load(pn_a_g + po_a_g, mask=nvalid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %0 = arg x : input [B, L, D]
+    v0_pf0 = tl.load(pn_a_x + po_a_x, mask=nvalid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %3 = arg grad_y : input optional [B, L, D]
+    if HAS_a_grad_y:
+        v3_pf1 = tl.load(pn_a_grad_y + 1 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+    else:
+        v3_pf1 = tl.zeros([1, BLOCK_D], tl.float32)
+    # %1 = arg g : input [B, L, D]
+    v1_pf1 = tl.load(pn_a_g + 1 * a_g_s_L + po_a_g, mask=nvalid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %0 = arg x : input [B, L, D]
+    v0_pf1 = tl.load(pn_a_x + 1 * a_x_s_L + po_a_x, mask=nvalid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %3 = arg grad_y : input optional [B, L, D]
+    if HAS_a_grad_y:
+        v3_pf2 = tl.load(pn_a_grad_y + 2 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+    else:
+        v3_pf2 = tl.zeros([1, BLOCK_D], tl.float32)
+    # %1 = arg g : input [B, L, D]
+    v1_pf2 = tl.load(pn_a_g + 2 * a_g_s_L + po_a_g, mask=nvalid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %0 = arg x : input [B, L, D]
+    v0_pf2 = tl.load(pn_a_x + 2 * a_x_s_L + po_a_x, mask=nvalid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %3 = arg grad_y : input optional [B, L, D]
+    if HAS_a_grad_y:
+        v3_pf3 = tl.load(pn_a_grad_y + 3 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_3 & mask_D[None, :], other=0.0).to(tl.float32)
+    else:
+        v3_pf3 = tl.zeros([1, BLOCK_D], tl.float32)
+    # %1 = arg g : input [B, L, D]
+    v1_pf3 = tl.load(pn_a_g + 3 * a_g_s_L + po_a_g, mask=nvalid_3 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %0 = arg x : input [B, L, D]
+    v0_pf3 = tl.load(pn_a_x + 3 * a_x_s_L + po_a_x, mask=nvalid_3 & mask_D[None, :], other=0.0).to(tl.float32)
     for it in range(0, n_spans):
         c = n_spans - 1 - it
         s0 = c * SPAN
@@ -100,9 +145,11 @@ def hgrn_backward_k0_bidir(
         # phase A0: the entry state of each chunk of this span
         for q in range(0, SUB):
             tl.store(scr + q * scr_s__Q + pid_B * scr_s_B + offs_D[None, :] * scr_s_D, h10, mask=mask_D[None, :])
-            t0 = s0 + q * 2
+            t0 = s0 + q * 4
             valid_0 = (t0 + 0 >= 0) & (t0 + 0 < n_steps)
             valid_1 = (t0 + 1 >= 0) & (t0 + 1 < n_steps)
+            valid_2 = (t0 + 2 >= 0) & (t0 + 2 < n_steps)
+            valid_3 = (t0 + 3 >= 0) & (t0 + 3 < n_steps)
             pb_a_grad_y = pb0_a_grad_y + t0 * a_grad_y_s_L
             pb_a_g = pb0_a_g + t0 * a_g_s_L
             pb_a_x = pb0_a_x + t0 * a_x_s_L
@@ -110,25 +157,43 @@ def hgrn_backward_k0_bidir(
             pb_o_grad_g = pb0_o_grad_g + t0 * o_grad_g_s_L
             # %1 = arg g : input [B, L, D]
             v1_z0 = tl.load(pb_a_g + po_a_g, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
-            v5_z0 = _ssmc_exp(v1_z0)  # %5 = exp %1 : [B, L, D]
             # %0 = arg x : input [B, L, D]
             v0_z0 = tl.load(pb_a_x + po_a_x, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %1 = arg g : input [B, L, D]
+            v1_z1 = tl.load(pb_a_g + 1 * a_g_s_L + po_a_g, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %0 = arg x : input [B, L, D]
+            v0_z1 = tl.load(pb_a_x + 1 * a_x_s_L + po_a_x, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %1 = arg g : input [B, L, D]
+            v1_z2 = tl.load(pb_a_g + 2 * a_g_s_L + po_a_g, mask=valid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %0 = arg x : input [B, L, D]
+            v0_z2 = tl.load(pb_a_x + 2 * a_x_s_L + po_a_x, mask=valid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %1 = arg g : input [B, L, D]
+            v1_z3 = tl.load(pb_a_g + 3 * a_g_s_L + po_a_g, mask=valid_3 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %0 = arg x : input [B, L, D]
+            v0_z3 = tl.load(pb_a_x + 3 * a_x_s_L + po_a_x, mask=valid_3 & mask_D[None, :], other=0.0).to(tl.float32)
+            v5_z0 = _ssmc_exp(v1_z0)  # %5 = exp %1 : [B, L, D]
             # %10 = scan[axis=L, reverse=False] %5, %0, %2 : [B, L, D]
             h10 = tl.where(valid_0, v5_z0 * h10 + v0_z0, h10)
             v10_z0 = h10
-            # %1 = arg g : input [B, L, D]
-            v1_z1 = tl.load(pb_a_g + 1 * a_g_s_L + po_a_g, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
             v5_z1 = _ssmc_exp(v1_z1)  # %5 = exp %1 : [B, L, D]
-            # %0 = arg x : input [B, L, D]
-            v0_z1 = tl.load(pb_a_x + 1 * a_x_s_L + po_a_x, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
             # %10 = scan[axis=L, reverse=False] %5, %0, %2 : [B, L, D]
             h10 = tl.where(valid_1, v5_z1 * h10 + v0_z1, h10)
             v10_z1 = h10
+            v5_z2 = _ssmc_exp(v1_z2)  # %5 = exp %1 : [B, L, D]
+            # %10 = scan[axis=L, reverse=False] %5, %0, %2 : [B, L, D]
+            h10 = tl.where(valid_2, v5_z2 * h10 + v0_z2, h10)
+            v10_z2 = h10
+            v5_z3 = _ssmc_exp(v1_z3)  # %5 = exp %1 : [B, L, D]
+            # %10 = scan[axis=L, reverse=False] %5, %0, %2 : [B, L, D]
+            h10 = tl.where(valid_3, v5_z3 * h10 + v0_z3, h10)
+            v10_z3 = h10
         for qq in range(0, SUB):
             q = SUB - 1 - qq
-            t0 = s0 + q * 2
+            t0 = s0 + q * 4
             valid_0 = (t0 + 0 >= 0) & (t0 + 0 < n_steps)
             valid_1 = (t0 + 1 >= 0) & (t0 + 1 < n_steps)
+            valid_2 = (t0 + 2 >= 0) & (t0 + 2 < n_steps)
+            valid_3 = (t0 + 3 >= 0) & (t0 + 3 < n_steps)
             pb_a_grad_y = pb0_a_grad_y + t0 * a_grad_y_s_L
             pb_a_g = pb0_a_g + t0 * a_g_s_L
             pb_a_x = pb0_a_x + t0 * a_x_s_L
@@ -136,15 +201,76 @@ def hgrn_backward_k0_bidir(
             pb_o_grad_g = pb0_o_grad_g + t0 * o_grad_g_s_L
             h10 = tl.load(scr + q * scr_s__Q + pid_B * scr_s_B + offs_D[None, :] * scr_s_D, mask=mask_D[None, :], other=0.0)
             cin_h10 = h10
+            # this chunk's loads, issued a chunk ago; then the next chunk's
+            v3_a0 = v3_pf0
+            v3_0 = v3_pf0
+            v1_a0 = v1_pf0
+            v1_0 = v1_pf0
+            v0_a0 = v0_pf0
+            v0_0 = v0_pf0
+            v3_a1 = v3_pf1
+            v3_1 = v3_pf1
+            v1_a1 = v1_pf1
+            v1_1 = v1_pf1
+            v0_a1 = v0_pf1
+            v0_1 = v0_pf1
+            v3_a2 = v3_pf2
+            v3_2 = v3_pf2
+            v1_a2 = v1_pf2
+            v1_2 = v1_pf2
+            v0_a2 = v0_pf2
+            v0_2 = v0_pf2
+            v3_a3 = v3_pf3
+            v3_3 = v3_pf3
+            v1_a3 = v1_pf3
+            v1_3 = v1_pf3
+            v0_a3 = v0_pf3
+            v0_3 = v0_pf3
+            tn = t0 - 4
+            nvalid_0 = (tn + 0 >= 0) & (tn + 0 < n_steps)
+            nvalid_1 = (tn + 1 >= 0) & (tn + 1 < n_steps)
+            nvalid_2 = (tn + 2 >= 0) & (tn + 2 < n_steps)
+            nvalid_3 = (tn + 3 >= 0) & (tn + 3 < n_steps)
+            pn_a_grad_y = pb0_a_grad_y + tn * a_grad_y_s_L
+            pn_a_g = pb0_a_g + tn * a_g_s_L
+            pn_a_x = pb0_a_x + tn * a_x_s_L
+            # %3 = arg grad_y : input optional [B, L, D]
+            if HAS_a_grad_y:
+                v3_pf0 = tl.load(pn_a_grad_y + po_a_grad_y, mask=nvalid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+            else:
+                v3_pf0 = tl.zeros([1, BLOCK_D], tl.float32)
+            # %1 = arg g : input [B, L, D]
+            v1_pf0 = tl.load(pn_a_g + po_a_g, mask=nvalid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %0 = arg x : input [B, L, D]
+            v0_pf0 = tl.load(pn_a_x + po_a_x, mask=nvalid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %3 = arg grad_y : input optional [B, L, D]
+            if HAS_a_grad_y:
+                v3_pf1 = tl.load(pn_a_grad_y + 1 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+            else:
+                v3_pf1 = tl.zeros([1, BLOCK_D], tl.float32)
+            # %1 = arg g : input [B, L, D]
+            v1_pf1 = tl.load(pn_a_g + 1 * a_g_s_L + po_a_g, mask=nvalid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %0 = arg x : input [B, L, D]
+            v0_pf1 = tl.load(pn_a_x + 1 * a_x_s_L + po_a_x, mask=nvalid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %3 = arg grad_y : input optional [B, L, D]
+            if HAS_a_grad_y:
+                v3_pf2 = tl.load(pn_a_grad_y + 2 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+            else:
+                v3_pf2 = tl.zeros([1, BLOCK_D], tl.float32)
+            # %1 = arg g : input [B, L, D]
+            v1_pf2 = tl.load(pn_a_g + 2 * a_g_s_L + po_a_g, mask=nvalid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %0 = arg x : input [B, L, D]
+            v0_pf2 = tl.load(pn_a_x + 2 * a_x_s_L + po_a_x, mask=nvalid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %3 = arg grad_y : input optional [B, L, D]
+            if HAS_a_grad_y:
+                v3_pf3 = tl.load(pn_a_grad_y + 3 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_3 & mask_D[None, :], other=0.0).to(tl.float32)
+            else:
+                v3_pf3 = tl.zeros([1, BLOCK_D], tl.float32)
+            # %1 = arg g : input [B, L, D]
+            v1_pf3 = tl.load(pn_a_g + 3 * a_g_s_L + po_a_g, mask=nvalid_3 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %0 = arg x : input [B, L, D]
+            v0_pf3 = tl.load(pn_a_x + 3 * a_x_s_L + po_a_x, mask=nvalid_3 & mask_D[None, :], other=0.0).to(tl.float32)
             # phase A: the forward scan's states of this chunk
-            # %1 = arg g : input [B, L, D]
-            v1_a0 = tl.load(pb_a_g + po_a_g, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
-            # %0 = arg x : input [B, L, D]
-            v0_a0 = tl.load(pb_a_x + po_a_x, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
-            # %1 = arg g : input [B, L, D]
-            v1_a1 = tl.load(pb_a_g + 1 * a_g_s_L + po_a_g, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
-            # %0 = arg x : input [B, L, D]
-            v0_a1 = tl.load(pb_a_x + 1 * a_x_s_L + po_a_x, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
             v5_a0 = _ssmc_exp(v1_a0)  # %5 = exp %1 : [B, L, D]
             # %10 = scan[axis=L, reverse=False] %5, %0, %2 : [B, L, D]
             h10 = tl.where(valid_0, v5_a0 * h10 + v0_a0, h10)
@@ -153,15 +279,52 @@ def hgrn_backward_k0_bidir(
             # %10 = scan[axis=L, reverse=False] %5, %0, %2 : [B, L, D]
             h10 = tl.where(valid_1, v5_a1 * h10 + v0_a1, h10)
             v10_a1 = h10
+            v5_a2 = _ssmc_exp(v1_a2)  # %5 = exp %1 : [B, L, D]
+            # %10 = scan[axis=L, reverse=False] %5, %0, %2 : [B, L, D]
+            h10 = tl.where(valid_2, v5_a2 * h10 + v0_a2, h10)
+            v10_a2 = h10
+            v5_a3 = _ssmc_exp(v1_a3)  # %5 = exp %1 : [B, L, D]
+            # %10 = scan[axis=L, reverse=False] %5, %0, %2 : [B, L, D]
+            h10 = tl.where(valid_3, v5_a3 * h10 + v0_a3, h10)
+            v10_a3 = h10
             # phase B: the steps the other way
+            v10_3 = v10_a3  # the forward state, from phase A
+            v5_3 = _ssmc_exp(v1_3)  # %5 = exp %1 : [B, L, D]
+            v6_3 = (v5_3 * v3_3)  # %6 = mul %5, %3 : [B, L, D]
+            # %7 = scan[axis=L, reverse=True] %5, %6, %4 : [B, L, D]
+            cin_h7_3 = h7
+            h7 = tl.where(valid_3, v5_3 * h7 + v6_3, h7)
+            v7_3 = h7
+            # %8 = prev[axis=L, reverse=True] %7, %4 : [B, L, D]
+            v8_3 = cin_h7_3
+            v9_3 = (v3_3 + v8_3)  # %9 = add %3, %8 : [B, L, D]
+            # %11 = prev[axis=L, reverse=False] %10, %2 : [B, L, D]
+            v11_3 = v10_a2
+            v12_3 = (v9_3 * v11_3)  # %12 = mul %9, %11 : [B, L, D]
+            v13_3 = (v12_3 * v5_3)  # %13 = mul %12, %5 : [B, L, D]
+            # grad_x <- %9
+            tl.store(pb_o_grad_x + 3 * o_grad_x_s_L + po_o_grad_x, v9_3.to(o_grad_x.dtype.element_ty), mask=valid_3 & mask_D[None, :])
+            # grad_g <- %13
+            tl.store(pb_o_grad_g + 3 * o_grad_g_s_L + po_o_grad_g, v13_3.to(o_grad_g.dtype.element_ty), mask=valid_3 & mask_D[None, :])
+            v10_2 = v10_a2  # the forward state, from phase A
+            v5_2 = _ssmc_exp(v1_2)  # %5 = exp %1 : [B, L, D]
+            v6_2 = (v5_2 * v3_2)  # %6 = mul %5, %3 : [B, L, D]
+            # %7 = scan[axis=L, reverse=True] %5, %6, %4 : [B, L, D]
+            cin_h7_2 = h7
+            h7 = tl.where(valid_2, v5_2 * h7 + v6_2, h7)
+            v7_2 = h7
+            # %8 = prev[axis=L, reverse=True] %7, %4 : [B, L, D]
+            v8_2 = cin_h7_2
+            v9_2 = (v3_2 + v8_2)  # %9 = add %3, %8 : [B, L, D]
+            # %11 = prev[axis=L, reverse=False] %10, %2 : [B, L, D]
+            v11_2 = v10_a1
+            v12_2 = (v9_2 * v11_2)  # %12 = mul %9, %11 : [B, L, D]
+            v13_2 = (v12_2 * v5_2)  # %13 = mul %12, %5 : [B, L, D]
+            # grad_x <- %9
+            tl.store(pb_o_grad_x + 2 * o_grad_x_s_L + po_o_grad_x, v9_2.to(o_grad_x.dtype.element_ty), mask=valid_2 & mask_D[None, :])
+            # grad_g <- %13
+            tl.store(pb_o_grad_g + 2 * o_grad_g_s_L + po_o_grad_g, v13_2.to(o_grad_g.dtype.element_ty), mask=valid_2 & mask_D[None, :])
             v10_1 = v10_a1  # the forward state, from phase A
-            # %3 = arg grad_y : input optional [B, L, D]
-            if HAS_a_grad_y:
-                v3_1 = tl.load(pb_a_grad_y + 1 * a_grad_y_s_L + po_a_grad_y, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
-            else:
-                v3_1 = tl.zeros([1, BLOCK_D], tl.float32)
-            # %1 = arg g : input [B, L, D]
-            v1_1 = tl.load(pb_a_g + 1 * a_g_s_L + po_a_g, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
             v5_1 = _ssmc_exp(v1_1)  # %5 = exp %1 : [B, L, D]
             v6_1 = (v5_1 * v3_1)  # %6 = mul %5, %3 : [B, L, D]
             # %7 = scan[axis=L, reverse=True] %5, %6, %4 : [B, L, D]
@@ -171,8 +334,6 @@ def hgrn_backward_k0_bidir(
             # %8 = prev[axis=L, reverse=True] %7, %4 : [B, L, D]
             v8_1 = cin_h7_1
             v9_1 = (v3_1 + v8_1)  # %9 = add %3, %8 : [B, L, D]
-            # %0 = arg x : input [B, L, D]
-            v0_1 = tl.load(pb_a_x + 1 * a_x_s_L + po_a_x, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
             # %11 = prev[axis=L, reverse=False] %10, %2 : [B, L, D]
             v11_1 = v10_a0
             v12_1 = (v9_1 * v11_1)  # %12 = mul %9, %11 : [B, L, D]
@@ -182,13 +343,6 @@ def hgrn_backward_k0_bidir(
             # grad_g <- %13
             tl.store(pb_o_grad_g + 1 * o_grad_g_s_L + po_o_grad_g, v13_1.to(o_grad_g.dtype.element_ty), mask=valid_1 & mask_D[None, :])
             v10_0 = v10_a0  # the forward state, from phase A
-            # %3 = arg grad_y : input optional [B, L, D]
-            if HAS_a_grad_y:
-                v3_0 = tl.load(pb_a_grad_y + po_a_grad_y, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
-            else:
-                v3_0 = tl.zeros([1, BLOCK_D], tl.float32)
-            # %1 = arg g : input [B, L, D]
-            v1_0 = tl.load(pb_a_g + po_a_g, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
             v5_0 = _ssmc_exp(v1_0)  # %5 = exp %1 : [B, L, D]
             v6_0 = (v5_0 * v3_0)  # %6 = mul %5, %3 : [B, L, D]
             # %7 = scan[axis=L, reverse=True] %5, %6, %4 : [B, L, D]
@@ -198,8 +352,6 @@ def hgrn_backward_k0_bidir(
             # %8 = prev[axis=L, reverse=True] %7, %4 : [B, L, D]
             v8_0 = cin_h7_0
             v9_0 = (v3_0 + v8_0)  # %9 = add %3, %8 : [B, L, D]
-            # %0 = arg x : input [B, L, D]
-            v0_0 = tl.load(pb_a_x + po_a_x, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
             # %11 = prev[axis=L, reverse=False] %10, %2 : [B, L, D]
             v11_0 = cin_h10
             v12_0 = (v9_0 * v11_0)  # %12 = mul %9, %11 : [B, L, D]

@@ -182,6 +182,46 @@ def mamba1_backward_k0_bidir(
     SPAN = SUB * 2  # steps between checkpoints
     n_spans = tl.cdiv(n_steps, SPAN)
     init_h34 = h34
+    # the loads of the first chunk walked (the last in time), issued before the loop
+    tn = (n_spans - 1) * SPAN + (SUB - 1) * 2
+    nvalid_0 = (tn + 0 >= 0) & (tn + 0 < n_steps)
+    nvalid_1 = (tn + 1 >= 0) & (tn + 1 < n_steps)
+    pn_a_grad_y = pb0_a_grad_y + tn * a_grad_y_s_L
+    pn_a_z = pb0_a_z + tn * a_z_s_L
+    pn_a_C = pb0_a_C + tn * a_C_s_L
+    pn_a_dt = pb0_a_dt + tn * a_dt_s_L
+    pn_a_B = pb0_a_B + tn * a_B_s_L
+    pn_a_x = pb0_a_x + tn * a_x_s_L
+    # %9 = arg grad_y : input optional [B, L, D]
+    if HAS_a_grad_y:
+        v9_pf0 = tl.load(pn_a_grad_y + po_a_grad_y, mask=nvalid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
+    else:
+        v9_pf0 = tl.zeros([1, 1, BLOCK_D], tl.float32)
+    # %4 = arg z : input [B, L, D]
+    v4_pf0 = tl.load(pn_a_z + po_a_z, mask=nvalid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
+    # %3 = arg C : input [B, L, N]
+    v3_pf0 = tl.load(pn_a_C + po_a_C, mask=nvalid_0 & mask_N[None, :, None], other=0.0).to(tl.float32)
+    # %1 = arg dt : input [B, L, D]
+    v1_pf0 = tl.load(pn_a_dt + po_a_dt, mask=nvalid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
+    # %2 = arg B : input [B, L, N]
+    v2_pf0 = tl.load(pn_a_B + po_a_B, mask=nvalid_0 & mask_N[None, :, None], other=0.0).to(tl.float32)
+    # %0 = arg x : input [B, L, D]
+    v0_pf0 = tl.load(pn_a_x + po_a_x, mask=nvalid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
+    # %9 = arg grad_y : input optional [B, L, D]
+    if HAS_a_grad_y:
+        v9_pf1 = tl.load(pn_a_grad_y + 1 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
+    else:
+        v9_pf1 = tl.zeros([1, 1, BLOCK_D], tl.float32)
+    # %4 = arg z : input [B, L, D]
+    v4_pf1 = tl.load(pn_a_z + 1 * a_z_s_L + po_a_z, mask=nvalid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
+    # %3 = arg C : input [B, L, N]
+    v3_pf1 = tl.load(pn_a_C + 1 * a_C_s_L + po_a_C, mask=nvalid_1 & mask_N[None, :, None], other=0.0).to(tl.float32)
+    # %1 = arg dt : input [B, L, D]
+    v1_pf1 = tl.load(pn_a_dt + 1 * a_dt_s_L + po_a_dt, mask=nvalid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
+    # %2 = arg B : input [B, L, N]
+    v2_pf1 = tl.load(pn_a_B + 1 * a_B_s_L + po_a_B, mask=nvalid_1 & mask_N[None, :, None], other=0.0).to(tl.float32)
+    # %0 = arg x : input [B, L, D]
+    v0_pf1 = tl.load(pn_a_x + 1 * a_x_s_L + po_a_x, mask=nvalid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
     for it in range(0, n_spans):
         c = n_spans - 1 - it
         s0 = c * SPAN
@@ -207,29 +247,29 @@ def mamba1_backward_k0_bidir(
             pb_o_grad_z = pb0_o_grad_z + t0 * o_grad_z_s_L
             # %1 = arg dt : input [B, L, D]
             v1_z0 = tl.load(pb_a_dt + po_a_dt, mask=valid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
-            v15_z0 = (v1_z0 + v7)  # %15 = add %1, %7 : [B, L, D]
-            v16_z0 = _ssmc_softplus(v15_z0)  # %16 = softplus %15 : [B, L, D]
-            v21_z0 = (v16_z0 * v20)  # %21 = mul %16, %20 : [B, L, D, N]
-            v22_z0 = tl.exp2(v21_z0)  # %22 = exp2 %21 : [B, L, D, N]
             # %2 = arg B : input [B, L, N]
             v2_z0 = tl.load(pb_a_B + po_a_B, mask=valid_0 & mask_N[None, :, None], other=0.0).to(tl.float32)
             # %0 = arg x : input [B, L, D]
             v0_z0 = tl.load(pb_a_x + po_a_x, mask=valid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
+            # %1 = arg dt : input [B, L, D]
+            v1_z1 = tl.load(pb_a_dt + 1 * a_dt_s_L + po_a_dt, mask=valid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
+            # %2 = arg B : input [B, L, N]
+            v2_z1 = tl.load(pb_a_B + 1 * a_B_s_L + po_a_B, mask=valid_1 & mask_N[None, :, None], other=0.0).to(tl.float32)
+            # %0 = arg x : input [B, L, D]
+            v0_z1 = tl.load(pb_a_x + 1 * a_x_s_L + po_a_x, mask=valid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
+            v15_z0 = (v1_z0 + v7)  # %15 = add %1, %7 : [B, L, D]
+            v16_z0 = _ssmc_softplus(v15_z0)  # %16 = softplus %15 : [B, L, D]
+            v21_z0 = (v16_z0 * v20)  # %21 = mul %16, %20 : [B, L, D, N]
+            v22_z0 = tl.exp2(v21_z0)  # %22 = exp2 %21 : [B, L, D, N]
             v32_z0 = (v16_z0 * v0_z0)  # %32 = mul %16, %0 : [B, L, D]
             v33_z0 = (v32_z0 * v2_z0)  # %33 = mul %32, %2 : [B, L, D, N]
             # %34 = scan[axis=L, reverse=False] %22, %33, %8 : [B, L, D, N]
             h34 = tl.where(valid_0, v22_z0 * h34 + v33_z0, h34)
             v34_z0 = h34
-            # %1 = arg dt : input [B, L, D]
-            v1_z1 = tl.load(pb_a_dt + 1 * a_dt_s_L + po_a_dt, mask=valid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
             v15_z1 = (v1_z1 + v7)  # %15 = add %1, %7 : [B, L, D]
             v16_z1 = _ssmc_softplus(v15_z1)  # %16 = softplus %15 : [B, L, D]
             v21_z1 = (v16_z1 * v20)  # %21 = mul %16, %20 : [B, L, D, N]
             v22_z1 = tl.exp2(v21_z1)  # %22 = exp2 %21 : [B, L, D, N]
-            # %2 = arg B : input [B, L, N]
-            v2_z1 = tl.load(pb_a_B + 1 * a_B_s_L + po_a_B, mask=valid_1 & mask_N[None, :, None], other=0.0).to(tl.float32)
-            # %0 = arg x : input [B, L, D]
-            v0_z1 = tl.load(pb_a_x + 1 * a_x_s_L + po_a_x, mask=valid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
             v32_z1 = (v16_z1 * v0_z1)  # %32 = mul %16, %0 : [B, L, D]
             v33_z1 = (v32_z1 * v2_z1)  # %33 = mul %32, %2 : [B, L, D, N]
             # %34 = scan[axis=L, reverse=False] %22, %33, %8 : [B, L, D, N]
@@ -253,19 +293,71 @@ def mamba1_backward_k0_bidir(
             pb_o_grad_z = pb0_o_grad_z + t0 * o_grad_z_s_L
             h34 = tl.load(scr + q * scr_s__Q + pid_B * scr_s_B + offs_D[None, None, :] * scr_s_D + offs_N[None, :, None] * scr_s_N, mask=mask_D[None, None, :] & mask_N[None, :, None], other=0.0)
             cin_h34 = h34
+            # this chunk's loads, issued a chunk ago; then the next chunk's
+            v9_a0 = v9_pf0
+            v9_0 = v9_pf0
+            v4_a0 = v4_pf0
+            v4_0 = v4_pf0
+            v3_a0 = v3_pf0
+            v3_0 = v3_pf0
+            v1_a0 = v1_pf0
+            v1_0 = v1_pf0
+            v2_a0 = v2_pf0
+            v2_0 = v2_pf0
+            v0_a0 = v0_pf0
+            v0_0 = v0_pf0
+            v9_a1 = v9_pf1
+            v9_1 = v9_pf1
+            v4_a1 = v4_pf1
+            v4_1 = v4_pf1
+            v3_a1 = v3_pf1
+            v3_1 = v3_pf1
+            v1_a1 = v1_pf1
+            v1_1 = v1_pf1
+            v2_a1 = v2_pf1
+            v2_1 = v2_pf1
+            v0_a1 = v0_pf1
+            v0_1 = v0_pf1
+            tn = t0 - 2
+            nvalid_0 = (tn + 0 >= 0) & (tn + 0 < n_steps)
+            nvalid_1 = (tn + 1 >= 0) & (tn + 1 < n_steps)
+            pn_a_grad_y = pb0_a_grad_y + tn * a_grad_y_s_L
+            pn_a_z = pb0_a_z + tn * a_z_s_L
+            pn_a_C = pb0_a_C + tn * a_C_s_L
+            pn_a_dt = pb0_a_dt + tn * a_dt_s_L
+            pn_a_B = pb0_a_B + tn * a_B_s_L
+            pn_a_x = pb0_a_x + tn * a_x_s_L
+            # %9 = arg grad_y : input optional [B, L, D]
+            if HAS_a_grad_y:
+                v9_pf0 = tl.load(pn_a_grad_y + po_a_grad_y, mask=nvalid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
+            else:
+                v9_pf0 = tl.zeros([1, 1, BLOCK_D], tl.float32)
+            # %4 = arg z : input [B, L, D]
+            v4_pf0 = tl.load(pn_a_z + po_a_z, mask=nvalid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
+            # %3 = arg C : input [B, L, N]
+            v3_pf0 = tl.load(pn_a_C + po_a_C, mask=nvalid_0 & mask_N[None, :, None], other=0.0).to(tl.float32)
+            # %1 = arg dt : input [B, L, D]
+            v1_pf0 = tl.load(pn_a_dt + po_a_dt, mask=nvalid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
+            # %2 = arg B : input [B, L, N]
+            v2_pf0 = tl.load(pn_a_B + po_a_B, mask=nvalid_0 & mask_N[None, :, None], other=0.0).to(tl.float32)
+            # %0 = arg x : input [B, L, D]
+            v0_pf0 = tl.load(pn_a_x + po_a_x, mask=nvalid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
+            # %9 = arg grad_y : input optional [B, L, D]
+            if HAS_a_grad_y:
+                v9_pf1 = tl.load(pn_a_grad_y + 1 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
+            else:
+                v9_pf1 = tl.zeros([1, 1, BLOCK_D], tl.float32)
+            # %4 = arg z : input [B, L, D]
+            v4_pf1 = tl.load(pn_a_z + 1 * a_z_s_L + po_a_z, mask=nvalid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
+            # %3 = arg C : input [B, L, N]
+            v3_pf1 = tl.load(pn_a_C + 1 * a_C_s_L + po_a_C, mask=nvalid_1 & mask_N[None, :, None], other=0.0).to(tl.float32)
+            # %1 = arg dt : input [B, L, D]
+            v1_pf1 = tl.load(pn_a_dt + 1 * a_dt_s_L + po_a_dt, mask=nvalid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
+            # %2 = arg B : input [B, L, N]
+            v2_pf1 = tl.load(pn_a_B + 1 * a_B_s_L + po_a_B, mask=nvalid_1 & mask_N[None, :, None], other=0.0).to(tl.float32)
+            # %0 = arg x : input [B, L, D]
+            v0_pf1 = tl.load(pn_a_x + 1 * a_x_s_L + po_a_x, mask=nvalid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
             # phase A: the forward scan's states of this chunk
-            # %1 = arg dt : input [B, L, D]
-            v1_a0 = tl.load(pb_a_dt + po_a_dt, mask=valid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
-            # %2 = arg B : input [B, L, N]
-            v2_a0 = tl.load(pb_a_B + po_a_B, mask=valid_0 & mask_N[None, :, None], other=0.0).to(tl.float32)
-            # %0 = arg x : input [B, L, D]
-            v0_a0 = tl.load(pb_a_x + po_a_x, mask=valid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
-            # %1 = arg dt : input [B, L, D]
-            v1_a1 = tl.load(pb_a_dt + 1 * a_dt_s_L + po_a_dt, mask=valid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
-            # %2 = arg B : input [B, L, N]
-            v2_a1 = tl.load(pb_a_B + 1 * a_B_s_L + po_a_B, mask=valid_1 & mask_N[None, :, None], other=0.0).to(tl.float32)
-            # %0 = arg x : input [B, L, D]
-            v0_a1 = tl.load(pb_a_x + 1 * a_x_s_L + po_a_x, mask=valid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
             v15_a0 = (v1_a0 + v7)  # %15 = add %1, %7 : [B, L, D]
             v16_a0 = _ssmc_softplus(v15_a0)  # %16 = softplus %15 : [B, L, D]
             v21_a0 = (v16_a0 * v20)  # %21 = mul %16, %20 : [B, L, D, N]
@@ -286,21 +378,10 @@ def mamba1_backward_k0_bidir(
             v34_a1 = h34
             # phase B: the steps the other way
             v34_1 = v34_a1  # the forward state, from phase A
-            # %9 = arg grad_y : input optional [B, L, D]
-            if HAS_a_grad_y:
-                v9_1 = tl.load(pb_a_grad_y + 1 * a_grad_y_s_L + po_a_grad_y, mask=valid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
-            else:
-                v9_1 = tl.zeros([1, 1, BLOCK_D], tl.float32)
-            # %4 = arg z : input [B, L, D]
-            v4_1 = tl.load(pb_a_z + 1 * a_z_s_L + po_a_z, mask=valid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
             v11_1 = (v4_1 * tl.sigmoid(v4_1))  # %11 = silu %4 : [B, L, D]
             v12_1 = (v9_1 * v11_1)  # %12 = mul %9, %11 : [B, L, D]
             v13_1 = (v12_1 * v6)  # %13 = mul %12, %6 : [B, L, D]
-            # %3 = arg C : input [B, L, N]
-            v3_1 = tl.load(pb_a_C + 1 * a_C_s_L + po_a_C, mask=valid_1 & mask_N[None, :, None], other=0.0).to(tl.float32)
             v14_1 = (v12_1 * v3_1)  # %14 = mul %12, %3 : [B, L, D, N]
-            # %1 = arg dt : input [B, L, D]
-            v1_1 = tl.load(pb_a_dt + 1 * a_dt_s_L + po_a_dt, mask=valid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
             v15_1 = (v1_1 + v7)  # %15 = add %1, %7 : [B, L, D]
             v16_1 = _ssmc_softplus(v15_1)  # %16 = softplus %15 : [B, L, D]
             v21_1 = (v16_1 * v20)  # %21 = mul %16, %20 : [B, L, D, N]
@@ -313,8 +394,6 @@ def mamba1_backward_k0_bidir(
             # %25 = prev[axis=L, reverse=True] %24, %10 : [B, L, D, N]
             v25_1 = cin_h24_1
             v26_1 = (v14_1 + v25_1)  # %26 = add %14, %25 : [B, L, D, N]
-            # %2 = arg B : input [B, L, N]
-            v2_1 = tl.load(pb_a_B + 1 * a_B_s_L + po_a_B, mask=valid_1 & mask_N[None, :, None], other=0.0).to(tl.float32)
             v27_1 = (v26_1 * v2_1)  # %27 = mul %26, %2 : [B, L, D, N]
             # %28 = sum[dim=N] %27 : [B, L, D]
             if EVEN_N:
@@ -323,8 +402,6 @@ def mamba1_backward_k0_bidir(
                 v28_1 = tl.sum(tl.where(mask_N[None, :, None], v27_1, 0.0), axis=1, keep_dims=True)
             v29_1 = (v28_1 * v16_1)  # %29 = mul %28, %16 : [B, L, D]
             v30_1 = (v13_1 + v29_1)  # %30 = add %13, %29 : [B, L, D]
-            # %0 = arg x : input [B, L, D]
-            v0_1 = tl.load(pb_a_x + 1 * a_x_s_L + po_a_x, mask=valid_1 & mask_D[None, None, :], other=0.0).to(tl.float32)
             v31_1 = (v28_1 * v0_1)  # %31 = mul %28, %0 : [B, L, D]
             v32_1 = (v16_1 * v0_1)  # %32 = mul %16, %0 : [B, L, D]
             v33_1 = (v32_1 * v2_1)  # %33 = mul %32, %2 : [B, L, D, N]
@@ -384,21 +461,10 @@ def mamba1_backward_k0_bidir(
             # grad_z <- %60
             tl.store(pb_o_grad_z + 1 * o_grad_z_s_L + po_o_grad_z, v60_1.to(o_grad_z.dtype.element_ty), mask=valid_1 & mask_D[None, None, :])
             v34_0 = v34_a0  # the forward state, from phase A
-            # %9 = arg grad_y : input optional [B, L, D]
-            if HAS_a_grad_y:
-                v9_0 = tl.load(pb_a_grad_y + po_a_grad_y, mask=valid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
-            else:
-                v9_0 = tl.zeros([1, 1, BLOCK_D], tl.float32)
-            # %4 = arg z : input [B, L, D]
-            v4_0 = tl.load(pb_a_z + po_a_z, mask=valid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
             v11_0 = (v4_0 * tl.sigmoid(v4_0))  # %11 = silu %4 : [B, L, D]
             v12_0 = (v9_0 * v11_0)  # %12 = mul %9, %11 : [B, L, D]
             v13_0 = (v12_0 * v6)  # %13 = mul %12, %6 : [B, L, D]
-            # %3 = arg C : input [B, L, N]
-            v3_0 = tl.load(pb_a_C + po_a_C, mask=valid_0 & mask_N[None, :, None], other=0.0).to(tl.float32)
             v14_0 = (v12_0 * v3_0)  # %14 = mul %12, %3 : [B, L, D, N]
-            # %1 = arg dt : input [B, L, D]
-            v1_0 = tl.load(pb_a_dt + po_a_dt, mask=valid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
             v15_0 = (v1_0 + v7)  # %15 = add %1, %7 : [B, L, D]
             v16_0 = _ssmc_softplus(v15_0)  # %16 = softplus %15 : [B, L, D]
             v21_0 = (v16_0 * v20)  # %21 = mul %16, %20 : [B, L, D, N]
@@ -411,8 +477,6 @@ def mamba1_backward_k0_bidir(
             # %25 = prev[axis=L, reverse=True] %24, %10 : [B, L, D, N]
             v25_0 = cin_h24_0
             v26_0 = (v14_0 + v25_0)  # %26 = add %14, %25 : [B, L, D, N]
-            # %2 = arg B : input [B, L, N]
-            v2_0 = tl.load(pb_a_B + po_a_B, mask=valid_0 & mask_N[None, :, None], other=0.0).to(tl.float32)
             v27_0 = (v26_0 * v2_0)  # %27 = mul %26, %2 : [B, L, D, N]
             # %28 = sum[dim=N] %27 : [B, L, D]
             if EVEN_N:
@@ -421,8 +485,6 @@ def mamba1_backward_k0_bidir(
                 v28_0 = tl.sum(tl.where(mask_N[None, :, None], v27_0, 0.0), axis=1, keep_dims=True)
             v29_0 = (v28_0 * v16_0)  # %29 = mul %28, %16 : [B, L, D]
             v30_0 = (v13_0 + v29_0)  # %30 = add %13, %29 : [B, L, D]
-            # %0 = arg x : input [B, L, D]
-            v0_0 = tl.load(pb_a_x + po_a_x, mask=valid_0 & mask_D[None, None, :], other=0.0).to(tl.float32)
             v31_0 = (v28_0 * v0_0)  # %31 = mul %28, %0 : [B, L, D]
             v32_0 = (v16_0 * v0_0)  # %32 = mul %16, %0 : [B, L, D]
             v33_0 = (v32_0 * v2_0)  # %33 = mul %32, %2 : [B, L, D, N]

@@ -78,9 +78,54 @@ def mingru_backward_k0_bidir(
     pb0_a_x_tilde = pb_a_x_tilde
     pb0_o_grad_k = pb_o_grad_k
     pb0_o_grad_x_tilde = pb_o_grad_x_tilde
-    SPAN = SUB * 2  # steps between checkpoints
+    SPAN = SUB * 4  # steps between checkpoints
     n_spans = tl.cdiv(n_steps, SPAN)
     init_h16 = h16
+    # the loads of the first chunk walked (the last in time), issued before the loop
+    tn = (n_spans - 1) * SPAN + (SUB - 1) * 4
+    nvalid_0 = (tn + 0 >= 0) & (tn + 0 < n_steps)
+    nvalid_1 = (tn + 1 >= 0) & (tn + 1 < n_steps)
+    nvalid_2 = (tn + 2 >= 0) & (tn + 2 < n_steps)
+    nvalid_3 = (tn + 3 >= 0) & (tn + 3 < n_steps)
+    pn_a_grad_y = pb0_a_grad_y + tn * a_grad_y_s_L
+    pn_a_k = pb0_a_k + tn * a_k_s_L
+    pn_a_x_tilde = pb0_a_x_tilde + tn * a_x_tilde_s_L
+    # %4 = arg grad_y : input optional [B, L, D]
+    if HAS_a_grad_y:
+        v4_pf0 = tl.load(pn_a_grad_y + po_a_grad_y, mask=nvalid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+    else:
+        v4_pf0 = tl.zeros([1, BLOCK_D], tl.float32)
+    # %0 = arg k : input [B, L, D]
+    v0_pf0 = tl.load(pn_a_k + po_a_k, mask=nvalid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %1 = arg x_tilde : input [B, L, D]
+    v1_pf0 = tl.load(pn_a_x_tilde + po_a_x_tilde, mask=nvalid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %4 = arg grad_y : input optional [B, L, D]
+    if HAS_a_grad_y:
+        v4_pf1 = tl.load(pn_a_grad_y + 1 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+    else:
+        v4_pf1 = tl.zeros([1, BLOCK_D], tl.float32)
+    # %0 = arg k : input [B, L, D]
+    v0_pf1 = tl.load(pn_a_k + 1 * a_k_s_L + po_a_k, mask=nvalid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %1 = arg x_tilde : input [B, L, D]
+    v1_pf1 = tl.load(pn_a_x_tilde + 1 * a_x_tilde_s_L + po_a_x_tilde, mask=nvalid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %4 = arg grad_y : input optional [B, L, D]
+    if HAS_a_grad_y:
+        v4_pf2 = tl.load(pn_a_grad_y + 2 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+    else:
+        v4_pf2 = tl.zeros([1, BLOCK_D], tl.float32)
+    # %0 = arg k : input [B, L, D]
+    v0_pf2 = tl.load(pn_a_k + 2 * a_k_s_L + po_a_k, mask=nvalid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %1 = arg x_tilde : input [B, L, D]
+    v1_pf2 = tl.load(pn_a_x_tilde + 2 * a_x_tilde_s_L + po_a_x_tilde, mask=nvalid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %4 = arg grad_y : input optional [B, L, D]
+    if HAS_a_grad_y:
+        v4_pf3 = tl.load(pn_a_grad_y + 3 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_3 & mask_D[None, :], other=0.0).to(tl.float32)
+    else:
+        v4_pf3 = tl.zeros([1, BLOCK_D], tl.float32)
+    # %0 = arg k : input [B, L, D]
+    v0_pf3 = tl.load(pn_a_k + 3 * a_k_s_L + po_a_k, mask=nvalid_3 & mask_D[None, :], other=0.0).to(tl.float32)
+    # %1 = arg x_tilde : input [B, L, D]
+    v1_pf3 = tl.load(pn_a_x_tilde + 3 * a_x_tilde_s_L + po_a_x_tilde, mask=nvalid_3 & mask_D[None, :], other=0.0).to(tl.float32)
     for it in range(0, n_spans):
         c = n_spans - 1 - it
         s0 = c * SPAN
@@ -90,9 +135,11 @@ def mingru_backward_k0_bidir(
         # phase A0: the entry state of each chunk of this span
         for q in range(0, SUB):
             tl.store(scr + q * scr_s__Q + pid_B * scr_s_B + offs_D[None, :] * scr_s_D, h16, mask=mask_D[None, :])
-            t0 = s0 + q * 2
+            t0 = s0 + q * 4
             valid_0 = (t0 + 0 >= 0) & (t0 + 0 < n_steps)
             valid_1 = (t0 + 1 >= 0) & (t0 + 1 < n_steps)
+            valid_2 = (t0 + 2 >= 0) & (t0 + 2 < n_steps)
+            valid_3 = (t0 + 3 >= 0) & (t0 + 3 < n_steps)
             pb_a_grad_y = pb0_a_grad_y + t0 * a_grad_y_s_L
             pb_a_k = pb0_a_k + t0 * a_k_s_L
             pb_a_x_tilde = pb0_a_x_tilde + t0 * a_x_tilde_s_L
@@ -100,31 +147,55 @@ def mingru_backward_k0_bidir(
             pb_o_grad_x_tilde = pb0_o_grad_x_tilde + t0 * o_grad_x_tilde_s_L
             # %0 = arg k : input [B, L, D]
             v0_z0 = tl.load(pb_a_k + po_a_k, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %1 = arg x_tilde : input [B, L, D]
+            v1_z0 = tl.load(pb_a_x_tilde + po_a_x_tilde, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %0 = arg k : input [B, L, D]
+            v0_z1 = tl.load(pb_a_k + 1 * a_k_s_L + po_a_k, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %1 = arg x_tilde : input [B, L, D]
+            v1_z1 = tl.load(pb_a_x_tilde + 1 * a_x_tilde_s_L + po_a_x_tilde, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %0 = arg k : input [B, L, D]
+            v0_z2 = tl.load(pb_a_k + 2 * a_k_s_L + po_a_k, mask=valid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %1 = arg x_tilde : input [B, L, D]
+            v1_z2 = tl.load(pb_a_x_tilde + 2 * a_x_tilde_s_L + po_a_x_tilde, mask=valid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %0 = arg k : input [B, L, D]
+            v0_z3 = tl.load(pb_a_k + 3 * a_k_s_L + po_a_k, mask=valid_3 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %1 = arg x_tilde : input [B, L, D]
+            v1_z3 = tl.load(pb_a_x_tilde + 3 * a_x_tilde_s_L + po_a_x_tilde, mask=valid_3 & mask_D[None, :], other=0.0).to(tl.float32)
             v7_z0 = (v0_z0 + v2)  # %7 = add %0, %2 : [B, L, D]
             v8_z0 = tl.sigmoid(v7_z0)  # %8 = sigmoid %7 : [B, L, D]
             v9_z0 = (1.0 - v8_z0)  # %9 = sub %6, %8 : [B, L, D]
-            # %1 = arg x_tilde : input [B, L, D]
-            v1_z0 = tl.load(pb_a_x_tilde + po_a_x_tilde, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
             v15_z0 = (v8_z0 * v1_z0)  # %15 = mul %8, %1 : [B, L, D]
             # %16 = scan[axis=L, reverse=False] %9, %15, %3 : [B, L, D]
             h16 = tl.where(valid_0, v9_z0 * h16 + v15_z0, h16)
             v16_z0 = h16
-            # %0 = arg k : input [B, L, D]
-            v0_z1 = tl.load(pb_a_k + 1 * a_k_s_L + po_a_k, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
             v7_z1 = (v0_z1 + v2)  # %7 = add %0, %2 : [B, L, D]
             v8_z1 = tl.sigmoid(v7_z1)  # %8 = sigmoid %7 : [B, L, D]
             v9_z1 = (1.0 - v8_z1)  # %9 = sub %6, %8 : [B, L, D]
-            # %1 = arg x_tilde : input [B, L, D]
-            v1_z1 = tl.load(pb_a_x_tilde + 1 * a_x_tilde_s_L + po_a_x_tilde, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
             v15_z1 = (v8_z1 * v1_z1)  # %15 = mul %8, %1 : [B, L, D]
             # %16 = scan[axis=L, reverse=False] %9, %15, %3 : [B, L, D]
             h16 = tl.where(valid_1, v9_z1 * h16 + v15_z1, h16)
             v16_z1 = h16
+            v7_z2 = (v0_z2 + v2)  # %7 = add %0, %2 : [B, L, D]
+            v8_z2 = tl.sigmoid(v7_z2)  # %8 = sigmoid %7 : [B, L, D]
+            v9_z2 = (1.0 - v8_z2)  # %9 = sub %6, %8 : [B, L, D]
+            v15_z2 = (v8_z2 * v1_z2)  # %15 = mul %8, %1 : [B, L, D]
+            # %16 = scan[axis=L, reverse=False] %9, %15, %3 : [B, L, D]
+            h16 = tl.where(valid_2, v9_z2 * h16 + v15_z2, h16)
+            v16_z2 = h16
+            v7_z3 = (v0_z3 + v2)  # %7 = add %0, %2 : [B, L, D]
+            v8_z3 = tl.sigmoid(v7_z3)  # %8 = sigmoid %7 : [B, L, D]
+            v9_z3 = (1.0 - v8_z3)  # %9 = sub %6, %8 : [B, L, D]
+            v15_z3 = (v8_z3 * v1_z3)  # %15 = mul %8, %1 : [B, L, D]
+            # %16 = scan[axis=L, reverse=False] %9, %15, %3 : [B, L, D]
+            h16 = tl.where(valid_3, v9_z3 * h16 + v15_z3, h16)
+            v16_z3 = h16
         for qq in range(0, SUB):
             q = SUB - 1 - qq
-            t0 = s0 + q * 2
+            t0 = s0 + q * 4
             valid_0 = (t0 + 0 >= 0) & (t0 + 0 < n_steps)
             valid_1 = (t0 + 1 >= 0) & (t0 + 1 < n_steps)
+            valid_2 = (t0 + 2 >= 0) & (t0 + 2 < n_steps)
+            valid_3 = (t0 + 3 >= 0) & (t0 + 3 < n_steps)
             pb_a_grad_y = pb0_a_grad_y + t0 * a_grad_y_s_L
             pb_a_k = pb0_a_k + t0 * a_k_s_L
             pb_a_x_tilde = pb0_a_x_tilde + t0 * a_x_tilde_s_L
@@ -132,15 +203,76 @@ def mingru_backward_k0_bidir(
             pb_o_grad_x_tilde = pb0_o_grad_x_tilde + t0 * o_grad_x_tilde_s_L
             h16 = tl.load(scr + q * scr_s__Q + pid_B * scr_s_B + offs_D[None, :] * scr_s_D, mask=mask_D[None, :], other=0.0)
             cin_h16 = h16
+            # this chunk's loads, issued a chunk ago; then the next chunk's
+            v4_a0 = v4_pf0
+            v4_0 = v4_pf0
+            v0_a0 = v0_pf0
+            v0_0 = v0_pf0
+            v1_a0 = v1_pf0
+            v1_0 = v1_pf0
+            v4_a1 = v4_pf1
+            v4_1 = v4_pf1
+            v0_a1 = v0_pf1
+            v0_1 = v0_pf1
+            v1_a1 = v1_pf1
+            v1_1 = v1_pf1
+            v4_a2 = v4_pf2
+            v4_2 = v4_pf2
+            v0_a2 = v0_pf2
+            v0_2 = v0_pf2
+            v1_a2 = v1_pf2
+            v1_2 = v1_pf2
+            v4_a3 = v4_pf3
+            v4_3 = v4_pf3
+            v0_a3 = v0_pf3
+            v0_3 = v0_pf3
+            v1_a3 = v1_pf3
+            v1_3 = v1_pf3
+            tn = t0 - 4
+            nvalid_0 = (tn + 0 >= 0) & (tn + 0 < n_steps)
+            nvalid_1 = (tn + 1 >= 0) & (tn + 1 < n_steps)
+            nvalid_2 = (tn + 2 >= 0) & (tn + 2 < n_steps)
+            nvalid_3 = (tn + 3 >= 0) & (tn + 3 < n_steps)
+            pn_a_grad_y = pb0_a_grad_y + tn * a_grad_y_s_L
+            pn_a_k = pb0_a_k + tn * a_k_s_L
+            pn_a_x_tilde = pb0_a_x_tilde + tn * a_x_tilde_s_L
+            # %4 = arg grad_y : input optional [B, L, D]
+            if HAS_a_grad_y:
+                v4_pf0 = tl.load(pn_a_grad_y + po_a_grad_y, mask=nvalid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+            else:
+                v4_pf0 = tl.zeros([1, BLOCK_D], tl.float32)
+            # %0 = arg k : input [B, L, D]
+            v0_pf0 = tl.load(pn_a_k + po_a_k, mask=nvalid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %1 = arg x_tilde : input [B, L, D]
+            v1_pf0 = tl.load(pn_a_x_tilde + po_a_x_tilde, mask=nvalid_0 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %4 = arg grad_y : input optional [B, L, D]
+            if HAS_a_grad_y:
+                v4_pf1 = tl.load(pn_a_grad_y + 1 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+            else:
+                v4_pf1 = tl.zeros([1, BLOCK_D], tl.float32)
+            # %0 = arg k : input [B, L, D]
+            v0_pf1 = tl.load(pn_a_k + 1 * a_k_s_L + po_a_k, mask=nvalid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %1 = arg x_tilde : input [B, L, D]
+            v1_pf1 = tl.load(pn_a_x_tilde + 1 * a_x_tilde_s_L + po_a_x_tilde, mask=nvalid_1 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %4 = arg grad_y : input optional [B, L, D]
+            if HAS_a_grad_y:
+                v4_pf2 = tl.load(pn_a_grad_y + 2 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+            else:
+                v4_pf2 = tl.zeros([1, BLOCK_D], tl.float32)
+            # %0 = arg k : input [B, L, D]
+            v0_pf2 = tl.load(pn_a_k + 2 * a_k_s_L + po_a_k, mask=nvalid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %1 = arg x_tilde : input [B, L, D]
+            v1_pf2 = tl.load(pn_a_x_tilde + 2 * a_x_tilde_s_L + po_a_x_tilde, mask=nvalid_2 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %4 = arg grad_y : input optional [B, L, D]
+            if HAS_a_grad_y:
+                v4_pf3 = tl.load(pn_a_grad_y + 3 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_3 & mask_D[None, :], other=0.0).to(tl.float32)
+            else:
+                v4_pf3 = tl.zeros([1, BLOCK_D], tl.float32)
+            # %0 = arg k : input [B, L, D]
+            v0_pf3 = tl.load(pn_a_k + 3 * a_k_s_L + po_a_k, mask=nvalid_3 & mask_D[None, :], other=0.0).to(tl.float32)
+            # %1 = arg x_tilde : input [B, L, D]
+            v1_pf3 = tl.load(pn_a_x_tilde + 3 * a_x_tilde_s_L + po_a_x_tilde, mask=nvalid_3 & mask_D[None, :], other=0.0).to(tl.float32)
             # phase A: the forward scan's states of this chunk
-            # %0 = arg k : input [B, L, D]
-            v0_a0 = tl.load(pb_a_k + po_a_k, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
-            # %1 = arg x_tilde : input [B, L, D]
-            v1_a0 = tl.load(pb_a_x_tilde + po_a_x_tilde, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
-            # %0 = arg k : input [B, L, D]
-            v0_a1 = tl.load(pb_a_k + 1 * a_k_s_L + po_a_k, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
-            # %1 = arg x_tilde : input [B, L, D]
-            v1_a1 = tl.load(pb_a_x_tilde + 1 * a_x_tilde_s_L + po_a_x_tilde, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
             v7_a0 = (v0_a0 + v2)  # %7 = add %0, %2 : [B, L, D]
             v8_a0 = tl.sigmoid(v7_a0)  # %8 = sigmoid %7 : [B, L, D]
             v9_a0 = (1.0 - v8_a0)  # %9 = sub %6, %8 : [B, L, D]
@@ -155,15 +287,78 @@ def mingru_backward_k0_bidir(
             # %16 = scan[axis=L, reverse=False] %9, %15, %3 : [B, L, D]
             h16 = tl.where(valid_1, v9_a1 * h16 + v15_a1, h16)
             v16_a1 = h16
+            v7_a2 = (v0_a2 + v2)  # %7 = add %0, %2 : [B, L, D]
+            v8_a2 = tl.sigmoid(v7_a2)  # %8 = sigmoid %7 : [B, L, D]
+            v9_a2 = (1.0 - v8_a2)  # %9 = sub %6, %8 : [B, L, D]
+            v15_a2 = (v8_a2 * v1_a2)  # %15 = mul %8, %1 : [B, L, D]
+            # %16 = scan[axis=L, reverse=False] %9, %15, %3 : [B, L, D]
+            h16 = tl.where(valid_2, v9_a2 * h16 + v15_a2, h16)
+            v16_a2 = h16
+            v7_a3 = (v0_a3 + v2)  # %7 = add %0, %2 : [B, L, D]
+            v8_a3 = tl.sigmoid(v7_a3)  # %8 = sigmoid %7 : [B, L, D]
+            v9_a3 = (1.0 - v8_a3)  # %9 = sub %6, %8 : [B, L, D]
+            v15_a3 = (v8_a3 * v1_a3)  # %15 = mul %8, %1 : [B, L, D]
+            # %16 = scan[axis=L, reverse=False] %9, %15, %3 : [B, L, D]
+            h16 = tl.where(valid_3, v9_a3 * h16 + v15_a3, h16)
+            v16_a3 = h16
             # phase B: the steps the other way
+            v16_3 = v16_a3  # the forward state, from phase A
+            v7_3 = (v0_3 + v2)  # %7 = add %0, %2 : [B, L, D]
+            v8_3 = tl.sigmoid(v7_3)  # %8 = sigmoid %7 : [B, L, D]
+            v9_3 = (1.0 - v8_3)  # %9 = sub %6, %8 : [B, L, D]
+            v10_3 = (v9_3 * v4_3)  # %10 = mul %9, %4 : [B, L, D]
+            # %11 = scan[axis=L, reverse=True] %9, %10, %5 : [B, L, D]
+            cin_h11_3 = h11
+            h11 = tl.where(valid_3, v9_3 * h11 + v10_3, h11)
+            v11_3 = h11
+            # %12 = prev[axis=L, reverse=True] %11, %5 : [B, L, D]
+            v12_3 = cin_h11_3
+            v13_3 = (v4_3 + v12_3)  # %13 = add %4, %12 : [B, L, D]
+            v14_3 = (v13_3 * v1_3)  # %14 = mul %13, %1 : [B, L, D]
+            v15_3 = (v8_3 * v1_3)  # %15 = mul %8, %1 : [B, L, D]
+            # %17 = prev[axis=L, reverse=False] %16, %3 : [B, L, D]
+            v17_3 = v16_a2
+            v18_3 = (v13_3 * v17_3)  # %18 = mul %13, %17 : [B, L, D]
+            v19_3 = (-v18_3)  # %19 = neg %18 : [B, L, D]
+            v20_3 = (v14_3 + v19_3)  # %20 = add %14, %19 : [B, L, D]
+            v21_3 = (v8_3 * v9_3)  # %21 = mul %8, %9 : [B, L, D]
+            v22_3 = (v20_3 * v21_3)  # %22 = mul %20, %21 : [B, L, D]
+            v23_3 = (v13_3 * v8_3)  # %23 = mul %13, %8 : [B, L, D]
+            # %24 = sum[dim=L] %22 : [B, D]
+            v24 = v24 + tl.where(valid_3, v22_3, 0.0)
+            # grad_k <- %22
+            tl.store(pb_o_grad_k + 3 * o_grad_k_s_L + po_o_grad_k, v22_3.to(o_grad_k.dtype.element_ty), mask=valid_3 & mask_D[None, :])
+            # grad_x_tilde <- %23
+            tl.store(pb_o_grad_x_tilde + 3 * o_grad_x_tilde_s_L + po_o_grad_x_tilde, v23_3.to(o_grad_x_tilde.dtype.element_ty), mask=valid_3 & mask_D[None, :])
+            v16_2 = v16_a2  # the forward state, from phase A
+            v7_2 = (v0_2 + v2)  # %7 = add %0, %2 : [B, L, D]
+            v8_2 = tl.sigmoid(v7_2)  # %8 = sigmoid %7 : [B, L, D]
+            v9_2 = (1.0 - v8_2)  # %9 = sub %6, %8 : [B, L, D]
+            v10_2 = (v9_2 * v4_2)  # %10 = mul %9, %4 : [B, L, D]
+            # %11 = scan[axis=L, reverse=True] %9, %10, %5 : [B, L, D]
+            cin_h11_2 = h11
+            h11 = tl.where(valid_2, v9_2 * h11 + v10_2, h11)
+            v11_2 = h11
+            # %12 = prev[axis=L, reverse=True] %11, %5 : [B, L, D]
+            v12_2 = cin_h11_2
+            v13_2 = (v4_2 + v12_2)  # %13 = add %4, %12 : [B, L, D]
+            v14_2 = (v13_2 * v1_2)  # %14 = mul %13, %1 : [B, L, D]
+            v15_2 = (v8_2 * v1_2)  # %15 = mul %8, %1 : [B, L, D]
+            # %17 = prev[axis=L, reverse=False] %16, %3 : [B, L, D]
+            v17_2 = v16_a1
+            v18_2 = (v13_2 * v17_2)  # %18 = mul %13, %17 : [B, L, D]
+            v19_2 = (-v18_2)  # %19 = neg %18 : [B, L, D]
+            v20_2 = (v14_2 + v19_2)  # %20 = add %14, %19 : [B, L, D]
+            v21_2 = (v8_2 * v9_2)  # %21 = mul %8, %9 : [B, L, D]
+            v22_2 = (v20_2 * v21_2)  # %22 = mul %20, %21 : [B, L, D]
+            v23_2 = (v13_2 * v8_2)  # %23 = mul %13, %8 : [B, L, D]
+            # %24 = sum[dim=L] %22 : [B, D]
+            v24 = v24 + tl.where(valid_2, v22_2, 0.0)
+            # grad_k <- %22
+            tl.store(pb_o_grad_k + 2 * o_grad_k_s_L + po_o_grad_k, v22_2.to(o_grad_k.dtype.element_ty), mask=valid_2 & mask_D[None, :])
+            # grad_x_tilde <- %23
+            tl.store(pb_o_grad_x_tilde + 2 * o_grad_x_tilde_s_L + po_o_grad_x_tilde, v23_2.to(o_grad_x_tilde.dtype.element_ty), mask=valid_2 & mask_D[None, :])
             v16_1 = v16_a1  # the forward state, from phase A
-            # %4 = arg grad_y : input optional [B, L, D]
-            if HAS_a_grad_y:
-                v4_1 = tl.load(pb_a_grad_y + 1 * a_grad_y_s_L + po_a_grad_y, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
-            else:
-                v4_1 = tl.zeros([1, BLOCK_D], tl.float32)
-            # %0 = arg k : input [B, L, D]
-            v0_1 = tl.load(pb_a_k + 1 * a_k_s_L + po_a_k, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
             v7_1 = (v0_1 + v2)  # %7 = add %0, %2 : [B, L, D]
             v8_1 = tl.sigmoid(v7_1)  # %8 = sigmoid %7 : [B, L, D]
             v9_1 = (1.0 - v8_1)  # %9 = sub %6, %8 : [B, L, D]
@@ -175,8 +370,6 @@ def mingru_backward_k0_bidir(
             # %12 = prev[axis=L, reverse=True] %11, %5 : [B, L, D]
             v12_1 = cin_h11_1
             v13_1 = (v4_1 + v12_1)  # %13 = add %4, %12 : [B, L, D]
-            # %1 = arg x_tilde : input [B, L, D]
-            v1_1 = tl.load(pb_a_x_tilde + 1 * a_x_tilde_s_L + po_a_x_tilde, mask=valid_1 & mask_D[None, :], other=0.0).to(tl.float32)
             v14_1 = (v13_1 * v1_1)  # %14 = mul %13, %1 : [B, L, D]
             v15_1 = (v8_1 * v1_1)  # %15 = mul %8, %1 : [B, L, D]
             # %17 = prev[axis=L, reverse=False] %16, %3 : [B, L, D]
@@ -194,13 +387,6 @@ def mingru_backward_k0_bidir(
             # grad_x_tilde <- %23
             tl.store(pb_o_grad_x_tilde + 1 * o_grad_x_tilde_s_L + po_o_grad_x_tilde, v23_1.to(o_grad_x_tilde.dtype.element_ty), mask=valid_1 & mask_D[None, :])
             v16_0 = v16_a0  # the forward state, from phase A
-            # %4 = arg grad_y : input optional [B, L, D]
-            if HAS_a_grad_y:
-                v4_0 = tl.load(pb_a_grad_y + po_a_grad_y, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
-            else:
-                v4_0 = tl.zeros([1, BLOCK_D], tl.float32)
-            # %0 = arg k : input [B, L, D]
-            v0_0 = tl.load(pb_a_k + po_a_k, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
             v7_0 = (v0_0 + v2)  # %7 = add %0, %2 : [B, L, D]
             v8_0 = tl.sigmoid(v7_0)  # %8 = sigmoid %7 : [B, L, D]
             v9_0 = (1.0 - v8_0)  # %9 = sub %6, %8 : [B, L, D]
@@ -212,8 +398,6 @@ def mingru_backward_k0_bidir(
             # %12 = prev[axis=L, reverse=True] %11, %5 : [B, L, D]
             v12_0 = cin_h11_0
             v13_0 = (v4_0 + v12_0)  # %13 = add %4, %12 : [B, L, D]
-            # %1 = arg x_tilde : input [B, L, D]
-            v1_0 = tl.load(pb_a_x_tilde + po_a_x_tilde, mask=valid_0 & mask_D[None, :], other=0.0).to(tl.float32)
             v14_0 = (v13_0 * v1_0)  # %14 = mul %13, %1 : [B, L, D]
             v15_0 = (v8_0 * v1_0)  # %15 = mul %8, %1 : [B, L, D]
             # %17 = prev[axis=L, reverse=False] %16, %3 : [B, L, D]

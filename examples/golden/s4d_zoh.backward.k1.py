@@ -163,6 +163,26 @@ def s4d_zoh_backward_k0_bidir(
     SPAN = SUB * 2  # steps between checkpoints
     n_spans = tl.cdiv(n_steps, SPAN)
     init_h42 = h42
+    # the loads of the first chunk walked (the last in time), issued before the loop
+    tn = (n_spans - 1) * SPAN + (SUB - 1) * 2
+    nvalid_0 = (tn + 0 >= 0) & (tn + 0 < n_steps)
+    nvalid_1 = (tn + 1 >= 0) & (tn + 1 < n_steps)
+    pn_a_grad_y = pb0_a_grad_y + tn * a_grad_y_s_L
+    pn_a_u = pb0_a_u + tn * a_u_s_L
+    # %7 = arg grad_y : input optional [B, L, H]
+    if HAS_a_grad_y:
+        v7_pf0 = tl.load(pn_a_grad_y + po_a_grad_y, mask=nvalid_0 & mask_H[None, None, :], other=0.0).to(tl.float32)
+    else:
+        v7_pf0 = tl.zeros([1, 1, BLOCK_H], tl.float32)
+    # %0 = arg u : input [B, L, H]
+    v0_pf0 = tl.load(pn_a_u + po_a_u, mask=nvalid_0 & mask_H[None, None, :], other=0.0).to(tl.float32)
+    # %7 = arg grad_y : input optional [B, L, H]
+    if HAS_a_grad_y:
+        v7_pf1 = tl.load(pn_a_grad_y + 1 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_1 & mask_H[None, None, :], other=0.0).to(tl.float32)
+    else:
+        v7_pf1 = tl.zeros([1, 1, BLOCK_H], tl.float32)
+    # %0 = arg u : input [B, L, H]
+    v0_pf1 = tl.load(pn_a_u + 1 * a_u_s_L + po_a_u, mask=nvalid_1 & mask_H[None, None, :], other=0.0).to(tl.float32)
     for it in range(0, n_spans):
         c = n_spans - 1 - it
         s0 = c * SPAN
@@ -180,12 +200,12 @@ def s4d_zoh_backward_k0_bidir(
             pb_o_grad_u = pb0_o_grad_u + t0 * o_grad_u_s_L
             # %0 = arg u : input [B, L, H]
             v0_z0 = tl.load(pb_a_u + po_a_u, mask=valid_0 & mask_H[None, None, :], other=0.0).to(tl.float32)
+            # %0 = arg u : input [B, L, H]
+            v0_z1 = tl.load(pb_a_u + 1 * a_u_s_L + po_a_u, mask=valid_1 & mask_H[None, None, :], other=0.0).to(tl.float32)
             v41_z0 = (v25 * v0_z0)  # %41 = mul %25, %0 : [B, L, H, N]
             # %42 = scan[axis=L, reverse=False] %17, %41, %6 : [B, L, H, N]
             h42 = tl.where(valid_0, v17 * h42 + v41_z0, h42)
             v42_z0 = h42
-            # %0 = arg u : input [B, L, H]
-            v0_z1 = tl.load(pb_a_u + 1 * a_u_s_L + po_a_u, mask=valid_1 & mask_H[None, None, :], other=0.0).to(tl.float32)
             v41_z1 = (v25 * v0_z1)  # %41 = mul %25, %0 : [B, L, H, N]
             # %42 = scan[axis=L, reverse=False] %17, %41, %6 : [B, L, H, N]
             h42 = tl.where(valid_1, v17 * h42 + v41_z1, h42)
@@ -200,11 +220,35 @@ def s4d_zoh_backward_k0_bidir(
             pb_o_grad_u = pb0_o_grad_u + t0 * o_grad_u_s_L
             h42 = tl.load(scr + q * scr_s__Q + pid_B * scr_s_B + offs_H[None, None, :] * scr_s_H + offs_N[None, :, None] * scr_s_N, mask=mask_H[None, None, :] & mask_N[None, :, None], other=0.0)
             cin_h42 = h42
+            # this chunk's loads, issued a chunk ago; then the next chunk's
+            v7_a0 = v7_pf0
+            v7_0 = v7_pf0
+            v0_a0 = v0_pf0
+            v0_0 = v0_pf0
+            v7_a1 = v7_pf1
+            v7_1 = v7_pf1
+            v0_a1 = v0_pf1
+            v0_1 = v0_pf1
+            tn = t0 - 2
+            nvalid_0 = (tn + 0 >= 0) & (tn + 0 < n_steps)
+            nvalid_1 = (tn + 1 >= 0) & (tn + 1 < n_steps)
+            pn_a_grad_y = pb0_a_grad_y + tn * a_grad_y_s_L
+            pn_a_u = pb0_a_u + tn * a_u_s_L
+            # %7 = arg grad_y : input optional [B, L, H]
+            if HAS_a_grad_y:
+                v7_pf0 = tl.load(pn_a_grad_y + po_a_grad_y, mask=nvalid_0 & mask_H[None, None, :], other=0.0).to(tl.float32)
+            else:
+                v7_pf0 = tl.zeros([1, 1, BLOCK_H], tl.float32)
+            # %0 = arg u : input [B, L, H]
+            v0_pf0 = tl.load(pn_a_u + po_a_u, mask=nvalid_0 & mask_H[None, None, :], other=0.0).to(tl.float32)
+            # %7 = arg grad_y : input optional [B, L, H]
+            if HAS_a_grad_y:
+                v7_pf1 = tl.load(pn_a_grad_y + 1 * a_grad_y_s_L + po_a_grad_y, mask=nvalid_1 & mask_H[None, None, :], other=0.0).to(tl.float32)
+            else:
+                v7_pf1 = tl.zeros([1, 1, BLOCK_H], tl.float32)
+            # %0 = arg u : input [B, L, H]
+            v0_pf1 = tl.load(pn_a_u + 1 * a_u_s_L + po_a_u, mask=nvalid_1 & mask_H[None, None, :], other=0.0).to(tl.float32)
             # phase A: the forward scan's states of this chunk
-            # %0 = arg u : input [B, L, H]
-            v0_a0 = tl.load(pb_a_u + po_a_u, mask=valid_0 & mask_H[None, None, :], other=0.0).to(tl.float32)
-            # %0 = arg u : input [B, L, H]
-            v0_a1 = tl.load(pb_a_u + 1 * a_u_s_L + po_a_u, mask=valid_1 & mask_H[None, None, :], other=0.0).to(tl.float32)
             v41_a0 = (v25 * v0_a0)  # %41 = mul %25, %0 : [B, L, H, N]
             # %42 = scan[axis=L, reverse=False] %17, %41, %6 : [B, L, H, N]
             h42 = tl.where(valid_0, v17 * h42 + v41_a0, h42)
@@ -215,11 +259,6 @@ def s4d_zoh_backward_k0_bidir(
             v42_a1 = h42
             # phase B: the steps the other way
             v42_1 = v42_a1  # the forward state, from phase A
-            # %7 = arg grad_y : input optional [B, L, H]
-            if HAS_a_grad_y:
-                v7_1 = tl.load(pb_a_grad_y + 1 * a_grad_y_s_L + po_a_grad_y, mask=valid_1 & mask_H[None, None, :], other=0.0).to(tl.float32)
-            else:
-                v7_1 = tl.zeros([1, 1, BLOCK_H], tl.float32)
             v9_1 = (v7_1 * v5)  # %9 = mul %7, %5 : [B, L, H]
             v10_1 = (v7_1 * v4)  # %10 = mul %7, %4 : [B, L, H, N]
             v18_1 = (v17 * v10_1)  # %18 = mul %17, %10 : [B, L, H, N]
@@ -237,8 +276,6 @@ def s4d_zoh_backward_k0_bidir(
             else:
                 v27_1 = tl.sum(tl.where(mask_N[None, :, None], v26_1, 0.0), axis=1, keep_dims=True)
             v28_1 = (v9_1 + v27_1)  # %28 = add %9, %27 : [B, L, H]
-            # %0 = arg u : input [B, L, H]
-            v0_1 = tl.load(pb_a_u + 1 * a_u_s_L + po_a_u, mask=valid_1 & mask_H[None, None, :], other=0.0).to(tl.float32)
             v29_1 = (v21_1 * v0_1)  # %29 = mul %21, %0 : [B, L, H, N]
             # %30 = sum[dim=L] %29 : [B, H, N]
             v30 = v30 + tl.where(valid_1, v29_1, 0.0)
@@ -257,11 +294,6 @@ def s4d_zoh_backward_k0_bidir(
             # grad_u <- %28
             tl.store(pb_o_grad_u + 1 * o_grad_u_s_L + po_o_grad_u, v28_1.to(o_grad_u.dtype.element_ty), mask=valid_1 & mask_H[None, None, :])
             v42_0 = v42_a0  # the forward state, from phase A
-            # %7 = arg grad_y : input optional [B, L, H]
-            if HAS_a_grad_y:
-                v7_0 = tl.load(pb_a_grad_y + po_a_grad_y, mask=valid_0 & mask_H[None, None, :], other=0.0).to(tl.float32)
-            else:
-                v7_0 = tl.zeros([1, 1, BLOCK_H], tl.float32)
             v9_0 = (v7_0 * v5)  # %9 = mul %7, %5 : [B, L, H]
             v10_0 = (v7_0 * v4)  # %10 = mul %7, %4 : [B, L, H, N]
             v18_0 = (v17 * v10_0)  # %18 = mul %17, %10 : [B, L, H, N]
@@ -279,8 +311,6 @@ def s4d_zoh_backward_k0_bidir(
             else:
                 v27_0 = tl.sum(tl.where(mask_N[None, :, None], v26_0, 0.0), axis=1, keep_dims=True)
             v28_0 = (v9_0 + v27_0)  # %28 = add %9, %27 : [B, L, H]
-            # %0 = arg u : input [B, L, H]
-            v0_0 = tl.load(pb_a_u + po_a_u, mask=valid_0 & mask_H[None, None, :], other=0.0).to(tl.float32)
             v29_0 = (v21_0 * v0_0)  # %29 = mul %21, %0 : [B, L, H, N]
             # %30 = sum[dim=L] %29 : [B, H, N]
             v30 = v30 + tl.where(valid_0, v29_0, 0.0)

@@ -24,6 +24,7 @@ MAMBA1_LENGTHS = [512, 1024, 2048, 4096, 8192]  # the plot: B8 D2048 N16
 MAMBA2_SHAPES = [(8, 2048, 32, 64, 128), (4, 8192, 80, 64, 128)]
 DECODE_SHAPES = [(64, 5120, 16), (256, 2048, 16)]
 HGRN_SHAPES = [(8, 4096, 2048)]
+GLA_SHAPES = [(8, 2048, 16, 128, 128)]
 
 _COMPILE_SCRIPT = """
 import sys, time
@@ -95,46 +96,56 @@ def run(out: Path, quick: bool = False) -> dict:
     ssu = _peer(lambda: peers.mamba_triton("selective_state_update"))
     ssd = _peer(lambda: peers.mamba_triton("mamba_chunk_scan_combined"))
     fla = {n: _peer(lambda n=n: peers.fla_op("fla.ops.hgrn", n)) for n in ("chunk_hgrn", "fused_recurrent_hgrn")}
+    gla = _peer(lambda: peers.fla_op("fla.ops.simple_gla", "chunk_simple_gla"))
+    # the Triton peers first, while mamba-ssm's CUDA scan builds (on 4 fewer cores than the
+    # machine has); the host-bound and CUDA-peer workloads after the build
+    during = [lambda s=s, b=b: w.hgrn_case(*s, backward=b, fla=fla) for s in HGRN_SHAPES for b in (False, True)]
+    during += [lambda s=s, b=b: w.mamba2_case(*s, backward=b, ssd=ssd)
+               for s in (MAMBA2_SHAPES[:1] if quick else MAMBA2_SHAPES) for b in (False, True)]
+    during += [lambda s=s: w.gla_case(*s, gla=gla) for s in GLA_SHAPES]
+    m1 = MAMBA1_SHAPES[:1] if quick else MAMBA1_SHAPES
+    after = [lambda s=s: w.mamba1_case(*s, backward=False, scan_fn=scan, loop=(s == MAMBA1_SHAPES[0])) for s in m1]
+    after += [lambda s=s: w.mamba1_case(*s, backward=True, scan_fn=scan, loop=False) for s in m1]
+    if not quick:
+        after += [lambda n=n: w.mamba1_case(8, n, 2048, 16, backward=False, scan_fn=scan, loop=False)
+                  for n in MAMBA1_LENGTHS if n != 2048]
+    after += [lambda s=s: w.decode_case(*s, update_fn=ssu) for s in (DECODE_SHAPES[:1] if quick else DECODE_SHAPES)]
+    result = dict(
+        device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+        python=platform.python_version(), date=datetime.date.today().isoformat(),
+        ceilings=dict(copy_gbs=ceil.copy / 1e9, exp2_per_s=ceil.exp2, matmul_tflops=ceil.matmul / 1e12),
+        ssmc_checks=checks, rows=[], seconds=0.0,
+    )
+    rows = result["rows"]
+
+    def save() -> None:  # after every case: a run cut short still leaves what it measured
+        result["seconds"] = time.time() - t_start
+        (out / "bench.json").write_text(json.dumps(result, indent=1))
+
+    def measure(makers, note: str = "") -> None:
+        for make in makers:
+            t0 = time.time()
+            case = make()
+            for r in w.run_case(case):
+                r.update(case_s=round(time.time() - t0, 1), floor_ms=case.floor.ms(ceil),
+                         floor_terms_ms=case.floor.terms_ms(ceil), floor_note=case.floor.note, during=note)
+                rows.append(r)
+            print(f"  ({time.time() - t0:.0f} s)", flush=True)
+            del case
+            torch.cuda.empty_cache()
+            save()
+
+    measure(during, "while the CUDA peer built" if build is not None else "")
     if build is None:
         scan = _peer(lambda: peers.selective_scan_fn(None))
     else:
         print("waiting for mamba-ssm's CUDA selective scan to build ...", flush=True)
         t0 = time.time()
         scan = _peer(lambda: peers.selective_scan_fn(build))
-        print(f"  built/loaded in {time.time() - t0:.0f} s" + (f": {scan}" if isinstance(scan, str) else ""), flush=True)
-
-    cases = []
-    m1 = MAMBA1_SHAPES[:1] if quick else MAMBA1_SHAPES
-    cases += [lambda s=s: w.mamba1_case(*s, backward=False, scan_fn=scan, loop=(s == MAMBA1_SHAPES[0])) for s in m1]
-    cases += [lambda s=s: w.mamba1_case(*s, backward=True, scan_fn=scan, loop=False) for s in m1]
-    if not quick:
-        cases += [lambda n=n: w.mamba1_case(8, n, 2048, 16, backward=False, scan_fn=scan, loop=False)
-                  for n in MAMBA1_LENGTHS if n != 2048]
-    cases += [lambda s=s: w.decode_case(*s, update_fn=ssu) for s in (DECODE_SHAPES[:1] if quick else DECODE_SHAPES)]
-    cases += [lambda s=s, b=b: w.hgrn_case(*s, backward=b, fla=fla) for s in HGRN_SHAPES for b in (False, True)]
-    cases += [lambda s=s, b=b: w.mamba2_case(*s, backward=b, ssd=ssd)
-              for s in (MAMBA2_SHAPES[:1] if quick else MAMBA2_SHAPES) for b in (False, True)]
-    rows = []
-    for make in cases:
-        t0 = time.time()
-        case = make()
-        for r in w.run_case(case):
-            r["case_s"] = round(time.time() - t0, 1)
-            r["floor_ms"] = case.floor.ms(ceil)
-            r["floor_terms_ms"] = case.floor.terms_ms(ceil)
-            r["floor_note"] = case.floor.note
-            rows.append(r)
-        print(f"  ({time.time() - t0:.0f} s)", flush=True)
-        del case
-        torch.cuda.empty_cache()
+        print(f"  built/loaded after {time.time() - t0:.0f} s more" + (f": {scan}" if isinstance(scan, str) else ""), flush=True)
+    measure(after)
     rows += compile_times(w.EXAMPLES)
-    result = dict(
-        device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
-        python=platform.python_version(), date=datetime.date.today().isoformat(),
-        ceilings=dict(copy_gbs=ceil.copy / 1e9, exp2_per_s=ceil.exp2, matmul_tflops=ceil.matmul / 1e12),
-        ssmc_checks=checks, rows=rows, seconds=time.time() - t_start,
-    )
-    (out / "bench.json").write_text(json.dumps(result, indent=1))
+    save()
     table = report.markdown(result)
     (out / "bench.md").write_text(table)
     plot = report.plot(result, out / "bench.png")

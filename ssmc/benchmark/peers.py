@@ -125,7 +125,8 @@ def start_selective_scan_build() -> subprocess.Popen | None:
         return None
     if (Path(os.environ.get(BUILD_ENV, "/tmp/ssmc-peer-build")) / "selective_scan_cuda.so").exists():
         return None
-    env = dict(os.environ, MAX_JOBS=os.environ.get("MAX_JOBS", str(os.cpu_count() or 4)))
+    # leave cores to the measurements that run meanwhile
+    env = dict(os.environ, MAX_JOBS=os.environ.get("MAX_JOBS", str(max(1, (os.cpu_count() or 4) - 4))))
     code = "from ssmc.benchmark.peers import _load_selective_scan; _load_selective_scan(verbose=False)"
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

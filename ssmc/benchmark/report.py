@@ -21,10 +21,18 @@ def _fmt(ms: float | None) -> str:
     return "-" if ms is None else (f"{ms:.4f}" if ms < 0.1 else f"{ms:.3f}" if ms < 100 else f"{ms:.0f}")
 
 
+ORDER = ("mamba1 fwd", "mamba1 fwd+bwd", "decode", "hgrn", "mamba2", "simple gla")
+
+
+def _order(r: dict) -> tuple:
+    rank = next((i for i, w in enumerate(ORDER) if r["workload"].startswith(w)), len(ORDER))
+    return rank, r["workload"], r.get("length") or 0
+
+
 def summary(result: dict) -> list[dict]:
     """Per workload and shape: ssmc's time, its fraction of the floor, the fastest peer and the
     speed ratio to it (peer time / ssmc time: above 1, ssmc is faster)."""
-    rows = [r for r in result["rows"] if r["workload"] != "compile time"]
+    rows = sorted((r for r in result["rows"] if r["workload"] != "compile time"), key=_order)
     out = []
     seen = []
     for r in rows:
@@ -73,10 +81,14 @@ def markdown(result: dict) -> str:
             + f" | {s['peer']['impl'] if s['peer'] else '-'} | {_fmt(s['peer']['ms']) if s['peer'] else '-'} | "
             + (f"**{s['ratio']:.2f}**" if s["ratio"] else "-") + " |"
         )
+    during = sorted({f"{r['workload']} {r['shape']}" for r in result["rows"] if r.get("during")})
+    if during:
+        lines += ["", "Measured while mamba-ssm's CUDA scan was compiling on the host (on 4 fewer cores than the "
+                  "machine has; the kernels are device-bound): " + "; ".join(during) + "."]
     lines += ["", "## Every result", "",
               "| workload | shape | implementation | ms | of floor | ssmc speed ratio | check err | status |",
               "|---|---|---|---|---|---|---|---|"]
-    rows = result["rows"]
+    rows = sorted(result["rows"], key=_order)
     for r in rows:
         if r["workload"] == "compile time":
             continue

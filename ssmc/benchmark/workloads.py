@@ -341,6 +341,25 @@ def mamba2_case(B, L, H, P, N, backward: bool, ssd) -> Case:
     return Case("mamba2 fwd+bwd" if backward else "mamba2 fwd", shape, mamba2_floor(B, L, H, P, N, G, backward), cands, L)
 
 
+# -- simple GLA (a matrix-valued state, scalar decay per head): the peer alone (issue 6) ------
+
+
+def gla_case(B, L, H, K, V, gla) -> Case:
+    shape = f"B{B} L{L} H{H} K{K} V{V}"
+    cands = [Candidate("ssmc", skip="ssmc: no GLA example yet (issue 6)")]
+    if isinstance(gla, str):
+        cands.append(Candidate("fla chunk_simple_gla", skip=gla))
+    else:
+        q, k, v = _randn(B, L, H, K), _randn(B, L, H, K), _randn(B, L, H, V)
+        g = F.logsigmoid(torch.randn(B, L, H, device="cuda") + 4)  # decays near 1, as trained models have
+        cands.append(Candidate("fla chunk_simple_gla", run=lambda: gla(q, k, v, g=g)))
+    Q = 64  # the chunked form: q k^T within chunks (causal half), the [K, V] state in and out
+    flops = 2 * B * L * H * ((Q / 2) * K + (Q / 2) * V + 2 * K * V)
+    byt = (2 * B * L * H * K + 2 * B * L * H * V) * 2 + B * L * H * 4
+    return Case("simple gla fwd", shape, Floor(bytes=byt, exps=B * L * H, flops=flops,
+                                                note=f"matrix flops of the chunked form, chunks of {Q}"), cands, L)
+
+
 # -- running a case ----------------------------------------------------------------------------
 
 _COMPILED: dict = {}

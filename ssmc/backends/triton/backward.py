@@ -30,7 +30,8 @@ class CompiledBackward(CompiledLayer):
 
     def __init__(self, layer: Layer, forward: CompiledLayer | None = None, block_t: int | None = None,
                  block: int | None = None, num_warps: int | None = None, verify: bool = False,
-                 unroll: int = 2, hoist_loads: bool = False, sub: int | None = None) -> None:
+                 unroll: int | None = None, hoist_loads: bool = True, sub: int | None = None,
+                 prefetch: bool = True) -> None:
         forward = forward or CompiledLayer(layer)
         self.layout = forward_layout(forward)
         grid, tiled, _ = self.layout
@@ -38,7 +39,15 @@ class CompiledBackward(CompiledLayer):
         passes = (Canonicalize(), CSE(), DCE(), FuseBackward(partial))
         super().__init__(backward_layer(layer), block_t=block_t, block=block, num_warps=num_warps,
                          verify=verify, passes=passes)
-        self.bidir_unroll, self.hoist_loads = unroll, hoist_loads
+        # phase B's loads of a chunk issued before its work: measured on an H100 (bench/NOTES.md,
+        # 2026-11-24) 11-14 % faster for Mamba-1's backward and 21 % for HGRN's than in place
+        # chunks of 2 steps where each channel holds a whole dim of state (Mamba-1: fewer live
+        # registers), of 4 where it holds one element (HGRN: 2.33 -> 2.10 ms, H100, NOTES.md)
+        # the next chunk's loads issued during this chunk (``prefetch``): 1.25-1.30x for Mamba-1's
+        # backward at the bench shapes, 1.45x for HGRN's (H100, NOTES.md)
+        if unroll is None:
+            unroll = 2 if self.layout[2] else 4
+        self.bidir_unroll, self.hoist_loads, self.prefetch = unroll, hoist_loads, prefetch
         self.options["sub"] = sub
         self.forward_layer = layer
 
@@ -58,11 +67,11 @@ class CompiledBackward(CompiledLayer):
                     rg = recompute_group(g)
                     if rg is not None:
                         ks.append(lower_group(self.graph, rg, "chunked", self.unroll, "states", layout=self.layout))
-                    ks.append(lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads))
+                    ks.append(lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch))
                     out.append(GroupPlan(tuple(ks), rg is not None, g))
                 elif any(n.op == "sum" and (n.attr("dim") in split or n.attr("dim") == axis) for n in g.nodes):
                     # sums over time or across programs: the bidir loop (no scan in it)
-                    out.append(GroupPlan((lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads),), False, g))
+                    out.append(GroupPlan((lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch),), False, g))
                 else:
                     out.append(GroupPlan((lower_group(self.graph, g, "sequential", self.unroll),), False, g))
             self._plans["bidir"] = out

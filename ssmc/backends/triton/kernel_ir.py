@@ -139,7 +139,7 @@ class Kernel:
     # strategy's form when the held elements are few (see ``schedule.REGISTER_HELD``).
     held: tuple[tuple[str, int], ...] = ()
     pairs: tuple[str, ...] = ()  # register-held: rows loaded two elements per load (aligned)
-    prefetch: bool = False  # sequential: the next tile's loads issued before this tile's work
+    prefetch: bool = False  # sequential / bidir: the next tile's (chunk's) loads issued before this one's work
 
     @property
     def block_dims(self) -> Dims:

@@ -74,9 +74,11 @@ def _checkpointed(scans: list[Node], finals: tuple[Node, ...] = ()) -> Node | No
     return a if not a.attr("reverse") else b
 
 
-def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hoist_loads: bool = False) -> Kernel:
+def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hoist_loads: bool = False,
+                prefetch: bool = False) -> Kernel:
     """Chunks of ``unroll`` steps (the checkpoint interval), one step at a time, the chunk's
-    forward states in registers. ``hoist_loads``: phase B issues every step's loads first."""
+    forward states in registers. ``hoist_loads``: phase B issues every step's loads first.
+    ``prefetch``: each chunk's loads are issued during the chunk before it (in the loop's order)."""
     names = node_names(graph)
     layer = graph.name
     grid_l, tiled_l, full_l = layout
@@ -231,4 +233,5 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
         batch_dim=next(iter(grid), None) if time_dim else None,
         align_end=align_end,
         hoist_loads=hoist_loads,
+        prefetch=prefetch,
     )

@@ -51,6 +51,13 @@ class BidirPrinting:
         buf.line(f"SPAN = SUB * {u}  # steps between checkpoints")
         buf.line("n_spans = tl.cdiv(n_steps, SPAN)")
         buf.line(f"init_{fwd.carry} = {fwd.carry}")
+        # prefetch: walking backwards from the end, the chunk after the one at t0 is always
+        # at t0 - UNROLL (the last chunk of a span is followed by the previous span's first)
+        ahead = k.prefetch and k.reverse and not fwd.reverse and not k.align_end
+        early = self.time_loads() if ahead else []
+        if ahead:
+            buf.line("# the loads of the first chunk walked (the last in time), issued before the loop")
+            self.prefetch_chunk(buf, early, f"(n_spans - 1) * SPAN + (SUB - 1) * {u}", order)
         buf.line("for it in range(0, n_spans):")
         with buf.indent():
             buf.line("c = n_spans - 1 - it" if k.reverse else "c = it")
@@ -79,14 +86,49 @@ class BidirPrinting:
                 chunk_start("s0", index)
                 buf.line(f"{fwd.carry} = tl.load({scr}, mask={smask}, other=0.0)")
                 buf.line(f"cin_{fwd.carry} = {fwd.carry}")
+                preloaded = {st.target for st in early}
+                if ahead:
+                    buf.line("# this chunk's loads, issued a chunk ago; then the next chunk's")
+                    for j in order:
+                        for st in early:
+                            buf.line(f"{st.target}_a{j} = {st.target}_pf{j}")
+                            buf.line(f"{st.target}_{j} = {st.target}_pf{j}")
+                    self.prefetch_chunk(buf, early, f"t0 - {u}", order)
                 buf.line("# phase A: the forward scan's states of this chunk")
-                self.steps(buf, deps, a_order, "a", fwd)
+                self.steps(buf, deps, a_order, "a", fwd, preloaded)
                 buf.line("# phase B: the steps the other way")
-                self.steps(buf, [s for s in k.loop if s is not fwd], b_order, "", fwd)
+                self.steps(buf, [s for s in k.loop if s is not fwd], b_order, "", fwd, preloaded)
 
-    def steps(self, buf: IndentedBuffer, stmts: list, order: list[int], tag: str, fwd) -> None:
+    def time_loads(self) -> list:
+        """The loop's loads of values that move with time, one per value (phases A and B load
+        the same ones)."""
+        seen, out = set(), []
+        for st in self.k.loop:
+            if isinstance(st, Load) and self.k.time_dim in st.dims and st.target not in seen:
+                seen.add(st.target)
+                out.append(st)
+        return out
+
+    def prefetch_chunk(self, buf: IndentedBuffer, loads: list, first: str, order: list[int]) -> None:
+        """``loads`` of the chunk starting at step ``first`` into ``<value>_pf<step>``, masked to
+        the sequence (a chunk before step 0 loads nothing)."""
+        k = self.k
+        buf.line(f"tn = {first}")
+        for j in order:
+            buf.line(f"nvalid_{j} = (tn + {j} >= 0) & (tn + {j} < n_steps)")
+        for t, _ in self.moving_tensors():
+            if any(st.tensor == t.name for st in loads):
+                buf.line(f"pn_{t.name} = pb0_{t.name} + tn * {t.name}_s_{k.time_dim}")
+        sub = IndentedBuffer()
+        self.steps(sub, loads, order, "pf", None)
+        for line in sub.getvalue().splitlines():
+            buf.line(re.sub(r"\bvalid_(\d+)", r"nvalid_\1", re.sub(r"\bpb_", "pn_", line)))
+
+    def steps(self, buf: IndentedBuffer, stmts: list, order: list[int], tag: str, fwd, preloaded=frozenset()) -> None:
         """``stmts`` for each step of ``order`` (loads of every step first), variables renamed
-        per step (``v3`` -> ``v3_a2`` in phase A, ``v3_2`` in B)."""
+        per step (``v3`` -> ``v3_a2`` in phase A, ``v3_2`` in B); loads of ``preloaded``
+        values are left out (assigned from a prefetch)."""
+        stmts = [st for st in stmts if not (isinstance(st, Load) and st.target in preloaded)]
         k = self.k
         loop_vars = {s.target for s in k.loop if not isinstance(s, Store) and s.target}
         u = k.unroll
@@ -127,7 +169,7 @@ class BidirPrinting:
                 else:
                     buf.line(ren(line, j))
 
-        hoist = k.hoist_loads or tag == "a"  # phase B holds more per step: its loads stay in place
+        hoist = k.hoist_loads or tag == "a"  # phase B's loads first too, unless asked not to
         if hoist:
             for j in order:
                 for st in stmts:
