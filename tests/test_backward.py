@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mamba1 import mamba1
 from mingru import mingru
+from rglru import rglru
 from s4d import s4d_bilinear, s4d_zoh
 from test_passes import chained
 
@@ -45,7 +46,7 @@ def bidirectional(x: In["B L D"], k: In["B L D"]):
 
 LAYERS = {
     "mamba1": mamba1, "s4d_zoh": s4d_zoh, "s4d_bilinear": s4d_bilinear, "mingru": mingru,
-    "reverse_tanh": reverse_tanh, "final_only": final_only,
+    "reverse_tanh": reverse_tanh, "final_only": final_only, "hgrn": hgrn, "rglru": rglru,
 }
 
 
@@ -162,10 +163,19 @@ def hgrn_torch(x, g, h0):
     return {"y": torch.stack(hs, 1), "h_final": h}
 
 
+def rglru_torch(x, gate_a, gate_x, Lambda, h0):
+    h, hs = h0, []
+    a = torch.sigmoid(Lambda) ** (8 * torch.sigmoid(gate_a))
+    for t in range(x.shape[1]):
+        h = a[:, t] * h + torch.sqrt(1 - a[:, t] ** 2) * (torch.sigmoid(gate_x[:, t]) * x[:, t])
+        hs.append(h)
+    return {"y": torch.stack(hs, 1), "h_final": h}
+
+
 @pytest.mark.parametrize(
     "layer,reference",
-    [(mamba1, mamba1_torch), (s4d_zoh, s4d_zoh_torch), (mingru, mingru_torch), (hgrn, hgrn_torch)],
-    ids=["mamba1", "s4d_zoh", "mingru", "hgrn"],
+    [(mamba1, mamba1_torch), (s4d_zoh, s4d_zoh_torch), (mingru, mingru_torch), (hgrn, hgrn_torch), (rglru, rglru_torch)],
+    ids=["mamba1", "s4d_zoh", "mingru", "hgrn", "rglru"],
 )
 def test_gradients_match_torch_autograd(layer, reference):
     sizes = sizes_for(layer, B=2, L=11, D=5, N=3)

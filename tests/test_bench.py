@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 from conftest import HAS_GPU
 
 from ssmc.benchmark import peers, report
@@ -82,3 +83,16 @@ def test_bench_refuses_without_a_gpu():
     r = subprocess.run([sys.executable, "-c", code, "/tmp/ssmc-bench-none"], capture_output=True, text=True,
                        env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
     assert r.returncode != 0 and "no CUDA GPU" in r.stderr
+
+
+def test_a_gradient_candidate_checks_fresh_gradients_in_ssmc_order():
+    from ssmc.benchmark.workloads import _grad_candidate
+
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    v = torch.tensor([3.0], requires_grad=True)
+    c = _grad_candidate("peer", lambda w, v: w * v, {"w": w, "v": v}, torch.tensor([1.0, 1.0]),
+                        order=lambda g: [g["v"], g["w"]])
+    for _ in range(2):  # gradients do not accumulate across checks
+        gv, gw = c.outputs()
+        assert gv.tolist() == [3.0] and gw.tolist() == [3.0, 3.0]
+    assert c.grads == [w, v]

@@ -9,6 +9,7 @@ import pytest
 from hgrn import hgrn
 from mamba1 import mamba1
 from mingru import mingru
+from rglru import rglru
 from s4d import s4d_bilinear, s4d_zoh
 
 SIZES = [dict(B=1, L=1, D=3, N=5), dict(B=2, L=7, D=5, N=3), dict(B=3, L=19, D=6, N=11)]
@@ -137,3 +138,21 @@ def test_hgrn(sizes, with_h0):
     np.testing.assert_allclose(out := hgrn(**args)["y"], np.stack(ys, 1), rtol=1e-12)
     assert out.shape == (sizes["B"], sizes["L"], sizes["D"])
     np.testing.assert_allclose(hgrn(**args)["h_final"], h, rtol=1e-12)
+
+
+@pytest.mark.parametrize("sizes", [dict(B=1, L=1, D=1), dict(B=2, L=12, D=5)], ids=str)
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_rglru(sizes, with_h0):
+    """Against Griffin's equations as written: a = sigmoid(Lambda)^(8 r), sqrt(1 - a^2)."""
+    args = rglru.random_inputs(sizes, seed=9, optional=with_h0)
+    x, ga, gx, lam = args["x"], args["gate_a"], args["gate_x"], args["Lambda"]
+    assert np.all((sigmoid(lam) ** 8 >= 0.9 - 1e-12) & (sigmoid(lam) ** 8 <= 0.999 + 1e-12))
+    h = np.zeros((sizes["B"], sizes["D"])) if not with_h0 else args["h0"].copy()
+    ys = []
+    for t in range(sizes["L"]):
+        a = sigmoid(lam) ** (8 * sigmoid(ga[:, t]))
+        h = a * h + np.sqrt(1 - a * a) * (sigmoid(gx[:, t]) * x[:, t])
+        ys.append(h.copy())
+    out = rglru(**args)
+    np.testing.assert_allclose(out["y"], np.stack(ys, 1), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out["h_final"], h, rtol=1e-10, atol=1e-12)

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import DEVICE, HAS_GPU
+from hgrn import hgrn
 from hypothesis import given
 from hypothesis import strategies as st
 from mamba1 import mamba1
 from mingru import mingru
+from rglru import rglru
 from s4d import s4d_bilinear, s4d_zoh
 from test_passes import chained
 
@@ -17,7 +19,8 @@ import ssmc
 from ssmc import In, Param
 from ssmc.testing.check import check_compiled
 
-LAYERS = {"mamba1": mamba1, "mingru": mingru, "s4d_zoh": s4d_zoh, "s4d_bilinear": s4d_bilinear, "chained": chained}
+LAYERS = {"mamba1": mamba1, "mingru": mingru, "s4d_zoh": s4d_zoh, "s4d_bilinear": s4d_bilinear, "chained": chained,
+          "hgrn": hgrn, "rglru": rglru}
 _COMPILED: dict = {}
 
 

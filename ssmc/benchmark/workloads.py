@@ -58,6 +58,23 @@ def _randn(*shape, dtype=BF16, scale=1.0):
     return (torch.randn(*shape, device="cuda") * scale).to(dtype)
 
 
+def _grad_candidate(impl: str, forward, leaves: dict, dy, order=None) -> Candidate:
+    """Timed: ``forward(**leaves)`` and its backward from ``dy``; checked: the leaves'
+    gradients (``order`` maps them to ssmc's arguments where the layouts differ)."""
+
+    def step():
+        forward(**leaves).backward(dy)
+
+    def grads():
+        for v in leaves.values():
+            v.grad = None
+        step()
+        g = {k: v.grad for k, v in leaves.items()}
+        return order(g) if order else list(g.values())
+
+    return Candidate(impl, run=step, outputs=grads, grads=list(leaves.values()))
+
+
 # -- Mamba-1 ------------------------------------------------------------------------------------
 
 
@@ -148,55 +165,24 @@ def mamba1_case(B, L, D, N, backward: bool, scan_fn, loop: bool) -> Case:
             cands.append(Candidate("PyTorch loop (fp32)", run=lambda: _loop_mamba1(**ins), outputs=lambda: [_loop_mamba1(**ins)]))
         return Case("mamba1 fwd", shape, mamba1_floor(B, L, D, N, False), cands, L)
     dy = _randn(B, L, D)
-    leaves = {k: v.detach().clone().requires_grad_() for k, v in ins.items()}
-    names = list(ins)
-
-    def ssmc_step():
-        layer(**leaves)["y"].backward(dy)
-
-    def ssmc_grads():
-        for v in leaves.values():
-            v.grad = None
-        ssmc_step()
-        return [leaves[k].grad for k in names]
-
-    cands.append(Candidate("ssmc", run=ssmc_step, outputs=ssmc_grads, grads=list(leaves.values())))
+    fresh = lambda: {k: v.detach().clone().requires_grad_() for k, v in ins.items()}  # noqa: E731
+    cands.append(_grad_candidate("ssmc", lambda **kw: layer(**kw)["y"], fresh(), dy))
     if isinstance(scan_fn, str):
         cands.append(Candidate("mamba-ssm CUDA selective_scan_fn", skip=scan_fn))
     else:
         ms = {k: v.detach().requires_grad_() for k, v in _mamba_ssm_layout(ins).items()}
-        dy_t = dy.transpose(1, 2).contiguous()
 
-        def peer_step():
-            scan_fn(**ms, delta_softplus=True).backward(dy_t)
-
-        def peer_grads():
-            for v in ms.values():
-                v.grad = None
-            peer_step()
-            g = {k: v.grad for k, v in ms.items()}
+        def in_ssmc_order(g):  # [B, D, L] -> [B, L, D]; dA_log = dA * A (A = -exp(A_log))
             t = lambda v: v.transpose(1, 2)  # noqa: E731
-            # dA_log = dA * A (A = -exp(A_log))
             return [t(g["u"]), t(g["delta"]), t(g["B"]), t(g["C"]), t(g["z"]), g["A"] * ms["A"].detach(), g["D"], g["delta_bias"]]
 
-        cands.append(Candidate("mamba-ssm CUDA selective_scan_fn", run=peer_step, outputs=peer_grads, grads=list(ms.values())))
+        cands.append(_grad_candidate("mamba-ssm CUDA selective_scan_fn", lambda **kw: scan_fn(**kw, delta_softplus=True),
+                                     ms, dy.transpose(1, 2).contiguous(), in_ssmc_order))
     if 3 * state_bytes > TORCH_COMPILE_MAX_STATE:
         cands.append(Candidate("torch.compile associative_scan",
                                skip=f"its backward keeps several [B, L, D, N] fp32 tensors ({state_bytes / 2**30:.1f} GiB each)"))
     else:
-        f = _assoc_scan_mamba1()
-        tl_leaves = {k: v.detach().clone().requires_grad_() for k, v in ins.items()}
-
-        def tc_step():
-            f(**tl_leaves).backward(dy)
-
-        def tc_grads():
-            for v in tl_leaves.values():
-                v.grad = None
-            tc_step()
-            return [tl_leaves[k].grad for k in names]
-
-        cands.append(Candidate("torch.compile associative_scan", run=tc_step, outputs=tc_grads, grads=list(tl_leaves.values())))
+        cands.append(_grad_candidate("torch.compile associative_scan", _assoc_scan_mamba1(), fresh(), dy))
     return Case("mamba1 fwd+bwd", shape, mamba1_floor(B, L, D, N, True), cands, L)
 
 
@@ -276,26 +262,13 @@ def hgrn_case(B, L, D, backward: bool, fla: dict) -> Case:
                 cands.append(Candidate(f"fla {name}", run=lambda fn=fn: fn(x, g), outputs=lambda fn=fn: [fn(x, g)[0]]))
         return Case("hgrn fwd", shape, Floor(bytes=3 * B * L * D * 2, exps=B * L * D), cands, L)
     dy = _randn(B, L, D)
-
-    def grad_candidate(impl, f):
-        xl, gl = x.detach().clone().requires_grad_(), g.detach().clone().requires_grad_()
-
-        def step():
-            f(xl, gl).backward(dy)
-
-        def grads():
-            xl.grad = gl.grad = None
-            step()
-            return [xl.grad, gl.grad]
-
-        return Candidate(impl, run=step, outputs=grads, grads=[xl, gl])
-
-    cands.append(grad_candidate("ssmc", lambda a, b: layer(x=a, g=b)["y"]))
+    fresh = lambda: {"x": x.detach().clone().requires_grad_(), "g": g.detach().clone().requires_grad_()}  # noqa: E731
+    cands.append(_grad_candidate("ssmc", lambda **kw: layer(**kw)["y"], fresh(), dy))
     for name, fn in fla.items():
         if isinstance(fn, str):
             cands.append(Candidate(f"fla {name}", skip=fn))
         else:
-            cands.append(grad_candidate(f"fla {name}", lambda a, b, fn=fn: fn(a, b)[0]))
+            cands.append(_grad_candidate(f"fla {name}", lambda fn=fn, **kw: fn(kw["x"], kw["g"])[0], fresh(), dy))
     # read x, g, dy and the forward's; write y, dx, dg
     return Case("hgrn fwd+bwd", shape, Floor(bytes=7 * B * L * D * 2, exps=2 * B * L * D), cands, L)
 

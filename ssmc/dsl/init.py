@@ -73,6 +73,13 @@ def dt_bias(shape, rng):
     return dt + np.log(-np.expm1(-dt))
 
 
+@initializer("rglru_lambda")
+def rglru_lambda(shape, rng):
+    """Griffin's RG-LRU: a = sigmoid(Lambda) with a^8 drawn uniformly in [0.9, 0.999]."""
+    a = rng.uniform(0.9, 0.999, shape) ** (1 / 8)
+    return np.log(a) - np.log1p(-a)
+
+
 @initializer("log_dt")
 def log_dt(shape, rng):
     """S4D's log step: log of a step drawn log-uniformly in [1e-3, 1e-1]."""

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ssmc.dsl.layer import Layer
+from ssmc.errors import ArgumentError
 
 
 class SSMModule(torch.nn.Module):
@@ -22,6 +23,7 @@ class SSMModule(torch.nn.Module):
         from ssmc.backends.triton.jit import CompiledLayer
 
         self.layer = layer
+        self.sizes = dict(sizes)
         self.compiled = CompiledLayer(layer, **compile_options)
         for name, value in layer.init_params(sizes, seed).items():
             self.register_parameter(name, torch.nn.Parameter(torch.tensor(value, dtype=torch.float32)))
@@ -74,6 +76,54 @@ class SSMModule(torch.nn.Module):
         new_state = {k: out[k] for k in names}
         step_out = {k: (v.squeeze(dims[k].index(axis)) if axis in dims[k] else v) for k, v in out.items() if k not in names}
         return step_out, new_state
+
+    # --- generation from a cache -----------------------------------------------------------
+
+    def new_cache(self, batch: int, dtype: torch.dtype = torch.float32, device: Any = None):
+        """Zero recurrent states for ``batch`` sequences (``ssmc.export.InferenceCache``),
+        stored in ``dtype`` (float32, bfloat16 or float16; the kernels compute in float32)."""
+        from ssmc.export.cache import new_cache
+
+        return new_cache(self, batch, dtype, device)
+
+    def decode(self, cache, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The next tokens of every sequence in ``cache``: ``inputs`` with the sequence axis (k
+        tokens, one kernel call) or without it (one token). Continues from the cache's states
+        and stores the new ones back (rounded to its storage dtype); returns the outputs, with
+        the sequence axis where the inputs had it. Inference only (no autograd)."""
+        layer = self.layer
+        axis = self.compiled.graph.scan_axis()
+        batch_dim = layer.dim_order[0]
+        single = None
+        args = {}
+        for k, v in inputs.items():
+            spec = layer.specs.get(k)
+            if spec is None or spec.kind != "input":
+                raise TypeError(f"{layer.name}: `{k}` is not an input of the layer")
+            if k in cache.continues.values():
+                raise TypeError(f"{layer.name}: `{k}` comes from the cache; do not pass it")
+            if axis in spec.layout:
+                one = v.dim() == len(spec.layout) - 1
+                if single is not None and one != single:
+                    raise ArgumentError(f"{layer.name}: some inputs have the sequence axis {axis} and some do not")
+                single = one
+                if one:
+                    v = v.unsqueeze(spec.layout.index(axis))
+            if batch_dim in spec.layout and v.shape[spec.layout.index(batch_dim)] != cache.batch_size:
+                raise ArgumentError(
+                    f"{layer.name}: input `{k}` has {batch_dim}={v.shape[spec.layout.index(batch_dim)]} "
+                    f"but the cache holds {cache.batch_size} sequences"
+                )
+            args[k] = v
+        for out_name, arg in cache.continues.items():
+            args[arg] = cache.states[out_name]
+        with torch.no_grad():
+            out = self(**args)
+            for out_name in cache.continues:
+                cache.states[out_name].copy_(out[out_name])
+        dims = {k: v.dims for k, v in self.compiled.graph.outputs}
+        return {k: (v.squeeze(dims[k].index(axis)) if single and axis in dims[k] else v)
+                for k, v in out.items() if k not in cache.continues}
 
 
 def to_module(layer: Layer, sizes: Mapping[str, int], seed: int = 0, **compile_options: Any) -> SSMModule:

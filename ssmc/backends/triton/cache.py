@@ -20,6 +20,8 @@ import types
 import warnings
 from pathlib import Path
 
+from ssmc.errors import LoweringError
+
 ENV_VAR = "SSMC_CACHE_DIR"
 
 
@@ -54,7 +56,16 @@ def _import_file(path: Path, module_name: str) -> types.ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # triton reads the source through the module's file
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as e:
+        sys.modules.pop(module_name, None)  # a failed import must not be found, empty, next time
+        if isinstance(e, SyntaxError):
+            raise LoweringError(
+                f"ssmc generated Python that does not parse ({e.msg}, line {e.lineno} of {path}): "
+                "a bug in ssmc's code generation; please report it with that file"
+            ) from e
+        raise
     return module
 
 

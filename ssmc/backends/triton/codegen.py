@@ -343,7 +343,9 @@ class _Printer(HeldPrinting, BidirPrinting):
         out = []
         for t in self.k.tensors:
             out.append(", ".join([t.name] + [f"{t.name}_s_{d}" for d in t.dims]) + ",")
-        out.append(", ".join([f"size_{d}" for d in self.k.size_dims] + (["chunk_len"] if self.k.chunked else [])) + ",")
+        sizes = [f"size_{d}" for d in self.k.size_dims] + (["chunk_len"] if self.k.chunked else [])
+        if sizes:  # a kernel over values without dims (a scalar parameter's gradient) has none
+            out.append(", ".join(sizes) + ",")
         if self.k.batch_dim:
             out.append("cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)")
         flags = [f"HAS_{t.name}: tl.constexpr" for t in self.k.tensors if t.optional]

@@ -47,7 +47,8 @@ class HeldPrinting:
             own = [d for d, _ in self.k.held if d in self.dims_of.get(name, ())]
             return name + ("__" + "_".join(str(index[d]) for d in own) if own else "")
 
-        return re.sub(r"\b([vhp]\d+)\b", one, text) if self.held else text
+        # values v<n>, states h<n>, decay products p<n>, sums of a decay's exponent s<n>
+        return re.sub(r"\b([vhps]\d+)\b", one, text) if self.held else text
 
     def stmt_held(self, buf: IndentedBuffer, s: Stmt, step: int) -> None:
         """``s`` once per index of its register-held dims."""
