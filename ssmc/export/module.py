@@ -56,26 +56,38 @@ class SSMModule(torch.nn.Module):
         (outputs without the sequence axis, the new state). Stepping through a sequence gives
         what ``forward`` gives on the whole of it; the kernels are the forward's, at L = 1."""
         layer = self.layer
-        axis = self.compiled.graph.scan_axis()
         names = self.state_names()
         if not names:
             raise TypeError(f"{layer.name}: no final state is an output continuing an initial-state argument; nothing to step")
-        args = {}
+        args, _ = self._with_axis(inputs)
+        for out_name, arg_name in names.items():
+            if state is not None and state.get(out_name) is not None:
+                args[arg_name] = state[out_name]
+        out = self(**args)
+        new_state = {k: out[k] for k in names}
+        return self._without_axis({k: v for k, v in out.items() if k not in names}), new_state
+
+    def _with_axis(self, inputs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], set[str]]:
+        """The layer's inputs with the sequence axis, added where one token came without it;
+        and the names of those that came without it."""
+        layer = self.layer
+        axis = self.compiled.graph.scan_axis()
+        args, single = {}, set()
         for k, v in inputs.items():
             spec = layer.specs.get(k)
             if spec is None or spec.kind != "input":
                 raise TypeError(f"{layer.name}: `{k}` is not an input of the layer")
             if axis in spec.layout and v.dim() == len(spec.layout) - 1:
                 v = v.unsqueeze(spec.layout.index(axis))
+                single.add(k)
             args[k] = v
-        for out_name, arg_name in names.items():
-            if state is not None and state.get(out_name) is not None:
-                args[arg_name] = state[out_name]
-        out = self(**args)
+        return args, single
+
+    def _without_axis(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Outputs of one token with the sequence axis dropped."""
+        axis = self.compiled.graph.scan_axis()
         dims = {k: v.dims for k, v in self.compiled.graph.outputs}
-        new_state = {k: out[k] for k in names}
-        step_out = {k: (v.squeeze(dims[k].index(axis)) if axis in dims[k] else v) for k, v in out.items() if k not in names}
-        return step_out, new_state
+        return {k: (v.squeeze(dims[k].index(axis)) if axis in dims[k] else v) for k, v in outputs.items()}
 
     # --- generation from a cache -----------------------------------------------------------
 
@@ -94,36 +106,28 @@ class SSMModule(torch.nn.Module):
         layer = self.layer
         axis = self.compiled.graph.scan_axis()
         batch_dim = layer.dim_order[0]
-        single = None
-        args = {}
-        for k, v in inputs.items():
-            spec = layer.specs.get(k)
-            if spec is None or spec.kind != "input":
-                raise TypeError(f"{layer.name}: `{k}` is not an input of the layer")
-            if k in cache.continues.values():
-                raise TypeError(f"{layer.name}: `{k}` comes from the cache; do not pass it")
-            if axis in spec.layout:
-                one = v.dim() == len(spec.layout) - 1
-                if single is not None and one != single:
-                    raise ArgumentError(f"{layer.name}: some inputs have the sequence axis {axis} and some do not")
-                single = one
-                if one:
-                    v = v.unsqueeze(spec.layout.index(axis))
-            if batch_dim in spec.layout and v.shape[spec.layout.index(batch_dim)] != cache.batch_size:
+        passed = [k for k in inputs if k in cache.continues.values()]
+        if passed:
+            raise TypeError(f"{layer.name}: `{passed[0]}` comes from the cache; do not pass it")
+        args, single = self._with_axis(inputs)
+        sequences = {k for k in args if axis in layer.specs[k].layout}
+        if single and single != sequences:
+            raise ArgumentError(f"{layer.name}: some inputs have the sequence axis {axis} and some do not")
+        for k, v in args.items():
+            layout = layer.specs[k].layout
+            if batch_dim in layout and v.shape[layout.index(batch_dim)] != cache.batch_size:
                 raise ArgumentError(
-                    f"{layer.name}: input `{k}` has {batch_dim}={v.shape[spec.layout.index(batch_dim)]} "
+                    f"{layer.name}: input `{k}` has {batch_dim}={v.shape[layout.index(batch_dim)]} "
                     f"but the cache holds {cache.batch_size} sequences"
                 )
-            args[k] = v
         for out_name, arg in cache.continues.items():
             args[arg] = cache.states[out_name]
         with torch.no_grad():
             out = self(**args)
             for out_name in cache.continues:
                 cache.states[out_name].copy_(out[out_name])
-        dims = {k: v.dims for k, v in self.compiled.graph.outputs}
-        return {k: (v.squeeze(dims[k].index(axis)) if single and axis in dims[k] else v)
-                for k, v in out.items() if k not in cache.continues}
+        out = {k: v for k, v in out.items() if k not in cache.continues}
+        return self._without_axis(out) if single else out
 
 
 def to_module(layer: Layer, sizes: Mapping[str, int], seed: int = 0, **compile_options: Any) -> SSMModule:

@@ -55,6 +55,7 @@ class BidirPrinting:
         # at t0 - UNROLL (the last chunk of a span is followed by the previous span's first)
         ahead = k.prefetch and k.reverse and not fwd.reverse and not k.align_end
         early = self.time_loads() if ahead else []
+        preloaded = {st.target for st in early}
         if ahead:
             buf.line("# the loads of the first chunk walked (the last in time), issued before the loop")
             self.prefetch_chunk(buf, early, f"(n_spans - 1) * SPAN + (SUB - 1) * {u}", order)
@@ -86,7 +87,6 @@ class BidirPrinting:
                 chunk_start("s0", index)
                 buf.line(f"{fwd.carry} = tl.load({scr}, mask={smask}, other=0.0)")
                 buf.line(f"cin_{fwd.carry} = {fwd.carry}")
-                preloaded = {st.target for st in early}
                 if ahead:
                     buf.line("# this chunk's loads, issued a chunk ago; then the next chunk's")
                     for j in order:
