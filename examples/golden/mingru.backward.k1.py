@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 
-@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_D', 'a_grad_y_s_B', 'a_k_s_B', 'a_grad_h_final_s_B', 'a_x_tilde_s_B', 'a_h0_s_B', 'hin_s_B', 'scr_s_B', 'o_grad_k_s_B', 'o_grad_x_tilde_s_B', 'o_grad_h0_s_B'])
+@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_D', 'a_grad_y_s_B', 'a_k_s_B', 'a_grad_h_final_s_B', 'a_x_tilde_s_B', 'a_h0_s_B', 'hin_s__C', 'hin_s_B', 'scr_s__Q', 'scr_s_B', 'o_grad_k_s_B', 'o_grad_x_tilde_s_B', 'o_grad_h0_s_B'])
 def mingru_backward_k0_bidir(
     a_grad_y, a_grad_y_s_B, a_grad_y_s_L, a_grad_y_s_D,
     a_k, a_k_s_B, a_k_s_L, a_k_s_D,

@@ -47,7 +47,7 @@ def _ssmc_softplus(x):
     return tl.where(x > 20.0, x, _ssmc_log1p(tl.exp(x)))
 
 
-@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_D', 'a_grad_y_s_B', 'a_gate_a_s_B', 'a_grad_h_final_s_B', 'a_gate_x_s_B', 'a_x_s_B', 'a_h0_s_B', 'hin_s_B', 'scr_s_B', 'o_grad_x_s_B', 'o_grad_gate_a_s_B', 'o_grad_gate_x_s_B', 'o_grad_h0_s_B'])
+@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_D', 'a_grad_y_s_B', 'a_gate_a_s_B', 'a_grad_h_final_s_B', 'a_gate_x_s_B', 'a_x_s_B', 'a_h0_s_B', 'hin_s__C', 'hin_s_B', 'scr_s__Q', 'scr_s_B', 'o_grad_x_s_B', 'o_grad_gate_a_s_B', 'o_grad_gate_x_s_B', 'o_grad_h0_s_B'])
 def rglru_backward_k0_bidir(
     a_grad_y, a_grad_y_s_B, a_grad_y_s_L, a_grad_y_s_D,
     a_gate_a, a_gate_a_s_B, a_gate_a_s_L, a_gate_a_s_D,

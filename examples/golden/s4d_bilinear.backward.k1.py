@@ -55,7 +55,7 @@ def _ssmc_exp(x):
     return tl.exp2(t) * (1.0 + e * 0.6931471805599453)
 
 
-@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_H', 'size_N', 'a_grad_y_s_B', 'a_grad_h_final_s_B', 'a_u_s_B', 'a_h0_s_B', 'hin_s_B', 'scr_s_B', 'o_grad_u_s_B', 'o_grad_h0_s_B'])
+@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_H', 'size_N', 'a_grad_y_s_B', 'a_grad_h_final_s_B', 'a_u_s_B', 'a_h0_s_B', 'hin_s__C', 'hin_s_B', 'scr_s__Q', 'scr_s_B', 'o_grad_u_s_B', 'o_grad_h0_s_B'])
 def s4d_bilinear_backward_k0_bidir(
     a_grad_y, a_grad_y_s_B, a_grad_y_s_L, a_grad_y_s_H,
     a_D, a_D_s_H,

@@ -89,6 +89,8 @@ class _Printer(HeldPrinting, BidirPrinting):
                 terms.append(f"ck * {stride}")
             elif d == "_Q":  # bidir: chunk q's entry state in the scratch buffer
                 terms.append(f"q * {stride}")
+            elif d.startswith("_P"):  # deterministic mode: this program's slot of a sum
+                terms.append(f"pid_{d[2:]} * {stride}")
             elif d in self.k.grid_dims:
                 terms.append(f"pid_{d} * {stride}")
             else:
@@ -107,6 +109,7 @@ class _Printer(HeldPrinting, BidirPrinting):
         sign = "-" if k.reverse else ""
         for t, dims in self.moving_tensors():
             terms = [f"{'row' if d == k.batch_dim else 'pid'}_{d} * {t.name}_s_{d}" for d in dims if d in k.grid_dims]
+            terms += [f"pid_{d[2:]} * {t.name}_s_{d}" for d in dims if d.startswith("_P")]  # a program's slot
             terms.append(f"({first_step}) * {t.name}_s_{k.time_dim}")
             buf.line(f"pb_{t.name} = {t.name} + " + " + ".join(terms))
             offs = [f"{self.expand('offs_' + d, self.axes.index(d))} * {t.name}_s_{d}" for d in dims if d in k.block_dims]
@@ -175,9 +178,15 @@ class _Printer(HeldPrinting, BidirPrinting):
         elif isinstance(s, Store):
             t = self.tensors[s.tensor]
             ptr, mask = self.address(t, s.dims, step)
+            first = " & ".join(f"(pid_{d} == 0)" for d in s.only_first)
+            mask = " & ".join(x for x in (mask, first) if x) or None
             m = f", mask={mask}" if mask else ""
             buf.line(f"# {s.comment}")
-            if self.rank > 1 and not self.has_offsets(s.dims):
+            if t.partial:  # deterministic mode: this program's term of a sum, into its own slot
+                buf.line(f"p_st, v_st = tl.broadcast({ptr}, {s.value})")
+                m = f", mask=tl.broadcast_to({mask}, p_st.shape)" if mask else ""
+                buf.line(f"tl.store(p_st, v_st.to({t.name}.dtype.element_ty){m})")
+            elif self.rank > 1 and not self.has_offsets(s.dims):
                 # a scalar pointer (no block dim); the value a size-1 block, or a scalar where all
                 # it depends on was loaded through scalar pointers (tl.sum of a scalar compiles
                 # in the interpreter only): one element either way
@@ -364,7 +373,9 @@ class _Printer(HeldPrinting, BidirPrinting):
         so a new length or batch size does not recompile."""
         names = [f"size_{d}" for d in self.k.size_dims] + (["chunk_len"] if self.k.chunked else [])
         for t in self.k.tensors:
-            names += [f"{t.name}_s_{d}" for d in t.dims if d in self.k.grid_dims]
+            # strides of grid dims, chunk dims (_C, _Q) and per-program slots (_P...): products
+            # of sizes that vary
+            names += [f"{t.name}_s_{d}" for d in t.dims if d in self.k.grid_dims or d.startswith("_")]
         return names
 
     def kernel(self, buf: IndentedBuffer) -> None:

@@ -76,6 +76,7 @@ class CompiledLayer:
         verify: bool = False,
         passes: tuple | None = None,
         held: str | None = None,
+        deterministic: bool = False,
     ) -> None:
         if strategy is not None and strategy not in STRATEGIES:
             raise LoweringError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
@@ -85,6 +86,12 @@ class CompiledLayer:
         # ("registers") or a block dim of the tensors ("tensor"); None: registers up to
         # schedule.REGISTER_HELD elements per channel
         self.held = held
+        # bitwise-identical results run to run: sums across programs (the backward's gradients
+        # of what is shared by batch rows or channels) go to one slot per program and are summed
+        # in a fixed order instead of added atomically; also on under
+        # torch.use_deterministic_algorithms(True)
+        self.deterministic = bool(deterministic)
+        self._det_kernels: dict[str, Kernel] = {}
         self.layer = layer
         self.passes = tuple(passes) if passes is not None else DEFAULT_PIPELINE
         self.graph = run_passes(layer.graph, self.passes, verify_each=verify)
@@ -92,7 +99,10 @@ class CompiledLayer:
         self.unroll = unroll
         self.chunks = chunks
         self.options = {"block_t": block_t, "block_tiled": block, "num_warps": num_warps, "num_stages": num_stages}
-        self.stats: dict[str, int] = {"launches": 0}
+        # launches; sources: kernels generated (or read from the disk cache) in this process;
+        # disk_hits / disk_writes: the disk cache (a new length or batch adds none: see
+        # tests/test_recompile.py)
+        self.stats: dict[str, int] = {"launches": 0, "sources": 0}
         self._plans: dict[str, list[GroupPlan]] = {}
         self._held_plans: dict[tuple, GroupPlan] = {}
         self._rows: dict[tuple, frozenset] = {}
@@ -179,6 +189,7 @@ class CompiledLayer:
         if key not in self._fns:
             h, p, v = graph_hash(self.graph), pipeline_name(self.passes), versions()
             module = cache.load_source(generate(kernel, h, p, v), self.stats)
+            self.stats["sources"] += 1
             self._fns[key] = getattr(module, kernel.name)
         return self._fns[key]
 
@@ -211,7 +222,22 @@ class CompiledLayer:
             from ssmc.backends.triton.backward import CompiledBackward
 
             self._backward = CompiledBackward(self.layer, forward=self)
+            self._backward.deterministic = self.deterministic
         return self._backward
+
+    def deterministic_now(self) -> bool:
+        """Whether this call must give the same bits every run."""
+        import torch
+
+        return self.deterministic or torch.are_deterministic_algorithms_enabled()
+
+    def deterministic_kernel(self, kernel: Kernel) -> Kernel:
+        """``kernel`` with its sums across programs stored per program (lower_backward.deterministic)."""
+        if kernel.name not in self._det_kernels:
+            from ssmc.backends.triton.lower_backward import deterministic
+
+            self._det_kernels[kernel.name] = deterministic(kernel)
+        return self._det_kernels[kernel.name]
 
     def raw_call(self, *args: Any, cu_seqlens: Any = None, **kwargs: Any) -> dict[str, Any]:
         """The kernels alone, no autograd. ``cu_seqlens`` (int32 [S + 1], the flash-attn convention): the inputs are a packed
@@ -222,7 +248,9 @@ class CompiledLayer:
 
         layer = self.layer
         values = layer.collect(args, kwargs)
+        det = self.deterministic_now()
         key = call_key(values) if cu_seqlens is None else None
+        key = (det, key) if key is not None else None
         recipe = self._recipes.get(key) if key is not None else None
         if recipe is not None:
             results, self.last_launched = recipe.replay(values, self.stats)
@@ -249,6 +277,7 @@ class CompiledLayer:
         strategy = self.strategy or default_strategy(on_gpu)
         run = _Run(self, sizes, tensors, self.out_dtype(first.dtype), device, on_gpu, varlen)
         run.pairable = _pairable(layer, tensors)
+        run.deterministic = det
         for plan in self.plans(strategy, sizes, run.pairable):
             if plan.kernels[-1].strategy == "bidir":
                 run.bidir(plan)
@@ -271,6 +300,7 @@ class _Run:
         self.results: dict[str, Any] = {}
         self.buffers: dict[str, Any] = {}
         self.pairable: frozenset = frozenset()
+        self.deterministic = False
         self.rec = Recorder()  # allocations and launches, for replaying calls of this signature
 
     def alloc(self, shape, dtype, zero: bool = False) -> Any:
@@ -348,18 +378,31 @@ class _Run:
         call: list[Any] = []
         flags: dict[str, bool] = {}
         dummy = next(iter(self.tensors.values()))
+        if self.deterministic and any(t.accumulate for t in kernel.tensors):
+            kernel = self.c.deterministic_kernel(kernel)
+        blocks = dict(sched.blocks)
+
         def shape(dims):  # a packed batch's sequence tensors are one row
             seq_row = self.varlen is not None and kernel.time_dim in dims
-            return [1 if (seq_row and d == self.varlen[0]) else sizes[d] for d in dims]
+            return [
+                (triton_cdiv(sizes[d[2:]], blocks[d[2:]]) if d[2:] in blocks else sizes[d[2:]]) if d.startswith("_P")
+                else 1 if (seq_row and d == self.varlen[0]) else sizes[d]
+                for d in dims
+            ]
 
+        sums = []  # deterministic mode: (where the result goes, its per-program slots)
         for t in kernel.tensors:
             if t.role == "out" and t.name.startswith("o_"):
                 dt = torch.float32 if t.source in self.c.finals else self.out_dtype
                 buf = self.alloc(shape(t.dims), dt, zero=t.accumulate)  # zeroed: programs add into it
                 self.results[t.source] = buf
+                if t.partial:
+                    sums.append((self.results, t.source, buf, len(t.partial)))
             elif t.role == "out" and t.name not in self.buffers:
                 buf = self.alloc(shape(t.dims), torch.float32, zero=t.accumulate)
                 self.buffers[t.name] = buf
+                if t.partial:
+                    sums.append((self.buffers, t.name, buf, len(t.partial)))
             elif t.name in self.buffers:
                 buf = self.buffers[t.name]
             elif t.name.startswith("t") and t.role == "in":
@@ -384,15 +427,15 @@ class _Run:
         if kernel.batch_dim:
             call.append(self.varlen[1] if self.varlen is not None else dummy)
             flags["VARLEN"] = self.varlen is not None
-        blocks = dict(sched.blocks)
         n_programs = math.prod(sizes[d] for d in kernel.grid_dims)
         if kernel.tiled_dim is not None:
             n_programs *= triton_cdiv(sizes[kernel.tiled_dim], blocks[kernel.tiled_dim])
-        if n_programs == 0:
-            return
-        fn = self.c._fn(kernel)
-        self.c.last_launched = self.rec.launch(fn, (n_programs,), call, dict(**flags, **sched.constexprs(), num_warps=sched.num_warps))
-        self.c.stats["launches"] += 1
+        if n_programs:
+            fn = self.c._fn(kernel)
+            self.c.last_launched = self.rec.launch(fn, (n_programs,), call, dict(**flags, **sched.constexprs(), num_warps=sched.num_warps))
+            self.c.stats["launches"] += 1
+        for where, name, slots, n in sums:  # a fixed order of additions: the same bits every run
+            where[name] = self.rec.sum(slots, tuple(range(n)))
 
 
 class _Shape:

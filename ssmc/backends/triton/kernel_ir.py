@@ -25,6 +25,9 @@ class Tensor:
     optional: bool = False
     source: str = ""  # the layer argument or output it binds to
     accumulate: bool = False  # programs add into it (atomically): the caller zeroes it first
+    # deterministic mode: the leading dims are one slot per program along these split dims
+    # (``_P<dim>`` for blocks of the tiled dim); the caller sums them away after the kernel
+    partial: Dims = ()
 
 
 @dataclass(frozen=True)

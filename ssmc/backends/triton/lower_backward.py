@@ -16,6 +16,8 @@ bench/NOTES.md.)
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ssmc.backends.triton.kernel_ir import (
     Carry,
     Compute,
@@ -235,3 +237,31 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
         hoist_loads=hoist_loads,
         prefetch=prefetch,
     )
+
+
+def deterministic(kernel: Kernel) -> Kernel:
+    """``kernel`` with every sum across programs (an atomic add, whose order varies run to run)
+    stored instead into a slot of its own per program: the tensor gains leading dims
+    ``_P<dim>``, one per split dim the sum runs over (grid dims, and blocks of the tiled dim),
+    which the caller sums away after the kernel in a fixed order (``Tensor.partial``). Outputs
+    are then bitwise the same run to run; the cost is the slots' memory and one reduction."""
+    split = tuple(kernel.grid_dims) + ((kernel.tiled_dim,) if kernel.tiled_dim else ())
+    partial: dict[str, tuple[str, ...]] = {}
+
+    def store(s):
+        if not (isinstance(s, Store) and s.atomic):
+            return s
+        dims = tuple(f"_P{d}" for d in split if d not in s.dims and d not in s.only_first)
+        if partial.setdefault(s.tensor, dims) != dims:  # pragma: no cover (one store per tensor)
+            raise LoweringError(f"{kernel.name}: tensor {s.tensor} is summed over different programs")
+        return replace(s, atomic=False, dims=dims + s.dims)
+
+    pre, loop, post = (tuple(store(s) for s in part) for part in (kernel.pre, kernel.loop, kernel.post))
+    if not partial:
+        return kernel
+    tensors = tuple(
+        replace(t, dims=partial[t.name] + t.dims, partial=partial[t.name]) if t.name in partial else t
+        for t in kernel.tensors
+    )
+    return replace(kernel, name=kernel.name + "_det", tensors=tensors, pre=pre, loop=loop, post=post,
+                   header=kernel.header + ("deterministic: sums across programs stored per program, summed after",))

@@ -134,7 +134,13 @@ class HeldPrinting:
             return name
 
         if isinstance(s, Store):
-            tile = join([self.sub(s.value, {d: i}) for i in range(n)], stem)
+            # each variable as a [1, block] tile: a value constant along the tiled dim (Mamba-2's
+            # decay product, one per head) is a scalar until broadcast
+            leaves = [self.sub(s.value, {d: i}) for i in range(n)]
+            for i, leaf in enumerate(dict.fromkeys(leaves)):
+                buf.line(f"{stem}b{i} = tl.broadcast_to({leaf}, [1, {block}])")
+            names = {leaf: f"{stem}b{i}" for i, leaf in enumerate(dict.fromkeys(leaves))}
+            tile = join([names[leaf] for leaf in leaves], stem)
             buf.line(f"tl.store({ptr}, {tile}.to({t.name}.dtype.element_ty){m})")
             return True
         body = IndentedBuffer()

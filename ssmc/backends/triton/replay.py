@@ -18,6 +18,7 @@ from typing import Any
 from triton import knobs
 from triton.runtime.driver import driver
 
+_SUM = object()  # a recorded step that is a torch sum, not a kernel launch
 ALIGN = 16  # bytes: Triton specializes pointer arguments on 16-byte alignment
 
 
@@ -57,6 +58,13 @@ class Recorder:
         self.launches.append((fn, compiled, grid, tuple(args), dict(kwargs)))
         return compiled
 
+    def sum(self, slots, dims: tuple[int, ...]):
+        """``slots`` summed over ``dims`` (torch's reduction: the same order every run); the
+        deterministic mode's sums across programs."""
+        out = slots.sum(dim=dims)
+        self.launches.append((_SUM, None, dims, (slots, out), {}))
+        return out
+
     def recipe(self, inputs: dict[str, Any], results: dict[str, Any], device) -> Recipe | None:
         """The recorded call with tensors as slots; None where an argument is a tensor that is
         neither an input nor a recorded allocation (then the call is planned every time)."""
@@ -66,6 +74,13 @@ class Recorder:
         slot.update({id(a[0]): ("alloc", i) for i, a in enumerate(self.allocs)})
         launches = []
         for fn, compiled, grid, args, kwargs in self.launches:
+            if fn is _SUM:  # (slots, result): the result becomes a slot of its own
+                src, out = args
+                if id(src) not in slot:
+                    return None
+                slot[id(out)] = ("sum", len(launches))
+                launches.append((_SUM, None, grid, None, [(0, slot[id(src)])], {}))
+                continue
             direct = hasattr(compiled, "packed_metadata") and hasattr(compiled, "run")
             if direct:  # every parameter in signature order, constexprs included (the launcher skips them)
                 names = fn.arg_names
@@ -110,20 +125,27 @@ class Recipe:
         dev = self.device
         allocs = [(torch.zeros if z else torch.empty)(s, dtype=d, device=dev) for s, d, z in self.allocs]
         stream = None
-        compiled = None
-        for fn, compiled, grid, template, holes, kwargs in self.launches:
+        last = None
+        sums: dict[int, Any] = {}
+        pick = {"in": inputs, "alloc": allocs, "sum": sums}
+        for j, (fn, compiled, grid, template, holes, kwargs) in enumerate(self.launches):
+            if fn is _SUM:
+                (_, (kind, where)), = holes
+                sums[j] = pick[kind][where].sum(dim=grid)
+                continue
             args = list(template)
             for i, (kind, where) in holes:
-                args[i] = inputs[where] if kind == "in" else allocs[where]
+                args[i] = pick[kind][where]
             if compiled is None:  # the interpreter, or a launcher we cannot call directly
-                compiled = fn[grid](*args, **kwargs)
+                last = fn[grid](*args, **kwargs)
                 continue
+            last = compiled
             if stream is None:
                 stream = driver.active.get_current_stream(dev.index if dev.index is not None else torch.cuda.current_device())
             enter, leave = knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook
             meta = compiled.launch_metadata(grid, stream, *args) if enter is not None else None
             g = tuple(grid) + (1, 1)
             compiled.run(g[0], g[1], g[2], stream, compiled.function, compiled.packed_metadata, meta, enter, leave, *args)
-        stats["launches"] += len(self.launches)
+        stats["launches"] += sum(fn is not _SUM for fn, *_ in self.launches)
         stats["replays"] = stats.get("replays", 0) + 1
-        return {k: (inputs[w] if kind == "in" else allocs[w]) for k, (kind, w) in self.results.items()}, compiled
+        return {k: pick[kind][w] for k, (kind, w) in self.results.items()}, last
