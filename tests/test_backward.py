@@ -7,10 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import DEVICE, HAS_GPU
+from gla import gla
 from hgrn import hgrn
 from hypothesis import given
 from hypothesis import strategies as st
 from mamba1 import mamba1
+from mamba2 import mamba2
 from mingru import mingru
 from rglru import rglru
 from s4d import s4d_bilinear, s4d_zoh
@@ -46,12 +48,13 @@ def bidirectional(x: In["B L D"], k: In["B L D"]):
 
 LAYERS = {
     "mamba1": mamba1, "s4d_zoh": s4d_zoh, "s4d_bilinear": s4d_bilinear, "mingru": mingru,
-    "reverse_tanh": reverse_tanh, "final_only": final_only, "hgrn": hgrn, "rglru": rglru,
+    "reverse_tanh": reverse_tanh, "final_only": final_only, "hgrn": hgrn, "rglru": rglru, "mamba2": mamba2, "gla": gla,
 }
 
 
 def sizes_for(layer, B=2, L=7, D=3, N=4):
-    s = {"B": B, "L": L, "D": D, "H": D, "N": N}
+    s = {"B": B, "L": L, "D": D, "H": D, "N": N, "G": 1 + D % 3, "R": 1 + D % 2, "P": 1 + D // 4,
+         "K": N, "V": D}
     return {d: s[d] for d in layer.dim_order}
 
 
@@ -135,6 +138,27 @@ def mamba1_torch(x, dt, B, C, z, A_log, D, dt_bias, h0):
     return {"y": y * F.silu(z), "h_final": h}
 
 
+def mamba2_torch(x, dt, B, C, z, A_log, D, dt_bias, h0):
+    """[B, L, G, R, P] heads; h [B, G, R, P, N]."""
+    delta = F.softplus(dt + dt_bias)
+    decay = torch.exp(-torch.exp(A_log) * delta)  # [B, L, G, R]
+    h, ys = h0, []
+    for t in range(x.shape[1]):
+        u = (delta[:, t, :, :, None] * x[:, t])[..., None] * B[:, t, :, None, None, :]
+        h = decay[:, t, :, :, None, None] * h + u
+        ys.append((h * C[:, t, :, None, None, :]).sum(-1))
+    y = torch.stack(ys, 1) + D[:, :, None] * x
+    return {"y": y * F.silu(z), "h_final": h}
+
+
+def gla_torch(q, k, v, g, h0):
+    S, os_ = h0, []
+    for t in range(q.shape[1]):
+        S = torch.exp(g[:, t])[..., None] * S + k[:, t, :, :, None] * v[:, t, :, None, :]
+        os_.append((S * q[:, t, :, :, None]).sum(-2))
+    return {"o": torch.stack(os_, 1), "h_final": S}
+
+
 def s4d_zoh_torch(u, log_dt, A_log, B, C, D, h0):
     dt, A = torch.exp(log_dt)[:, None], -torch.exp(A_log)
     Abar = torch.exp(dt * A)
@@ -174,8 +198,9 @@ def rglru_torch(x, gate_a, gate_x, Lambda, h0):
 
 @pytest.mark.parametrize(
     "layer,reference",
-    [(mamba1, mamba1_torch), (s4d_zoh, s4d_zoh_torch), (mingru, mingru_torch), (hgrn, hgrn_torch), (rglru, rglru_torch)],
-    ids=["mamba1", "s4d_zoh", "mingru", "hgrn", "rglru"],
+    [(mamba1, mamba1_torch), (s4d_zoh, s4d_zoh_torch), (mingru, mingru_torch), (hgrn, hgrn_torch), (rglru, rglru_torch),
+     (mamba2, mamba2_torch), (gla, gla_torch)],
+    ids=["mamba1", "s4d_zoh", "mingru", "hgrn", "rglru", "mamba2", "gla"],
 )
 def test_gradients_match_torch_autograd(layer, reference):
     sizes = sizes_for(layer, B=2, L=11, D=5, N=3)

@@ -156,3 +156,73 @@ def test_rglru(sizes, with_h0):
     out = rglru(**args)
     np.testing.assert_allclose(out["y"], np.stack(ys, 1), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(out["h_final"], h, rtol=1e-10, atol=1e-12)
+
+
+def loop_mamba2(x, dt, B, C, z, A_log, D, dt_bias, h0):
+    """Mamba-2 in the [B, L, H, P] layout mamba-ssm uses, head h in group h // (H / G)."""
+    Bn, L, H, P = x.shape
+    G, N = B.shape[2], B.shape[3]
+    h = np.zeros((Bn, H, P, N)) if h0 is None else h0.copy()
+    y = np.zeros((Bn, L, H, P))
+    for b in range(Bn):
+        for t in range(L):
+            for hh in range(H):
+                g = hh // (H // G)
+                delta = softplus(dt[b, t, hh] + dt_bias[hh])
+                decay = math.exp(-math.exp(A_log[hh]) * delta)
+                for p in range(P):
+                    h[b, hh, p] = decay * h[b, hh, p] + delta * x[b, t, hh, p] * B[b, t, g]
+                    yy = float(h[b, hh, p] @ C[b, t, g]) + D[hh] * x[b, t, hh, p]
+                    y[b, t, hh, p] = yy * z[b, t, hh, p] * sigmoid(z[b, t, hh, p])
+    return y, h
+
+
+@pytest.mark.parametrize("sizes", [dict(B=1, L=1, G=1, R=1, P=1, N=1), dict(B=2, L=9, G=2, R=3, P=4, N=5)], ids=str)
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_mamba2(sizes, with_h0):
+    """Heads and groups as mamba-ssm lays them out: x [B, L, H, P] is the layer's [B, L, G, R, P]."""
+    from mamba2 import mamba2
+
+    args = mamba2.random_inputs(sizes, seed=10, optional=with_h0)
+    Bn, L, G, R, P, N = (sizes[d] for d in "B L G R P N".split())
+    H = G * R
+    flat = {k: args[k].reshape(Bn, L, H, P) for k in ("x", "z")}
+    flat.update(dt=args["dt"].reshape(Bn, L, H), B=args["B"], C=args["C"])
+    flat.update({k: args[k].reshape(H) for k in ("A_log", "D", "dt_bias")})
+    h0 = args["h0"].reshape(Bn, H, P, N) if with_h0 else None
+    y, h = loop_mamba2(*(flat[k] for k in ("x", "dt", "B", "C", "z", "A_log", "D", "dt_bias")), h0)
+    out = mamba2(**args)
+    np.testing.assert_allclose(out["y"].reshape(Bn, L, H, P), y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out["h_final"].reshape(Bn, H, P, N), h, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("sizes", [dict(B=1, L=1, H=1, K=1, V=1), dict(B=2, L=10, H=3, K=4, V=5)], ids=str)
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_gla(sizes, with_h0):
+    """Against the recurrence as written: S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T, o_t = S_t^T q_t."""
+    from gla import gla
+
+    args = gla.random_inputs(sizes, seed=11, optional=with_h0)
+    q, k, v, g = args["q"], args["k"], args["v"], args["g"]
+    Bn, L, H, K, V = (sizes[d] for d in "B L H K V".split())
+    S = np.zeros((Bn, H, K, V)) if not with_h0 else args["h0"].copy()
+    o = np.zeros((Bn, L, H, V))
+    for b in range(Bn):
+        for h in range(H):
+            for t in range(L):
+                S[b, h] = np.diag(np.exp(g[b, t, h])) @ S[b, h] + np.outer(k[b, t, h], v[b, t, h])
+                o[b, t, h] = S[b, h].T @ q[b, t, h]
+    out = gla(**args)
+    np.testing.assert_allclose(out["o"], o, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out["h_final"], S, rtol=1e-12, atol=1e-12)
+
+
+def test_simple_gla_is_gla_with_one_decay_per_head():
+    from gla import gla, simple_gla
+
+    sizes = dict(B=2, L=7, H=3, K=4, V=2)
+    args = simple_gla.random_inputs(sizes, seed=12, optional=True)
+    per_key = dict(args, g=np.repeat(args["g"][..., None], sizes["K"], axis=-1))
+    want, got = gla(**per_key), simple_gla(**args)
+    for k in ("o", "h_final"):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-13, atol=1e-13)

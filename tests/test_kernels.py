@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import DEVICE, HAS_GPU
+from gla import gla
 from hgrn import hgrn
 from hypothesis import given
 from hypothesis import strategies as st
 from mamba1 import mamba1
+from mamba2 import mamba2
 from mingru import mingru
 from rglru import rglru
 from s4d import s4d_bilinear, s4d_zoh
@@ -20,7 +22,7 @@ from ssmc import In, Param
 from ssmc.testing.check import check_compiled
 
 LAYERS = {"mamba1": mamba1, "mingru": mingru, "s4d_zoh": s4d_zoh, "s4d_bilinear": s4d_bilinear, "chained": chained,
-          "hgrn": hgrn, "rglru": rglru}
+          "hgrn": hgrn, "rglru": rglru, "mamba2": mamba2, "gla": gla}
 _COMPILED: dict = {}
 
 
@@ -57,7 +59,8 @@ max_len = 300 if HAS_GPU else 40
 )
 def test_kernel_matches_interpreter(name, strategy, chunks, dtype, B, L, D, N, with_h0, noncontiguous, seed, held):
     layer = LAYERS[name]
-    sizes = {"B": B, "L": L, "D": D, "H": D, "N": N}
+    sizes = {"B": B, "L": L, "D": D, "H": D, "N": N, "G": 1 + D % 3, "R": 1 + D % 2, "P": 1 + D // 4,
+             "K": N, "V": D}
     sizes = {d: sizes[d] for d in layer.dim_order}
     c = compiled(name, strategy, chunks=chunks if strategy == "chunked" else None, held=held)
     results = check_compiled(layer, c, sizes, dtype, seed, DEVICE, with_h0, noncontiguous)

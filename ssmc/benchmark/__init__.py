@@ -90,7 +90,7 @@ def run(out: Path, quick: bool = False) -> dict:
     ceil = Ceilings.measure()
     print(f"ceilings: copy {ceil.copy / 1e9:.0f} GB/s (read+write), exp2 {ceil.exp2 / 1e12:.2f} T/s, "
           f"bf16 matmul {ceil.matmul / 1e12:.0f} TFLOP/s", flush=True)
-    checks = {name: w.check_ssmc_small(name) for name in ("mamba1", "hgrn")}
+    checks = {name: w.check_ssmc_small(name) for name in ("mamba1", "hgrn", "mamba2")}
     for name, bad in checks.items():
         print(f"ssmc {name} against the interpreter (B2 L77, bf16): " + ("ok" if not bad else "MISMATCH " + bad), flush=True)
     ssu = _peer(lambda: peers.mamba_triton("selective_state_update"))

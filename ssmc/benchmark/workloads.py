@@ -29,10 +29,11 @@ BF16 = torch.bfloat16
 CROSS_BOUND = 2 * TOLERANCES["bf16"].atol
 
 
-def example(name: str):
+def example(name: str, file: str | None = None):
+    """The layer ``name`` of examples/<file or name>.py."""
     if str(EXAMPLES) not in sys.path:
         sys.path.insert(0, str(EXAMPLES))
-    module = __import__(name)
+    module = __import__(file or name)
     return getattr(module, name)
 
 
@@ -273,7 +274,7 @@ def hgrn_case(B, L, D, backward: bool, fla: dict) -> Case:
     return Case("hgrn fwd+bwd", shape, Floor(bytes=7 * B * L * D * 2, exps=2 * B * L * D), cands, L)
 
 
-# -- Mamba-2 (SSD): the peer alone until ssmc has the example (issue 6) -------------------------
+# -- Mamba-2 (SSD) ------------------------------------------------------------------------------
 
 
 def mamba2_floor(B, L, H, P, N, G, backward: bool, Q: int = 64) -> Floor:
@@ -287,30 +288,45 @@ def mamba2_floor(B, L, H, P, N, G, backward: bool, Q: int = 64) -> Floor:
     return Floor(bytes=byt, exps=B * L * H, flops=flops, note=f"matrix flops of the chunked form, chunks of {Q}")
 
 
-def mamba2_case(B, L, H, P, N, backward: bool, ssd) -> Case:
-    G = 1
+def mamba2_case(B, L, H, P, N, backward: bool, ssd, G: int = 1) -> Case:
+    """ssmc's examples/mamba2.py (its [B, L, G, H/G, P] layout is a view of [B, L, H, P]) and
+    mamba-ssm's mamba_chunk_scan_combined, both with the gate z."""
+    layer = _compiled("mamba2")
     shape = f"B{B} L{L} H{H} P{P} N{N}"
-    why = "ssmc: no Mamba-2 example yet (issue 6)"
-    cands = [Candidate("ssmc", skip=why)]
+    R = H // G
+    x, z, Bm, C = _randn(B, L, H, P), _randn(B, L, H, P), _randn(B, L, G, N), _randn(B, L, G, N)
+    dt = _randn(B, L, H)
+    A = -torch.rand(H, device="cuda") * 4 - 1
+    Dp, bias = torch.randn(H, device="cuda"), torch.rand(H, device="cuda") * 4 - 6
+
+    def ssmc_args(x, dt, Bm, C, z, A_log, Dp, bias):
+        return dict(x=x.view(B, L, G, R, P), dt=dt.view(B, L, G, R), B=Bm, C=C, z=z.view(B, L, G, R, P),
+                    A_log=A_log.view(G, R), D=Dp.view(G, R), dt_bias=bias.view(G, R))
+
+    ins = dict(x=x, dt=dt, Bm=Bm, C=C, z=z, A_log=torch.log(-A), Dp=Dp, bias=bias)
+    cands = []
+    if not backward:
+        y = lambda: layer.raw_call(**ssmc_args(**ins))["y"].view(B, L, H, P)  # noqa: E731
+        cands.append(Candidate("ssmc", run=lambda: layer.raw_call(**ssmc_args(**ins)), outputs=lambda: [y()]))
+    else:
+        dy = _randn(B, L, H, P)
+        leaves = {k: v.detach().clone().requires_grad_() for k, v in ins.items()}
+        cands.append(_grad_candidate("ssmc", lambda **kw: layer(**ssmc_args(**kw))["y"].view(B, L, H, P), leaves, dy))
     if isinstance(ssd, str):
         cands.append(Candidate("mamba-ssm mamba_chunk_scan_combined", skip=ssd))
+    elif not backward:
+        run = lambda: ssd(x, dt, A, Bm, C, chunk_size=256, D=Dp, z=z, dt_bias=bias, dt_softplus=True)  # noqa: E731
+        cands.append(Candidate("mamba-ssm mamba_chunk_scan_combined", run=run, outputs=lambda: [run()]))
     else:
-        x, Bm, C = _randn(B, L, H, P), _randn(B, L, G, N), _randn(B, L, G, N)
-        dt = _randn(B, L, H)
-        A = -torch.rand(H, device="cuda") * 4 - 1
-        Dp, bias = torch.randn(H, device="cuda"), torch.rand(H, device="cuda") * 4 - 6
-        if not backward:
-            run = lambda: ssd(x, dt, A, Bm, C, chunk_size=256, D=Dp, dt_bias=bias, dt_softplus=True)  # noqa: E731
-            cands.append(Candidate("mamba-ssm mamba_chunk_scan_combined", run=run))
-        else:
-            leaves = [v.detach().requires_grad_() for v in (x, dt, A, Bm, C, Dp, bias)]
-            dy = _randn(B, L, H, P)
+        peer = {k: v.detach().clone().requires_grad_() for k, v in dict(x=x, dt=dt, A=A, B=Bm, C=C, D=Dp, z=z, dt_bias=bias).items()}
 
-            def step():
-                xl, dtl, Al, Bl, Cl, Dl, bl = leaves
-                ssd(xl, dtl, Al, Bl, Cl, chunk_size=256, D=Dl, dt_bias=bl, dt_softplus=True).backward(dy)
+        def forward(x, dt, A, B, C, D, z, dt_bias):
+            return ssd(x, dt, A, B, C, chunk_size=256, D=D, z=z, dt_bias=dt_bias, dt_softplus=True)
 
-            cands.append(Candidate("mamba-ssm mamba_chunk_scan_combined", run=step, grads=leaves))
+        def in_ssmc_order(g):  # dA_log = dA * A
+            return [g["x"], g["dt"], g["B"], g["C"], g["z"], g["A"] * A, g["D"], g["dt_bias"]]
+
+        cands.append(_grad_candidate("mamba-ssm mamba_chunk_scan_combined", forward, peer, dy, in_ssmc_order))
     return Case("mamba2 fwd+bwd" if backward else "mamba2 fwd", shape, mamba2_floor(B, L, H, P, N, G, backward), cands, L)
 
 
@@ -318,14 +334,20 @@ def mamba2_case(B, L, H, P, N, backward: bool, ssd) -> Case:
 
 
 def gla_case(B, L, H, K, V, gla) -> Case:
+    """ssmc's examples/gla.py:simple_gla and fla's chunk_simple_gla (its default scale K^-1/2:
+    ssmc gets q pre-scaled)."""
     shape = f"B{B} L{L} H{H} K{K} V{V}"
-    cands = [Candidate("ssmc", skip="ssmc: no GLA example yet (issue 6)")]
+    layer = _compiled("simple_gla", "gla")
+    q, k, v = _randn(B, L, H, K), _randn(B, L, H, K), _randn(B, L, H, V)
+    g = F.logsigmoid(torch.randn(B, L, H, device="cuda") + 4)  # decays near 1, as trained models have
+    qs = (q.float() * K ** -0.5).to(q.dtype)
+    o = lambda: layer.raw_call(q=qs, k=k, v=v, g=g)["o"]  # noqa: E731
+    cands = [Candidate("ssmc", run=lambda: layer.raw_call(q=qs, k=k, v=v, g=g), outputs=lambda: [o()])]
     if isinstance(gla, str):
         cands.append(Candidate("fla chunk_simple_gla", skip=gla))
     else:
-        q, k, v = _randn(B, L, H, K), _randn(B, L, H, K), _randn(B, L, H, V)
-        g = F.logsigmoid(torch.randn(B, L, H, device="cuda") + 4)  # decays near 1, as trained models have
-        cands.append(Candidate("fla chunk_simple_gla", run=lambda: gla(q, k, v, g=g)))
+        run = lambda: gla(q, k, v, g=g)  # noqa: E731
+        cands.append(Candidate("fla chunk_simple_gla", run=run, outputs=lambda: [run()[0]]))
     Q = 64  # the chunked form: q k^T within chunks (causal half), the [K, V] state in and out
     flops = 2 * B * L * H * ((Q / 2) * K + (Q / 2) * V + 2 * K * V)
     byt = (2 * B * L * H * K + 2 * B * L * H * V) * 2 + B * L * H * 4
@@ -338,9 +360,9 @@ def gla_case(B, L, H, K, V, gla) -> Case:
 _COMPILED: dict = {}
 
 
-def _compiled(name: str):
+def _compiled(name: str, file: str | None = None):
     if name not in _COMPILED:
-        _COMPILED[name] = ssmc.compile(example(name))
+        _COMPILED[name] = ssmc.compile(example(name, file))
     return _COMPILED[name]
 
 
@@ -350,7 +372,7 @@ def check_ssmc_small(name: str) -> str:
     from ssmc.testing.check import check_compiled
 
     layer = example(name)
-    sizes = {"B": 2, "L": 77, "D": 40, "N": 16}
+    sizes = {"B": 2, "L": 77, "D": 40, "N": 16, "G": 2, "R": 3, "P": 8}
     sizes = {d: sizes[d] for d in layer.dim_order}
     bad = [str(r) for r in check_compiled(layer, _compiled(name), sizes, "bf16", seed=1, device="cuda") if not r.ok]
     return "; ".join(bad)

@@ -80,6 +80,12 @@ def rglru_lambda(shape, rng):
     return np.log(a) - np.log1p(-a)
 
 
+@initializer("mamba2_a_log")
+def mamba2_a_log(shape, rng):
+    """Mamba-2's A_log: log of A drawn uniformly in [1, 16], one per head."""
+    return np.log(rng.uniform(1.0, 16.0, shape))
+
+
 @initializer("log_dt")
 def log_dt(shape, rng):
     """S4D's log step: log of a step drawn log-uniformly in [1e-3, 1e-1]."""
