@@ -137,9 +137,9 @@ class HeldPrinting:
             # each variable as a [1, block] tile: a value constant along the tiled dim (Mamba-2's
             # decay product, one per head) is a scalar until broadcast
             leaves = [self.sub(s.value, {d: i}) for i in range(n)]
-            for i, leaf in enumerate(dict.fromkeys(leaves)):
-                buf.line(f"{stem}b{i} = tl.broadcast_to({leaf}, [1, {block}])")
             names = {leaf: f"{stem}b{i}" for i, leaf in enumerate(dict.fromkeys(leaves))}
+            for leaf, name in names.items():
+                buf.line(f"{name} = tl.broadcast_to({leaf}, [1, {block}])")
             tile = join([names[leaf] for leaf in leaves], stem)
             buf.line(f"tl.store({ptr}, {tile}.to({t.name}.dtype.element_ty){m})")
             return True
