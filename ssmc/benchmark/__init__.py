@@ -79,6 +79,7 @@ def run(out: Path, quick: bool = False) -> dict:
     from ssmc.benchmark import peers, report
     from ssmc.benchmark import workloads as w
     from ssmc.benchmark.measure import Ceilings
+    from ssmc.export.blocks import EXAMPLES
 
     if not torch.cuda.is_available():
         raise SystemExit("ssmc bench: no CUDA GPU here; it measures kernels on a GPU")
@@ -144,7 +145,7 @@ def run(out: Path, quick: bool = False) -> dict:
         scan = _peer(lambda: peers.selective_scan_fn(build))
         print(f"  built/loaded after {time.time() - t0:.0f} s more" + (f": {scan}" if isinstance(scan, str) else ""), flush=True)
     measure(after)
-    rows += compile_times(w.EXAMPLES)
+    rows += compile_times(EXAMPLES)
     save()
     table = report.markdown(result)
     (out / "bench.md").write_text(table)

@@ -10,10 +10,8 @@ outside the timed region, so that no one pays for a transpose the other does not
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -21,20 +19,12 @@ import torch.nn.functional as F
 import ssmc
 from ssmc.benchmark import peers
 from ssmc.benchmark.measure import Floor, rel_max_err, time_ms
+from ssmc.export.blocks import example_layer as example
 from ssmc.testing.tolerances import TOLERANCES
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BF16 = torch.bfloat16
 # Two implementations each within the table's bf16 slack of the truth differ by at most twice it.
 CROSS_BOUND = 2 * TOLERANCES["bf16"].atol
-
-
-def example(name: str, file: str | None = None):
-    """The layer ``name`` of examples/<file or name>.py."""
-    if str(EXAMPLES) not in sys.path:
-        sys.path.insert(0, str(EXAMPLES))
-    module = __import__(file or name)
-    return getattr(module, name)
 
 
 @dataclass

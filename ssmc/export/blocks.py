@@ -22,11 +22,11 @@ from torch import nn
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def example_layer(name: str):
-    """The layer ``name`` of ``examples/<name>.py``."""
+def example_layer(name: str, file: str | None = None):
+    """The layer ``name`` of ``examples/<file or name>.py``."""
     if str(EXAMPLES) not in sys.path:
         sys.path.insert(0, str(EXAMPLES))
-    return getattr(__import__(name), name)
+    return getattr(__import__(file or name), name)
 
 
 def _causal_conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
