@@ -22,8 +22,9 @@ def _sizes(layer):
 @pytest.mark.parametrize("dtype", ["f32", "bf16"])
 def test_example_forward(name, dtype):
     layer = EXAMPLES[name]
-    for strategy in ("sequential", "chunked"):
-        c = ssmc.compile(layer, strategy=strategy, chunks=3)
+    strategies = ["sequential", "chunked"] + (["matrix"] if ssmc.compile(layer).has_matrix_form else [])
+    for strategy in strategies:
+        c = ssmc.compile(layer, strategy=strategy, chunks=3, block_t=4)
         bad = [str(r) for r in check_compiled(layer, c, _sizes(layer), dtype, 7, DEVICE, True) if not r.ok]
         assert not bad, (strategy, bad)
 

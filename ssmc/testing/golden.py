@@ -44,6 +44,10 @@ def sources() -> dict[str, str]:
             for i, src in enumerate(compiled.sources(strategy)):
                 suffix = f".k{i}" if i else ""
                 out[f"{layer.name}{suffix}.{strategy}.py"] = src
+        # the matrix (tensor-core) form, where a layer has it: the states and outputs kernels
+        if compiled.has_matrix_form:
+            for i, src in enumerate(compiled.sources("matrix")):
+                out[f"{layer.name}.matrix.k{i}.py"] = src
         # the form that runs at small state sizes: dims held whole as registers (every dim 16,
         # 16-bit contiguous inputs: rows loaded in pairs)
         sizes = {d: 16 for d in layer.dim_order}

@@ -21,6 +21,7 @@ from ssmc.backends.triton.kernel_ir import (
 from ssmc.backends.triton.prelude import prelude_for
 from ssmc.backends.triton.print_bidir import BidirPrinting
 from ssmc.backends.triton.print_held import HeldPrinting
+from ssmc.backends.triton.print_matrix import MatrixPrinter
 from ssmc.ir.dims import Dims
 
 GENERATOR_VERSION = "1"  # bump when the printer's output changes meaning
@@ -473,7 +474,10 @@ def generate(kernel: Kernel, ir_hash: str, pipeline: str, versions: dict[str, st
     buf.line("import triton")
     buf.line("import triton.language as tl")
     body = IndentedBuffer()
-    _Printer(kernel).kernel(body)
+    if kernel.strategy == "matrix":
+        MatrixPrinter(kernel).kernel(body)
+    else:
+        _Printer(kernel).kernel(body)
     helpers = prelude_for(body.getvalue())
     if helpers:
         buf.line("")

@@ -7,6 +7,7 @@ vary between calls (lengths, batch, chunk count) are runtime arguments."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -16,12 +17,15 @@ from ssmc.backends.triton import cache
 from ssmc.backends.triton.codegen import GENERATOR_VERSION, generate
 from ssmc.backends.triton.kernel_ir import Kernel, Load
 from ssmc.backends.triton.lower import chunkable, lower_group
+from ssmc.backends.triton.lower_matrix import MatrixForm, lower_matrix, matrix_form
 from ssmc.backends.triton.replay import Recorder, call_key
 from ssmc.backends.triton.schedule import (
+    MATRIX_MIN_STEPS,
     REGISTER_HELD,
     REGISTER_MIN_STEPS,
     Schedule,
     choose,
+    choose_matrix,
     chunking,
     default_strategy,
 )
@@ -32,7 +36,7 @@ from ssmc.ir.printer import graph_hash
 from ssmc.passes import DEFAULT_PIPELINE, pipeline_name, run_passes
 
 KERNEL_DTYPES = ("f32", "bf16", "f16")
-STRATEGIES = ("sequential", "tiled", "chunked")
+STRATEGIES = ("sequential", "tiled", "chunked", "matrix")
 
 
 def interpreting() -> bool:
@@ -54,6 +58,7 @@ class GroupPlan:
     kernels: tuple[Kernel, ...]
     chunked: bool
     group: Group
+    matrix: bool = False  # the matrix form's states and outputs kernels (lower_matrix)
 
 
 class CompiledLayer:
@@ -132,20 +137,37 @@ class CompiledLayer:
             assert self.graph.groups is not None
             out = []
             for g in self.graph.groups:
-                if strategy == "chunked" and chunkable(self.graph, g) is None:
+                form = matrix_form(self.graph, g) if strategy == "matrix" else None
+                if isinstance(form, MatrixForm):
+                    out.append(GroupPlan(lower_matrix(self.graph, g, form), False, g, matrix=True))
+                elif strategy in ("chunked", "matrix") and chunkable(self.graph, g) is None:
                     ks = tuple(
                         lower_group(self.graph, g, "chunked", self.unroll, role)
                         for role in ("states", "full")
                     )
                     out.append(GroupPlan(ks, True, g))
                 else:
-                    s = "sequential" if strategy == "chunked" else strategy
+                    s = "sequential" if strategy in ("chunked", "matrix") else strategy
                     out.append(GroupPlan((lower_group(self.graph, g, s, self.unroll),), False, g))
+            if strategy == "matrix" and not any(p.matrix for p in out):
+                why = "; ".join(f"{g.name}: {matrix_form(self.graph, g)}" for g in self.graph.groups)
+                raise LoweringError(f"{self.layer.name}: no kernel has the matrix form ({why})")
             self._plans[strategy] = out
         plans = self._plans[strategy]
         if sizes is None or self.held == "tensor":
             return plans
         return [self.held_plan(p, sizes, pairable) for p in plans]
+
+    @functools.cached_property
+    def has_matrix_form(self) -> bool:
+        """Whether some fused group has the matrix form (lower_matrix)."""
+        return any(isinstance(matrix_form(self.graph, g), MatrixForm) for g in self.graph.groups or ())
+
+    def default_strategy(self, sizes: dict[str, int], on_gpu: bool, steps: int) -> str:
+        """The matrix form where a group has it and the call is long enough; else chunked."""
+        if self.has_matrix_form and steps >= MATRIX_MIN_STEPS:
+            return "matrix"
+        return default_strategy(on_gpu)
 
     def held_plan(self, plan: GroupPlan, sizes: dict[str, int], pairable: frozenset) -> GroupPlan:
         """``plan`` with its whole dims held as registers, if chosen at these sizes."""
@@ -274,13 +296,17 @@ class CompiledLayer:
                 "or on the CPU under TRITON_INTERPRET=1"
             )
         first = next(t for k, t in tensors.items() if layer.specs[k].kind == "input")
-        strategy = self.strategy or default_strategy(on_gpu)
+        axis = self.graph.scan_axis()
+        steps = (varlen[2] if varlen is not None else sizes.get(axis, 0)) if axis else 0
+        strategy = self.strategy or self.default_strategy(sizes, on_gpu, steps)
         run = _Run(self, sizes, tensors, self.out_dtype(first.dtype), device, on_gpu, varlen)
         run.pairable = _pairable(layer, tensors)
         run.deterministic = det
         for plan in self.plans(strategy, sizes, run.pairable):
             if plan.kernels[-1].strategy == "bidir":
                 run.bidir(plan)
+            elif plan.matrix:
+                run.matrix(plan)
             elif plan.chunked:
                 run.chunked(plan)
             else:
@@ -350,6 +376,31 @@ class _Run:
         self.c.stats["launches"] += 1
         return hfin
 
+    def matrix(self, plan: GroupPlan) -> None:
+        """The matrix form: the states kernel (each chunk's entry state, the final state), then
+        the outputs kernel."""
+        import torch
+
+        states, full = plan.kernels
+        m = states.matrix
+        L = self.varlen[2] if self.varlen is not None else self.sizes[m.time]
+        f32 = self.out_dtype == torch.float32
+        k = m.k[0] if len(m.k) == 1 and m.k[0].op == "arg" and {m.time, m.n} <= set(m.k[0].dims) else None
+        k_bf16 = k is not None and getattr(self.tensors.get(k.attr("name")), "dtype", None) == torch.bfloat16
+        k_bf16 = k_bf16 and not k.attr("optional")  # loaded as stored: exact as a bf16 operand
+        sa = choose_matrix(states, self.sizes, self.on_gpu, f32, k_bf16, **self.c.options)
+        sb = choose_matrix(full, self.sizes, self.on_gpu, f32, **self.c.options)
+        blocks_a, blocks_b = dict(sa.blocks), dict(sb.blocks)
+        self.sizes["_C"] = max(1, triton_cdiv(L, sa.block_t * sa.sub))
+        self.sizes["_NB"] = triton_cdiv(self.sizes[m.n], blocks_a[m.n])
+        self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], blocks_a[m.p])
+        self.launch(states, sa, {})
+        self.sizes["_RT"] = triton_cdiv(L, sb.block_t)
+        self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], blocks_b[m.p])
+        self.launch(full, sb, {})
+        for d in ("_C", "_NB", "_PB", "_RT"):
+            del self.sizes[d]
+
     def bidir(self, plan: GroupPlan) -> None:
         """A backward's main kernel; first, when it recomputes a forward scan, that scan's
         checkpoints (every SUB chunks of BLOCK_T steps: the chunk-states pass and combine) and
@@ -399,7 +450,9 @@ class _Run:
                 if t.partial:
                     sums.append((self.results, t.source, buf, len(t.partial)))
             elif t.role == "out" and t.name not in self.buffers:
-                buf = self.alloc(shape(t.dims), torch.float32, zero=t.accumulate)
+                # the matrix form's chunk entry states: in the outputs' dtype (lower_matrix)
+                dt = self.out_dtype if kernel.strategy == "matrix" else torch.float32
+                buf = self.alloc(shape(t.dims), dt, zero=t.accumulate)
                 self.buffers[t.name] = buf
                 if t.partial:
                     sums.append((self.buffers, t.name, buf, len(t.partial)))
@@ -427,6 +480,9 @@ class _Run:
         if kernel.batch_dim:
             call.append(self.varlen[1] if self.varlen is not None else dummy)
             flags["VARLEN"] = self.varlen is not None
+        if kernel.strategy == "matrix":
+            flags["ALIGNED"] = _aligned(kernel, call)
+            _check_tile_offsets(layer.name, kernel, call, sched)
         n_programs = math.prod(sizes[d] for d in kernel.grid_dims)
         if kernel.tiled_dim is not None:
             n_programs *= triton_cdiv(sizes[kernel.tiled_dim], blocks[kernel.tiled_dim])
@@ -436,6 +492,40 @@ class _Run:
             self.c.stats["launches"] += 1
         for where, name, slots, n in sums:  # a fixed order of additions: the same bits every run
             where[name] = self.rec.sum(slots, tuple(range(n)))
+
+
+def _aligned(kernel: Kernel, call: list) -> bool:
+    """Whether every tile of the matrix form starts at a multiple of 8 elements: each tensor with
+    an N or P dim has strides along the other dims (heads, time, chunks) that are multiples of 8
+    (the pointers themselves Triton finds 16-byte aligned or not)."""
+    m = kernel.matrix
+    i = 0
+    ok = True
+    for t in kernel.tensors:
+        strides = call[i + 1 : i + 1 + len(t.dims)]
+        i += 1 + len(t.dims)
+        if m.n in t.dims or m.p in t.dims:
+            ok = ok and all(int(s) % 8 == 0 for d, s in zip(t.dims, strides) if d not in (m.n, m.p))
+    return ok
+
+
+def _check_tile_offsets(name: str, kernel: Kernel, call: list, sched: Schedule) -> None:
+    """The matrix form addresses a tile as a 64-bit base plus 32-bit offsets within the tile:
+    each tensor's largest offset in a tile must stay below 2^31 elements."""
+    m = kernel.matrix
+    blocks = dict(sched.blocks)
+    blocks[m.time] = sched.block_t
+    i = 0
+    for t in kernel.tensors:
+        strides = call[i + 1 : i + 1 + len(t.dims)]
+        i += 1 + len(t.dims)
+        span = sum((blocks[d] - 1) * abs(int(s)) for d, s in zip(t.dims, strides) if d in blocks)
+        if span >= 2**31:
+            worst = max(((d, int(s)) for d, s in zip(t.dims, strides) if d in blocks), key=lambda ds: abs(ds[1]))
+            raise ArgumentError(
+                f"{name}: `{t.source}` has stride {worst[1]} along {worst[0]}; a tile of the matrix form spans "
+                f"{span} elements of it, and tiles must span fewer than 2^31 (make it contiguous)"
+            )
 
 
 class _Shape:

@@ -11,6 +11,7 @@ Statements are grouped by phase: before the time loop (loop-invariant values), i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ssmc.ir.dims import Dims
 
@@ -143,6 +144,7 @@ class Kernel:
     held: tuple[tuple[str, int], ...] = ()
     pairs: tuple[str, ...] = ()  # register-held: rows loaded two elements per load (aligned)
     prefetch: bool = False  # sequential / bidir: the next tile's (chunk's) loads issued before this one's work
+    matrix: Any = None  # strategy "matrix": the lower_matrix.MatrixForm its printer reads
 
     @property
     def block_dims(self) -> Dims:

@@ -152,6 +152,17 @@ def _ssmc_pair(w, HI: tl.constexpr, DT: tl.constexpr):
 def _ssmc_scan_combine(a1, b1, a2, b2):
     # (a1, b1) then (a2, b2): h -> a2 * (a1 * h + b1) + b2
     return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _ssmc_sum2(h1, l1, h2, l2):
+    # running sums as hi + lo pairs (Knuth's two-sum: lo holds what hi's rounding lost): the
+    # difference of two prefix sums is then accurate relative to itself, not to the sums (the
+    # matrix form's decays between steps of a tile, 2^(cum[t] - cum[s]))
+    s = h1 + h2
+    b = s - h1
+    e = (h1 - (s - b)) + (h2 - b)
+    return s, l1 + l2 + e
 '''
 
 HELPERS = (
@@ -170,6 +181,7 @@ HELPERS = (
     "_ssmc_pair_ptr",
     "_ssmc_pair",
     "_ssmc_scan_combine",
+    "_ssmc_sum2",
 )
 
 

@@ -36,14 +36,16 @@ class Schedule:
     num_warps: int
     num_stages: int = 1
     even: tuple[tuple[str, bool], ...] = ()  # whole dims whose size is a power of two
-    sub: int = 0  # bidir: chunks of BLOCK_T steps between checkpoints (0: not bidir)
+    sub: int = 0  # bidir: chunks of BLOCK_T steps between checkpoints; matrix: tiles per chunk (0: neither)
+    flags: tuple[tuple[str, str], ...] = ()  # other constexprs (matrix: PREC, tl.dot's input precision)
 
-    def constexprs(self) -> dict[str, int]:
-        out = {"NUM_STAGES": self.num_stages, "BLOCK_T": self.block_t}
+    def constexprs(self) -> dict[str, int | str]:
+        out: dict[str, int | str] = {"NUM_STAGES": self.num_stages, "BLOCK_T": self.block_t}
         out.update({f"BLOCK_{d}": b for d, b in self.blocks})
         out.update({f"EVEN_{d}": e for d, e in self.even})
         if self.sub:
             out["SUB"] = self.sub
+        out.update(dict(self.flags))
         return out
 
 
@@ -105,6 +107,52 @@ def choose(
     # (a checkpoint every 64 steps on a GPU; every 2 chunks on the CPU, so tests cover both)
     sub = (sub or (max(1, 64 // kernel.unroll) if on_gpu else 2)) if strategy == "bidir" else 0
     return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1, even, sub)
+
+
+# the matrix form (lower_matrix) is the default from this many steps; shorter calls (decode,
+# a few tokens) run the chunked / sequential kernels. A guess, not yet measured between 1 and 2048.
+MATRIX_MIN_STEPS = 64
+
+
+def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool, k_bf16: bool = False,
+                  block_t: int | None = None, num_warps: int | None = None, sub: int | None = None,
+                  num_stages: int | None = None, **_: object) -> Schedule:
+    """Tiles of the matrix form's kernels: ``BLOCK_T`` steps (a multiple of 16 on a GPU, for
+    tl.dot), ``SUB`` tiles per chunk (states stored at chunk boundaries), blocks of N and P.
+    The states kernel's products run at float32 accuracy (tf32x3: the state and the final state
+    are float32 results); the outputs kernel's at the inputs' precision (16-bit operands on
+    tensor cores for bf16 / f16 inputs, tf32x3 for float32). ``k_bf16``: k is one bf16 argument,
+    exact as a tensor-core operand: the states kernel's products split the other operand in
+    three bf16 parts instead (float32 accuracy)."""
+    from ssmc.backends.triton.lower_matrix import MAX_N
+
+    m = kernel.matrix
+    N, P = sizes[m.n], sizes[m.p]
+    if N > MAX_N:
+        raise LoweringError(f"{kernel.layer}: the matrix form holds {m.n} whole, at most {MAX_N}; got {m.n}={N}")
+    lo = 16 if on_gpu else 1
+    bt = max(lo, next_pow2(block_t or (64 if on_gpu else 8)))
+    # chunks of one tile on a GPU: measured on an H100 (Mamba-2 B8 L2048 H32 P64 N128, bf16;
+    # bench/inspect_matrix.py, NOTES.md) the outputs kernel took 0.26 ms with chunks of 64 steps,
+    # 0.30 with 128, 0.38 with 256 (it walks the chunk's earlier tiles; 64 needs the fewest
+    # registers), for 0.23 / 0.21 / 0.21 ms of the states kernel. On the CPU 2, so tests cover
+    # chunks of several tiles.
+    sub = sub or (1 if on_gpu else 2)
+    # Triton 3.6.0's interpreter multiplies 16-bit dot operands as raw integers (seen: a bf16
+    # 16x16 product off by 1e10): there, float32 operands
+    if kernel.role == "states":
+        # blocks of 64 x 32 of the state per program: 0.19 ms against 0.21 for 64 x 64 and 0.38
+        # for 32 x 64 (same run, chunks of 128); two stages of loads in flight: 0.21 against 0.32 for one
+        bn, bp, warps = max(lo, min(next_pow2(N), 64)), max(lo, min(next_pow2(P), 32)), num_warps or 4
+        prec = "bf16split" if k_bf16 and on_gpu else "tf32x3"
+        stages = num_stages or (2 if on_gpu else 1)
+    else:
+        # 4 warps: 0.26 ms against 0.62 with 8 (B8 L2048, chunks of 64)
+        bn, bp, warps = max(lo, next_pow2(N)), max(lo, min(next_pow2(P), 64)), num_warps or 4
+        prec = "tf32x3" if f32 or not on_gpu else "tf32"
+        stages = num_stages or 1
+    even = ((m.n, N % bn == 0), (m.p, P % bp == 0))
+    return Schedule("matrix", bt, ((m.n, bn), (m.p, bp)), warps, stages, even, sub, (("PREC", prec),))
 
 
 def default_strategy(on_gpu: bool) -> str:

@@ -1,0 +1,332 @@
+"""Printing the two kernels of the matrix (SSD) form (see ``lower_matrix``) as Triton source.
+
+Values are 2-D tiles: axis 0 is time (``BLOCK_T`` steps), axis 1 the *context* dim (N for the
+factors of ``k`` and ``c``, P for those of ``u`` and the epilogue, none for the decay); a value
+lacking one has size 1 there, and a value with neither is a scalar. The prologue is recomputed
+where it is used (it is elementwise, cheaper than a trip through memory), so each context prints
+the nodes it needs."""
+
+from __future__ import annotations
+
+from ssmc.backends.triton.buffer import IndentedBuffer
+from ssmc.backends.triton.kernel_ir import Kernel, Tensor
+from ssmc.backends.triton.lower import elementwise_expr
+from ssmc.backends.triton.lower_matrix import MatrixForm
+from ssmc.errors import LoweringError
+from ssmc.ir.node import Node, topo_order
+from ssmc.ir.printer import format_node
+from ssmc.ops.registry import ELEMENTWISE, get
+
+
+class MatrixPrinter:
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        self.m: MatrixForm = k.matrix
+        self.tensors = {t.source: t for t in k.tensors}
+        self.names = self.m.names
+        # per time-index variable (t, t_r, t_c: each printed in one scope), the values along time
+        # only (no N, no P) printed there: valid in every context at those steps
+        self.memo: dict[str, dict[Node, str]] = {}
+
+    # --- values in a context ---------------------------------------------------------------
+
+    def head_terms(self, t: Tensor, dims) -> list[str]:
+        b = self.m.batch
+        return [f"{'row' if d == b and self.m.time in t.dims else 'pid'}_{d} * {t.name}_s_{d}" for d in dims if d in self.m.heads]
+
+    def emit(self, buf: IndentedBuffer, targets: list[Node], ctx: str | None, t: str, mask_t: str, tag: str,
+             bound: dict[Node, str] | None = None, raw: bool = False) -> dict[Node, str]:
+        """Print the nodes ``targets`` need, as tiles of [time, ``ctx``] at steps ``t + idx``
+        (``t`` a scalar, the tile's first step); variables ``<tag><id>``. ``bound``: values
+        already printed. Addresses: a scalar 64-bit base plus 32-bit offsets within the tile
+        (64-bit offsets per element cost Mamba-2's kernels 255 registers and spills on an H100;
+        ``jit`` checks the offsets fit)."""
+        m = self.m
+        var: dict[Node, str] = dict(bound or {})
+        memo = self.memo.setdefault(t, {})
+        var.update(memo)
+        order = topo_order(targets, stop=lambda x: x in var)
+        for n in order:
+            name = f"{tag}{self.names[n][1:]}"
+            if n.op == "const":
+                var[n] = repr(float(n.attr("value")))
+                continue
+            if n.op == "arg":
+                tensor = self.tensors[n.attr("name")]
+                terms = self.head_terms(tensor, n.dims)
+                masks = []
+                if m.time in n.dims:
+                    terms += [f"{t} * {tensor.name}_s_{m.time}", f"idx[:, None] * {tensor.name}_s_{m.time}"]
+                    masks.append(f"{mask_t}[:, None]")
+                if ctx is not None and ctx in n.dims:
+                    terms.append(f"offs_{ctx}[None, :] * {tensor.name}_s_{ctx}")
+                    masks.append(f"mask_{ctx}[None, :]")
+                extra = set(n.dims) - set(m.heads) - {m.time} - ({ctx} if ctx else set())
+                if extra:  # pragma: no cover - matrix_form rules these out
+                    raise LoweringError(f"{self.k.layer}: {self.names[n]} varies along {sorted(extra)} in context {ctx}")
+                ptr = self.based(buf, tensor.name, terms, f"b{name}")
+                mask = " & ".join(masks)
+                load = f"tl.load({ptr}{f', mask={mask}, other=0.0' if mask else ''})"
+                if not raw or n not in targets or len(targets) != 1:
+                    load += ".to(tl.float32)"
+                buf.line(f"# {format_node(n, self.names)}")
+                if tensor.optional:
+                    shape = "[" + ", ".join(["BLOCK_T" if m.time in n.dims else "1", f"BLOCK_{ctx}" if ctx in n.dims else "1"]) + "]"
+                    zero = f"tl.zeros({shape}, tl.float32)" if masks else "0.0"
+                    buf.line(f"{name} = {load} if HAS_{tensor.name} else {zero}")
+                else:
+                    buf.line(f"{name} = {load}")
+            elif get(n.op).group == ELEMENTWISE:
+                expr = elementwise_expr(self.k.layer, n, [var[i] for i in n.inputs], m.time not in n.dims)
+                buf.line(f"{name} = {expr}  # {format_node(n, self.names)}")
+            else:  # pragma: no cover - matrix_form rules these out
+                raise LoweringError(f"{self.k.layer}: `{n.op}` in the matrix form's prologue or epilogue")
+            var[n] = name
+            if m.n not in n.dims and m.p not in n.dims:
+                memo[n] = name
+        return var
+
+    def based(self, buf: IndentedBuffer, tensor: str, terms: list[str], base: str) -> str:
+        """``tensor`` + ``terms``: the scalar terms first, as ``base`` (said to be a multiple of
+        8 elements where the host found every such offset is: 16-byte vector loads), then the
+        tile's offsets (with ``[``)."""
+        scalar = [x for x in terms if "[" not in x]
+        tile = [x for x in terms if "[" in x]
+        if not scalar or not tile:
+            return tensor + "".join(f" + {x}" for x in terms)
+        buf.line(f"{base} = " + " + ".join(scalar))
+        buf.line("if ALIGNED:")
+        with buf.indent():
+            buf.line(f"{base} = tl.multiple_of({base}, 8)")
+        return f"{tensor} + {base}" + "".join(f" + {x}" for x in tile)
+
+    def product(self, var: dict[Node, str], factors: tuple[Node, ...]) -> str:
+        return " * ".join(var[f] for f in factors) if factors else "1.0"
+
+    def tile(self, buf: IndentedBuffer, what: str, factors: tuple[Node, ...], ctx: str | None, t: str, mask_t: str,
+             tag: str, comment: str, raw: bool = False) -> None:
+        """``what`` = the product of ``factors`` as a [BLOCK_T, BLOCK_ctx] tile, zero where
+        masked. ``raw``: a factor that is one argument [.., time, ctx], loaded as stored (no
+        float32 copy of a 16-bit tile: a tensor-core operand as it is)."""
+        one = len(factors) == 1 and factors[0].op == "arg" and not self.tensors[factors[0].attr("name")].optional
+        one = one and {self.m.time, ctx} <= set(factors[0].dims)
+        var = self.emit(buf, list(factors), ctx, t, mask_t, tag, raw=raw and one)
+        if raw and one:  # its masked load is the zero-padded tile
+            buf.line(f"{what} = {var[factors[0]]}  # {comment}")
+            return
+        mask = f"{mask_t}[:, None]" + (f" & mask_{ctx}[None, :]" if ctx else "")
+        buf.line(f"{what} = tl.where({mask}, {self.product(var, factors)}, 0.0)  # {comment}")
+
+    def log_decay(self, buf: IndentedBuffer, what: str, t: str, mask_t: str, tag: str) -> None:
+        """``what`` = log2 of the decay per step, [BLOCK_T], 0 where masked; ``cum_<what>`` +
+        ``cum2_<what>``, its running sum over the tile as a hi + lo pair (differences of two
+        running sums then keep float32 accuracy: seen on an H100, a plain cumsum's differences
+        cost simple GLA's final state 2e-5 relative error); ``tot_<what>`` (+ ``tot2_``), its
+        sum. One-dimensional: a cumsum over a [BLOCK_T, 1] tile fails to compile (Triton 3.6.0,
+        seen on an H100)."""
+        m = self.m
+        var = self.emit(buf, [m.log_decay], None, t, mask_t, tag)
+        x = var[m.log_decay]
+        scale = "" if m.log_scale == 1.0 else f" * {m.log_scale!r}"
+        buf.line(f"{what} = tl.sum(tl.where({mask_t}[:, None], {x}{scale}, 0.0), axis=1)  # log2 of the decay, per step")
+        buf.line(f"cum_{what}, cum2_{what} = tl.associative_scan(({what}, {what} * 0.0), 0, _ssmc_sum2)")
+        buf.line(f"tot_{what} = tl.sum(tl.where(idx == BLOCK_T - 1, cum_{what}, 0.0), axis=0)")
+        buf.line(f"tot2_{what} = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_{what}, 0.0), axis=0)")
+
+    # --- the kernels -----------------------------------------------------------------------
+
+    def params(self) -> list[str]:
+        k = self.k
+        out = [", ".join([t.name] + [f"{t.name}_s_{d}" for d in t.dims]) + "," for t in k.tensors]
+        out.append(", ".join(f"size_{d}" for d in k.size_dims) + ",")
+        if k.batch_dim:
+            out.append("cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)")
+        flags = [f"HAS_{t.name}: tl.constexpr" for t in k.tensors if t.optional]
+        if k.batch_dim:
+            flags.append("VARLEN: tl.constexpr")
+        flags.append("ALIGNED: tl.constexpr")
+        blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr", "SUB: tl.constexpr",
+                  f"BLOCK_{self.m.n}: tl.constexpr", f"BLOCK_{self.m.p}: tl.constexpr",
+                  f"EVEN_{self.m.n}: tl.constexpr", f"EVEN_{self.m.p}: tl.constexpr", "PREC: tl.constexpr"]
+        out.append(", ".join(flags + blocks) + ",")
+        return out
+
+    def no_specialize(self) -> list[str]:
+        k = self.k
+        names = [f"size_{d}" for d in k.size_dims]
+        for t in k.tensors:
+            names += [f"{t.name}_s_{d}" for d in t.dims if d in k.grid_dims or d.startswith("_")]
+        return names
+
+    def kernel(self, buf: IndentedBuffer) -> None:
+        k = self.k
+        buf.line(f"@triton.jit(do_not_specialize={self.no_specialize()!r})")
+        buf.line(f"def {k.name}(")
+        with buf.indent():
+            buf.lines(self.params())
+        buf.line("):")
+        with buf.indent():
+            self.preamble(buf)
+            if k.role == "states":
+                self.states_body(buf)
+            else:
+                self.outputs_body(buf)
+
+    def preamble(self, buf: IndentedBuffer) -> None:
+        k, m = self.k, self.m
+        buf.line("pid = tl.program_id(0).to(tl.int64)")
+        buf.line("rest = pid")
+        for d in reversed(k.grid_dims):
+            buf.line(f"pid_{d} = rest % size_{d}")
+            buf.line(f"rest = rest // size_{d}")
+        b = m.batch
+        if b:
+            buf.line(f"if VARLEN:  # a packed batch: sequence pid_{b}, in row 0")
+            with buf.indent():
+                buf.line(f"t_lo = tl.load(cu_seqlens + pid_{b}).to(tl.int64)")
+                buf.line(f"n_steps = tl.load(cu_seqlens + pid_{b} + 1).to(tl.int64) - t_lo")
+                buf.line(f"row_{b} = 0")
+            buf.line("else:")
+            with buf.indent():
+                buf.line("t_lo = 0")
+                buf.line(f"n_steps = size_{m.time}")
+                buf.line(f"row_{b} = pid_{b}")
+        else:
+            buf.line("t_lo = 0")
+            buf.line(f"n_steps = size_{m.time}")
+        buf.line("idx = tl.arange(0, BLOCK_T)")
+
+    def offsets(self, buf: IndentedBuffer, d: str, start: str | None) -> None:
+        """``offs_<d>``, ``mask_<d>``: this program's block of ``d``. Where blocks tile ``d``
+        exactly (EVEN), the mask is a constant: loads along a contiguous ``d`` vectorize, and
+        values along time only are not recomputed per lane (seen on an H100: 255 registers
+        and spills with the runtime mask)."""
+        base = f"({start} * BLOCK_{d}).to(tl.int32) + " if start else ""
+        buf.line(f"offs_{d} = {base}tl.arange(0, BLOCK_{d})")
+        buf.line(f"if EVEN_{d}:")
+        with buf.indent():
+            buf.line(f"mask_{d} = tl.full([BLOCK_{d}], 1, tl.int1)")
+        buf.line("else:")
+        with buf.indent():
+            buf.line(f"mask_{d} = offs_{d} < size_{d}")
+
+    def state_ptr(self, buf: IndentedBuffer, t: Tensor, chunk: str | None) -> tuple[str, str]:
+        m = self.m
+        terms = self.head_terms(t, t.dims)
+        if chunk is not None:
+            terms.append(f"{chunk} * {t.name}_s__C")
+        terms += [f"offs_{m.n}[:, None] * {t.name}_s_{m.n}", f"offs_{m.p}[None, :] * {t.name}_s_{m.p}"]  # 32-bit
+        return self.based(buf, t.name, terms, f"b_{t.name}"), f"mask_{m.n}[:, None] & mask_{m.p}[None, :]"
+
+    def states_body(self, buf: IndentedBuffer) -> None:
+        k, m = self.k, self.m
+        n, p = m.n, m.p
+        self.offsets(buf, n, "pid__NB")
+        self.offsets(buf, p, "pid__PB")
+        buf.line("")
+        buf.line(f"# the state [{n}, {p}] of this head, carried in registers")
+        buf.line(f"h = tl.zeros([BLOCK_{n}, BLOCK_{p}], tl.float32)")
+        if m.h0 is not None:
+            t0 = self.tensors[m.h0.attr("name")]
+            ptr, mask = self.state_ptr(buf, t0, None)
+            buf.line(f"if HAS_{t0.name}:")
+            with buf.indent():
+                buf.line(f"h = tl.load({ptr}, mask={mask}, other=0.0).to(tl.float32)")
+        hin = next(t for t in k.tensors if t.name.startswith("hin_"))
+        buf.line("n_tiles = tl.cdiv(n_steps, BLOCK_T)")
+        buf.line("for i in tl.range(0, n_tiles, num_stages=NUM_STAGES):  # the tiles in order (loads pipelined)")
+        with buf.indent():
+            buf.line("if i % SUB == 0:")
+            with buf.indent():
+                ptr, mask = self.state_ptr(buf, hin, "(i // SUB)")
+                buf.line("# the state entering chunk i // SUB (the outputs kernel starts its rows from it)")
+                buf.line(f"tl.store({ptr}, h, mask={mask})")
+            buf.line("r = i * BLOCK_T  # the tile's first step")
+            buf.line("mask_t = r + idx < n_steps")
+            buf.line("t = t_lo + r")
+            self.log_decay(buf, "la", "t", "mask_t", "d")
+            self.tile(buf, "kt", m.k, n, "t", "mask_t", "k", f"k: the input's {n} factor", raw=True)
+            self.tile(buf, "ut", m.u, p, "t", "mask_t", "u", f"u: the input's {p} factor")
+            buf.line("# h <- (decay over the tile) h + sum_s (decay from s to the tile's end) k[s] u[s]^T,")
+            buf.line("# at float32 accuracy: the state and the final state are float32 results")
+            buf.line("v = ut * tl.exp2((tot_la - cum_la) + (tot2_la - cum2_la))[:, None]")
+            buf.line("if PREC == 'bf16split':  # k exact in bf16: v as three bf16 parts, three bf16 products")
+            with buf.indent():
+                buf.line("v1 = v.to(tl.bfloat16)")
+                buf.line("rv = v - v1.to(tl.float32)")
+                buf.line("v2 = rv.to(tl.bfloat16)")
+                buf.line("v3 = (rv - v2.to(tl.float32)).to(tl.bfloat16)")
+                buf.line("kT = tl.trans(kt)")
+                buf.line("kv = tl.dot(kT, v1)")
+                buf.line("kv = tl.dot(kT, v2, kv)")
+                buf.line("kv = tl.dot(kT, v3, kv)")
+            buf.line("else:")
+            with buf.indent():
+                buf.line("kv = tl.dot(tl.trans(kt.to(tl.float32)), v, input_precision=PREC)")
+            buf.line("h = h * tl.exp2(tot_la + tot2_la) + kv")
+        finals = [t for t in k.tensors if t.name.startswith("o_")]
+        if finals:
+            buf.line("")
+            buf.line("# the final state")
+            for t in finals:
+                ptr, mask = self.state_ptr(buf, t, None)
+                buf.line(f"tl.store({ptr}, h, mask={mask})")
+
+    def outputs_body(self, buf: IndentedBuffer) -> None:
+        k, m = self.k, self.m
+        n, p = m.n, m.p
+        outs = [t for t in k.tensors if t.name.startswith("o_")]
+        dt = f"{outs[0].name}.dtype.element_ty" if outs else "tl.float32"
+        buf.line(f"DT = tl.float32 if PREC == 'tf32x3' else {dt}  # the products' operands: 16-bit inputs stay 16-bit")
+        buf.line("r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)")
+        buf.line("if r0 < n_steps:")
+        with buf.indent():
+            buf.line("c = r0 // (BLOCK_T * SUB)  # the chunk")
+            buf.line("j_lo = c * SUB  # its first tile")
+            self.offsets(buf, n, None)  # N whole
+            self.offsets(buf, p, "pid__PB")
+            buf.line("mask_r = r0 + idx < n_steps")
+            buf.line("t_r = t_lo + r0")
+            self.log_decay(buf, "lr", "t_r", "mask_r", "d")
+            self.tile(buf, "ct", m.c, n, "t_r", "mask_r", "c", f"c: the readout's {n} factor", raw=True)
+            buf.line("ct = ct.to(DT)")
+            buf.line("# off: log2 of the decay from the end of column tile j to the start of the rows")
+            buf.line("# (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)")
+            buf.line("off = -(tot_lr + tot2_lr)")
+            buf.line(f"acc = tl.zeros([BLOCK_T, BLOCK_{p}], tl.float32)")
+            buf.line("for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first")
+            with buf.indent():
+                buf.line("j = pid__RT - jj")
+                buf.line("mask_c = j * BLOCK_T + idx < n_steps")
+                buf.line("t_c = t_lo + j * BLOCK_T")
+                self.log_decay(buf, "lc", "t_c", "mask_c", "e")
+                self.tile(buf, "kt", m.k, n, "t_c", "mask_c", "k", f"k: the input's {n} factor", raw=True)
+                self.tile(buf, "ut", m.u, p, "t_c", "mask_c", "u", f"u: the input's {p} factor")
+                buf.line("g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=PREC)  # c[t] . k[s]")
+                buf.line("# decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile")
+                buf.line("e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))")
+                buf.line("keep = (jj > 0) | (idx[:, None] >= idx[None, :])")
+                buf.line("g = g * tl.exp2(tl.where(keep, e, float('-inf')))")
+                buf.line("acc += tl.dot(g.to(DT), ut.to(DT), input_precision=PREC)")
+                buf.line("off += tot_lc + tot2_lc")
+            hin = self.tensors[next(t.source for t in k.tensors if t.name.startswith("hin_"))]
+            ptr, mask = self.state_ptr(buf, hin, "c")
+            buf.line("# the chunk's entry state, decayed to each row")
+            buf.line(f"h_in = tl.load({ptr}, mask={mask}, other=0.0)")
+            buf.line("acc += tl.dot(ct, h_in.to(DT), input_precision=PREC) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]")
+            buf.line(f"# the epilogue, [BLOCK_T, BLOCK_{p}] tiles")
+            var = self.emit(buf, [x for x, _ in m.stores], p, "t_r", "mask_r", "y", bound={m.readout: "acc"})
+            for node, names in m.stores:
+                for name in names:
+                    t = self.tensors[name]
+                    terms = self.head_terms(t, node.dims) + [f"t_r * {t.name}_s_{m.time}", f"idx[:, None] * {t.name}_s_{m.time}"]
+                    masks = ["mask_r[:, None]"]
+                    if p in node.dims:
+                        terms.append(f"offs_{p}[None, :] * {t.name}_s_{p}")
+                        masks.append(f"mask_{p}[None, :]")
+                    ptr = self.based(buf, t.name, terms, f"b_{t.name}")
+                    value = var[node]  # [BLOCK_T, BLOCK_P], or [BLOCK_T, 1] lacking P
+                    buf.line(f"tl.store({ptr}, {value}.to({t.name}.dtype.element_ty), mask={' & '.join(masks)})")
+
+
+__all__ = ["MatrixPrinter"]
