@@ -104,6 +104,8 @@ def run(out: Path, quick: bool = False) -> dict:
     during += [lambda s=s, b=b: w.mamba2_case(*s, backward=b, ssd=ssd)
                for s in (MAMBA2_SHAPES[:1] if quick else MAMBA2_SHAPES) for b in (False, True)]
     during += [lambda s=s: w.gla_case(*s, gla=gla) for s in GLA_SHAPES]
+    # packed batches of 64 sequences, 64..4096 steps (issue 9): against padding and mamba-ssm's seq_idx
+    during += [lambda n=n, b=b: w.packed_case(n, b, ssd=ssd) for n in ("mamba2", "mamba1") for b in (False, True)]
     m1 = MAMBA1_SHAPES[:1] if quick else MAMBA1_SHAPES
     after = [lambda s=s: w.mamba1_case(*s, backward=False, scan_fn=scan, loop=(s == MAMBA1_SHAPES[0])) for s in m1]
     after += [lambda s=s: w.mamba1_case(*s, backward=True, scan_fn=scan, loop=False) for s in m1]

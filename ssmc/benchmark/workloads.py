@@ -9,6 +9,7 @@ outside the timed region, so that no one pays for a transpose the other does not
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -345,6 +346,90 @@ def gla_case(B, L, H, K, V, gla) -> Case:
                                                 note=f"matrix flops of the chunked form, chunks of {Q}"), cands, L)
 
 
+# -- packed variable-length batches (issue 9) ---------------------------------------------------
+
+
+def packed_lengths(n: int = 64, lo: int = 64, hi: int = 4096, seed: int = 0) -> list[int]:
+    """``n`` sequence lengths drawn uniformly from [lo, hi] (a fixed draw: about 134k tokens)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(lo, hi + 1, (n,), generator=g).tolist()
+
+
+def packed_case(name: str, backward: bool, ssd=None, lengths: list[int] | None = None) -> Case:
+    """A packed batch (batch 1, ``cu_seqlens``) against the same sequences padded to the
+    longest (batch 64), ssmc both ways; for Mamba-2 also mamba-ssm's mamba_chunk_scan_combined
+    with ``seq_idx`` (its packed form). Checked on the real steps: the padded outputs (and
+    input gradients) gathered to the packed order; the padding's cotangents are zero."""
+    lens = lengths or packed_lengths()
+    S, T, Lmax = len(lens), sum(lens), max(lens)
+    cu = torch.tensor([0] + list(itertools.accumulate(lens)), device="cuda", dtype=torch.int32)
+    # packed position -> flat padded position (row i, step t)
+    gather = torch.cat([torch.arange(n, device="cuda") + i * Lmax for i, n in enumerate(lens)])
+    seq_idx = torch.repeat_interleave(torch.arange(S, device="cuda", dtype=torch.int32), torch.tensor(lens, device="cuda"))[None]
+    layer = _compiled(name)
+    if name == "mamba1":
+        D, N = 2048, 16
+        packed = _mamba1_inputs(1, T, D, N)
+        seq_args, out_shape = ("x", "dt", "B", "C", "z"), (D,)
+        shape = f"{S} seqs {T} tokens D{D} N{N}"
+    else:
+        H, P, N = 32, 64, 128
+        x, z = _randn(1, T, H, P), _randn(1, T, H, P)
+        Bm, C, dt = _randn(1, T, 1, N), _randn(1, T, 1, N), _randn(1, T, H)
+        A = -torch.rand(H, device="cuda") * 4 - 1
+        Dp, bias = torch.randn(H, device="cuda"), torch.rand(H, device="cuda") * 4 - 6
+        packed = dict(x=x.view(1, T, 1, H, P), dt=dt.view(1, T, 1, H), B=Bm, C=C, z=z.view(1, T, 1, H, P),
+                      A_log=torch.log(-A).view(1, H), D=Dp.view(1, H), dt_bias=bias.view(1, H))
+        seq_args, out_shape = ("x", "dt", "B", "C", "z"), (1, H, P)
+        shape = f"{S} seqs {T} tokens H{H} P{P} N{N}"
+
+    def pad(v):  # [1, T, ...] -> [S, Lmax, ...], zeros after each sequence
+        out = torch.zeros((S * Lmax,) + tuple(v.shape[2:]), device="cuda", dtype=v.dtype)
+        out[gather] = v[0]
+        return out.view((S, Lmax) + tuple(v.shape[2:]))
+
+    padded = {k: (pad(v) if k in seq_args else v) for k, v in packed.items()}
+    unpad = lambda v: v.reshape((S * Lmax,) + tuple(v.shape[2:]))[gather][None]  # noqa: E731
+    cands = []
+    if not backward:
+        y = lambda: layer.raw_call(**packed, cu_seqlens=cu)["y"]  # noqa: E731
+        cands.append(Candidate("ssmc", run=lambda: layer.raw_call(**packed, cu_seqlens=cu), outputs=lambda: [y()]))
+        yp = lambda: layer.raw_call(**padded)["y"]  # noqa: E731
+        cands.append(Candidate("ssmc padded to the longest", run=lambda: layer.raw_call(**padded), outputs=lambda: [unpad(yp())]))
+    else:
+        dy = _randn(1, T, *out_shape)
+        fresh = lambda d: {k: v.detach().clone().requires_grad_() for k, v in d.items()}  # noqa: E731
+        cands.append(_grad_candidate("ssmc", lambda **kw: layer(**kw, cu_seqlens=cu)["y"], fresh(packed), dy))
+        dyp = pad(dy)  # zero on the padding: the real steps' gradients are the packed ones
+
+        def padded_order(g):
+            return [unpad(g[k]) if k in seq_args else g[k] for k in packed]
+
+        cands.append(_grad_candidate("ssmc padded to the longest", lambda **kw: layer(**kw)["y"], fresh(padded), dyp, padded_order))
+    if name == "mamba2":
+        peer = "mamba-ssm mamba_chunk_scan_combined (seq_idx)"
+        if isinstance(ssd, str) or ssd is None:
+            cands.append(Candidate(peer, skip=ssd or "not loaded"))
+        else:
+            def forward(x, dt, A, B, C, D, z, dt_bias):
+                return ssd(x, dt, A, B, C, chunk_size=256, D=D, z=z, dt_bias=dt_bias, dt_softplus=True, seq_idx=seq_idx)
+
+            ins = dict(x=x, dt=dt, A=A, B=Bm, C=C, D=Dp, z=z, dt_bias=bias)
+            if not backward:
+                run = lambda: forward(**ins)  # noqa: E731
+                cands.append(Candidate(peer, run=run, outputs=lambda: [run().view(1, T, 1, H, P)]))
+            else:
+                def in_ssmc_order(g):  # dA_log = dA * A
+                    return [g["x"].view(1, T, 1, H, P), g["dt"].view(1, T, 1, H), g["B"], g["C"], g["z"].view(1, T, 1, H, P),
+                            (g["A"] * A).view(1, H), g["D"].view(1, H), g["dt_bias"].view(1, H)]
+
+                leaves = {k: v.detach().clone().requires_grad_() for k, v in ins.items()}
+                cands.append(_grad_candidate(peer, lambda **kw: forward(**kw).view(1, T, 1, H, P), leaves,
+                                             dy, in_ssmc_order))
+    floor = mamba1_floor(1, T, D, N, backward) if name == "mamba1" else mamba2_floor(1, T, H, P, N, 1, backward)
+    return Case(f"{name} packed {'fwd+bwd' if backward else 'fwd'}", shape, floor, cands, T)
+
+
 # -- running a case ----------------------------------------------------------------------------
 
 _COMPILED: dict = {}
@@ -411,4 +496,4 @@ def run_case(case: Case, rep_ms: float = 200) -> list[dict]:
     return rows
 
 
-__all__ = ["Case", "Candidate", "decode_case", "hgrn_case", "mamba1_case", "mamba2_case", "run_case", "check_ssmc_small", "peers"]
+__all__ = ["Case", "Candidate", "decode_case", "packed_case", "hgrn_case", "mamba1_case", "mamba2_case", "run_case", "check_ssmc_small", "peers"]
