@@ -72,7 +72,11 @@ def simple_gla_k0_matrix(
         # %3 = arg g : input [B, L, H]
         d3 = tl.load(a_g + bd3 + idx[:, None] * a_g_s_L, mask=mask_r[:, None], other=0.0).to(tl.float32)
         lr = tl.sum(tl.where(mask_r[:, None], d3 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
-        cum_lr, cum2_lr = tl.associative_scan((lr, lr * 0.0), 0, _ssmc_sum2)
+        if PREC == 'tf32x3':  # float32 outputs: the pair
+            cum_lr, cum2_lr = tl.associative_scan((lr, lr * 0.0), 0, _ssmc_sum2)
+        else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
+            cum_lr = tl.cumsum(lr, axis=0)
+            cum2_lr = tl.zeros_like(lr)
         tot_lr = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lr, 0.0), axis=0)
         tot2_lr = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lr, 0.0), axis=0)
         bc0 = row_B * a_q_s_B + pid_H * a_q_s_H + t_r * a_q_s_L
@@ -96,7 +100,11 @@ def simple_gla_k0_matrix(
             # %3 = arg g : input [B, L, H]
             e3 = tl.load(a_g + be3 + idx[:, None] * a_g_s_L, mask=mask_c[:, None], other=0.0).to(tl.float32)
             lc = tl.sum(tl.where(mask_c[:, None], e3 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
-            cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
+            if PREC == 'tf32x3':  # float32 outputs: the pair
+                cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
+            else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
+                cum_lc = tl.cumsum(lc, axis=0)
+                cum2_lc = tl.zeros_like(lc)
             tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
             tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
             bk1 = row_B * a_k_s_B + pid_H * a_k_s_H + t_c * a_k_s_L

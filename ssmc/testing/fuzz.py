@@ -64,6 +64,7 @@ def fuzz(
     fixed = layer.fixed_sizes
     dims = [d for d in layer.dim_order if d not in fixed]
     seq = {"L"} & set(dims)
+    strategies = ["sequential", "tiled", "chunked"] + (["matrix"] if ssmc.compile(layer).has_matrix_form else [])
     sizes_st = st.fixed_dictionaries(
         {d: st.integers(1 if d not in seq else 1, max_len if d in seq else (3 if d == "B" else 19)) for d in dims}
     )
@@ -71,7 +72,7 @@ def fuzz(
         {
             "sizes": sizes_st,
             "dtype": st.sampled_from(["f32", "bf16", "f16"]),
-            "strategy": st.sampled_from(["sequential", "tiled", "chunked"]),
+            "strategy": st.sampled_from(strategies),
             "chunks": st.integers(2, 4),
             "with_optional": st.booleans(),
             "noncontiguous": st.booleans(),

@@ -129,7 +129,16 @@ class MatrixPrinter:
         x = var[m.log_decay]
         scale = "" if m.log_scale == 1.0 else f" * {m.log_scale!r}"
         buf.line(f"{what} = tl.sum(tl.where({mask_t}[:, None], {x}{scale}, 0.0), axis=1)  # log2 of the decay, per step")
-        buf.line(f"cum_{what}, cum2_{what} = tl.associative_scan(({what}, {what} * 0.0), 0, _ssmc_sum2)")
+        if self.k.role == "states":  # the state is a float32 result: always the pair
+            buf.line(f"cum_{what}, cum2_{what} = tl.associative_scan(({what}, {what} * 0.0), 0, _ssmc_sum2)")
+        else:
+            buf.line("if PREC == 'tf32x3':  # float32 outputs: the pair")
+            with buf.indent():
+                buf.line(f"cum_{what}, cum2_{what} = tl.associative_scan(({what}, {what} * 0.0), 0, _ssmc_sum2)")
+            buf.line("else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)")
+            with buf.indent():
+                buf.line(f"cum_{what} = tl.cumsum({what}, axis=0)")
+                buf.line(f"cum2_{what} = tl.zeros_like({what})")
         buf.line(f"tot_{what} = tl.sum(tl.where(idx == BLOCK_T - 1, cum_{what}, 0.0), axis=0)")
         buf.line(f"tot2_{what} = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_{what}, 0.0), axis=0)")
 
