@@ -100,9 +100,9 @@ def test_matrix_kernels_match_interpreter(name, L, dtype, block_t, sub, seed, h0
 
 def test_default_picks_the_form_for_long_calls_only():
     c = ssmc.compile(simple_gla)
-    assert c.default_strategy({}, False, 64) == "matrix"
-    assert c.default_strategy({}, False, 8) == "chunked"
-    assert ssmc.compile(mamba1).default_strategy({}, False, 4096) == "chunked"
+    assert c.default_strategy(False, 64) == "matrix"
+    assert c.default_strategy(False, 8) == "chunked"
+    assert ssmc.compile(mamba1).default_strategy(False, 4096) == "chunked"
     sizes = {"B": 1, "L": 70, "H": 2, "K": 3, "V": 2}
     x = make_inputs(simple_gla, sizes, "f32", 0, False)
     t = {k: torch.tensor(v, dtype=torch.float32, device=DEVICE) for k, v in x.items()}
@@ -143,7 +143,7 @@ def test_strided_inputs(dtype):
 
 
 def test_tile_offsets_past_32_bits_are_refused():
-    from ssmc.backends.triton.jit import _check_tile_offsets
+    from ssmc.backends.triton.lower_matrix import check_tile_offsets
     from ssmc.backends.triton.schedule import Schedule
 
     c = ssmc.compile(simple_gla, strategy="matrix")
@@ -154,7 +154,7 @@ def test_tile_offsets_past_32_bits_are_refused():
         call.append(None)
         call.extend(2**26 if (d == "L" and t.source == "q") else 1 for d in t.dims)
     with pytest.raises(ssmc.ArgumentError, match="`q` has stride 67108864 along L.*2\\^31"):
-        _check_tile_offsets("simple_gla", k, call, sched)
+        check_tile_offsets("simple_gla", k, call, sched)
 
 
 @pytest.mark.skipif(not HAS_GPU, reason="needs a GPU")

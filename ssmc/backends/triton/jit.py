@@ -17,7 +17,13 @@ from ssmc.backends.triton import cache
 from ssmc.backends.triton.codegen import GENERATOR_VERSION, generate
 from ssmc.backends.triton.kernel_ir import Kernel, Load
 from ssmc.backends.triton.lower import chunkable, lower_group
-from ssmc.backends.triton.lower_matrix import MatrixForm, lower_matrix, matrix_form
+from ssmc.backends.triton.lower_matrix import (
+    MatrixForm,
+    check_tile_offsets,
+    lower_matrix,
+    matrix_form,
+    tiles_aligned,
+)
 from ssmc.backends.triton.replay import Recorder, call_key
 from ssmc.backends.triton.schedule import (
     MATRIX_MIN_STEPS,
@@ -163,7 +169,7 @@ class CompiledLayer:
         """Whether some fused group has the matrix form (lower_matrix)."""
         return any(isinstance(matrix_form(self.graph, g), MatrixForm) for g in self.graph.groups or ())
 
-    def default_strategy(self, sizes: dict[str, int], on_gpu: bool, steps: int) -> str:
+    def default_strategy(self, on_gpu: bool, steps: int) -> str:
         """The matrix form where a group has it and the call is long enough; else chunked."""
         if self.has_matrix_form and steps >= MATRIX_MIN_STEPS:
             return "matrix"
@@ -298,7 +304,7 @@ class CompiledLayer:
         first = next(t for k, t in tensors.items() if layer.specs[k].kind == "input")
         axis = self.graph.scan_axis()
         steps = (varlen[2] if varlen is not None else sizes.get(axis, 0)) if axis else 0
-        strategy = self.strategy or self.default_strategy(sizes, on_gpu, steps)
+        strategy = self.strategy or self.default_strategy(on_gpu, steps)
         run = _Run(self, sizes, tensors, self.out_dtype(first.dtype), device, on_gpu, varlen)
         run.pairable = _pairable(layer, tensors)
         run.deterministic = det
@@ -451,7 +457,7 @@ class _Run:
                     sums.append((self.results, t.source, buf, len(t.partial)))
             elif t.role == "out" and t.name not in self.buffers:
                 # the matrix form's chunk entry states: in the outputs' dtype (lower_matrix)
-                dt = self.out_dtype if kernel.strategy == "matrix" else torch.float32
+                dt = self.out_dtype if kernel.strategy == "matrix" and t.name.startswith("hin_") else torch.float32
                 buf = self.alloc(shape(t.dims), dt, zero=t.accumulate)
                 self.buffers[t.name] = buf
                 if t.partial:
@@ -481,8 +487,8 @@ class _Run:
             call.append(self.varlen[1] if self.varlen is not None else dummy)
             flags["VARLEN"] = self.varlen is not None
         if kernel.strategy == "matrix":
-            flags["ALIGNED"] = _aligned(kernel, call)
-            _check_tile_offsets(layer.name, kernel, call, sched)
+            flags["ALIGNED"] = tiles_aligned(kernel, call)
+            check_tile_offsets(layer.name, kernel, call, sched)
         n_programs = math.prod(sizes[d] for d in kernel.grid_dims)
         if kernel.tiled_dim is not None:
             n_programs *= triton_cdiv(sizes[kernel.tiled_dim], blocks[kernel.tiled_dim])
@@ -492,40 +498,6 @@ class _Run:
             self.c.stats["launches"] += 1
         for where, name, slots, n in sums:  # a fixed order of additions: the same bits every run
             where[name] = self.rec.sum(slots, tuple(range(n)))
-
-
-def _aligned(kernel: Kernel, call: list) -> bool:
-    """Whether every tile of the matrix form starts at a multiple of 8 elements: each tensor with
-    an N or P dim has strides along the other dims (heads, time, chunks) that are multiples of 8
-    (the pointers themselves Triton finds 16-byte aligned or not)."""
-    m = kernel.matrix
-    i = 0
-    ok = True
-    for t in kernel.tensors:
-        strides = call[i + 1 : i + 1 + len(t.dims)]
-        i += 1 + len(t.dims)
-        if m.n in t.dims or m.p in t.dims:
-            ok = ok and all(int(s) % 8 == 0 for d, s in zip(t.dims, strides) if d not in (m.n, m.p))
-    return ok
-
-
-def _check_tile_offsets(name: str, kernel: Kernel, call: list, sched: Schedule) -> None:
-    """The matrix form addresses a tile as a 64-bit base plus 32-bit offsets within the tile:
-    each tensor's largest offset in a tile must stay below 2^31 elements."""
-    m = kernel.matrix
-    blocks = dict(sched.blocks)
-    blocks[m.time] = sched.block_t
-    i = 0
-    for t in kernel.tensors:
-        strides = call[i + 1 : i + 1 + len(t.dims)]
-        i += 1 + len(t.dims)
-        span = sum((blocks[d] - 1) * abs(int(s)) for d, s in zip(t.dims, strides) if d in blocks)
-        if span >= 2**31:
-            worst = max(((d, int(s)) for d, s in zip(t.dims, strides) if d in blocks), key=lambda ds: abs(ds[1]))
-            raise ArgumentError(
-                f"{name}: `{t.source}` has stride {worst[1]} along {worst[0]}; a tile of the matrix form spans "
-                f"{span} elements of it, and tiles must span fewer than 2^31 (make it contiguous)"
-            )
 
 
 class _Shape:

@@ -22,8 +22,10 @@ entry state and the chunk's earlier tiles, then the epilogue. Mamba-2's SSD, sim
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ssmc.backends.triton.kernel_ir import Kernel, Tensor
+from ssmc.errors import ArgumentError
 from ssmc.ir.dims import Dims
 from ssmc.ir.node import Graph, Group, Node, topo_order
 from ssmc.ir.printer import node_names
@@ -255,3 +257,40 @@ def lower_matrix(graph: Graph, group: Group, form: MatrixForm) -> tuple[Kernel, 
         **common,
     )
     return states, full
+
+
+# --- checks at launch, on the call's arguments (a tensor: its pointer, then a stride per dim) ---
+
+
+def tiles_aligned(kernel: Kernel, call: list) -> bool:
+    """Whether every tile of the matrix form starts at a multiple of 8 elements: each tensor with
+    an N or P dim has strides along the other dims (heads, time, chunks) that are multiples of 8
+    (the pointers themselves Triton finds 16-byte aligned or not)."""
+    m = kernel.matrix
+    i = 0
+    ok = True
+    for t in kernel.tensors:
+        strides = call[i + 1 : i + 1 + len(t.dims)]
+        i += 1 + len(t.dims)
+        if m.n in t.dims or m.p in t.dims:
+            ok = ok and all(int(s) % 8 == 0 for d, s in zip(t.dims, strides) if d not in (m.n, m.p))
+    return ok
+
+
+def check_tile_offsets(name: str, kernel: Kernel, call: list, sched: Any) -> None:
+    """The matrix form addresses a tile as a 64-bit base plus 32-bit offsets within the tile:
+    each tensor's largest offset in a tile must stay below 2^31 elements."""
+    m = kernel.matrix
+    blocks = dict(sched.blocks)
+    blocks[m.time] = sched.block_t
+    i = 0
+    for t in kernel.tensors:
+        strides = call[i + 1 : i + 1 + len(t.dims)]
+        i += 1 + len(t.dims)
+        span = sum((blocks[d] - 1) * abs(int(s)) for d, s in zip(t.dims, strides) if d in blocks)
+        if span >= 2**31:
+            worst = max(((d, int(s)) for d, s in zip(t.dims, strides) if d in blocks), key=lambda ds: abs(ds[1]))
+            raise ArgumentError(
+                f"{name}: `{t.source}` has stride {worst[1]} along {worst[0]}; a tile of the matrix form spans "
+                f"{span} elements of it, and tiles must span fewer than 2^31 (make it contiguous)"
+            )
