@@ -369,19 +369,9 @@ class _Printer(HeldPrinting, BidirPrinting):
         out.append(", ".join(flags + blocks) + ",")
         return out
 
-    def no_specialize(self) -> list[str]:
-        """Ints that vary with the sequence length or batch: never compile-time constants,
-        so a new length or batch size does not recompile."""
-        names = [f"size_{d}" for d in self.k.size_dims] + (["chunk_len"] if self.k.chunked else [])
-        for t in self.k.tensors:
-            # strides of grid dims, chunk dims (_C, _Q) and per-program slots (_P...): products
-            # of sizes that vary
-            names += [f"{t.name}_s_{d}" for d in t.dims if d in self.k.grid_dims or d.startswith("_")]
-        return names
-
     def kernel(self, buf: IndentedBuffer) -> None:
         k = self.k
-        buf.line(f"@triton.jit(do_not_specialize={self.no_specialize()!r})")
+        buf.line(f"@triton.jit(do_not_specialize={self.k.varying_ints()!r})")
         buf.line(f"def {k.name}(")
         with buf.indent():
             buf.lines(self.params())

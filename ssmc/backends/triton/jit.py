@@ -22,6 +22,7 @@ from ssmc.backends.triton.lower_matrix import (
     check_tile_offsets,
     lower_matrix,
     matrix_form,
+    plain_arg,
     tiles_aligned,
 )
 from ssmc.backends.triton.replay import Recorder, call_key
@@ -391,9 +392,8 @@ class _Run:
         m = states.matrix
         L = self.varlen[2] if self.varlen is not None else self.sizes[m.time]
         f32 = self.out_dtype == torch.float32
-        k = m.k[0] if len(m.k) == 1 and m.k[0].op == "arg" and {m.time, m.n} <= set(m.k[0].dims) else None
-        k_bf16 = k is not None and getattr(self.tensors.get(k.attr("name")), "dtype", None) == torch.bfloat16
-        k_bf16 = k_bf16 and not k.attr("optional")  # loaded as stored: exact as a bf16 operand
+        k = plain_arg(m, m.k, m.n)  # loaded as stored: exact as a bf16 operand if it is bf16
+        k_bf16 = k is not None and self.tensors[k.attr("name")].dtype == torch.bfloat16
         sa = choose_matrix(states, self.sizes, self.on_gpu, f32, k_bf16, **self.c.options)
         sb = choose_matrix(full, self.sizes, self.on_gpu, f32, **self.c.options)
         blocks_a, blocks_b = dict(sa.blocks), dict(sb.blocks)
@@ -456,8 +456,7 @@ class _Run:
                 if t.partial:
                     sums.append((self.results, t.source, buf, len(t.partial)))
             elif t.role == "out" and t.name not in self.buffers:
-                # the matrix form's chunk entry states: in the outputs' dtype (lower_matrix)
-                dt = self.out_dtype if kernel.strategy == "matrix" and t.name.startswith("hin_") else torch.float32
+                dt = self.out_dtype if t.low else torch.float32
                 buf = self.alloc(shape(t.dims), dt, zero=t.accumulate)
                 self.buffers[t.name] = buf
                 if t.partial:

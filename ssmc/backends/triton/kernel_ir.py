@@ -29,6 +29,9 @@ class Tensor:
     # deterministic mode: the leading dims are one slot per program along these split dims
     # (``_P<dim>`` for blocks of the tiled dim); the caller sums them away after the kernel
     partial: Dims = ()
+    # a buffer between kernels stored in the outputs' dtype rather than float32 (the matrix
+    # form's chunk entry states, which its outputs kernel rounds to that dtype anyway)
+    low: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,16 @@ class Kernel:
     pairs: tuple[str, ...] = ()  # register-held: rows loaded two elements per load (aligned)
     prefetch: bool = False  # sequential / bidir: the next tile's (chunk's) loads issued before this one's work
     matrix: Any = None  # strategy "matrix": the lower_matrix.MatrixForm its printer reads
+
+    def varying_ints(self) -> list[str]:
+        """The kernel's int parameters that vary with the sequence length or batch: never
+        compile-time constants (Triton's do_not_specialize), so a new length or batch size does
+        not recompile. Sizes, and strides of grid dims, chunk dims (_C, _Q) and per-program
+        slots (_P...): products of sizes that vary."""
+        names = [f"size_{d}" for d in self.size_dims] + (["chunk_len"] if self.chunked else [])
+        for t in self.tensors:
+            names += [f"{t.name}_s_{d}" for d in t.dims if d in self.grid_dims or d.startswith("_")]
+        return names
 
     @property
     def block_dims(self) -> Dims:

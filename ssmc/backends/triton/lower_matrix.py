@@ -176,6 +176,16 @@ def matrix_form(graph: Graph, group: Group) -> MatrixForm | str:
     )
 
 
+def plain_arg(m: MatrixForm, factors: tuple[Node, ...], ctx: str) -> Node | None:
+    """The argument that ``factors`` are, if they are one argument along time and ``ctx``
+    (not optional): loaded as stored, its tile is a tensor-core operand as it is (exact in its
+    own 16-bit dtype)."""
+    if len(factors) == 1 and factors[0].op == "arg" and not factors[0].attr("optional"):
+        if {m.time, ctx} <= set(factors[0].dims):
+            return factors[0]
+    return None
+
+
 def _elementwise() -> set[str]:
     from ssmc.ops.registry import ELEMENTWISE, GROUPS
 
@@ -194,7 +204,7 @@ def lower_matrix(graph: Graph, group: Group, form: MatrixForm) -> tuple[Kernel, 
     final_names = [k for k, v in outputs.items() if v is m.final] if m.final is not None else []
     # each chunk's entry state, in the outputs' dtype: the outputs kernel rounds it to that for
     # its products anyway (so 16-bit outputs move half the bytes, for the same result)
-    hin = Tensor(f"hin_{group.name}", ("_C",) + m.heads + (m.n, m.p), "out", source=f"hin_{group.name}")
+    hin = Tensor(f"hin_{group.name}", ("_C",) + m.heads + (m.n, m.p), "out", source=f"hin_{group.name}", low=True)
 
     def arg_tensor(n: Node) -> Tensor:
         return Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ssmc.backends.triton.buffer import IndentedBuffer
 from ssmc.backends.triton.kernel_ir import Kernel, Tensor
 from ssmc.backends.triton.lower import elementwise_expr
-from ssmc.backends.triton.lower_matrix import MatrixForm
+from ssmc.backends.triton.lower_matrix import MatrixForm, plain_arg
 from ssmc.errors import LoweringError
 from ssmc.ir.node import Node, topo_order
 from ssmc.ir.printer import format_node
@@ -108,8 +108,7 @@ class MatrixPrinter:
         """``what`` = the product of ``factors`` as a [BLOCK_T, BLOCK_ctx] tile, zero where
         masked. ``raw``: a factor that is one argument [.., time, ctx], loaded as stored (no
         float32 copy of a 16-bit tile: a tensor-core operand as it is)."""
-        one = len(factors) == 1 and factors[0].op == "arg" and not self.tensors[factors[0].attr("name")].optional
-        one = one and {self.m.time, ctx} <= set(factors[0].dims)
+        one = ctx is not None and plain_arg(self.m, factors, ctx) is not None
         var = self.emit(buf, list(factors), ctx, t, mask_t, tag, raw=raw and one)
         if raw and one:  # its masked load is the zero-padded tile
             buf.line(f"{what} = {var[factors[0]]}  # {comment}")
@@ -160,16 +159,9 @@ class MatrixPrinter:
         out.append(", ".join(flags + blocks) + ",")
         return out
 
-    def no_specialize(self) -> list[str]:
-        k = self.k
-        names = [f"size_{d}" for d in k.size_dims]
-        for t in k.tensors:
-            names += [f"{t.name}_s_{d}" for d in t.dims if d in k.grid_dims or d.startswith("_")]
-        return names
-
     def kernel(self, buf: IndentedBuffer) -> None:
         k = self.k
-        buf.line(f"@triton.jit(do_not_specialize={self.no_specialize()!r})")
+        buf.line(f"@triton.jit(do_not_specialize={k.varying_ints()!r})")
         buf.line(f"def {k.name}(")
         with buf.indent():
             buf.lines(self.params())
