@@ -16,6 +16,7 @@ NO_RULE = {
     "discretize": "expanded before autodiff", "gate": "expanded before autodiff",
     "mean": "not yet: needs the dim's size as a value; autodiff says so",
     "prev": "made by autodiff; second derivatives are not supported",
+    "matrix_scan": "autodiff's matrix_vjp (more matrix scans and a running sum)", "matrix_scan_final": "with its matrix scan",
     "exprel_grad": "made by autodiff; second derivatives are not supported",
 }
 

@@ -134,13 +134,13 @@ def mamba2_k0_matrix_states(
         h = tl.load(a_h0 + b_a_h0 + offs_N[:, None] * a_h0_s_N + offs_P[None, :] * a_h0_s_P, mask=mask_N[:, None] & mask_P[None, :], other=0.0).to(tl.float32)
     n_tiles = tl.cdiv(n_steps, BLOCK_T)
     for i in tl.range(0, n_tiles, num_stages=NUM_STAGES):  # the tiles in order (loads pipelined)
+        r = i * BLOCK_T  # the tile's first position
         if i % SUB == 0:
             b_hin_k0 = pid_B * hin_k0_s_B + pid_G * hin_k0_s_G + pid_R * hin_k0_s_R + (i // SUB) * hin_k0_s__C
             if ALIGNED:
                 b_hin_k0 = tl.multiple_of(b_hin_k0, 8)
             # the state entering chunk i // SUB (the outputs kernel starts its rows from it)
             tl.store(hin_k0 + b_hin_k0 + offs_N[:, None] * hin_k0_s_N + offs_P[None, :] * hin_k0_s_P, h, mask=mask_N[:, None] & mask_P[None, :])
-        r = i * BLOCK_T  # the tile's first step
         mask_t = r + idx < n_steps
         t = t_lo + r
         bd1 = row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + t * a_dt_s_L

@@ -70,13 +70,13 @@ def simple_gla_k0_matrix_states(
         h = tl.load(a_h0 + b_a_h0 + offs_K[:, None] * a_h0_s_K + offs_V[None, :] * a_h0_s_V, mask=mask_K[:, None] & mask_V[None, :], other=0.0).to(tl.float32)
     n_tiles = tl.cdiv(n_steps, BLOCK_T)
     for i in tl.range(0, n_tiles, num_stages=NUM_STAGES):  # the tiles in order (loads pipelined)
+        r = i * BLOCK_T  # the tile's first position
         if i % SUB == 0:
             b_hin_k0 = pid_B * hin_k0_s_B + pid_H * hin_k0_s_H + (i // SUB) * hin_k0_s__C
             if ALIGNED:
                 b_hin_k0 = tl.multiple_of(b_hin_k0, 8)
             # the state entering chunk i // SUB (the outputs kernel starts its rows from it)
             tl.store(hin_k0 + b_hin_k0 + offs_K[:, None] * hin_k0_s_K + offs_V[None, :] * hin_k0_s_V, h, mask=mask_K[:, None] & mask_V[None, :])
-        r = i * BLOCK_T  # the tile's first step
         mask_t = r + idx < n_steps
         t = t_lo + r
         bd3 = row_B * a_g_s_B + pid_H * a_g_s_H + t * a_g_s_L

@@ -22,6 +22,7 @@ from ssmc.passes.base import build, const
 from ssmc.passes.fuse import recurrence_key
 
 GRAD = "grad_"  # prefix of cotangent arguments and gradient outputs
+RECURRENCES = ("scan", "scan_final", "matrix_scan", "matrix_scan_final")
 
 
 class Builder:
@@ -52,7 +53,7 @@ def backward_graph(fwd: Graph) -> Graph:
     b = Builder(order)
     axis = fwd.scan_axis()
     live = topo_order([v for _, v in fwd.outputs])
-    keys = list(dict.fromkeys(recurrence_key(n) for n in live if n.op in ("scan", "scan_final")))
+    keys = list(dict.fromkeys(recurrence_key(n) for n in live if n.op in RECURRENCES))
     if len(keys) > 1:
         raise LoweringError(
             f"{fwd.name}: the backward of a layer with {len(keys)} recurrences is not supported yet "
@@ -80,16 +81,16 @@ def backward_graph(fwd: Graph) -> Graph:
         cot_args.append(ga)
         accum(v, ga)
 
-    members = {k: [n for n in live if n.op in ("scan", "scan_final") and recurrence_key(n) == k] for k in keys}
+    members = {k: [n for n in live if n.op in RECURRENCES and recurrence_key(n) == k] for k in keys}
     seen: dict[tuple, int] = {}
     for n in reversed(live):
         if n.op in ("arg", "const"):
             continue
-        if n.op in ("scan", "scan_final"):
+        if n.op in RECURRENCES:
             k = recurrence_key(n)
             seen[k] = seen.get(k, 0) + 1
             if seen[k] == len(members[k]):  # every user of the scan and its final state is done
-                _scan_vjp(b, members[k], cot, accum)
+                (_scan_vjp if n.op in ("scan", "scan_final") else matrix_vjp)(b, members[k], cot, accum)
             continue
         g = cot.get(n)
         if g is None:
@@ -147,13 +148,64 @@ def _scan_vjp(b: Builder, members: list[Node], cot: dict[Node, Node], accum) -> 
         accum(h0, b.scan_final(a, beta, *fill, axis=axis, reverse=not rev, full_dims=R.dims))
 
 
-def backward_layer(layer: Any) -> Any:
+def matrix_vjp(b: Builder, members: list[Node], cot: dict[Node, Node], accum) -> None:
+    """The derivative of a matrix scan ``y[t] = S[t] . q[t]`` (S[t] = exp(l[t]) S[t-1] +
+    v[t] k[t]^T, from h0; final state F) given cotangents ``dy`` of y and ``gf`` of F. With
+    ``G`` the reverse scan of ``dy q^T`` from ``gf`` (the cotangent of every state), each
+    gradient is a matrix scan again, so tensor cores run the backward too:
+    ``dv = G k`` and ``dk = G^T v`` (reverse scans), ``dq = S^T dy`` (the forward state, read
+    out along v's dim), ``dh0 = exp(l[0]) G[0]`` (the reverse scan's final state). For the
+    decay: y[t] depends on l[i] for s < i <= t through exp(L[t] - L[s]) (L the running sum of
+    l), so ``dl[i] = sum_{t >= i} (dy[t] . y[t] - v[t] . dv[t])`` (+ ``gf . F`` for every i);
+    a reverse scan's exchange the roles of the ends (a running sum from the start, exclusive)."""
+    m0 = members[0]
+    ld, v, k, q = m0.inputs[:4]
+    h0 = m0.inputs[4] if len(m0.inputs) == 5 else None
+    at = m0.attr_dict
+    axis, kd, vd, rev = at["axis"], at["kdim"], at["vdim"], bool(at["reverse"])
+    M = next((m for m in members if m.op == "matrix_scan"), None)
+    F = next((m for m in members if m.op == "matrix_scan_final"), None)
+    dy = cot.get(M) if M is not None else None
+    gf = cot.get(F) if F is not None else None
+    if dy is None and gf is None:
+        return
+
+    def ms(op: str, *ins: Node, h: Node | None, kdim: str, vdim: str, reverse: bool) -> Node:
+        return getattr(b, op)(*ins, *((h,) if h is not None else ()), axis=axis, kdim=kdim, vdim=vdim,
+                              reverse=reverse, full_dims=at["full_dims"])
+
+    if M is None:
+        M = ms("matrix_scan", ld, v, k, q, h=h0, kdim=kd, vdim=vd, reverse=rev)
+    if dy is None:  # only the final state is used: y's cotangent is zero
+        dy = b.mul(b.c(0.0), M)
+    dv = ms("matrix_scan", ld, dy, q, k, h=gf, kdim=kd, vdim=vd, reverse=not rev)
+    accum(v, dv)
+    accum(k, ms("matrix_scan", ld, q, dy, v, h=gf, kdim=vd, vdim=kd, reverse=not rev))
+    accum(q, ms("matrix_scan", ld, k, v, dy, h=h0, kdim=vd, vdim=kd, reverse=rev))
+    if h0 is not None:
+        accum(h0, ms("matrix_scan_final", ld, dy, q, k, h=gf, kdim=kd, vdim=vd, reverse=not rev))
+    x = b.sub(b.sum(b.mul(dy, M), dim=vd), b.sum(b.mul(v, dv), dim=vd))
+    if rev:
+        dl = b.prev(b.scan(b.c(1.0), x, axis=axis, reverse=False), axis=axis, reverse=False)
+    else:
+        dl = b.scan(b.c(1.0), x, axis=axis, reverse=True)
+    if gf is not None:
+        if F is None:
+            F = ms("matrix_scan_final", ld, v, k, q, h=h0, kdim=kd, vdim=vd, reverse=rev)
+        dl = b.add(dl, b.sum(b.sum(b.mul(gf, F), dim=kd), dim=vd))
+    accum(ld, dl)
+
+
+def backward_layer(layer: Any, matrix: bool = False) -> Any:
     """The backward of ``layer`` as a layer: arguments = the forward's + ``grad_<output>``
-    (optional: zero when not given); outputs = ``grad_<argument>``."""
+    (optional: zero when not given); outputs = ``grad_<argument>``. ``matrix``: derived after
+    ``form_matrix_scans`` (scans in the matrix form differentiated as matrix scans)."""
     from ssmc.dsl.layer import Layer
     from ssmc.passes import DEFAULT_PIPELINE, run_passes
+    from ssmc.passes.matrix_scans import FormMatrixScans
 
-    rewritten = run_passes(layer.graph, [p for p in DEFAULT_PIPELINE if p.name != "fuse"])
+    passes = [p for p in DEFAULT_PIPELINE if p.name != "fuse"] + ([FormMatrixScans()] if matrix else [])
+    rewritten = run_passes(layer.graph, passes)
     graph = backward_graph(rewritten)
     specs = dict(layer.specs)
     for a in graph.args[len(rewritten.args):]:

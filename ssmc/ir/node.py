@@ -130,7 +130,7 @@ class Graph:
     def scan_axis(self) -> str | None:
         """The axis of the layer's (first) scan, or None if it has none."""
         for n in self.nodes:
-            if n.op in ("scan", "scan_final"):
+            if n.op in ("scan", "scan_final", "matrix_scan", "matrix_scan_final"):
                 return n.attr("axis")
         return None
 

@@ -96,6 +96,13 @@ def _eval(node: Node, values, args, sizes) -> np.ndarray:
             state_dims = tuple(d for d in full_dims if d != attrs["axis"])
             h0 = align(ins[2], node.inputs[2].dims, state_dims)
         return op.numpy(a, b, h0, axis=full_dims.index(attrs["axis"]), reverse=attrs["reverse"])
+    if node.op in ("matrix_scan", "matrix_scan_final"):
+        full = tuple(attrs["full_dims"])
+        state = tuple(d for d in full if d != attrs["axis"])
+        ops = [align(v, i.dims, full) for v, i in zip(ins[:4], node.inputs[:4])]
+        h0 = align(ins[4], node.inputs[4].dims, state) if len(ins) == 5 else None
+        ops[0] = np.broadcast_to(ops[0], tuple(sizes[d] for d in full))
+        return op.numpy(*ops, h0, axis=full.index(attrs["axis"]), kaxis=full.index(attrs["kdim"]), reverse=attrs["reverse"])
     if node.op == "prev":
         fill = None
         if len(ins) == 2:

@@ -307,3 +307,99 @@ register(
         attrs=("axis", "reverse", "full_dims"),
     )
 )
+
+# --- the matrix scan (made by a pass, not written by users) --------------------------------
+
+
+def _matrix_dims(dims, attrs, name: str) -> Dims:
+    """The full state's dims (``full_dims``: with the axis) after checking the operands."""
+    axis, kd, vd = attrs.get("axis"), attrs.get("kdim"), attrs.get("vdim")
+    full = tuple(attrs.get("full_dims", ()))
+    ld, v, k, q = dims[:4]
+    if axis not in full or kd not in full or vd not in full or kd == vd:
+        raise DefinitionError(f"`{name}`: full_dims {list(full)} must hold the axis {axis!r}, kdim {kd!r} and vdim {vd!r}")
+    if set(union(full, *dims[:4])) != set(full):
+        raise DefinitionError(f"`{name}`: operands have dims outside full_dims {list(full)}")
+    if kd in ld or vd in ld or kd in v or vd in k or vd in q:
+        raise DefinitionError(
+            f"`{name}`: the log-decay lacks {kd!r} and {vd!r}, v lacks {kd!r}, k and q lack {vd!r}; "
+            f"got {list(ld)}, {list(v)}, {list(k)}, {list(q)}"
+        )
+    if len(dims) == 5 and any(d not in full or d == axis for d in dims[4]):
+        raise DefinitionError(f"`{name}` initial state has dims {list(dims[4])} outside the state {list(full)}")
+    return full
+
+
+def _matrix_scan_rule(dims, dts, attrs, order):
+    full = _matrix_dims(dims, attrs, "matrix_scan")
+    return tuple(d for d in full if d != attrs["kdim"]), dtypes.FLOAT
+
+
+def _matrix_final_rule(dims, dts, attrs, order):
+    full = _matrix_dims(dims, attrs, "matrix_scan_final")
+    return tuple(d for d in full if d != attrs["axis"]), dtypes.FLOAT
+
+
+def _matrix_states(ld, v, k, h0, axis, reverse):
+    """Every state S[t] of the matrix scan (operands broadcast to the full state, axis
+    ``axis``) and the final one. Forward: S[t] = exp(ld[t]) S[t-1] + v[t] k[t], S[-1] = h0.
+    Reverse: S[t] = exp(ld[t+1]) S[t+1] + v[t] k[t] from the end, h0 entering the last step
+    undecayed; its final state is exp(ld[0]) S[0] (the state one step before the start)."""
+    ld, vk = np.broadcast_arrays(ld, v * k)
+    ld, vk = np.moveaxis(ld, axis, 0), np.moveaxis(vk, axis, 0)
+    T = ld.shape[0]
+    S = np.zeros(ld.shape[1:]) if h0 is None else np.broadcast_to(h0, ld.shape[1:]).astype(float)
+    out = np.empty(ld.shape)
+    if not reverse:
+        for t in range(T):
+            S = np.exp(ld[t]) * S + vk[t]
+            out[t] = S
+    else:
+        for t in range(T - 1, -1, -1):
+            S = (np.exp(ld[t + 1]) * S if t + 1 < T else S) + vk[t]
+            out[t] = S
+        if T:
+            S = np.exp(ld[0]) * S
+    return np.moveaxis(out, 0, axis), S
+
+
+def _matrix_scan_numpy(ld, v, k, q, h0, axis, kaxis, reverse):
+    """y[t] = sum over kdim (axis ``kaxis`` of the full state) of S[t] * q[t]."""
+    states, _ = _matrix_states(ld, v, k, h0, axis, reverse)
+    return np.sum(states * q, axis=kaxis)
+
+
+def _matrix_final_numpy(ld, v, k, q, h0, axis, kaxis, reverse):
+    return _matrix_states(ld, v, k, h0, axis, reverse)[1]
+
+
+_MATRIX_ATTRS = ("axis", "kdim", "vdim", "reverse", "full_dims")
+register(
+    OpDef(
+        "matrix_scan",
+        SCAN,
+        -1,
+        _matrix_scan_rule,
+        _matrix_scan_numpy,
+        "structural",
+        "a scan whose decay is exp(ld) along the axis (ld lacks kdim and vdim), whose input is "
+        "v (lacking kdim) times k (lacking vdim), read out by a sum over kdim of the state times "
+        "q: inputs (ld, v, k, q) or (ld, v, k, q, h0); made by the form_matrix_scans pass (the "
+        "chunked matrix form's op, and its derivative's)",
+        ("any", "any", "any", "any", "any"),
+        attrs=_MATRIX_ATTRS,
+    )
+)
+register(
+    OpDef(
+        "matrix_scan_final",
+        SCAN,
+        -1,
+        _matrix_final_rule,
+        _matrix_final_numpy,
+        "structural",
+        "the final state of the matrix scan with the same operands and attributes",
+        ("any", "any", "any", "any", "any"),
+        attrs=_MATRIX_ATTRS,
+    )
+)

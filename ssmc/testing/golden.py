@@ -58,8 +58,14 @@ def sources() -> dict[str, str]:
                 suffix = f".k{i}" if i else ""
                 out[f"{layer.name}{suffix}.registers.py"] = src
         # the backward: checkpoint states, the bidir kernel, the epilogue after sums across programs
-        for i, src in enumerate(compiled.backward_compiled().sources("bidir")):
+        from ssmc.backends.triton.backward import CompiledBackward
+
+        for i, src in enumerate(CompiledBackward(layer, forward=compiled).sources("bidir")):
             out[f"{layer.name}.backward.k{i}.py"] = src
+        # where the matrix form is: its backward's matrix scans (kernel pairs), then the rest
+        if compiled.has_matrix_form:
+            for i, src in enumerate(compiled.backward_compiled().sources()):
+                out[f"{layer.name}.backward.matrix.k{i}.py"] = src
     return out
 
 

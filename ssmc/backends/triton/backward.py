@@ -10,6 +10,7 @@ from ssmc.backends.triton.jit import CompiledLayer, GroupPlan
 from ssmc.backends.triton.lower import layout_of, lower_group
 from ssmc.backends.triton.lower_backward import lower_bidir, recompute_group
 from ssmc.dsl.layer import Layer
+from ssmc.errors import LoweringError
 from ssmc.passes import CSE, DCE, Canonicalize
 from ssmc.passes.fuse_backward import FuseBackward
 
@@ -24,20 +25,22 @@ def forward_layout(forward: CompiledLayer) -> tuple:
 class CompiledBackward(CompiledLayer):
     """The backward of ``layer`` as a compiled layer: called with the forward's arguments and
     ``grad_<output>`` cotangents (optional), it returns float32 ``grad_<argument>`` tensors
-    (dims in canonical order; an argument's gradient may lack dims it is constant along)."""
+    (dims in canonical order; an argument's gradient may lack dims it is constant along).
+    ``graph_layer``, ``layout``: a backward layer made elsewhere and how to split its dims among
+    programs (``MatrixBackward``'s rest); by default the forward's layout."""
 
     defines_op = False  # called from the forward's op (its autograd formula), never on its own
 
     def __init__(self, layer: Layer, forward: CompiledLayer | None = None, block_t: int | None = None,
                  block: int | None = None, num_warps: int | None = None, verify: bool = False,
                  unroll: int | None = None, hoist_loads: bool = True, sub: int | None = None,
-                 prefetch: bool = True) -> None:
+                 prefetch: bool = True, graph_layer: Layer | None = None, layout: tuple | None = None) -> None:
         forward = forward or CompiledLayer(layer)
-        self.layout = forward_layout(forward)
+        self.layout = layout or forward_layout(forward)
         grid, tiled, _ = self.layout
         partial = tuple(grid) + ((tiled,) if tiled else ())
         passes = (Canonicalize(), CSE(), DCE(), FuseBackward(partial))
-        super().__init__(backward_layer(layer), block_t=block_t, block=block, num_warps=num_warps,
+        super().__init__(graph_layer or backward_layer(layer), block_t=block_t, block=block, num_warps=num_warps,
                          verify=verify, passes=passes)
         # phase B's loads of a chunk issued before its work: measured on an H100 (bench/NOTES.md,
         # 2026-11-24) 11-14 % faster for Mamba-1's backward and 21 % for HGRN's than in place
@@ -76,3 +79,128 @@ class CompiledBackward(CompiledLayer):
                     out.append(GroupPlan((lower_group(self.graph, g, "sequential", self.unroll),), False, g))
             self._plans["bidir"] = out
         return self._plans["bidir"]
+
+
+class _MatrixPart(CompiledLayer):
+    """The matrix scans of a backward, each a pair of matrix-form kernels; float32 results, from
+    float32-accurate products (tf32x3) whatever the inputs' dtype: the decay's gradient is a
+    running sum of differences of their results (see MatrixBackward)."""
+
+    defines_op = False
+    matrix_exact = True
+
+    def out_dtype(self, first_input_dtype: Any) -> Any:
+        import torch
+
+        return torch.float32
+
+
+class MatrixBackward:
+    """The backward of a layer whose scan has the matrix form (``form_matrix_scans``): derived
+    from the matrix scan, it holds four more (``autodiff.matrix_vjp``: the outputs recomputed,
+    two reverse ones, one along the other state dim), each run as the matrix form's kernel pair
+    on tensor cores with its elementwise operands recomputed; they store their [heads, L, P]
+    or [heads, L, N] results in float32, and the rest of the backward (elementwise chain rule,
+    the decay's running sum, sums over heads of a group, batch and time) is a backward like any
+    other (``CompiledBackward``) reading them as arguments. No [B, L, ..., N, P] value is stored.
+    Called like ``CompiledBackward``.
+
+    Accuracy: the decay's gradient is ``dl[i] = sum_{t >= i} (dy[t] . y[t] - v[t] . dv[t])``, a
+    running sum over the whole sequence of differences whose terms mostly cancel: measured on an
+    H100 (bench/matrix_backward_check.py, Mamba-2 B2 R4 P64 N128 against a float64 loop), its
+    relative error grows with the length: 1e-5 at L 512, 1.1e-4 at 2048 from float32-accurate
+    products, against 3e-6 for the recurrent backward (and 0.59 at 2048 from tf32 products).
+    So float32 inputs, where that matters, and calls longer than ``MAX_STEPS`` run the recurrent
+    backward (``CompiledBackward``); 16-bit inputs (whose gradients are rounded to 4e-3) run this.
+    """
+
+    MAX_STEPS = 8192
+
+    def __init__(self, layer: Layer, forward: CompiledLayer | None = None, verify: bool = False,
+                 block_t: int | None = None, sub: int | None = None) -> None:
+        from ssmc.dsl.trace import ArgSpec
+        from ssmc.ir.node import Node, topo_order
+        from ssmc.passes import run_passes
+        from ssmc.passes.base import rewrite
+        from ssmc.passes.matrix_scans import MATRIX_OPS, FuseMatrixScans
+
+        forward = forward or CompiledLayer(layer)
+        self.forward, self.recurrent = forward, None
+        self.force = False  # every call through the matrix scans (tests)
+        full = backward_layer(layer, matrix=True)
+        g = run_passes(full.graph, (Canonicalize(), CSE(), DCE()), verify_each=verify)
+        self.graph, self.deterministic = g, False
+        mnodes = [n for n in topo_order([v for _, v in g.outputs]) if n.op in MATRIX_OPS]
+        if not mnodes:
+            raise LoweringError(f"{layer.name}: no scan has the matrix form; use CompiledBackward")
+        names = {n: f"mx{i}" for i, n in enumerate(mnodes)}
+        part = g.replace(name=f"{g.name}_matrix", outputs=tuple((names[n], n) for n in mnodes),
+                         nodes=tuple(topo_order(mnodes)), groups=None)
+        self.part = _MatrixPart(Layer.from_graph(part, full.specs, full.optional, full.fixed_sizes),
+                                strategy="matrix", passes=(FuseMatrixScans(),), verify=verify, block_t=block_t)
+        self.part.options["sub"] = sub
+        self.layer = full  # the backward as a layer: what tests interpret
+        margs = {}
+        for n in mnodes:
+            attrs = {"name": names[n], "kind": "input", "dims": n.dims, "layout": n.dims, "optional": False, "init": None}
+            margs[n] = Node("arg", (), n.dims, n.dtype, tuple(attrs.items()))
+        rest = rewrite(g, lambda n: margs.get(n))
+        # gradients that are matrix scans' results (an initial state's) come from the part as they are
+        self.direct = {k: v.attr("name") for k, v in rest.outputs if v.op == "arg" and v in margs.values()}
+        outs = tuple((k, v) for k, v in rest.outputs if k not in self.direct)
+        self.rest = None
+        if outs:
+            rest = rest.replace(args=tuple(g.args) + tuple(margs.values()), outputs=outs,
+                                nodes=tuple(topo_order([v for _, v in outs])), groups=None)
+            specs = dict(full.specs)
+            specs.update({names[n]: ArgSpec("input", n.dims) for n in mnodes})
+            # per head, both state dims held whole in a program: the sums over them (the
+            # decay's gradient) stay inside it; the last head dim is tiled
+            at = mnodes[0].attr_dict
+            heads = tuple(d for d in at["full_dims"] if d not in (at["axis"], at["kdim"], at["vdim"]))
+            whole = tuple(d for d in at["full_dims"] if d in (at["kdim"], at["vdim"]))
+            layout = (heads[:-1], heads[-1] if heads else None, whole)
+            self.rest = CompiledBackward(layer, forward, verify=verify, layout=layout,
+                                         graph_layer=Layer.from_graph(rest, specs, full.optional, full.fixed_sizes))
+
+    def recurrent_for(self, cu_seqlens: Any, kwargs: dict[str, Any]) -> bool:
+        """Whether this call runs the recurrent backward instead (see the class's accuracy note)."""
+        import torch
+
+        if self.force:
+            return False
+        layer = self.forward.layer
+        axis = self.forward.graph.scan_axis()
+        given = [(kwargs[k], s) for k, s in layer.specs.items() if s.kind == "input" and kwargs.get(k) is not None]
+        if given[0][0].dtype == torch.float32:
+            return True
+        if cu_seqlens is not None:
+            return int((cu_seqlens[1:] - cu_seqlens[:-1]).max()) > self.MAX_STEPS
+        return any(t.shape[s.layout.index(axis)] > self.MAX_STEPS for t, s in given if axis in s.layout)
+
+    def raw_call(self, cu_seqlens: Any = None, **kwargs: Any) -> dict[str, Any]:
+        if self.recurrent_for(cu_seqlens, kwargs):
+            if self.recurrent is None:
+                self.recurrent = CompiledBackward(self.forward.layer, forward=self.forward)
+            self.recurrent.deterministic = self.deterministic
+            return self.recurrent.raw_call(cu_seqlens=cu_seqlens, **kwargs)
+        return self.matrix_call(cu_seqlens, **kwargs)
+
+    def matrix_call(self, cu_seqlens: Any = None, **kwargs: Any) -> dict[str, Any]:
+        """The matrix scans' kernels, then the rest's, whatever the inputs' dtype and length."""
+        self.part.deterministic = self.deterministic
+        mx = self.part.raw_call(cu_seqlens=cu_seqlens, **kwargs)
+        res = {}
+        if self.rest is not None:
+            self.rest.deterministic = self.deterministic
+            res = self.rest.raw_call(cu_seqlens=cu_seqlens, **kwargs, **mx)
+        for k, name in self.direct.items():
+            res[k] = mx[name]
+        return res
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self.raw_call(*args, **kwargs)
+
+    def sources(self, strategy: str = "matrix") -> list[str]:
+        """The generated source of each kernel: the matrix scans' pairs, then the rest's."""
+        return self.part.sources("matrix") + (self.rest.sources("bidir") if self.rest is not None else [])

@@ -74,6 +74,7 @@ class CompiledLayer:
     dtype of the layer's first input argument, final states in float32."""
 
     defines_op = True  # a torch.library op of its own (a backward is called through its forward's)
+    matrix_exact = False  # the matrix form's products at float32 accuracy whatever the inputs' dtype
 
     def __init__(
         self,
@@ -246,11 +247,17 @@ class CompiledLayer:
         return [k for k, _ in self.graph.outputs]
 
     def backward_compiled(self) -> Any:
-        """The compiled backward of this layer (built on first use)."""
+        """The compiled backward of this layer (built on first use): ``MatrixBackward`` where a
+        scan has the matrix form (unless another strategy was asked for), else ``CompiledBackward``."""
         if self._backward is None:
-            from ssmc.backends.triton.backward import CompiledBackward
+            from ssmc.backends.triton.backward import CompiledBackward, MatrixBackward
 
-            self._backward = CompiledBackward(self.layer, forward=self)
+            # the matrix form's backward where the forward may take the matrix form (tensor
+            # cores, at any length); the recurrent one where another strategy is asked for
+            if self.has_matrix_form and self.strategy in (None, "matrix"):
+                self._backward = MatrixBackward(self.layer, forward=self)
+            else:
+                self._backward = CompiledBackward(self.layer, forward=self)
             self._backward.deterministic = self.deterministic
         return self._backward
 
@@ -307,6 +314,7 @@ class CompiledLayer:
         steps = (varlen[2] if varlen is not None else sizes.get(axis, 0)) if axis else 0
         strategy = self.strategy or self.default_strategy(on_gpu, steps)
         run = _Run(self, sizes, tensors, self.out_dtype(first.dtype), device, on_gpu, varlen)
+        run.in_dtype = first.dtype
         run.pairable = _pairable(layer, tensors)
         run.deterministic = det
         for plan in self.plans(strategy, sizes, run.pairable):
@@ -330,6 +338,7 @@ class _Run:
         self.c, self.sizes, self.tensors = c, dict(sizes), tensors
         self.varlen = varlen  # (batch dim, cu_seqlens, longest sequence) of a packed batch
         self.out_dtype, self.device, self.on_gpu = out_dtype, device, on_gpu
+        self.in_dtype = out_dtype  # the first input's dtype (set by the caller)
         self.results: dict[str, Any] = {}
         self.buffers: dict[str, Any] = {}
         self.pairable: frozenset = frozenset()
@@ -388,10 +397,11 @@ class _Run:
         the outputs kernel."""
         import torch
 
-        states, full = plan.kernels
+        states, full = plan.kernels[0], plan.kernels[-1]
         m = states.matrix
         L = self.varlen[2] if self.varlen is not None else self.sizes[m.time]
-        f32 = self.out_dtype == torch.float32
+        # float32 inputs: products at float32 accuracy (so for a backward's matrix scans: see MatrixBackward)
+        f32 = self.in_dtype == torch.float32 or self.c.matrix_exact
         k = plain_arg(m, m.k, m.n)  # loaded as stored: exact as a bf16 operand if it is bf16
         k_bf16 = k is not None and self.tensors[k.attr("name")].dtype == torch.bfloat16
         sa = choose_matrix(states, self.sizes, self.on_gpu, f32, k_bf16, **self.c.options)
@@ -401,11 +411,12 @@ class _Run:
         self.sizes["_NB"] = triton_cdiv(self.sizes[m.n], blocks_a[m.n])
         self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], blocks_a[m.p])
         self.launch(states, sa, {})
-        self.sizes["_RT"] = triton_cdiv(L, sb.block_t)
-        self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], blocks_b[m.p])
-        self.launch(full, sb, {})
+        if full is not states:
+            self.sizes["_RT"] = triton_cdiv(L, sb.block_t)
+            self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], blocks_b[m.p])
+            self.launch(full, sb, {})
         for d in ("_C", "_NB", "_PB", "_RT"):
-            del self.sizes[d]
+            self.sizes.pop(d, None)
 
     def bidir(self, plan: GroupPlan) -> None:
         """A backward's main kernel; first, when it recomputes a forward scan, that scan's

@@ -8,6 +8,8 @@ the nodes it needs."""
 
 from __future__ import annotations
 
+import contextlib
+
 from ssmc.backends.triton.buffer import IndentedBuffer
 from ssmc.backends.triton.kernel_ir import Kernel, Tensor
 from ssmc.backends.triton.lower import elementwise_expr
@@ -56,7 +58,7 @@ class MatrixPrinter:
                 terms = self.head_terms(tensor, n.dims)
                 masks = []
                 if m.time in n.dims:
-                    terms += [f"{t} * {tensor.name}_s_{m.time}", f"idx[:, None] * {tensor.name}_s_{m.time}"]
+                    terms += self.time_terms(tensor, t)
                     masks.append(f"{mask_t}[:, None]")
                 if ctx is not None and ctx in n.dims:
                     terms.append(f"offs_{ctx}[None, :] * {tensor.name}_s_{ctx}")
@@ -85,6 +87,29 @@ class MatrixPrinter:
             if m.n not in n.dims and m.p not in n.dims:
                 memo[n] = name
         return var
+
+    def time_terms(self, tensor: Tensor, t: str) -> list[str]:
+        """The offsets of a tile's steps: ``t`` (the step at position 0 of the tile), then the
+        tile's positions: later steps forward, earlier ones in a reverse scan."""
+        s = f"{tensor.name}_s_{self.m.time}"
+        return [f"{t} * {s}", f"idx[:, None] * {'-' if self.m.reverse else ''}{s}"]
+
+    def positions(self, buf: IndentedBuffer, t: str, start: str, mask: str) -> tuple[str, str]:
+        """Print ``t`` (the step at position ``start``, the first of a tile) and return the
+        step variable and mask of the tile's decays: the same in a forward scan; in a reverse
+        one, the step after each position's (``t + 1``), at positions 1 .. n (position n: the
+        final state's extra step, when it is stored)."""
+        if not self.m.reverse:
+            buf.line(f"{t} = t_lo + {start}")
+            return t, mask
+        buf.line(f"{t} = t_lo + n_steps - 1 - {start}  # position p is step n - 1 - p")
+        buf.line(f"{t}d = {t} + 1  # the decay entering position p: step n - p's")
+        buf.line(f"mask_{t}d = ({start} + idx >= 1) & ({start} + idx < n_steps + {self.extra()})")
+        return f"{t}d", f"mask_{t}d"
+
+    def extra(self) -> int:
+        """1 where a reverse scan's final state is stored: one position more (see lower_matrix)."""
+        return int(self.m.reverse and any(t.name.startswith("o_") for t in self.k.tensors) and self.k.role == "states")
 
     def based(self, buf: IndentedBuffer, tensor: str, terms: list[str], base: str) -> str:
         """``tensor`` + ``terms``: the scalar terms first, as ``base`` (said to be a multiple of
@@ -234,18 +259,22 @@ class MatrixPrinter:
             with buf.indent():
                 buf.line(f"h = tl.load({ptr}, mask={mask}, other=0.0).to(tl.float32)")
         hin = next(t for t in k.tensors if t.name.startswith("hin_"))
-        buf.line("n_tiles = tl.cdiv(n_steps, BLOCK_T)")
+        extra = self.extra()
+        buf.line(f"n_tiles = tl.cdiv(n_steps{f' + {extra}' if extra else ''}, BLOCK_T)")
         buf.line("for i in tl.range(0, n_tiles, num_stages=NUM_STAGES):  # the tiles in order (loads pipelined)")
         with buf.indent():
+            buf.line("r = i * BLOCK_T  # the tile's first position")
             buf.line("if i % SUB == 0:")
             with buf.indent():
-                ptr, mask = self.state_ptr(buf, hin, "(i // SUB)")
-                buf.line("# the state entering chunk i // SUB (the outputs kernel starts its rows from it)")
-                buf.line(f"tl.store({ptr}, h, mask={mask})")
-            buf.line("r = i * BLOCK_T  # the tile's first step")
+                if extra:
+                    buf.line("if r < n_steps:  # not the final state's extra position")
+                with buf.indent() if extra else contextlib.nullcontext():
+                    ptr, mask = self.state_ptr(buf, hin, "(i // SUB)")
+                    buf.line("# the state entering chunk i // SUB (the outputs kernel starts its rows from it)")
+                    buf.line(f"tl.store({ptr}, h, mask={mask})")
             buf.line("mask_t = r + idx < n_steps")
-            buf.line("t = t_lo + r")
-            self.log_decay(buf, "la", "t", "mask_t", "d")
+            td, mask_d = self.positions(buf, "t", "r", "mask_t")
+            self.log_decay(buf, "la", td, mask_d, "d")
             self.tile(buf, "kt", m.k, n, "t", "mask_t", "k", f"k: the input's {n} factor", raw=True)
             self.tile(buf, "ut", m.u, p, "t", "mask_t", "u", f"u: the input's {p} factor")
             buf.line("# h <- (decay over the tile) h + sum_s (decay from s to the tile's end) k[s] u[s]^T,")
@@ -287,8 +316,8 @@ class MatrixPrinter:
             self.offsets(buf, n, None)  # N whole
             self.offsets(buf, p, "pid__PB")
             buf.line("mask_r = r0 + idx < n_steps")
-            buf.line("t_r = t_lo + r0")
-            self.log_decay(buf, "lr", "t_r", "mask_r", "d")
+            td, mask_d = self.positions(buf, "t_r", "r0", "mask_r")
+            self.log_decay(buf, "lr", td, mask_d, "d")
             self.tile(buf, "ct", m.c, n, "t_r", "mask_r", "c", f"c: the readout's {n} factor", raw=True)
             buf.line("ct = ct.to(DT)")
             buf.line("# off: log2 of the decay from the end of column tile j to the start of the rows")
@@ -299,8 +328,8 @@ class MatrixPrinter:
             with buf.indent():
                 buf.line("j = pid__RT - jj")
                 buf.line("mask_c = j * BLOCK_T + idx < n_steps")
-                buf.line("t_c = t_lo + j * BLOCK_T")
-                self.log_decay(buf, "lc", "t_c", "mask_c", "e")
+                td, mask_d = self.positions(buf, "t_c", "j * BLOCK_T", "mask_c")
+                self.log_decay(buf, "lc", td, mask_d, "e")
                 self.tile(buf, "kt", m.k, n, "t_c", "mask_c", "k", f"k: the input's {n} factor", raw=True)
                 self.tile(buf, "ut", m.u, p, "t_c", "mask_c", "u", f"u: the input's {p} factor")
                 buf.line("g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=PREC)  # c[t] . k[s]")
@@ -320,7 +349,7 @@ class MatrixPrinter:
             for node, names in m.stores:
                 for name in names:
                     t = self.tensors[name]
-                    terms = self.head_terms(t, node.dims) + [f"t_r * {t.name}_s_{m.time}", f"idx[:, None] * {t.name}_s_{m.time}"]
+                    terms = self.head_terms(t, node.dims) + self.time_terms(t, "t_r")
                     masks = ["mask_r[:, None]"]
                     if p in node.dims:
                         terms.append(f"offs_{p}[None, :] * {t.name}_s_{p}")

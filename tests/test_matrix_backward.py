@@ -1,0 +1,206 @@
+"""The matrix form's backward: the matrix scan op's derivative (forward and reverse) against
+finite differences of the interpreter, the backward derived through ``form_matrix_scans``
+against the one derived from the plain scan, and the compiled ``MatrixBackward`` (matrix-form
+kernel pairs, reverse ones among them, then a backward for the rest) against the interpreter."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import DEVICE, HAS_GPU
+from gla import simple_gla
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mamba2 import mamba2
+from test_matrix import SIZES, readout_scaled, retention
+
+import ssmc
+from ssmc.autodiff import backward_graph, backward_layer
+from ssmc.backends.triton.backward import CompiledBackward, MatrixBackward
+from ssmc.ir import dtypes
+from ssmc.ir.node import Graph, Node, topo_order
+from ssmc.ops.interpret import run
+from ssmc.passes.base import build
+from ssmc.testing.check import check_compiled, make_inputs
+
+LAYERS = {"mamba2": mamba2, "simple_gla": simple_gla, "retention": retention, "readout_scaled": readout_scaled}
+ORDER = ("B", "L", "H", "P", "N")
+OP_SIZES = {"B": 2, "L": 6, "H": 2, "P": 3, "N": 2}
+
+
+def _arg(name, dims):
+    attrs = {"name": name, "kind": "input", "dims": dims, "layout": dims, "optional": False, "init": None}
+    return Node("arg", (), dims, dtypes.FLOAT, tuple(attrs.items()))
+
+
+def _op_graph(reverse: bool) -> Graph:
+    # k shared by the heads (broadcast), h0 given: every rule of the derivative is used
+    args = (_arg("l", ("B", "L", "H")), _arg("v", ("B", "L", "H", "P")), _arg("k", ("B", "L", "N")),
+            _arg("q", ("B", "L", "H", "N")), _arg("h0", ("B", "H", "P", "N")))
+    attrs = dict(axis="L", kdim="N", vdim="P", reverse=reverse, full_dims=ORDER)
+    y = build(ORDER, "matrix_scan", args, **attrs)
+    f = build(ORDER, "matrix_scan_final", args, **attrs)
+    return Graph("op", ORDER, args, (("y", y), ("f", f)), tuple(topo_order([y, f])))
+
+
+def _values(seed):
+    rng = np.random.default_rng(seed)
+    s = OP_SIZES
+    return {"l": -rng.uniform(0.05, 1.0, (s["B"], s["L"], s["H"])), "v": rng.standard_normal((s["B"], s["L"], s["H"], s["P"])),
+            "k": rng.standard_normal((s["B"], s["L"], s["N"])), "q": rng.standard_normal((s["B"], s["L"], s["H"], s["N"])),
+            "h0": rng.standard_normal((s["B"], s["H"], s["P"], s["N"]))}
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_matrix_scan_means_a_scan_read_out(reverse):
+    """The op's NumPy meaning against the plain scan's: S = scan(exp(l), v k^T) (reverse: the
+    decay of the step after, h0 entering the last step), y = sum over N of S q."""
+    x = _values(0)
+    out = run(_op_graph(reverse), x, OP_SIZES)
+    a = np.exp(x["l"])[..., None, None]
+    vk = x["v"][..., None] * x["k"][:, :, None, None, :]
+    S, h = np.empty(vk.shape), x["h0"]
+    steps = range(OP_SIZES["L"] - 1, -1, -1) if reverse else range(OP_SIZES["L"])
+    for t in steps:
+        if reverse:
+            h = (a[:, t + 1] * h if t + 1 < OP_SIZES["L"] else h) + vk[:, t]
+        else:
+            h = a[:, t] * h + vk[:, t]
+        S[:, t] = h
+    final = a[:, 0] * h if reverse else h
+    np.testing.assert_allclose(out["y"], (S * x["q"][:, :, :, None, :]).sum(-1), rtol=1e-12)
+    np.testing.assert_allclose(out["f"], final, rtol=1e-12)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_matrix_scan_derivative_matches_finite_differences(reverse):
+    g = _op_graph(reverse)
+    bwd = backward_graph(g)
+    x = _values(1)
+    rng = np.random.default_rng(2)
+    out = run(g, x, OP_SIZES)
+    cots = {k: rng.standard_normal(v.shape) for k, v in out.items()}
+    grads = run(bwd, {**x, **{"grad_" + k: v for k, v in cots.items()}}, OP_SIZES)
+
+    def f(values):
+        o = run(g, values, OP_SIZES)
+        return sum(float((o[k] * cots[k]).sum()) for k in cots)
+
+    eps = 1e-6
+    for name, value in x.items():
+        d = rng.standard_normal(value.shape)
+        numeric = (f({**x, name: value + eps * d}) - f({**x, name: value - eps * d})) / (2 * eps)
+        analytic = float((np.broadcast_to(grads["grad_" + name], value.shape) * d).sum())
+        assert abs(numeric - analytic) <= 1e-6 * max(1.0, abs(numeric)), (name, numeric, analytic)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_derived_through_matrix_scans_equals_the_plain_backward(name):
+    lay = LAYERS[name]
+    sizes = {d: 9 if d == "L" else SIZES[d] for d in lay.dim_order}
+    inp = lay.random_inputs(sizes, 0, optional=True)
+    rng = np.random.default_rng(0)
+    cots = {"grad_" + k: rng.standard_normal(v.shape) for k, v in lay(**inp).items()}
+    matrix = backward_layer(lay, matrix=True)
+    assert any(n.op == "matrix_scan" for n in matrix.graph.nodes)
+    plain, got = backward_layer(lay)(**inp, **cots), matrix(**inp, **cots)
+    for k, v in plain.items():
+        np.testing.assert_allclose(got[k], v, rtol=1e-10, atol=1e-12 * np.abs(v).max(), err_msg=k)
+
+
+_COMPILED: dict = {}
+
+
+def matrix_backward(name, block_t):
+    if (name, block_t) not in _COMPILED:
+        _COMPILED[name, block_t] = MatrixBackward(LAYERS[name], verify=True, block_t=block_t)
+        _COMPILED[name, block_t].force = True  # float32 calls too (they run the recurrent one by default)
+    return _COMPILED[name, block_t]
+
+
+@given(
+    name=st.sampled_from(sorted(LAYERS)),
+    L=st.integers(1, 24),
+    dtype=st.sampled_from(["f32", "bf16", "f16"]),
+    block_t=st.sampled_from([4, 8]),  # few tiles: the interpreter runs every program of 8 kernels
+    sub=st.integers(1, 3),
+    seed=st.integers(0, 1000),
+    h0=st.booleans(),
+)
+def test_matrix_backward_matches_interpreter(name, L, dtype, block_t, sub, seed, h0):
+    c = matrix_backward(name, block_t)
+    c.part.options["sub"] = sub
+    lay = LAYERS[name]
+    sizes = {d: L if d == "L" else SIZES[d] for d in lay.dim_order}
+    bad = [str(r) for r in check_compiled(c.layer, c, sizes, dtype, seed, DEVICE, h0) if not r.ok]
+    assert not bad, bad
+
+
+def test_float32_and_very_long_calls_run_the_recurrent_backward():
+    c = MatrixBackward(mamba2, block_t=8)
+    sizes = {"B": 1, "L": 5, "G": 1, "R": 2, "P": 3, "N": 2}
+    x = make_inputs(c.layer, sizes, "f32", 0, False)
+    for dtype, recurrent in ((torch.float32, True), (torch.bfloat16, False)):
+        t = {k: torch.tensor(v, dtype=dtype if v.ndim > 2 else torch.float32, device=DEVICE) for k, v in x.items()}
+        assert c.recurrent_for(None, t) is recurrent
+    t = {k: torch.tensor(v, dtype=torch.bfloat16, device=DEVICE) for k, v in x.items()}
+    cu = torch.tensor([0, 2, 5], dtype=torch.int32, device=DEVICE)
+    assert not c.recurrent_for(cu, t)
+    c.MAX_STEPS = 2
+    assert c.recurrent_for(cu, t) and c.recurrent_for(None, t)
+    got = c(**t)
+    assert c.recurrent is not None and set(got) == {k for k, _ in c.graph.outputs}
+
+
+def test_the_backward_follows_the_strategy():
+    assert isinstance(ssmc.compile(mamba2).backward_compiled(), MatrixBackward)
+    assert isinstance(ssmc.compile(mamba2, strategy="chunked").backward_compiled(), CompiledBackward)
+    c = MatrixBackward(mamba2)
+    assert {k.strategy for k in c.part.kernels("matrix")} == {"matrix"}
+    # two reverse matrix scans (dv with dh0, dk), a kernel pair each
+    assert sum(k.matrix.reverse for k in c.part.kernels("matrix")) == 4
+
+
+@settings(max_examples=3)  # each example: 4 forward and backward calls in the interpreter
+@given(lens=st.lists(st.integers(1, 13), min_size=1, max_size=3), seed=st.integers(0, 1000))
+def test_packed_batch_gradients_equal_per_sequence_gradients(lens, seed):
+    sizes = {"B": 1, "L": sum(lens), "G": 1, "R": 2, "P": 3, "N": 2}
+    values = make_inputs(mamba2, sizes, "f32", seed=seed, with_optional=False)
+    h0 = np.random.default_rng(seed).standard_normal((len(lens), 1, 2, 3, 2))
+    c = ssmc.compile(mamba2, block_t=8)
+    c.backward_compiled().force = True
+    seq = [k for k, s in mamba2.specs.items() if "L" in s.layout]
+
+    def tensors(d):
+        return {k: torch.tensor(v, dtype=torch.float32, device=DEVICE, requires_grad=True) for k, v in d.items()}
+
+    packed = tensors({**values, "h0": h0})
+    cu = torch.tensor(np.cumsum([0] + lens), dtype=torch.int32, device=DEVICE)
+    out = c(**packed, cu_seqlens=cu)
+    (out["y"].square().sum() + out["h_final"].sum()).backward()
+    params = {k: 0.0 for k in values if k not in seq}
+    for i, n in enumerate(lens):
+        s0 = int(cu[i])
+        one = tensors({**{k: v[:, s0 : s0 + n] if k in seq else v for k, v in values.items()}, "h0": h0[i : i + 1]})
+        o = c(**one)
+        (o["y"].square().sum() + o["h_final"].sum()).backward()
+        for k in seq:
+            torch.testing.assert_close(packed[k].grad[:, s0 : s0 + n], one[k].grad, rtol=1e-4, atol=1e-5, msg=k)
+        torch.testing.assert_close(packed["h0"].grad[i : i + 1], one["h0"].grad, rtol=1e-4, atol=1e-5)
+        for k in params:
+            params[k] = params[k] + one[k].grad
+    for k, g in params.items():
+        torch.testing.assert_close(packed[k].grad, g, rtol=1e-4, atol=1e-5, msg=k)
+
+
+@pytest.mark.skipif(not HAS_GPU, reason="needs a GPU")
+@pytest.mark.parametrize("name", ["mamba2", "simple_gla"])
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+def test_gpu_sizes_of_the_benchmark_kind(name, dtype):
+    """Tensor-core tiles in every kernel pair of the backward, whole and partial blocks (bf16;
+    float32 calls run the recurrent backward: the class's accuracy note)."""
+    lay = LAYERS[name]
+    c = MatrixBackward(lay)
+    for L, n in ((300, 128), (257, 48)):
+        sizes = {"B": 2, "L": L, "G": 1, "R": 3, "P": 64, "N": n, "H": 3, "K": n, "V": 64}
+        bad = [str(r) for r in check_compiled(c.layer, c, {d: sizes[d] for d in lay.dim_order}, dtype, 1, DEVICE, True) if not r.ok]
+        assert not bad, (L, n, bad)
