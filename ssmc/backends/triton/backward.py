@@ -88,11 +88,7 @@ class _MatrixPart(CompiledLayer):
 
     defines_op = False
     matrix_exact = True
-
-    def out_dtype(self, first_input_dtype: Any) -> Any:
-        import torch
-
-        return torch.float32
+    out_dtype = CompiledBackward.out_dtype  # float32, like every backward's
 
 
 class MatrixBackward:
@@ -201,6 +197,6 @@ class MatrixBackward:
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return self.raw_call(*args, **kwargs)
 
-    def sources(self, strategy: str = "matrix") -> list[str]:
+    def sources(self) -> list[str]:
         """The generated source of each kernel: the matrix scans' pairs, then the rest's."""
         return self.part.sources("matrix") + (self.rest.sources("bidir") if self.rest is not None else [])

@@ -313,8 +313,7 @@ class CompiledLayer:
         axis = self.graph.scan_axis()
         steps = (varlen[2] if varlen is not None else sizes.get(axis, 0)) if axis else 0
         strategy = self.strategy or self.default_strategy(on_gpu, steps)
-        run = _Run(self, sizes, tensors, self.out_dtype(first.dtype), device, on_gpu, varlen)
-        run.in_dtype = first.dtype
+        run = _Run(self, sizes, tensors, first.dtype, self.out_dtype(first.dtype), device, on_gpu, varlen)
         run.pairable = _pairable(layer, tensors)
         run.deterministic = det
         for plan in self.plans(strategy, sizes, run.pairable):
@@ -334,11 +333,10 @@ class CompiledLayer:
 class _Run:
     """The buffers and launches of one call."""
 
-    def __init__(self, c: CompiledLayer, sizes, tensors, out_dtype, device, on_gpu, varlen=None) -> None:
+    def __init__(self, c: CompiledLayer, sizes, tensors, in_dtype, out_dtype, device, on_gpu, varlen=None) -> None:
         self.c, self.sizes, self.tensors = c, dict(sizes), tensors
         self.varlen = varlen  # (batch dim, cu_seqlens, longest sequence) of a packed batch
-        self.out_dtype, self.device, self.on_gpu = out_dtype, device, on_gpu
-        self.in_dtype = out_dtype  # the first input's dtype (set by the caller)
+        self.in_dtype, self.out_dtype, self.device, self.on_gpu = in_dtype, out_dtype, device, on_gpu
         self.results: dict[str, Any] = {}
         self.buffers: dict[str, Any] = {}
         self.pairable: frozenset = frozenset()
