@@ -16,6 +16,7 @@ from test_matrix import SIZES, readout_scaled, retention
 import ssmc
 from ssmc.autodiff import backward_graph, backward_layer
 from ssmc.backends.triton.backward import CompiledBackward, MatrixBackward
+from ssmc.backends.triton.schedule import choose_matrix
 from ssmc.ir import dtypes
 from ssmc.ir.node import Graph, Node, topo_order
 from ssmc.ops.interpret import run
@@ -158,6 +159,38 @@ def test_the_backward_follows_the_strategy():
     assert {k.strategy for k in c.part.kernels("matrix")} == {"matrix"}
     # two reverse matrix scans (dv with dh0, dk), a kernel pair each
     assert sum(k.matrix.reverse for k in c.part.kernels("matrix")) == 4
+
+
+@pytest.mark.parametrize("name", ["mamba2", "simple_gla"])
+def test_only_the_summed_matrix_scans_take_float32_accurate_products(name):
+    """The decay's gradient adds up (running sum) the recomputed outputs and dv; dk and dq (and
+    the final states) feed no running sum: their kernels take 16-bit products on a GPU."""
+    c = MatrixBackward(LAYERS[name])
+    value_dim = {"mamba2": "P", "simple_gla": "V"}[name]  # the forward's y: [.., L, heads, value_dim]
+    outs = dict(c.part.graph.outputs)
+    want = {k for k, v in outs.items() if v.op == "matrix_scan" and v.attr("vdim") == value_dim}
+    assert {bool(outs[k].attr("reverse")) for k in want} == {False, True}  # y recomputed, dv
+    assert c.exact == want
+    if name == "mamba2":  # dB and dC from 16-bit products: held to the inputs' dtype's tolerance
+        assert c.result_precision("bf16") == {"grad_B": "bf16", "grad_C": "bf16"}
+        assert c.result_precision("f32") == {}
+    plans = c.part.plans("matrix")
+    assert sum(c.part.matrix_exact(p.group) for p in plans) == 2 and len(plans) >= 4
+
+
+def test_matrix_schedule_precision():
+    m2 = MatrixBackward(mamba2).part
+    states, full = m2.kernels("matrix")[:2]
+    sizes = {"B": 2, "L": 256, "G": 1, "R": 4, "P": 64, "N": 128}
+    prec = lambda k, *a, **kw: dict(choose_matrix(k, sizes, *a, **kw).flags)["PREC"]  # noqa: E731
+    # (on_gpu, f32, k_bf16, low)
+    assert prec(states, True, True, True, "bf16") == "bf16split"  # a forward's state: float32 accuracy
+    assert prec(states, True, True, False, "bf16") == "tf32x3"
+    assert prec(states, True, True, False, None) == "tf32x3"  # float32 inputs
+    assert prec(states, True, False, True, "bf16") == "bf16"  # a result that needs no float32 accuracy
+    assert prec(full, True, False, low="fp16") == "fp16"
+    assert prec(full, True, True, low="bf16") == "tf32x3"
+    assert prec(states, False, False, True, "bf16") == prec(full, False, False, low="bf16") == "tf32x3"  # the interpreter
 
 
 @settings(max_examples=3)  # each example: 4 forward and backward calls in the interpreter

@@ -114,7 +114,13 @@ def mamba2_backward_matrix_m1_matrix(
         n_steps = size_L
         row_B = pid_B
     idx = tl.arange(0, BLOCK_T)
-    DT = tl.float32 if PREC == 'tf32x3' else o_mx1.dtype.element_ty  # the products' operands: 16-bit inputs stay 16-bit
+    if PREC == 'bf16':  # 16-bit inputs stay 16-bit on tensor cores
+        DT = tl.bfloat16
+    elif PREC == 'fp16':
+        DT = tl.float16
+    else:  # float32-accurate products (bf16split: the states kernel's own)
+        DT = tl.float32
+    IP: tl.constexpr = 'tf32x3' if PREC == 'tf32x3' else 'tf32'  # (float32 operands only)
     r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)
     if r0 < n_steps:
         c = r0 // (BLOCK_T * SUB)  # the chunk
@@ -207,19 +213,19 @@ def mamba2_backward_matrix_m1_matrix(
             u0 = tl.load(a_x + bu0 + idx[:, None] * a_x_s_L + offs_P[None, :] * a_x_s_P, mask=mask_c[:, None] & mask_P[None, :], other=0.0).to(tl.float32)
             u23 = (e12 * u0)  # %23 = mul %12, %0 : [B, L, G, R, P]
             ut = tl.where(mask_c[:, None] & mask_P[None, :], u23, 0.0)  # u: the input's P factor
-            g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=PREC)  # c[t] . k[s]
+            g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
             # decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile
             e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))
             keep = (jj > 0) | (idx[:, None] >= idx[None, :])
             g = g * tl.exp2(tl.where(keep, e, float('-inf')))
-            acc += tl.dot(g.to(DT), ut.to(DT), input_precision=PREC)
+            acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
             off += tot_lc + tot2_lc
         b_hin_m1 = pid_B * hin_m1_s_B + pid_G * hin_m1_s_G + pid_R * hin_m1_s_R + c * hin_m1_s__C
         if ALIGNED:
             b_hin_m1 = tl.multiple_of(b_hin_m1, 8)
         # the chunk's entry state, decayed to each row
         h_in = tl.load(hin_m1 + b_hin_m1 + offs_N[:, None] * hin_m1_s_N + offs_P[None, :] * hin_m1_s_P, mask=mask_N[:, None] & mask_P[None, :], other=0.0)
-        acc += tl.dot(ct, h_in.to(DT), input_precision=PREC) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
+        acc += tl.dot(ct, h_in.to(DT), input_precision=IP) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
         # the epilogue, [BLOCK_T, BLOCK_P] tiles
         b_o_mx1 = row_B * o_mx1_s_B + pid_G * o_mx1_s_G + pid_R * o_mx1_s_R + t_r * o_mx1_s_L
         if ALIGNED:

@@ -115,7 +115,13 @@ def mamba2_k0_matrix(
         n_steps = size_L
         row_B = pid_B
     idx = tl.arange(0, BLOCK_T)
-    DT = tl.float32 if PREC == 'tf32x3' else o_y.dtype.element_ty  # the products' operands: 16-bit inputs stay 16-bit
+    if PREC == 'bf16':  # 16-bit inputs stay 16-bit on tensor cores
+        DT = tl.bfloat16
+    elif PREC == 'fp16':
+        DT = tl.float16
+    else:  # float32-accurate products (bf16split: the states kernel's own)
+        DT = tl.float32
+    IP: tl.constexpr = 'tf32x3' if PREC == 'tf32x3' else 'tf32'  # (float32 operands only)
     r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)
     if r0 < n_steps:
         c = r0 // (BLOCK_T * SUB)  # the chunk
@@ -206,19 +212,19 @@ def mamba2_k0_matrix(
             u0 = tl.load(a_x + bu0 + idx[:, None] * a_x_s_L + offs_P[None, :] * a_x_s_P, mask=mask_c[:, None] & mask_P[None, :], other=0.0).to(tl.float32)
             u17 = (e10 * u0)  # %17 = mul %10, %0 : [B, L, G, R, P]
             ut = tl.where(mask_c[:, None] & mask_P[None, :], u17, 0.0)  # u: the input's P factor
-            g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=PREC)  # c[t] . k[s]
+            g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
             # decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile
             e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))
             keep = (jj > 0) | (idx[:, None] >= idx[None, :])
             g = g * tl.exp2(tl.where(keep, e, float('-inf')))
-            acc += tl.dot(g.to(DT), ut.to(DT), input_precision=PREC)
+            acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
             off += tot_lc + tot2_lc
         b_hin_k0 = pid_B * hin_k0_s_B + pid_G * hin_k0_s_G + pid_R * hin_k0_s_R + c * hin_k0_s__C
         if ALIGNED:
             b_hin_k0 = tl.multiple_of(b_hin_k0, 8)
         # the chunk's entry state, decayed to each row
         h_in = tl.load(hin_k0 + b_hin_k0 + offs_N[:, None] * hin_k0_s_N + offs_P[None, :] * hin_k0_s_P, mask=mask_N[:, None] & mask_P[None, :], other=0.0)
-        acc += tl.dot(ct, h_in.to(DT), input_precision=PREC) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
+        acc += tl.dot(ct, h_in.to(DT), input_precision=IP) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
         # the epilogue, [BLOCK_T, BLOCK_P] tiles
         # %6 = arg D : param [G, R] init=ones
         y6 = tl.load(a_D + pid_G * a_D_s_G + pid_R * a_D_s_R).to(tl.float32)

@@ -50,7 +50,13 @@ def simple_gla_backward_matrix_m0_matrix(
         n_steps = size_L
         row_B = pid_B
     idx = tl.arange(0, BLOCK_T)
-    DT = tl.float32 if PREC == 'tf32x3' else o_mx0.dtype.element_ty  # the products' operands: 16-bit inputs stay 16-bit
+    if PREC == 'bf16':  # 16-bit inputs stay 16-bit on tensor cores
+        DT = tl.bfloat16
+    elif PREC == 'fp16':
+        DT = tl.float16
+    else:  # float32-accurate products (bf16split: the states kernel's own)
+        DT = tl.float32
+    IP: tl.constexpr = 'tf32x3' if PREC == 'tf32x3' else 'tf32'  # (float32 operands only)
     r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)
     if r0 < n_steps:
         c = r0 // (BLOCK_T * SUB)  # the chunk
@@ -120,19 +126,19 @@ def simple_gla_backward_matrix_m0_matrix(
             # %1 = arg k : input [B, L, H, K]
             u1 = tl.load(a_k + bu1 + idx[:, None] * a_k_s_L + offs_K[None, :] * a_k_s_K, mask=mask_c[:, None] & mask_K[None, :], other=0.0).to(tl.float32)
             ut = tl.where(mask_c[:, None] & mask_K[None, :], u1, 0.0)  # u: the input's K factor
-            g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=PREC)  # c[t] . k[s]
+            g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
             # decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile
             e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))
             keep = (jj > 0) | (idx[:, None] >= idx[None, :])
             g = g * tl.exp2(tl.where(keep, e, float('-inf')))
-            acc += tl.dot(g.to(DT), ut.to(DT), input_precision=PREC)
+            acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
             off += tot_lc + tot2_lc
         b_hin_m0 = pid_B * hin_m0_s_B + pid_H * hin_m0_s_H + c * hin_m0_s__C
         if ALIGNED:
             b_hin_m0 = tl.multiple_of(b_hin_m0, 8)
         # the chunk's entry state, decayed to each row
         h_in = tl.load(hin_m0 + b_hin_m0 + offs_V[:, None] * hin_m0_s_V + offs_K[None, :] * hin_m0_s_K, mask=mask_V[:, None] & mask_K[None, :], other=0.0)
-        acc += tl.dot(ct, h_in.to(DT), input_precision=PREC) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
+        acc += tl.dot(ct, h_in.to(DT), input_precision=IP) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
         # the epilogue, [BLOCK_T, BLOCK_K] tiles
         b_o_mx0 = row_B * o_mx0_s_B + pid_H * o_mx0_s_H + t_r * o_mx0_s_L
         if ALIGNED:

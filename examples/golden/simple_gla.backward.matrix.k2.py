@@ -67,6 +67,12 @@ def simple_gla_backward_matrix_m1_matrix_states(
         b_a_grad_h_final = tl.multiple_of(b_a_grad_h_final, 8)
     if HAS_a_grad_h_final:
         h = tl.load(a_grad_h_final + b_a_grad_h_final + offs_V[:, None] * a_grad_h_final_s_V + offs_K[None, :] * a_grad_h_final_s_K, mask=mask_V[:, None] & mask_K[None, :], other=0.0).to(tl.float32)
+    if PREC == 'bf16':  # 16-bit inputs stay 16-bit on tensor cores
+        DT = tl.bfloat16
+    elif PREC == 'fp16':
+        DT = tl.float16
+    else:  # float32-accurate products (bf16split: the states kernel's own)
+        DT = tl.float32
     n_tiles = tl.cdiv(n_steps, BLOCK_T)
     for i in tl.range(0, n_tiles, num_stages=NUM_STAGES):  # the tiles in order (loads pipelined)
         r = i * BLOCK_T  # the tile's first position
@@ -102,9 +108,11 @@ def simple_gla_backward_matrix_m1_matrix_states(
         u0 = tl.load(a_q + bu0 + idx[:, None] * -a_q_s_L + offs_K[None, :] * a_q_s_K, mask=mask_t[:, None] & mask_K[None, :], other=0.0).to(tl.float32)
         ut = tl.where(mask_t[:, None] & mask_K[None, :], u0, 0.0)  # u: the input's K factor
         # h <- (decay over the tile) h + sum_s (decay from s to the tile's end) k[s] u[s]^T,
-        # at float32 accuracy: the state and the final state are float32 results
+        # at float32 accuracy unless PREC says 16-bit: the state and the final state are float32 results
         v = ut * tl.exp2((tot_la - cum_la) + (tot2_la - cum2_la))[:, None]
-        if PREC == 'bf16split':  # k exact in bf16: v as three bf16 parts, three bf16 products
+        if PREC == 'bf16' or PREC == 'fp16':  # a result that needs no float32 accuracy: 16-bit products
+            kv = tl.dot(tl.trans(kt.to(DT)), v.to(DT))
+        elif PREC == 'bf16split':  # k exact in bf16: v as three bf16 parts, three bf16 products
             v1 = v.to(tl.bfloat16)
             rv = v - v1.to(tl.float32)
             v2 = rv.to(tl.bfloat16)
@@ -114,5 +122,5 @@ def simple_gla_backward_matrix_m1_matrix_states(
             kv = tl.dot(kT, v2, kv)
             kv = tl.dot(kT, v3, kv)
         else:
-            kv = tl.dot(tl.trans(kt.to(tl.float32)), v, input_precision=PREC)
+            kv = tl.dot(tl.trans(kt.to(tl.float32)), v, input_precision='tf32x3')
         h = h * tl.exp2(tot_la + tot2_la) + kv

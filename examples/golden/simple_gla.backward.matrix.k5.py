@@ -50,7 +50,13 @@ def simple_gla_backward_matrix_m2_matrix(
         n_steps = size_L
         row_B = pid_B
     idx = tl.arange(0, BLOCK_T)
-    DT = tl.float32 if PREC == 'tf32x3' else o_mx2.dtype.element_ty  # the products' operands: 16-bit inputs stay 16-bit
+    if PREC == 'bf16':  # 16-bit inputs stay 16-bit on tensor cores
+        DT = tl.bfloat16
+    elif PREC == 'fp16':
+        DT = tl.float16
+    else:  # float32-accurate products (bf16split: the states kernel's own)
+        DT = tl.float32
+    IP: tl.constexpr = 'tf32x3' if PREC == 'tf32x3' else 'tf32'  # (float32 operands only)
     r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)
     if r0 < n_steps:
         c = r0 // (BLOCK_T * SUB)  # the chunk
@@ -124,19 +130,19 @@ def simple_gla_backward_matrix_m2_matrix(
             # %5 = arg grad_o : input optional [B, L, H, V]
             u5 = tl.load(a_grad_o + bu5 + idx[:, None] * -a_grad_o_s_L + offs_V[None, :] * a_grad_o_s_V, mask=mask_c[:, None] & mask_V[None, :], other=0.0).to(tl.float32) if HAS_a_grad_o else tl.zeros([BLOCK_T, BLOCK_V], tl.float32)
             ut = tl.where(mask_c[:, None] & mask_V[None, :], u5, 0.0)  # u: the input's V factor
-            g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=PREC)  # c[t] . k[s]
+            g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
             # decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile
             e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))
             keep = (jj > 0) | (idx[:, None] >= idx[None, :])
             g = g * tl.exp2(tl.where(keep, e, float('-inf')))
-            acc += tl.dot(g.to(DT), ut.to(DT), input_precision=PREC)
+            acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
             off += tot_lc + tot2_lc
         b_hin_m2 = pid_B * hin_m2_s_B + pid_H * hin_m2_s_H + c * hin_m2_s__C
         if ALIGNED:
             b_hin_m2 = tl.multiple_of(b_hin_m2, 8)
         # the chunk's entry state, decayed to each row
         h_in = tl.load(hin_m2 + b_hin_m2 + offs_K[:, None] * hin_m2_s_K + offs_V[None, :] * hin_m2_s_V, mask=mask_K[:, None] & mask_V[None, :], other=0.0)
-        acc += tl.dot(ct, h_in.to(DT), input_precision=PREC) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
+        acc += tl.dot(ct, h_in.to(DT), input_precision=IP) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
         # the epilogue, [BLOCK_T, BLOCK_V] tiles
         b_o_mx2 = row_B * o_mx2_s_B + pid_H * o_mx2_s_H + t_r * o_mx2_s_L
         if ALIGNED:

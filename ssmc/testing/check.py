@@ -92,4 +92,7 @@ def check_compiled(
     # Triton's interpreter truncates float32 -> bfloat16; GPUs round to nearest
     rounding = "rn" if str(device).startswith("cuda") else "rz"
     dts_out = {k: names[v.dtype] for k, v in outs.items()}
+    # outputs stored in float32 but multiplied in the inputs' 16-bit dtype (a matrix backward's)
+    if hasattr(compiled, "result_precision"):
+        dts_out.update({k: d for k, d in compiled.result_precision(dtype).items() if k in dts_out})
     return compare_outputs(got, ref64, ref32s, dts_out, tol_scale, rounding)

@@ -11,6 +11,7 @@ from ssmc.backends.triton.lower import layout_of, lower_group
 from ssmc.backends.triton.lower_backward import lower_bidir, recompute_group
 from ssmc.dsl.layer import Layer
 from ssmc.errors import LoweringError
+from ssmc.ir.node import topo_order
 from ssmc.passes import CSE, DCE, Canonicalize
 from ssmc.passes.fuse_backward import FuseBackward
 
@@ -82,13 +83,20 @@ class CompiledBackward(CompiledLayer):
 
 
 class _MatrixPart(CompiledLayer):
-    """The matrix scans of a backward, each a pair of matrix-form kernels; float32 results, from
-    float32-accurate products (tf32x3) whatever the inputs' dtype: the decay's gradient is a
-    running sum of differences of their results (see MatrixBackward)."""
+    """The matrix scans of a backward, each a pair of matrix-form kernels; float32 results.
+    Those named in ``exact`` from float32-accurate products (tf32x3) whatever the inputs' dtype:
+    the decay's gradient is a running sum of differences of their results (see MatrixBackward);
+    the others from products at the inputs' precision."""
 
     defines_op = False
-    matrix_exact = True
     out_dtype = CompiledBackward.out_dtype  # float32, like every backward's
+
+    def __init__(self, layer: Layer, exact: frozenset[str], **kwargs: Any) -> None:
+        super().__init__(layer, **kwargs)
+        self.exact = exact
+
+    def matrix_exact(self, group: Any) -> bool:
+        return any(name in self.exact for name, v in self.graph.outputs if v in group.stores)
 
 
 class MatrixBackward:
@@ -115,7 +123,7 @@ class MatrixBackward:
     def __init__(self, layer: Layer, forward: CompiledLayer | None = None, verify: bool = False,
                  block_t: int | None = None, sub: int | None = None) -> None:
         from ssmc.dsl.trace import ArgSpec
-        from ssmc.ir.node import Node, topo_order
+        from ssmc.ir.node import Node
         from ssmc.passes import run_passes
         from ssmc.passes.base import rewrite
         from ssmc.passes.matrix_scans import MATRIX_OPS, FuseMatrixScans
@@ -130,9 +138,13 @@ class MatrixBackward:
         if not mnodes:
             raise LoweringError(f"{layer.name}: no scan has the matrix form; use CompiledBackward")
         names = {n: f"mx{i}" for i, n in enumerate(mnodes)}
+        # the results a running sum over time adds up (the decay's gradient: differences whose
+        # terms mostly cancel) need float32-accurate products; the others (dk, dq) do not
+        summed = {x for n in g.nodes if n.op == "scan" for x in topo_order(list(n.inputs))}
+        self.exact = frozenset(names[n] for n in mnodes if n in summed)
         part = g.replace(name=f"{g.name}_matrix", outputs=tuple((names[n], n) for n in mnodes),
                          nodes=tuple(topo_order(mnodes)), groups=None)
-        self.part = _MatrixPart(Layer.from_graph(part, full.specs, full.optional, full.fixed_sizes),
+        self.part = _MatrixPart(Layer.from_graph(part, full.specs, full.optional, full.fixed_sizes), self.exact,
                                 strategy="matrix", passes=(FuseMatrixScans(),), verify=verify, block_t=block_t)
         self.part.options["sub"] = sub
         self.layer = full  # the backward as a layer: what tests interpret
@@ -158,6 +170,20 @@ class MatrixBackward:
             layout = (heads[:-1], heads[-1] if heads else None, whole)
             self.rest = CompiledBackward(layer, forward, verify=verify, layout=layout,
                                          graph_layer=Layer.from_graph(rest, specs, full.optional, full.fixed_sizes))
+
+    def result_precision(self, input_dtype: str) -> dict[str, str]:
+        """The gradients whose kernels multiply in ``input_dtype`` ("bf16", "f16"; float32 results
+        nonetheless): those computed from matrix scans that need no float32 accuracy (their
+        products are 16-bit on a GPU), to be held to that dtype's tolerance."""
+        if input_dtype == "f32" or self.rest is None:
+            return {}
+        part = self.part.graph
+        low = {k for g in part.groups or () if not self.part.matrix_exact(g) for k, v in part.outputs if v in g.stores}
+        out = {}
+        for name, v in self.rest.graph.outputs:
+            if any(n.op == "arg" and n.attr("name") in low for n in topo_order([v])):
+                out[name] = input_dtype
+        return out
 
     def recurrent_for(self, cu_seqlens: Any, kwargs: dict[str, Any]) -> bool:
         """Whether this call runs the recurrent backward instead (see the class's accuracy note)."""

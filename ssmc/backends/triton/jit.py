@@ -74,7 +74,6 @@ class CompiledLayer:
     dtype of the layer's first input argument, final states in float32."""
 
     defines_op = True  # a torch.library op of its own (a backward is called through its forward's)
-    matrix_exact = False  # the matrix form's products at float32 accuracy whatever the inputs' dtype
 
     def __init__(
         self,
@@ -170,6 +169,12 @@ class CompiledLayer:
     def has_matrix_form(self) -> bool:
         """Whether some fused group has the matrix form (lower_matrix)."""
         return any(isinstance(matrix_form(self.graph, g), MatrixForm) for g in self.graph.groups or ())
+
+    def matrix_exact(self, group: Any) -> bool | None:
+        """Whether the matrix scan of ``group`` needs float32-accurate products whatever the
+        inputs' dtype: True for all its kernels, False for none, None (a layer's own scan) for
+        its states kernel alone (the state and final state are float32 results)."""
+        return None
 
     def default_strategy(self, on_gpu: bool, steps: int) -> str:
         """The matrix form where a group has it and the call is long enough; else chunked."""
@@ -398,12 +403,15 @@ class _Run:
         states, full = plan.kernels[0], plan.kernels[-1]
         m = states.matrix
         L = self.varlen[2] if self.varlen is not None else self.sizes[m.time]
-        # float32 inputs: products at float32 accuracy (so for a backward's matrix scans: see MatrixBackward)
-        f32 = self.in_dtype == torch.float32 or self.c.matrix_exact
+        # products at float32 accuracy for float32 inputs and float32 results (a forward's
+        # states; a backward's matrix scans whose results must be: see MatrixBackward)
+        f32 = self.in_dtype == torch.float32
+        exact = self.c.matrix_exact(plan.group)
+        low = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.in_dtype)
         k = plain_arg(m, m.k, m.n)  # loaded as stored: exact as a bf16 operand if it is bf16
         k_bf16 = k is not None and self.tensors[k.attr("name")].dtype == torch.bfloat16
-        sa = choose_matrix(states, self.sizes, self.on_gpu, f32, k_bf16, **self.c.options)
-        sb = choose_matrix(full, self.sizes, self.on_gpu, f32, **self.c.options)
+        sa = choose_matrix(states, self.sizes, self.on_gpu, f32 or exact is not False, k_bf16, low, **self.c.options)
+        sb = choose_matrix(full, self.sizes, self.on_gpu, f32 or bool(exact), low=low, **self.c.options)
         blocks_a, blocks_b = dict(sa.blocks), dict(sb.blocks)
         self.sizes["_C"] = max(1, triton_cdiv(L, sa.block_t * sa.sub))
         self.sizes["_NB"] = triton_cdiv(self.sizes[m.n], blocks_a[m.n])

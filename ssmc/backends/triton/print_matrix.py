@@ -258,6 +258,7 @@ class MatrixPrinter:
             buf.line(f"if HAS_{t0.name}:")
             with buf.indent():
                 buf.line(f"h = tl.load({ptr}, mask={mask}, other=0.0).to(tl.float32)")
+        self.operand_dtype(buf)
         hin = next(t for t in k.tensors if t.name.startswith("hin_"))
         extra = self.extra()
         buf.line(f"n_tiles = tl.cdiv(n_steps{f' + {extra}' if extra else ''}, BLOCK_T)")
@@ -278,9 +279,12 @@ class MatrixPrinter:
             self.tile(buf, "kt", m.k, n, "t", "mask_t", "k", f"k: the input's {n} factor", raw=True)
             self.tile(buf, "ut", m.u, p, "t", "mask_t", "u", f"u: the input's {p} factor")
             buf.line("# h <- (decay over the tile) h + sum_s (decay from s to the tile's end) k[s] u[s]^T,")
-            buf.line("# at float32 accuracy: the state and the final state are float32 results")
+            buf.line("# at float32 accuracy unless PREC says 16-bit: the state and the final state are float32 results")
             buf.line("v = ut * tl.exp2((tot_la - cum_la) + (tot2_la - cum2_la))[:, None]")
-            buf.line("if PREC == 'bf16split':  # k exact in bf16: v as three bf16 parts, three bf16 products")
+            buf.line("if PREC == 'bf16' or PREC == 'fp16':  # a result that needs no float32 accuracy: 16-bit products")
+            with buf.indent():
+                buf.line("kv = tl.dot(tl.trans(kt.to(DT)), v.to(DT))")
+            buf.line("elif PREC == 'bf16split':  # k exact in bf16: v as three bf16 parts, three bf16 products")
             with buf.indent():
                 buf.line("v1 = v.to(tl.bfloat16)")
                 buf.line("rv = v - v1.to(tl.float32)")
@@ -292,7 +296,7 @@ class MatrixPrinter:
                 buf.line("kv = tl.dot(kT, v3, kv)")
             buf.line("else:")
             with buf.indent():
-                buf.line("kv = tl.dot(tl.trans(kt.to(tl.float32)), v, input_precision=PREC)")
+                buf.line("kv = tl.dot(tl.trans(kt.to(tl.float32)), v, input_precision='tf32x3')")
             buf.line("h = h * tl.exp2(tot_la + tot2_la) + kv")
         finals = [t for t in k.tensors if t.name.startswith("o_")]
         if finals:
@@ -302,12 +306,25 @@ class MatrixPrinter:
                 ptr, mask = self.state_ptr(buf, t, None)
                 buf.line(f"tl.store({ptr}, h, mask={mask})")
 
+    def operand_dtype(self, buf: IndentedBuffer, ip: bool = False) -> None:
+        """``DT``, the products' operand dtype (and ``ip``: ``IP``, tl.dot's input precision):
+        PREC (``choose_matrix``) names them."""
+        buf.line("if PREC == 'bf16':  # 16-bit inputs stay 16-bit on tensor cores")
+        with buf.indent():
+            buf.line("DT = tl.bfloat16")
+        buf.line("elif PREC == 'fp16':")
+        with buf.indent():
+            buf.line("DT = tl.float16")
+        buf.line("else:  # float32-accurate products (bf16split: the states kernel's own)")
+        with buf.indent():
+            buf.line("DT = tl.float32")
+        if ip:
+            buf.line("IP: tl.constexpr = 'tf32x3' if PREC == 'tf32x3' else 'tf32'  # (float32 operands only)")
+
     def outputs_body(self, buf: IndentedBuffer) -> None:
         k, m = self.k, self.m
         n, p = m.n, m.p
-        outs = [t for t in k.tensors if t.name.startswith("o_")]
-        dt = f"{outs[0].name}.dtype.element_ty" if outs else "tl.float32"
-        buf.line(f"DT = tl.float32 if PREC == 'tf32x3' else {dt}  # the products' operands: 16-bit inputs stay 16-bit")
+        self.operand_dtype(buf, ip=True)
         buf.line("r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)")
         buf.line("if r0 < n_steps:")
         with buf.indent():
@@ -332,18 +349,18 @@ class MatrixPrinter:
                 self.log_decay(buf, "lc", td, mask_d, "e")
                 self.tile(buf, "kt", m.k, n, "t_c", "mask_c", "k", f"k: the input's {n} factor", raw=True)
                 self.tile(buf, "ut", m.u, p, "t_c", "mask_c", "u", f"u: the input's {p} factor")
-                buf.line("g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=PREC)  # c[t] . k[s]")
+                buf.line("g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]")
                 buf.line("# decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile")
                 buf.line("e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))")
                 buf.line("keep = (jj > 0) | (idx[:, None] >= idx[None, :])")
                 buf.line("g = g * tl.exp2(tl.where(keep, e, float('-inf')))")
-                buf.line("acc += tl.dot(g.to(DT), ut.to(DT), input_precision=PREC)")
+                buf.line("acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)")
                 buf.line("off += tot_lc + tot2_lc")
             hin = self.tensors[next(t.source for t in k.tensors if t.name.startswith("hin_"))]
             ptr, mask = self.state_ptr(buf, hin, "c")
             buf.line("# the chunk's entry state, decayed to each row")
             buf.line(f"h_in = tl.load({ptr}, mask={mask}, other=0.0)")
-            buf.line("acc += tl.dot(ct, h_in.to(DT), input_precision=PREC) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]")
+            buf.line("acc += tl.dot(ct, h_in.to(DT), input_precision=IP) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]")
             buf.line(f"# the epilogue, [BLOCK_T, BLOCK_{p}] tiles")
             var = self.emit(buf, [x for x, _ in m.stores], p, "t_r", "mask_r", "y", bound={m.readout: "acc"})
             for node, names in m.stores:

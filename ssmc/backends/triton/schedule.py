@@ -115,15 +115,16 @@ MATRIX_MIN_STEPS = 64
 
 
 def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool, k_bf16: bool = False,
-                  block_t: int | None = None, num_warps: int | None = None, sub: int | None = None,
-                  num_stages: int | None = None, **_: object) -> Schedule:
+                  low: str | None = None, block_t: int | None = None, num_warps: int | None = None,
+                  sub: int | None = None, num_stages: int | None = None, **_: object) -> Schedule:
     """Tiles of the matrix form's kernels: ``BLOCK_T`` steps (a multiple of 16 on a GPU, for
     tl.dot), ``SUB`` tiles per chunk (states stored at chunk boundaries), blocks of N and P.
-    The states kernel's products run at float32 accuracy (tf32x3: the state and the final state
-    are float32 results); the outputs kernel's at the inputs' precision (16-bit operands on
-    tensor cores for bf16 / f16 inputs, tf32x3 for float32). ``k_bf16``: k is one bf16 argument,
-    exact as a tensor-core operand: the states kernel's products split the other operand in
-    three bf16 parts instead (float32 accuracy)."""
+    ``PREC``, the products' precision: where ``f32`` (the caller's: a forward's states kernel,
+    whose state and final state are float32 results; float32 inputs; a backward's results that
+    must be float32-accurate) at float32 accuracy, tf32x3; else with 16-bit operands on tensor
+    cores (``low``, the inputs' "bf16" or "fp16"). ``k_bf16``: k is one bf16 argument, exact as
+    a tensor-core operand: a states kernel's float32-accurate products then split the other
+    operand in three bf16 parts instead."""
     from ssmc.backends.triton.lower_matrix import MAX_N
 
     m = kernel.matrix
@@ -144,12 +145,15 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
         # blocks of 64 x 32 of the state per program: 0.19 ms against 0.21 for 64 x 64 and 0.38
         # for 32 x 64 (same run, chunks of 128); two stages of loads in flight: 0.21 against 0.32 for one
         bn, bp, warps = max(lo, min(next_pow2(N), 64)), max(lo, min(next_pow2(P), 32)), num_warps or 4
-        prec = "bf16split" if k_bf16 and on_gpu else "tf32x3"
+        if not on_gpu or (f32 and not k_bf16) or low is None:
+            prec = "tf32x3"
+        else:
+            prec = "bf16split" if f32 else low
         stages = num_stages or (2 if on_gpu else 1)
     else:
         # 4 warps: 0.26 ms against 0.62 with 8 (B8 L2048, chunks of 64)
         bn, bp, warps = max(lo, next_pow2(N)), max(lo, min(next_pow2(P), 64)), num_warps or 4
-        prec = "tf32x3" if f32 or not on_gpu else "tf32"
+        prec = "tf32x3" if f32 or not on_gpu or low is None else low
         stages = num_stages or 1
     even = ((m.n, N % bn == 0), (m.p, P % bp == 0))
     return Schedule("matrix", bt, ((m.n, bn), (m.p, bp)), warps, stages, even, sub, (("PREC", prec),))
