@@ -87,24 +87,27 @@ def main():
     edit = []
     jit.generate = lambda kernel, *a: _edited(generate(kernel, *a), edit)
     rest = bwd.rest
-    for name, opts, ed in [("rest block R 2", dict(block_tiled=2), []), ("rest block R 4", dict(block_tiled=4), []),
-                           ("rest unroll 4", dict(unroll=4), []),
-                           ("rest atomics as stores (wrong)", {}, [("tl.atomic_add(p_add, v_add", "tl.store(p_add, v_add"), (", sem='relaxed')", ")")])]:
+    variants = [("rest 1 chunk", dict(chunks=1), []), ("rest 16 chunks", dict(chunks=16), [])]
+    for name, opts, ed in variants:
         saved = dict(rest.options), rest.bidir_unroll
-        rest.options.update({k: v for k, v in opts.items() if k != "unroll"})
+        rest.options.update({k: v for k, v in opts.items() if k not in ("unroll", "chunks")})
         rest.bidir_unroll = opts.get("unroll", rest.bidir_unroll)
+        rest.chunks = opts.get("chunks")
         edit[:] = ed
         rest._recipes.clear()
         rest._plans.clear()
         rest._fns.clear() if hasattr(rest, "_fns") and hasattr(rest._fns, "clear") else None
         try:
             bench[name] = triton.testing.do_bench(lambda: rest.raw_call(**kw, **cot, **mx), warmup=25, rep=200)
-            print(f"  {name:32s} {bench[name]:.3f} ms", flush=True)
+            kt = kernel_times(lambda: rest.raw_call(**kw, **cot, **mx), reps=5)
+            parts = "  ".join(f"{k.split('_k0_')[-1][:16]} {t:.3f}" for k, t in kt.items() if "_k0_" in k)
+            print(f"  {name:32s} {bench[name]:.3f} ms   ({parts})", flush=True)
         except Exception as e:  # noqa: BLE001
             print(f"  {name:32s} failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
         rest.options.clear()
         rest.options.update(saved[0])
         rest.bidir_unroll = saved[1]
+        rest.chunks = None
     res["bench_ms"] = bench
     json.dump(res, open(os.path.join(out_dir, "profile-matrix-backward.json"), "w"), indent=1)
 

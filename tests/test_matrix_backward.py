@@ -124,12 +124,14 @@ def matrix_backward(name, block_t):
     dtype=st.sampled_from(["f32", "bf16", "f16"]),
     block_t=st.sampled_from([4, 8]),  # few tiles: the interpreter runs every program of 8 kernels
     sub=st.integers(1, 3),
+    chunks=st.sampled_from([None, 2, 3, 7]),  # the rest's sequence split among programs
     seed=st.integers(0, 1000),
     h0=st.booleans(),
 )
-def test_matrix_backward_matches_interpreter(name, L, dtype, block_t, sub, seed, h0):
+def test_matrix_backward_matches_interpreter(name, L, dtype, block_t, sub, chunks, seed, h0):
     c = matrix_backward(name, block_t)
     c.part.options["sub"] = sub
+    c.rest.chunks = chunks
     lay = LAYERS[name]
     sizes = {d: L if d == "L" else SIZES[d] for d in lay.dim_order}
     bad = [str(r) for r in check_compiled(c.layer, c, sizes, dtype, seed, DEVICE, h0) if not r.ok]
@@ -174,6 +176,8 @@ def test_only_the_summed_matrix_scans_take_float32_accurate_products(name):
     if name == "mamba2":  # dB and dC from 16-bit products: held to the inputs' dtype's tolerance
         assert c.result_precision("bf16") == {"grad_B": "bf16", "grad_C": "bf16"}
         assert c.result_precision("f32") == {}
+    else:  # simple GLA's dq, dk: the part's results as they are
+        assert c.result_precision("f16") == {"grad_q": "f16", "grad_k": "f16"}
     plans = c.part.plans("matrix")
     assert sum(c.part.matrix_exact(p.group) for p in plans) == 2 and len(plans) >= 4
 
@@ -190,6 +194,8 @@ def test_matrix_schedule_precision():
     assert prec(states, True, False, True, "bf16") == "bf16"  # a result that needs no float32 accuracy
     assert prec(full, True, False, low="fp16") == "fp16"
     assert prec(full, True, True, low="bf16") == "tf32x3"
+    assert prec(full, True, True, True, "bf16") == "bf16split"  # c and k bf16 arguments: c . k exact
+    assert prec(full, True, False, True, "bf16") == "bf16"
     assert prec(states, False, False, True, "bf16") == prec(full, False, False, low="bf16") == "tf32x3"  # the interpreter
 
 
@@ -201,6 +207,7 @@ def test_packed_batch_gradients_equal_per_sequence_gradients(lens, seed):
     h0 = np.random.default_rng(seed).standard_normal((len(lens), 1, 2, 3, 2))
     c = ssmc.compile(mamba2, block_t=8)
     c.backward_compiled().force = True
+    c.backward_compiled().rest.chunks = 2  # the rest's sequence split: chunks by the longest sequence
     seq = [k for k, s in mamba2.specs.items() if "L" in s.layout]
 
     def tensors(d):

@@ -121,7 +121,7 @@ def mamba2_backward_matrix_m0_matrix(
         DT = tl.float16
     else:  # float32-accurate products (bf16split: the states kernel's own)
         DT = tl.float32
-    IP: tl.constexpr = 'tf32x3' if PREC == 'tf32x3' else 'tf32'  # (float32 operands only)
+    IP: tl.constexpr = 'tf32' if PREC == 'bf16' or PREC == 'fp16' else 'tf32x3'  # (float32 operands only)
     r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)
     if r0 < n_steps:
         c = r0 // (BLOCK_T * SUB)  # the chunk
@@ -157,7 +157,7 @@ def mamba2_backward_matrix_m0_matrix(
         d17 = (d12 * d16)  # %17 = mul %12, %16 : [B, L, G, R]
         d19 = (d17 * 0.6931471805599453)  # %19 = mul %17, %18 : [B, L, G, R]
         lr = tl.sum(tl.where(mask_t_rd[:, None], d19 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
-        if PREC == 'tf32x3':  # float32 outputs: the pair
+        if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
             cum_lr, cum2_lr = tl.associative_scan((lr, lr * 0.0), 0, _ssmc_sum2)
         else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
             cum_lr = tl.cumsum(lr, axis=0)
@@ -170,7 +170,8 @@ def mamba2_backward_matrix_m0_matrix(
         # %2 = arg B : input [B, L, G, N]
         c2 = tl.load(a_B + bc2 + idx[:, None] * -a_B_s_L + offs_N[None, :] * a_B_s_N, mask=mask_r[:, None] & mask_N[None, :], other=0.0)
         ct = c2  # c: the readout's N factor
-        ct = ct.to(DT)
+        if PREC != 'bf16split':
+            ct = ct.to(DT)
         # off: log2 of the decay from the end of column tile j to the start of the rows
         # (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)
         off = -(tot_lr + tot2_lr)
@@ -198,7 +199,7 @@ def mamba2_backward_matrix_m0_matrix(
             e17 = (e12 * e16)  # %17 = mul %12, %16 : [B, L, G, R]
             e19 = (e17 * 0.6931471805599453)  # %19 = mul %17, %18 : [B, L, G, R]
             lc = tl.sum(tl.where(mask_t_cd[:, None], e19 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
-            if PREC == 'tf32x3':  # float32 outputs: the pair
+            if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
                 cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
             else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
                 cum_lc = tl.cumsum(lc, axis=0)
@@ -224,7 +225,10 @@ def mamba2_backward_matrix_m0_matrix(
             u20 = (u4 * tl.sigmoid(u4))  # %20 = silu %4 : [B, L, G, R, P]
             u21 = (u9 * u20)  # %21 = mul %9, %20 : [B, L, G, R, P]
             ut = tl.where(mask_c[:, None] & mask_P[None, :], u21, 0.0)  # u: the input's P factor
-            g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
+            if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product
+                g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]
+            else:
+                g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
             # decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile
             e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))
             keep = (jj > 0) | (idx[:, None] >= idx[None, :])
@@ -236,7 +240,17 @@ def mamba2_backward_matrix_m0_matrix(
             b_hin_m0 = tl.multiple_of(b_hin_m0, 8)
         # the chunk's entry state, decayed to each row
         h_in = tl.load(hin_m0 + b_hin_m0 + offs_N[:, None] * hin_m0_s_N + offs_P[None, :] * hin_m0_s_P, mask=mask_N[:, None] & mask_P[None, :], other=0.0)
-        acc += tl.dot(ct, h_in.to(DT), input_precision=IP) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
+        if PREC == 'bf16split':  # c exact in bf16: h_in as three bf16 parts, three bf16 products
+            h1 = h_in.to(tl.bfloat16)
+            rh = h_in - h1.to(tl.float32)
+            h2 = rh.to(tl.bfloat16)
+            h3 = (rh - h2.to(tl.float32)).to(tl.bfloat16)
+            ch = tl.dot(ct, h1)
+            ch = tl.dot(ct, h2, ch)
+            ch = tl.dot(ct, h3, ch)
+        else:
+            ch = tl.dot(ct, h_in.to(DT), input_precision=IP)
+        acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
         # the epilogue, [BLOCK_T, BLOCK_P] tiles
         b_o_mx0 = row_B * o_mx0_s_B + pid_G * o_mx0_s_G + pid_R * o_mx0_s_R + t_r * o_mx0_s_L
         if ALIGNED:

@@ -121,7 +121,7 @@ def mamba2_k0_matrix(
         DT = tl.float16
     else:  # float32-accurate products (bf16split: the states kernel's own)
         DT = tl.float32
-    IP: tl.constexpr = 'tf32x3' if PREC == 'tf32x3' else 'tf32'  # (float32 operands only)
+    IP: tl.constexpr = 'tf32' if PREC == 'bf16' or PREC == 'fp16' else 'tf32x3'  # (float32 operands only)
     r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)
     if r0 < n_steps:
         c = r0 // (BLOCK_T * SUB)  # the chunk
@@ -154,7 +154,7 @@ def mamba2_k0_matrix(
         d14 = (d12 * 1.4426950408889634)  # %14 = mul %12, %13 : [G, R]
         d15 = (d10 * d14)  # %15 = mul %10, %14 : [B, L, G, R]
         lr = tl.sum(tl.where(mask_r[:, None], d15, 0.0), axis=1)  # log2 of the decay, per step
-        if PREC == 'tf32x3':  # float32 outputs: the pair
+        if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
             cum_lr, cum2_lr = tl.associative_scan((lr, lr * 0.0), 0, _ssmc_sum2)
         else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
             cum_lr = tl.cumsum(lr, axis=0)
@@ -167,7 +167,8 @@ def mamba2_k0_matrix(
         # %3 = arg C : input [B, L, G, N]
         c3 = tl.load(a_C + bc3 + idx[:, None] * a_C_s_L + offs_N[None, :] * a_C_s_N, mask=mask_r[:, None] & mask_N[None, :], other=0.0)
         ct = c3  # c: the readout's N factor
-        ct = ct.to(DT)
+        if PREC != 'bf16split':
+            ct = ct.to(DT)
         # off: log2 of the decay from the end of column tile j to the start of the rows
         # (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)
         off = -(tot_lr + tot2_lr)
@@ -192,7 +193,7 @@ def mamba2_k0_matrix(
             e14 = (e12 * 1.4426950408889634)  # %14 = mul %12, %13 : [G, R]
             e15 = (e10 * e14)  # %15 = mul %10, %14 : [B, L, G, R]
             lc = tl.sum(tl.where(mask_c[:, None], e15, 0.0), axis=1)  # log2 of the decay, per step
-            if PREC == 'tf32x3':  # float32 outputs: the pair
+            if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
                 cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
             else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
                 cum_lc = tl.cumsum(lc, axis=0)
@@ -212,7 +213,10 @@ def mamba2_k0_matrix(
             u0 = tl.load(a_x + bu0 + idx[:, None] * a_x_s_L + offs_P[None, :] * a_x_s_P, mask=mask_c[:, None] & mask_P[None, :], other=0.0).to(tl.float32)
             u17 = (e10 * u0)  # %17 = mul %10, %0 : [B, L, G, R, P]
             ut = tl.where(mask_c[:, None] & mask_P[None, :], u17, 0.0)  # u: the input's P factor
-            g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
+            if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product
+                g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]
+            else:
+                g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
             # decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile
             e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))
             keep = (jj > 0) | (idx[:, None] >= idx[None, :])
@@ -224,7 +228,17 @@ def mamba2_k0_matrix(
             b_hin_k0 = tl.multiple_of(b_hin_k0, 8)
         # the chunk's entry state, decayed to each row
         h_in = tl.load(hin_k0 + b_hin_k0 + offs_N[:, None] * hin_k0_s_N + offs_P[None, :] * hin_k0_s_P, mask=mask_N[:, None] & mask_P[None, :], other=0.0)
-        acc += tl.dot(ct, h_in.to(DT), input_precision=IP) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
+        if PREC == 'bf16split':  # c exact in bf16: h_in as three bf16 parts, three bf16 products
+            h1 = h_in.to(tl.bfloat16)
+            rh = h_in - h1.to(tl.float32)
+            h2 = rh.to(tl.bfloat16)
+            h3 = (rh - h2.to(tl.float32)).to(tl.bfloat16)
+            ch = tl.dot(ct, h1)
+            ch = tl.dot(ct, h2, ch)
+            ch = tl.dot(ct, h3, ch)
+        else:
+            ch = tl.dot(ct, h_in.to(DT), input_precision=IP)
+        acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
         # the epilogue, [BLOCK_T, BLOCK_P] tiles
         # %6 = arg D : param [G, R] init=ones
         y6 = tl.load(a_D + pid_G * a_D_s_G + pid_R * a_D_s_R).to(tl.float32)

@@ -56,7 +56,7 @@ def simple_gla_backward_matrix_m0_matrix(
         DT = tl.float16
     else:  # float32-accurate products (bf16split: the states kernel's own)
         DT = tl.float32
-    IP: tl.constexpr = 'tf32x3' if PREC == 'tf32x3' else 'tf32'  # (float32 operands only)
+    IP: tl.constexpr = 'tf32' if PREC == 'bf16' or PREC == 'fp16' else 'tf32x3'  # (float32 operands only)
     r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)
     if r0 < n_steps:
         c = r0 // (BLOCK_T * SUB)  # the chunk
@@ -79,7 +79,7 @@ def simple_gla_backward_matrix_m0_matrix(
         # %3 = arg g : input [B, L, H]
         d3 = tl.load(a_g + bd3 + idx[:, None] * a_g_s_L, mask=mask_r[:, None], other=0.0).to(tl.float32)
         lr = tl.sum(tl.where(mask_r[:, None], d3 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
-        if PREC == 'tf32x3':  # float32 outputs: the pair
+        if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
             cum_lr, cum2_lr = tl.associative_scan((lr, lr * 0.0), 0, _ssmc_sum2)
         else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
             cum_lr = tl.cumsum(lr, axis=0)
@@ -92,7 +92,8 @@ def simple_gla_backward_matrix_m0_matrix(
         # %5 = arg grad_o : input optional [B, L, H, V]
         c5 = tl.load(a_grad_o + bc5 + idx[:, None] * a_grad_o_s_L + offs_V[None, :] * a_grad_o_s_V, mask=mask_r[:, None] & mask_V[None, :], other=0.0).to(tl.float32) if HAS_a_grad_o else tl.zeros([BLOCK_T, BLOCK_V], tl.float32)
         ct = tl.where(mask_r[:, None] & mask_V[None, :], c5, 0.0)  # c: the readout's V factor
-        ct = ct.to(DT)
+        if PREC != 'bf16split':
+            ct = ct.to(DT)
         # off: log2 of the decay from the end of column tile j to the start of the rows
         # (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)
         off = -(tot_lr + tot2_lr)
@@ -107,7 +108,7 @@ def simple_gla_backward_matrix_m0_matrix(
             # %3 = arg g : input [B, L, H]
             e3 = tl.load(a_g + be3 + idx[:, None] * a_g_s_L, mask=mask_c[:, None], other=0.0).to(tl.float32)
             lc = tl.sum(tl.where(mask_c[:, None], e3 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
-            if PREC == 'tf32x3':  # float32 outputs: the pair
+            if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
                 cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
             else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
                 cum_lc = tl.cumsum(lc, axis=0)
@@ -126,7 +127,10 @@ def simple_gla_backward_matrix_m0_matrix(
             # %1 = arg k : input [B, L, H, K]
             u1 = tl.load(a_k + bu1 + idx[:, None] * a_k_s_L + offs_K[None, :] * a_k_s_K, mask=mask_c[:, None] & mask_K[None, :], other=0.0).to(tl.float32)
             ut = tl.where(mask_c[:, None] & mask_K[None, :], u1, 0.0)  # u: the input's K factor
-            g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
+            if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product
+                g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]
+            else:
+                g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
             # decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile
             e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))
             keep = (jj > 0) | (idx[:, None] >= idx[None, :])
@@ -138,7 +142,17 @@ def simple_gla_backward_matrix_m0_matrix(
             b_hin_m0 = tl.multiple_of(b_hin_m0, 8)
         # the chunk's entry state, decayed to each row
         h_in = tl.load(hin_m0 + b_hin_m0 + offs_V[:, None] * hin_m0_s_V + offs_K[None, :] * hin_m0_s_K, mask=mask_V[:, None] & mask_K[None, :], other=0.0)
-        acc += tl.dot(ct, h_in.to(DT), input_precision=IP) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
+        if PREC == 'bf16split':  # c exact in bf16: h_in as three bf16 parts, three bf16 products
+            h1 = h_in.to(tl.bfloat16)
+            rh = h_in - h1.to(tl.float32)
+            h2 = rh.to(tl.bfloat16)
+            h3 = (rh - h2.to(tl.float32)).to(tl.bfloat16)
+            ch = tl.dot(ct, h1)
+            ch = tl.dot(ct, h2, ch)
+            ch = tl.dot(ct, h3, ch)
+        else:
+            ch = tl.dot(ct, h_in.to(DT), input_precision=IP)
+        acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
         # the epilogue, [BLOCK_T, BLOCK_K] tiles
         b_o_mx0 = row_B * o_mx0_s_B + pid_H * o_mx0_s_H + t_r * o_mx0_s_L
         if ALIGNED:

@@ -8,7 +8,7 @@ from typing import Any
 from ssmc.autodiff import backward_layer
 from ssmc.backends.triton.jit import CompiledLayer, GroupPlan
 from ssmc.backends.triton.lower import layout_of, lower_group
-from ssmc.backends.triton.lower_backward import lower_bidir, recompute_group
+from ssmc.backends.triton.lower_backward import carried_group, lower_bidir, recompute_group
 from ssmc.dsl.layer import Layer
 from ssmc.errors import LoweringError
 from ssmc.ir.node import topo_order
@@ -35,11 +35,17 @@ class CompiledBackward(CompiledLayer):
     def __init__(self, layer: Layer, forward: CompiledLayer | None = None, block_t: int | None = None,
                  block: int | None = None, num_warps: int | None = None, verify: bool = False,
                  unroll: int | None = None, hoist_loads: bool = True, sub: int | None = None,
-                 prefetch: bool = True, graph_layer: Layer | None = None, layout: tuple | None = None) -> None:
+                 prefetch: bool = True, graph_layer: Layer | None = None, layout: tuple | None = None,
+                 split_time: bool = False) -> None:
         forward = forward or CompiledLayer(layer)
         self.layout = layout or forward_layout(forward)
         grid, tiled, _ = self.layout
         partial = tuple(grid) + ((tiled,) if tiled else ())
+        # ``split_time``: the main kernel's sequence split among programs too, where it carries
+        # one scan (sums over time then end it like sums across programs)
+        self.split_time = split_time
+        if split_time:
+            partial += (forward.graph.scan_axis(),)
         passes = (Canonicalize(), CSE(), DCE(), FuseBackward(partial))
         super().__init__(graph_layer or backward_layer(layer), block_t=block_t, block=block, num_warps=num_warps,
                          verify=verify, passes=passes)
@@ -49,8 +55,10 @@ class CompiledBackward(CompiledLayer):
         # registers), of 4 where it holds one element (HGRN: 2.33 -> 2.10 ms, H100, NOTES.md)
         # the next chunk's loads issued during this chunk (``prefetch``): 1.25-1.30x for Mamba-1's
         # backward at the bench shapes, 1.45x for HGRN's (H100, NOTES.md)
+        # split in time (no forward scan recomputed, so no chunk of states held): 4 steps, 0.95 ms
+        # for Mamba-2's rest against 1.08 with 2 and 0.99 with 8 (H100, B8 L2048, 8 chunks)
         if unroll is None:
-            unroll = 2 if self.layout[2] else 4
+            unroll = 2 if self.layout[2] and not split_time else 4
         self.bidir_unroll, self.hoist_loads, self.prefetch = unroll, hoist_loads, prefetch
         self.options["sub"] = sub
         self.forward_layer = layer
@@ -69,10 +77,12 @@ class CompiledBackward(CompiledLayer):
                 if g.name == "k0":
                     ks = []
                     rg = recompute_group(g)
-                    if rg is not None:
-                        ks.append(lower_group(self.graph, rg, "chunked", self.unroll, "states", layout=self.layout))
-                    ks.append(lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch))
-                    out.append(GroupPlan(tuple(ks), rg is not None, g))
+                    cg = carried_group(g) if self.split_time and rg is None else None
+                    if rg is not None or cg is not None:
+                        ks.append(lower_group(self.graph, rg or cg, "chunked", self.unroll, "states", layout=self.layout))
+                    ks.append(lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch,
+                                          chunked=cg is not None))
+                    out.append(GroupPlan(tuple(ks), len(ks) == 2, g))
                 elif any(n.op == "sum" and (n.attr("dim") in split or n.attr("dim") == axis) for n in g.nodes):
                     # sums over time or across programs: the bidir loop (no scan in it)
                     out.append(GroupPlan((lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch),), False, g))
@@ -168,19 +178,19 @@ class MatrixBackward:
             heads = tuple(d for d in at["full_dims"] if d not in (at["axis"], at["kdim"], at["vdim"]))
             whole = tuple(d for d in at["full_dims"] if d in (at["kdim"], at["vdim"]))
             layout = (heads[:-1], heads[-1] if heads else None, whole)
-            self.rest = CompiledBackward(layer, forward, verify=verify, layout=layout,
+            self.rest = CompiledBackward(layer, forward, verify=verify, layout=layout, split_time=True,
                                          graph_layer=Layer.from_graph(rest, specs, full.optional, full.fixed_sizes))
 
     def result_precision(self, input_dtype: str) -> dict[str, str]:
         """The gradients whose kernels multiply in ``input_dtype`` ("bf16", "f16"; float32 results
         nonetheless): those computed from matrix scans that need no float32 accuracy (their
         products are 16-bit on a GPU), to be held to that dtype's tolerance."""
-        if input_dtype == "f32" or self.rest is None:
+        if input_dtype == "f32":
             return {}
         part = self.part.graph
         low = {k for g in part.groups or () if not self.part.matrix_exact(g) for k, v in part.outputs if v in g.stores}
-        out = {}
-        for name, v in self.rest.graph.outputs:
+        out = {k: input_dtype for k, name in self.direct.items() if name in low}
+        for name, v in self.rest.graph.outputs if self.rest is not None else ():
             if any(n.op == "arg" and n.attr("name") in low for n in topo_order([v])):
                 out[name] = input_dtype
         return out

@@ -31,7 +31,7 @@ from ssmc.backends.triton.kernel_ir import (
     Tensor,
     TimeSum,
 )
-from ssmc.backends.triton.lower import elementwise_expr
+from ssmc.backends.triton.lower import CHUNK, elementwise_expr
 from ssmc.errors import LoweringError
 from ssmc.ir.node import Graph, Group, Node
 from ssmc.ir.printer import format_node, node_names
@@ -76,11 +76,29 @@ def _checkpointed(scans: list[Node], finals: tuple[Node, ...] = ()) -> Node | No
     return a if not a.attr("reverse") else b
 
 
+def carried_group(group: Group) -> Group | None:
+    """The carried (cotangent) scan of a backward's main group with what it needs, as a group of
+    its own (for the chunk-states pass of a sequence split among programs), or None when the
+    group has no scan or also recomputes a forward one (not split yet)."""
+    scans = [n for n in group.nodes if n.op == "scan"]
+    if len(scans) != 1:
+        return None
+    from ssmc.ir.node import topo_order
+
+    return Group(group.name + "_carried", tuple(topo_order([scans[0]])), (), (),
+                 ("the carried scan's chunk states, for each chunk's entry state",))
+
+
 def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hoist_loads: bool = False,
-                prefetch: bool = False) -> Kernel:
+                prefetch: bool = False, chunked: bool = False) -> Kernel:
     """Chunks of ``unroll`` steps (the checkpoint interval), one step at a time, the chunk's
     forward states in registers. ``hoist_loads``: phase B issues every step's loads first.
-    ``prefetch``: each chunk's loads are issued during the chunk before it (in the loop's order)."""
+    ``prefetch``: each chunk's loads are issued during the chunk before it (in the loop's order).
+    ``chunked``: the sequence split among programs too (grid dim ``_C``, ``chunk_len`` steps
+    each, counted in the carried scan's direction): each starts its carried scan from the state
+    the chunk-states pass and the combine left in ``hin``; its sums over time are its chunk's
+    terms, added across programs (``FuseBackward`` counts the time axis among the split dims, so
+    nothing else reads them in this kernel)."""
     names = node_names(graph)
     layer = graph.name
     grid_l, tiled_l, full_l = layout
@@ -105,6 +123,11 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
     tiled = tiled_l if tiled_l in all_dims else None
     grid = tuple(d for d in size_dims if d not in full and d != tiled and d != time_dim)
     split = set(grid) | ({tiled} if tiled else set())
+    if chunked:
+        if fwd is not None or carried is None:
+            raise LoweringError(f"{layer}: kernel {group.name}: only a backward with one scan (the carried one) splits the sequence")
+        grid = (CHUNK,) + grid
+        size_dims = (CHUNK,) + size_dims
 
     def kind(n: Node) -> str:
         if n.op != "sum":
@@ -127,7 +150,8 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
     # the dims a partial sum's value already varies over (its chain's origin)
     origin: dict[Node, frozenset] = {}
     for n in group.nodes:
-        origin[n] = origin[n.inputs[0]] if kind(n) == "partial" else frozenset(n.dims)
+        k = kind(n)
+        origin[n] = origin[n.inputs[0]] if k == "partial" else frozenset(n.inputs[0].dims if k == "time_sum" else n.dims)
 
     tensors: list[Tensor] = []
     var: dict[Node, str] = {}
@@ -181,6 +205,8 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
             if n is fwd:
                 tensors.append(Tensor("hin", ("_C",) + state_dims, "in", source="hin"))
                 tensors.append(Tensor("scr", ("_Q",) + state_dims, "in", source="scr"))
+            elif chunked:  # each chunk's entry state (chunk-states pass and combine)
+                tensors.append(Tensor("hin", ("_C",) + state_dims, "in", source="hin"))
             stmts["loop"].append(
                 ScanStep(v, value(n.inputs[0]), value(n.inputs[1]), carry, comment(n),
                          reverse=bool(n.attr("reverse")), checkpointed=n is fwd)
@@ -200,11 +226,14 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
         outputs.setdefault(node, []).append(name)
     read_elsewhere = {n for g in (graph.groups or ()) if g is not group for n in g.loads}
     for n in group.stores:
-        atomic = kind(n) == "partial"
+        # a sum across programs; with the sequence split, a sum over time too (chunks' terms)
+        atomic = kind(n) == "partial" or (chunked and kind(n) == "time_sum")
         targets = [Tensor(f"o_{name}", n.dims, "out", source=name, accumulate=atomic) for name in outputs.get(n, [])]
         if n in read_elsewhere or not targets:
             targets.append(Tensor(f"t{names[n][1:]}", n.dims, "out", source=names[n], accumulate=atomic))
         same = tuple(d for d in sorted(split) if d not in n.dims and d not in origin[n]) if atomic else ()
+        if atomic and chunked and time_dim not in n.dims and time_dim not in origin[n]:
+            same = (CHUNK,) + same  # the same in every chunk: the first adds it
         for t in targets:
             tensors.append(t)
             stmts[phase[n]].append(Store(t.name, value(n), n.dims, f"{t.source} <- {names[n]}", atomic, same))
@@ -212,7 +241,8 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
     header = (
         f"layer: {layer}   kernel: {group.name}   strategy: bidir (time tiles "
         f"{'from the end' if reverse else 'from the start'}; forward scan from checkpoints)",
-        f"grid: {list(grid)} x blocks of {tiled or '-'}   time: {time_dim}   held whole: {list(full)}",
+        f"grid: {list(grid)} x blocks of {tiled or '-'}   time: {time_dim}   held whole: {list(full)}"
+        + ("   (_C: chunks of the sequence, each from its entry state)" if chunked else ""),
         *[f"note: {x}" for x in group.notes],
     )
     return Kernel(
@@ -232,7 +262,8 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
         loop=tuple(stmts["loop"]),
         post=tuple(stmts["post"]),
         header=header,
-        batch_dim=next(iter(grid), None) if time_dim else None,
+        batch_dim=next((d for d in grid if d != CHUNK), None) if time_dim else None,
+        chunked=chunked,
         align_end=align_end,
         hoist_loads=hoist_loads,
         prefetch=prefetch,

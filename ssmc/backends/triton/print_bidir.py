@@ -32,13 +32,32 @@ class BidirPrinting:
         order = list(range(u))
         b_order = order if (fwd is not None and fwd.reverse) or (fwd is None and not k.reverse) else order[::-1]
 
-        def chunk_start(first: str, index: str) -> None:
+        def chunk_start(first: str, index: str, lo: str = "0", hi: str = "n_steps") -> None:
             buf.line(f"t0 = {first} + {index} * {u}")
             for j in range(u):
-                buf.line(f"valid_{j} = (t0 + {j} >= 0) & (t0 + {j} < n_steps)")
+                buf.line(f"valid_{j} = (t0 + {j} >= {lo}) & (t0 + {j} < {hi})")
             for t, _ in moving:
                 buf.line(f"pb_{t.name} = pb0_{t.name} + t0 * {t.name}_s_{k.time_dim}")
 
+        if fwd is None and k.chunked:
+            # this program's steps [lo, hi): chunk pid__C, counted in the carried scan's direction
+            if k.reverse:
+                buf.line("hi = n_steps - pid__C * chunk_len  # this program's steps: [lo, hi), chunks counted from the end")
+                buf.line("lo = tl.maximum(hi - chunk_len, 0)")
+            else:
+                buf.line("lo = pid__C * chunk_len  # this program's steps: [lo, hi)")
+                buf.line("hi = tl.minimum(lo + chunk_len, n_steps)")
+            buf.line(f"n_chunks = tl.cdiv(hi - lo, {u})")
+            buf.line("for it in range(0, n_chunks):")
+            with buf.indent():
+                if k.reverse:  # UNROLL-step pieces aligned at hi, the first piece in time cut at lo
+                    buf.line("c = n_chunks - 1 - it")
+                    chunk_start(f"hi - n_chunks * {u}", "c", "lo", "hi")
+                else:
+                    buf.line("c = it")
+                    chunk_start("lo", "c", "lo", "hi")
+                self.steps(buf, list(k.loop), b_order, "", None)
+            return
         if fwd is None:
             buf.line(f"n_chunks = tl.cdiv(n_steps, {u})")
             buf.line("for it in range(0, n_chunks):")

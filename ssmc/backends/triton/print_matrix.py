@@ -156,7 +156,7 @@ class MatrixPrinter:
         if self.k.role == "states":  # the state is a float32 result: always the pair
             buf.line(f"cum_{what}, cum2_{what} = tl.associative_scan(({what}, {what} * 0.0), 0, _ssmc_sum2)")
         else:
-            buf.line("if PREC == 'tf32x3':  # float32 outputs: the pair")
+            buf.line("if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair")
             with buf.indent():
                 buf.line(f"cum_{what}, cum2_{what} = tl.associative_scan(({what}, {what} * 0.0), 0, _ssmc_sum2)")
             buf.line("else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)")
@@ -319,7 +319,7 @@ class MatrixPrinter:
         with buf.indent():
             buf.line("DT = tl.float32")
         if ip:
-            buf.line("IP: tl.constexpr = 'tf32x3' if PREC == 'tf32x3' else 'tf32'  # (float32 operands only)")
+            buf.line("IP: tl.constexpr = 'tf32' if PREC == 'bf16' or PREC == 'fp16' else 'tf32x3'  # (float32 operands only)")
 
     def outputs_body(self, buf: IndentedBuffer) -> None:
         k, m = self.k, self.m
@@ -336,7 +336,9 @@ class MatrixPrinter:
             td, mask_d = self.positions(buf, "t_r", "r0", "mask_r")
             self.log_decay(buf, "lr", td, mask_d, "d")
             self.tile(buf, "ct", m.c, n, "t_r", "mask_r", "c", f"c: the readout's {n} factor", raw=True)
-            buf.line("ct = ct.to(DT)")
+            buf.line("if PREC != 'bf16split':")
+            with buf.indent():
+                buf.line("ct = ct.to(DT)")
             buf.line("# off: log2 of the decay from the end of column tile j to the start of the rows")
             buf.line("# (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)")
             buf.line("off = -(tot_lr + tot2_lr)")
@@ -349,7 +351,12 @@ class MatrixPrinter:
                 self.log_decay(buf, "lc", td, mask_d, "e")
                 self.tile(buf, "kt", m.k, n, "t_c", "mask_c", "k", f"k: the input's {n} factor", raw=True)
                 self.tile(buf, "ut", m.u, p, "t_c", "mask_c", "u", f"u: the input's {p} factor")
-                buf.line("g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]")
+                buf.line("if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product")
+                with buf.indent():
+                    buf.line("g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]")
+                buf.line("else:")
+                with buf.indent():
+                    buf.line("g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]")
                 buf.line("# decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile")
                 buf.line("e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))")
                 buf.line("keep = (jj > 0) | (idx[:, None] >= idx[None, :])")
@@ -360,7 +367,19 @@ class MatrixPrinter:
             ptr, mask = self.state_ptr(buf, hin, "c")
             buf.line("# the chunk's entry state, decayed to each row")
             buf.line(f"h_in = tl.load({ptr}, mask={mask}, other=0.0)")
-            buf.line("acc += tl.dot(ct, h_in.to(DT), input_precision=IP) * tl.exp2((cum_lr + cum2_lr) + off)[:, None]")
+            buf.line("if PREC == 'bf16split':  # c exact in bf16: h_in as three bf16 parts, three bf16 products")
+            with buf.indent():
+                buf.line("h1 = h_in.to(tl.bfloat16)")
+                buf.line("rh = h_in - h1.to(tl.float32)")
+                buf.line("h2 = rh.to(tl.bfloat16)")
+                buf.line("h3 = (rh - h2.to(tl.float32)).to(tl.bfloat16)")
+                buf.line("ch = tl.dot(ct, h1)")
+                buf.line("ch = tl.dot(ct, h2, ch)")
+                buf.line("ch = tl.dot(ct, h3, ch)")
+            buf.line("else:")
+            with buf.indent():
+                buf.line("ch = tl.dot(ct, h_in.to(DT), input_precision=IP)")
+            buf.line("acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]")
             buf.line(f"# the epilogue, [BLOCK_T, BLOCK_{p}] tiles")
             var = self.emit(buf, [x for x, _ in m.stores], p, "t_r", "mask_r", "y", bound={m.readout: "acc"})
             for node, names in m.stores:

@@ -124,7 +124,9 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
     must be float32-accurate) at float32 accuracy, tf32x3; else with 16-bit operands on tensor
     cores (``low``, the inputs' "bf16" or "fp16"). ``k_bf16``: k is one bf16 argument, exact as
     a tensor-core operand: a states kernel's float32-accurate products then split the other
-    operand in three bf16 parts instead."""
+    operand in three bf16 parts instead; for an outputs kernel, ``k_bf16`` says c is one too:
+    c . k is then exact in one bf16 product, and c times the entry state three bf16 products
+    (measured on an H100, Mamba-2's backward at B8 L2048: see bench/NOTES.md)."""
     from ssmc.backends.triton.lower_matrix import MAX_N
 
     m = kernel.matrix
@@ -153,7 +155,10 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
     else:
         # 4 warps: 0.26 ms against 0.62 with 8 (B8 L2048, chunks of 64)
         bn, bp, warps = max(lo, next_pow2(N)), max(lo, min(next_pow2(P), 64)), num_warps or 4
-        prec = "tf32x3" if f32 or not on_gpu or low is None else low
+        if not on_gpu or low is None:
+            prec = "tf32x3"
+        else:  # k_bf16 here: c and k both one bf16 argument each (their product exact in bf16)
+            prec = ("bf16split" if k_bf16 else "tf32x3") if f32 else low
         stages = num_stages or 1
     even = ((m.n, N % bn == 0), (m.p, P % bp == 0))
     return Schedule("matrix", bt, ((m.n, bn), (m.p, bp)), warps, stages, even, sub, (("PREC", prec),))
