@@ -18,7 +18,7 @@ def assert_ok(results):
 
 
 def _kernels(c, sizes, tensors, strategy="sequential"):
-    from ssmc.backends.triton.jit import _pairable
+    from ssmc.backends.triton.binding import pairable as _pairable
 
     return c.kernels(strategy, sizes, _pairable(c.layer, tensors))
 

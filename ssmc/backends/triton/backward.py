@@ -120,12 +120,14 @@ class MatrixBackward:
     Called like ``CompiledBackward``.
 
     Accuracy: the decay's gradient is ``dl[i] = sum_{t >= i} (dy[t] . y[t] - v[t] . dv[t])``, a
-    running sum over the whole sequence of differences whose terms mostly cancel: measured on an
-    H100 (bench/matrix_backward_check.py, Mamba-2 B2 R4 P64 N128 against a float64 loop), its
-    relative error grows with the length: 1e-5 at L 512, 1.1e-4 at 2048 from float32-accurate
-    products, against 3e-6 for the recurrent backward (and 0.59 at 2048 from tf32 products).
-    So float32 inputs, where that matters, and calls longer than ``MAX_STEPS`` run the recurrent
-    backward (``CompiledBackward``); 16-bit inputs (whose gradients are rounded to 4e-3) run this.
+    running sum over the whole sequence of differences whose terms mostly cancel, so the scans
+    it adds (``exact``) take float32-accurate products (0.59 relative error at L 2048 with tf32
+    ones), the others 16-bit ones. Measured on an H100 (bench/matrix_backward_check.py, Mamba-2
+    B2 R4 P64 N128 against a float64 loop, bench/NOTES.md): with float32 inputs A_log's gradient
+    errs 3.2e-5 at L 2048 and 7.9e-4 at 8192, against 2.2e-6 / 1.4e-6 for the recurrent backward;
+    with bf16 inputs every gradient is as accurate as the recurrent backward's (2.9e-3 - 8.2e-3).
+    So float32 inputs and calls longer than ``MAX_STEPS`` run the recurrent backward
+    (``CompiledBackward``); 16-bit inputs run this.
     """
 
     MAX_STEPS = 8192

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ssmc.backends.triton import cache
+from ssmc.backends.triton.binding import KERNEL_DTYPES, bind_packed, common_device, pairable
 from ssmc.backends.triton.codegen import GENERATOR_VERSION, generate
 from ssmc.backends.triton.kernel_ir import Kernel, Load
 from ssmc.backends.triton.lower import chunkable, lower_group
@@ -42,7 +43,6 @@ from ssmc.ir.node import Group
 from ssmc.ir.printer import graph_hash
 from ssmc.passes import DEFAULT_PIPELINE, pipeline_name, run_passes
 
-KERNEL_DTYPES = ("f32", "bf16", "f16")
 STRATEGIES = ("sequential", "tiled", "chunked", "matrix")
 
 
@@ -302,12 +302,12 @@ class CompiledLayer:
                     f"{layer.name}: argument `{k}` is a {type(v).__name__}; compiled layers take torch tensors"
                 )
         tensors = {k: v for k, v in values.items() if v is not None}
-        device = _common_device(layer.name, tensors)
+        device = common_device(layer.name, tensors)
         varlen = None
         if cu_seqlens is None:
             sizes = layer.bind(values, accept=KERNEL_DTYPES)
         else:
-            sizes, varlen = _bind_packed(self, values, cu_seqlens, device)
+            sizes, varlen = bind_packed(self, values, cu_seqlens, device)
         on_gpu = device.type == "cuda"
         if not on_gpu and not interpreting():
             raise ArgumentError(
@@ -319,7 +319,7 @@ class CompiledLayer:
         steps = (varlen[2] if varlen is not None else sizes.get(axis, 0)) if axis else 0
         strategy = self.strategy or self.default_strategy(on_gpu, steps)
         run = _Run(self, sizes, tensors, first.dtype, self.out_dtype(first.dtype), device, on_gpu, varlen)
-        run.pairable = _pairable(layer, tensors)
+        run.pairable = pairable(layer, tensors)
         run.deterministic = det
         for plan in self.plans(strategy, sizes, run.pairable):
             if plan.kernels[-1].strategy == "bidir":
@@ -545,92 +545,8 @@ class _Run:
             where[name] = self.rec.sum(slots, tuple(range(n)))
 
 
-class _Shape:
-    """Shape and dtype only: lets a packed batch's per-sequence states be bound like batch rows."""
-
-    def __init__(self, shape, dtype) -> None:
-        self.shape, self.dtype = tuple(shape), dtype
-
-
-def _bind_packed(c: CompiledLayer, values, cu, device):
-    """Check a packed batch and its offsets; sizes with the batch dim = number of sequences."""
-    import torch
-
-    layer = c.layer
-    name = layer.name
-    batch = layer.dim_order[0]
-    axis = c.graph.scan_axis()
-    if axis is None or batch == axis:
-        raise ArgumentError(f"{name}: cu_seqlens needs a layer with a batch dim before its scan axis")
-    if not isinstance(cu, torch.Tensor) or cu.dtype != torch.int32 or cu.dim() != 1 or cu.numel() < 2:
-        got = f"{cu.dtype} {tuple(cu.shape)}" if isinstance(cu, torch.Tensor) else type(cu).__name__
-        raise ArgumentError(f"{name}: cu_seqlens must be a 1-D int32 tensor of sequences + 1 offsets, got {got}")
-    if cu.device != device:
-        raise ArgumentError(f"{name}: cu_seqlens is on {cu.device} but the inputs are on {device}")
-    host = cu.tolist()
-    n_seq = len(host) - 1
-    proxies = {}
-    for k, v in values.items():
-        if v is None:
-            continue
-        spec = layer.specs[k]
-        if axis in spec.layout:
-            if batch in spec.layout and v.shape[spec.layout.index(batch)] != 1:
-                raise ArgumentError(
-                    f"{name}: with cu_seqlens, argument `{k}` must be one packed row: {batch}=1, "
-                    f"got {batch}={v.shape[spec.layout.index(batch)]}"
-                )
-            proxies[k] = v
-        elif batch in spec.layout:
-            i = spec.layout.index(batch)
-            if v.shape[i] != n_seq:
-                raise ArgumentError(
-                    f"{name}: argument `{k}` has {batch}={v.shape[i]} but cu_seqlens holds {n_seq} sequences"
-                )
-            proxies[k] = _Shape(v.shape[:i] + (1,) + v.shape[i + 1 :], v.dtype)
-        else:
-            proxies[k] = v
-    sizes = layer.bind(proxies, accept=KERNEL_DTYPES)
-    T = sizes[axis]
-    if host[0] != 0 or host[-1] != T or any(b < a for a, b in zip(host, host[1:])):
-        raise ArgumentError(
-            f"{name}: cu_seqlens must start at 0, never decrease and end at the packed length "
-            f"{axis}={T}; got {host[:4]}{'...' if len(host) > 4 else ''}{host[-1:] if len(host) > 4 else ''}"
-        )
-    sizes[batch] = n_seq
-    longest = max(b - a for a, b in zip(host, host[1:]))
-    return sizes, (batch, cu, longest)
-
-
-def _pairable(layer: Layer, tensors: dict[str, Any]) -> frozenset:
-    """(``a_<arg>``, its innermost dim) for each argument whose innermost dim is contiguous and
-    every row of which starts aligned to two elements: its rows along that dim can be loaded
-    two elements per load (16-bit pairs as int32, fp32 pairs as int64)."""
-    import torch
-
-    out = set()
-    for k, t in tensors.items():
-        if t.dtype not in (torch.bfloat16, torch.float16, torch.float32) or t.dim() == 0:
-            continue
-        inner = layer.specs[k].layout[-1]
-        i = layer.specs[k].layout.index(inner)
-        pair = 2 * t.element_size()
-        if t.stride(i) == 1 and t.data_ptr() % pair == 0 and all(t.stride(j) % 2 == 0 for j in range(t.dim()) if j != i):
-            out.add((f"a_{k}", inner))
-    return frozenset(out)
-
-
 def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _common_device(name: str, tensors: dict[str, Any]):
-    devices = {k: t.device for k, t in tensors.items()}
-    first_name, first = next(iter(devices.items()))
-    for k, d in devices.items():
-        if d != first:
-            raise ArgumentError(f"{name}: argument `{k}` is on {d} but `{first_name}` is on {first}")
-    return first
 
 
 __all__ = ["CompiledLayer"]
