@@ -79,6 +79,19 @@ def _ssmc_sum2(h1, l1, h2, l2):
     return s, l1 + l2 + e
 
 
+@triton.jit
+def _ssmc_dot_bf16x3(a, b):
+    # a @ b at float32 accuracy where a is exact in bf16 (a 16-bit argument as loaded): b as
+    # three bf16 parts (hi, mid, lo: 24 bits), three bf16 products into a float32 accumulator
+    b1 = b.to(tl.bfloat16)
+    r = b - b1.to(tl.float32)
+    b2 = r.to(tl.bfloat16)
+    b3 = (r - b2.to(tl.float32)).to(tl.bfloat16)
+    acc = tl.dot(a, b1)
+    acc = tl.dot(a, b2, acc)
+    return tl.dot(a, b3, acc)
+
+
 @triton.jit(do_not_specialize=['size_B', 'size_L', 'size_G', 'size_R', 'size_P', 'size_N', 'size__C', 'size__NB', 'size__PB', 'a_dt_s_B', 'a_dt_s_G', 'a_dt_s_R', 'a_dt_bias_s_G', 'a_dt_bias_s_R', 'a_A_log_s_G', 'a_A_log_s_R', 'a_B_s_B', 'a_B_s_G', 'a_x_s_B', 'a_x_s_G', 'a_x_s_R', 'a_h0_s_B', 'a_h0_s_G', 'a_h0_s_R', 'hin_m3_s__C', 'hin_m3_s_B', 'hin_m3_s_G', 'hin_m3_s_R'])
 def mamba2_backward_matrix_m3_matrix_states(
     a_dt, a_dt_s_B, a_dt_s_L, a_dt_s_G, a_dt_s_R,
@@ -135,7 +148,7 @@ def mamba2_backward_matrix_m3_matrix_states(
         DT = tl.bfloat16
     elif PREC == 'fp16':
         DT = tl.float16
-    else:  # float32-accurate products (bf16split: the states kernel's own)
+    else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)
         DT = tl.float32
     n_tiles = tl.cdiv(n_steps, BLOCK_T)
     for i in tl.range(0, n_tiles, num_stages=NUM_STAGES):  # the tiles in order (loads pipelined)
@@ -187,14 +200,7 @@ def mamba2_backward_matrix_m3_matrix_states(
         if PREC == 'bf16' or PREC == 'fp16':  # a result that needs no float32 accuracy: 16-bit products
             kv = tl.dot(tl.trans(kt.to(DT)), v.to(DT))
         elif PREC == 'bf16split':  # k exact in bf16: v as three bf16 parts, three bf16 products
-            v1 = v.to(tl.bfloat16)
-            rv = v - v1.to(tl.float32)
-            v2 = rv.to(tl.bfloat16)
-            v3 = (rv - v2.to(tl.float32)).to(tl.bfloat16)
-            kT = tl.trans(kt)
-            kv = tl.dot(kT, v1)
-            kv = tl.dot(kT, v2, kv)
-            kv = tl.dot(kT, v3, kv)
+            kv = _ssmc_dot_bf16x3(tl.trans(kt), v)
         else:
             kv = tl.dot(tl.trans(kt.to(tl.float32)), v, input_precision='tf32x3')
         h = h * tl.exp2(tot_la + tot2_la) + kv

@@ -79,6 +79,19 @@ def _ssmc_sum2(h1, l1, h2, l2):
     return s, l1 + l2 + e
 
 
+@triton.jit
+def _ssmc_dot_bf16x3(a, b):
+    # a @ b at float32 accuracy where a is exact in bf16 (a 16-bit argument as loaded): b as
+    # three bf16 parts (hi, mid, lo: 24 bits), three bf16 products into a float32 accumulator
+    b1 = b.to(tl.bfloat16)
+    r = b - b1.to(tl.float32)
+    b2 = r.to(tl.bfloat16)
+    b3 = (r - b2.to(tl.float32)).to(tl.bfloat16)
+    acc = tl.dot(a, b1)
+    acc = tl.dot(a, b2, acc)
+    return tl.dot(a, b3, acc)
+
+
 @triton.jit(do_not_specialize=['size_B', 'size_L', 'size_G', 'size_R', 'size_P', 'size_N', 'size__C', 'size__RT', 'size__PB', 'a_dt_s_B', 'a_dt_s_G', 'a_dt_s_R', 'a_dt_bias_s_G', 'a_dt_bias_s_R', 'a_A_log_s_G', 'a_A_log_s_R', 'a_B_s_B', 'a_B_s_G', 'a_x_s_B', 'a_x_s_G', 'a_x_s_R', 'a_grad_y_s_B', 'a_grad_y_s_G', 'a_grad_y_s_R', 'a_z_s_B', 'a_z_s_G', 'a_z_s_R', 'hin_m3_s__C', 'hin_m3_s_B', 'hin_m3_s_G', 'hin_m3_s_R', 'o_mx4_s_B', 'o_mx4_s_G', 'o_mx4_s_R'])
 def mamba2_backward_matrix_m3_matrix(
     a_dt, a_dt_s_B, a_dt_s_L, a_dt_s_G, a_dt_s_R,
@@ -119,7 +132,7 @@ def mamba2_backward_matrix_m3_matrix(
         DT = tl.bfloat16
     elif PREC == 'fp16':
         DT = tl.float16
-    else:  # float32-accurate products (bf16split: the states kernel's own)
+    else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)
         DT = tl.float32
     IP: tl.constexpr = 'tf32' if PREC == 'bf16' or PREC == 'fp16' else 'tf32x3'  # (float32 operands only)
     r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)
@@ -238,13 +251,7 @@ def mamba2_backward_matrix_m3_matrix(
         # the chunk's entry state, decayed to each row
         h_in = tl.load(hin_m3 + b_hin_m3 + offs_P[:, None] * hin_m3_s_P + offs_N[None, :] * hin_m3_s_N, mask=mask_P[:, None] & mask_N[None, :], other=0.0)
         if PREC == 'bf16split':  # c exact in bf16: h_in as three bf16 parts, three bf16 products
-            h1 = h_in.to(tl.bfloat16)
-            rh = h_in - h1.to(tl.float32)
-            h2 = rh.to(tl.bfloat16)
-            h3 = (rh - h2.to(tl.float32)).to(tl.bfloat16)
-            ch = tl.dot(ct, h1)
-            ch = tl.dot(ct, h2, ch)
-            ch = tl.dot(ct, h3, ch)
+            ch = _ssmc_dot_bf16x3(ct, h_in)
         else:
             ch = tl.dot(ct, h_in.to(DT), input_precision=IP)
         acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]

@@ -19,6 +19,19 @@ def _ssmc_sum2(h1, l1, h2, l2):
     return s, l1 + l2 + e
 
 
+@triton.jit
+def _ssmc_dot_bf16x3(a, b):
+    # a @ b at float32 accuracy where a is exact in bf16 (a 16-bit argument as loaded): b as
+    # three bf16 parts (hi, mid, lo: 24 bits), three bf16 products into a float32 accumulator
+    b1 = b.to(tl.bfloat16)
+    r = b - b1.to(tl.float32)
+    b2 = r.to(tl.bfloat16)
+    b3 = (r - b2.to(tl.float32)).to(tl.bfloat16)
+    acc = tl.dot(a, b1)
+    acc = tl.dot(a, b2, acc)
+    return tl.dot(a, b3, acc)
+
+
 @triton.jit(do_not_specialize=['size_B', 'size_L', 'size_H', 'size_K', 'size_V', 'size__C', 'size__RT', 'size__PB', 'a_g_s_B', 'a_g_s_H', 'a_grad_o_s_B', 'a_grad_o_s_H', 'a_q_s_B', 'a_q_s_H', 'a_k_s_B', 'a_k_s_H', 'hin_m2_s__C', 'hin_m2_s_B', 'hin_m2_s_H', 'o_mx2_s_B', 'o_mx2_s_H'])
 def simple_gla_backward_matrix_m2_matrix(
     a_g, a_g_s_B, a_g_s_L, a_g_s_H,
@@ -54,7 +67,7 @@ def simple_gla_backward_matrix_m2_matrix(
         DT = tl.bfloat16
     elif PREC == 'fp16':
         DT = tl.float16
-    else:  # float32-accurate products (bf16split: the states kernel's own)
+    else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)
         DT = tl.float32
     IP: tl.constexpr = 'tf32' if PREC == 'bf16' or PREC == 'fp16' else 'tf32x3'  # (float32 operands only)
     r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)
@@ -147,13 +160,7 @@ def simple_gla_backward_matrix_m2_matrix(
         # the chunk's entry state, decayed to each row
         h_in = tl.load(hin_m2 + b_hin_m2 + offs_K[:, None] * hin_m2_s_K + offs_V[None, :] * hin_m2_s_V, mask=mask_K[:, None] & mask_V[None, :], other=0.0)
         if PREC == 'bf16split':  # c exact in bf16: h_in as three bf16 parts, three bf16 products
-            h1 = h_in.to(tl.bfloat16)
-            rh = h_in - h1.to(tl.float32)
-            h2 = rh.to(tl.bfloat16)
-            h3 = (rh - h2.to(tl.float32)).to(tl.bfloat16)
-            ch = tl.dot(ct, h1)
-            ch = tl.dot(ct, h2, ch)
-            ch = tl.dot(ct, h3, ch)
+            ch = _ssmc_dot_bf16x3(ct, h_in)
         else:
             ch = tl.dot(ct, h_in.to(DT), input_precision=IP)
         acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]

@@ -351,8 +351,8 @@ class _Run:
     def alloc(self, shape, dtype, zero: bool = False) -> Any:
         return self.rec.alloc(shape, dtype, self.device, zero)
 
-    def schedule(self, kernel: Kernel) -> Schedule:
-        return choose(kernel, self.sizes, self.on_gpu, kernel.strategy, **self.c.options)
+    def schedule(self, kernel: Kernel, **override: Any) -> Schedule:
+        return choose(kernel, self.sizes, self.on_gpu, kernel.strategy, **{**self.c.options, **override})
 
     def single(self, kernel: Kernel) -> None:
         self.launch(kernel, self.schedule(kernel), {})
@@ -464,8 +464,7 @@ class _Run:
         if n_chunks > 1:
             # the main kernel's block of the tiled dim: as many programs (seen on an H100, Mamba-2's
             # rest: 17.7 ms with the states kernel's own 32 channels per program, for 64 programs)
-            opts = dict(self.c.options, block_tiled=dict(sched.blocks).get(kernel.tiled_dim), num_warps=sched.num_warps)
-            own = choose(states, self.sizes, self.on_gpu, states.strategy, **opts)
+            own = self.schedule(states, block_tiled=dict(sched.blocks).get(kernel.tiled_dim), num_warps=sched.num_warps)
             self.chunk_states(states, n_chunks, chunk_len, sched=own)
         else:  # one chunk: it starts from the scan's own initial state (hin is not read)
             self.sizes["_C"] = 1

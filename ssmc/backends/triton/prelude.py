@@ -163,6 +163,19 @@ def _ssmc_sum2(h1, l1, h2, l2):
     b = s - h1
     e = (h1 - (s - b)) + (h2 - b)
     return s, l1 + l2 + e
+
+
+@triton.jit
+def _ssmc_dot_bf16x3(a, b):
+    # a @ b at float32 accuracy where a is exact in bf16 (a 16-bit argument as loaded): b as
+    # three bf16 parts (hi, mid, lo: 24 bits), three bf16 products into a float32 accumulator
+    b1 = b.to(tl.bfloat16)
+    r = b - b1.to(tl.float32)
+    b2 = r.to(tl.bfloat16)
+    b3 = (r - b2.to(tl.float32)).to(tl.bfloat16)
+    acc = tl.dot(a, b1)
+    acc = tl.dot(a, b2, acc)
+    return tl.dot(a, b3, acc)
 '''
 
 HELPERS = (
@@ -182,6 +195,7 @@ HELPERS = (
     "_ssmc_pair",
     "_ssmc_scan_combine",
     "_ssmc_sum2",
+    "_ssmc_dot_bf16x3",
 )
 
 

@@ -286,14 +286,7 @@ class MatrixPrinter:
                 buf.line("kv = tl.dot(tl.trans(kt.to(DT)), v.to(DT))")
             buf.line("elif PREC == 'bf16split':  # k exact in bf16: v as three bf16 parts, three bf16 products")
             with buf.indent():
-                buf.line("v1 = v.to(tl.bfloat16)")
-                buf.line("rv = v - v1.to(tl.float32)")
-                buf.line("v2 = rv.to(tl.bfloat16)")
-                buf.line("v3 = (rv - v2.to(tl.float32)).to(tl.bfloat16)")
-                buf.line("kT = tl.trans(kt)")
-                buf.line("kv = tl.dot(kT, v1)")
-                buf.line("kv = tl.dot(kT, v2, kv)")
-                buf.line("kv = tl.dot(kT, v3, kv)")
+                buf.line("kv = _ssmc_dot_bf16x3(tl.trans(kt), v)")
             buf.line("else:")
             with buf.indent():
                 buf.line("kv = tl.dot(tl.trans(kt.to(tl.float32)), v, input_precision='tf32x3')")
@@ -315,7 +308,7 @@ class MatrixPrinter:
         buf.line("elif PREC == 'fp16':")
         with buf.indent():
             buf.line("DT = tl.float16")
-        buf.line("else:  # float32-accurate products (bf16split: the states kernel's own)")
+        buf.line("else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)")
         with buf.indent():
             buf.line("DT = tl.float32")
         if ip:
@@ -369,13 +362,7 @@ class MatrixPrinter:
             buf.line(f"h_in = tl.load({ptr}, mask={mask}, other=0.0)")
             buf.line("if PREC == 'bf16split':  # c exact in bf16: h_in as three bf16 parts, three bf16 products")
             with buf.indent():
-                buf.line("h1 = h_in.to(tl.bfloat16)")
-                buf.line("rh = h_in - h1.to(tl.float32)")
-                buf.line("h2 = rh.to(tl.bfloat16)")
-                buf.line("h3 = (rh - h2.to(tl.float32)).to(tl.bfloat16)")
-                buf.line("ch = tl.dot(ct, h1)")
-                buf.line("ch = tl.dot(ct, h2, ch)")
-                buf.line("ch = tl.dot(ct, h3, ch)")
+                buf.line("ch = _ssmc_dot_bf16x3(ct, h_in)")
             buf.line("else:")
             with buf.indent():
                 buf.line("ch = tl.dot(ct, h_in.to(DT), input_precision=IP)")
