@@ -159,8 +159,25 @@ def test_the_backward_follows_the_strategy():
     assert isinstance(ssmc.compile(mamba2, strategy="chunked").backward_compiled(), CompiledBackward)
     c = MatrixBackward(mamba2)
     assert {k.strategy for k in c.part.kernels("matrix")} == {"matrix"}
-    # two reverse matrix scans (dv with dh0, dk), a kernel pair each
-    assert sum(k.matrix.reverse for k in c.part.kernels("matrix")) == 4
+    # two reverse matrix scans (dv with dh0, dk): dv's kernel pair; dk's outputs kernel reads
+    # dv's chunk states (the same state, v and k trading places), as dq's reads y's
+    assert sum(k.matrix.reverse for k in c.part.kernels("matrix")) == 3
+    assert len(c.part.kernels("matrix")) == 6
+
+
+@pytest.mark.parametrize("name", ["mamba2", "simple_gla"])
+def test_scans_of_one_state_store_it_once(name):
+    """dq's scan holds y's state, dk's dv's: their outputs kernels read the chunk states the
+    other's states kernel stored (the one with a final state, float32-accurate), run first."""
+    c = MatrixBackward(LAYERS[name])
+    plans = c.part.plans("matrix")
+    shared = {p.group.name: p.shares for p in plans if p.shares}
+    assert len(shared) == 2 and all(len(p.kernels) == 1 and p.kernels[0].role != "states" for p in plans if p.shares)
+    names = [p.group.name for p in plans]
+    assert sorted(names) == sorted(g.name for g in c.part.graph.groups)
+    for g, keeper in shared.items():
+        assert names.index(keeper) < names.index(g)
+        assert c.part.matrix_exact(next(p.group for p in plans if p.group.name == keeper))
 
 
 @pytest.mark.parametrize("name", ["mamba2", "simple_gla"])

@@ -235,6 +235,19 @@ def op_form(graph: Graph, group: Group) -> MatrixForm | str:
     )
 
 
+def state_key(n: Node) -> tuple:
+    """What the state of matrix scan ``n`` depends on: two scans with equal keys carry the same
+    state. ``S[kdim, vdim] = sum (decay) k[kdim] v[vdim]`` (from h0): a scan whose v and k trade
+    places, along each other's dims, holds the same values under the same dim names (a backward's
+    dq scan is its forward's y scan with v and k swapped; dk's is dv's)."""
+    if n.op not in MATRIX_OPS:  # a layer's own scan in the matrix form: its own state
+        return (n,)
+    at = n.attr_dict
+    ld, v, k = n.inputs[:3]
+    h0 = n.inputs[4] if len(n.inputs) == 5 else None
+    return (ld, h0, frozenset({(v, at["vdim"]), (k, at["kdim"])}), at["axis"], bool(at["reverse"]), at["full_dims"])
+
+
 def _product(order: Dims, factors: tuple[Node, ...]) -> Node:
     out = factors[0]
     for f in factors[1:]:

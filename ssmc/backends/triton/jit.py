@@ -24,6 +24,7 @@ from ssmc.backends.triton.lower_matrix import (
     lower_matrix,
     matrix_form,
     plain_arg,
+    share_matrix_states,
     tiles_aligned,
 )
 from ssmc.backends.triton.replay import Recorder, call_key
@@ -66,6 +67,7 @@ class GroupPlan:
     chunked: bool
     group: Group
     matrix: bool = False  # the matrix form's states and outputs kernels (lower_matrix)
+    shares: str | None = None  # matrix: the group whose chunk states this one's outputs kernel reads
 
 
 class CompiledLayer:
@@ -156,6 +158,8 @@ class CompiledLayer:
                 else:
                     s = "sequential" if strategy in ("chunked", "matrix") else strategy
                     out.append(GroupPlan((lower_group(self.graph, g, s, self.unroll),), False, g))
+            if strategy == "matrix":
+                out = share_matrix_states(out, self.matrix_exact)
             if strategy == "matrix" and not any(p.matrix for p in out):
                 why = "; ".join(f"{g.name}: {matrix_form(self.graph, g)}" for g in self.graph.groups)
                 raise LoweringError(f"{self.layer.name}: no kernel has the matrix form ({why})")
@@ -347,6 +351,7 @@ class _Run:
         self.pairable: frozenset = frozenset()
         self.deterministic = False
         self.rec = Recorder()  # allocations and launches, for replaying calls of this signature
+        self.spans: dict[str, int] = {}  # matrix form: each group's chunk length (states stored per chunk)
 
     def alloc(self, shape, dtype, zero: bool = False) -> Any:
         return self.rec.alloc(shape, dtype, self.device, zero)
@@ -399,11 +404,13 @@ class _Run:
 
     def matrix(self, plan: GroupPlan) -> None:
         """The matrix form: the states kernel (each chunk's entry state, the final state), then
-        the outputs kernel."""
+        the outputs kernel (either alone: only a final state; chunk states another group's
+        states kernel stored, ``plan.shares``)."""
         import torch
 
-        states, full = plan.kernels[0], plan.kernels[-1]
-        m = states.matrix
+        states = next((k for k in plan.kernels if k.role == "states"), None)
+        full = next((k for k in plan.kernels if k.role != "states"), None)
+        m = plan.kernels[0].matrix
         L = self.varlen[2] if self.varlen is not None else self.sizes[m.time]
         # products at float32 accuracy for float32 inputs and float32 results (a forward's
         # states; a backward's matrix scans whose results must be: see MatrixBackward)
@@ -414,16 +421,22 @@ class _Run:
         k_bf16 = k is not None and self.tensors[k.attr("name")].dtype == torch.bfloat16
         r = plain_arg(m, m.c, m.n)  # the readout's factor, likewise
         c_bf16 = r is not None and self.tensors[r.attr("name")].dtype == torch.bfloat16
-        sa = choose_matrix(states, self.sizes, self.on_gpu, f32 or exact is not False, k_bf16, low, **self.c.options)
-        sb = choose_matrix(full, self.sizes, self.on_gpu, f32 or bool(exact), k_bf16 and c_bf16, low, **self.c.options)
-        blocks_a, blocks_b = dict(sa.blocks), dict(sb.blocks)
-        self.sizes["_C"] = max(1, triton_cdiv(L, sa.block_t * sa.sub))
-        self.sizes["_NB"] = triton_cdiv(self.sizes[m.n], blocks_a[m.n])
-        self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], blocks_a[m.p])
-        self.launch(states, sa, {})
-        if full is not states:
+        if states is not None:
+            sa = choose_matrix(states, self.sizes, self.on_gpu, f32 or exact is not False, k_bf16, low, **self.c.options)
+            blocks_a = dict(sa.blocks)
+            self.spans[plan.group.name] = sa.block_t * sa.sub
+            self.sizes["_C"] = max(1, triton_cdiv(L, sa.block_t * sa.sub))
+            self.sizes["_NB"] = triton_cdiv(self.sizes[m.n], blocks_a[m.n])
+            self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], blocks_a[m.p])
+            self.launch(states, sa, {})
+        if full is not None:
+            sb = choose_matrix(full, self.sizes, self.on_gpu, f32 or bool(exact), k_bf16 and c_bf16, low, **self.c.options)
+            span = self.spans[plan.shares or plan.group.name]
+            if sb.block_t * sb.sub != span:  # pragma: no cover - both from the same options
+                raise LoweringError(f"{full.name}: chunks of {sb.block_t * sb.sub} steps; its chunk states are of {span}")
+            self.sizes["_C"] = max(1, triton_cdiv(L, span))
             self.sizes["_RT"] = triton_cdiv(L, sb.block_t)
-            self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], blocks_b[m.p])
+            self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], dict(sb.blocks)[m.p])
             self.launch(full, sb, {})
         for d in ("_C", "_NB", "_PB", "_RT"):
             self.sizes.pop(d, None)

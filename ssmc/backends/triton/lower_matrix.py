@@ -120,6 +120,60 @@ def lower_matrix(graph: Graph, group: Group, form: MatrixForm) -> tuple[Kernel, 
     return states, full
 
 
+def share_matrix_states(plans: list, exact) -> list:
+    """``plans`` with each matrix scan whose state another one's states kernel stores
+    (``state_key``) run as its outputs kernel alone, reading those chunk states: a backward's dq
+    and dk scans (measured on an H100: bench/NOTES.md). Of scans with one state, the one storing
+    it is the one with a final state, else one that needs float32-accurate products
+    (``exact(group)``), else the first; a scan with a final state of its own keeps its states
+    kernel. Where every plan is a matrix scan's (none reads another's results), the storing one
+    moves before those reading its states; else only later plans read earlier ones'."""
+    from dataclasses import replace
+
+    from ssmc.passes.matrix_scans import state_key
+
+    matrix = [p for p in plans if p.matrix]
+    keys = {id(p): state_key(p.kernels[0].matrix.scan) for p in matrix}
+    primary: dict[tuple, object] = {}
+
+    def rank(x) -> tuple:
+        return x.kernels[0].matrix.final is not None, bool(exact(x.group))
+
+    for p in matrix:  # the keeper of each state: one with a final state, else exact, else the first
+        q = primary.get(keys[id(p)])
+        if q is None or rank(p) > rank(q):
+            primary[keys[id(p)]] = p
+    movable = len(matrix) == len(plans)
+    out, done = [], set()
+    for p in plans:
+        if not p.matrix:
+            out.append(p)
+            continue
+        if id(p) in done:  # a keeper moved before a scan reading its states
+            continue
+        keeper = primary[keys[id(p)]]
+        m = p.kernels[0].matrix
+        reads = keeper is not p and m.final is None and len(p.kernels) == 2
+        if reads and id(keeper) not in done and not movable:
+            reads = False  # its keeper runs later, and plans may not move
+        if not reads:
+            out.append(p)
+            done.add(id(p))
+            continue
+        if id(keeper) not in done:
+            out.append(keeper)
+            done.add(id(keeper))
+        states, full = keeper.kernels[0], p.kernels[-1]
+        hin = next(t for t in states.tensors if t.name.startswith("hin_"))
+        # its chunk states, dims in their stored order (strides go by position, offsets by name)
+        tensors = tuple(Tensor(hin.name, hin.dims, "in", source=hin.source) if t.name.startswith("hin_") else t
+                        for t in full.tensors)
+        header = full.header + (f"note: chunk states from {states.name} (the same state: v and k trade places)",)
+        out.append(replace(p, kernels=(replace(full, tensors=tensors, header=header),), shares=keeper.group.name))
+        done.add(id(p))
+    return out
+
+
 # --- checks at launch, on the call's arguments (a tensor: its pointer, then a stride per dim) ---
 
 
