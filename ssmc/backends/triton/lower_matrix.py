@@ -154,6 +154,8 @@ def share_matrix_states(plans: list, exact) -> list:
         keeper = primary[keys[id(p)]]
         m = p.kernels[0].matrix
         reads = keeper is not p and m.final is None and len(p.kernels) == 2
+        # never float32-accurate outputs from states stored with 16-bit products
+        reads = reads and (bool(exact(keeper.group)) or not exact(p.group))
         if reads and id(keeper) not in done and not movable:
             reads = False  # its keeper runs later, and plans may not move
         if not reads:
