@@ -58,8 +58,9 @@ def test_mamba_mixer_equals_transformers(L):
     _compare(ours, theirs, hidden)
 
 
+@pytest.mark.parametrize("fuse_conv", [False, True])
 @pytest.mark.parametrize("L", [1, 11])
-def test_mamba2_mixer_equals_transformers(L):
+def test_mamba2_mixer_equals_transformers(L, fuse_conv):
     from transformers.models.mamba2.modeling_mamba2 import Mamba2Config
     from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer as HFMamba2Mixer
 
@@ -67,7 +68,7 @@ def test_mamba2_mixer_equals_transformers(L):
                        chunk_size=4, use_conv_bias=True, use_bias=False, hidden_act="silu", layer_norm_epsilon=1e-5)
     theirs = HFMamba2Mixer(cfg, layer_idx=0)
     _randomize(theirs, 3)
-    ours = Mamba2Mixer(d_model=12, d_inner=24, d_state=5, head_dim=4, n_groups=2, d_conv=4, eps=1e-5)
+    ours = Mamba2Mixer(d_model=12, d_inner=24, d_state=5, head_dim=4, n_groups=2, d_conv=4, eps=1e-5, fuse_conv=fuse_conv)
     hidden = torch.randn(2, L, 12, generator=torch.Generator().manual_seed(4))
     _compare(ours, theirs, hidden)
 

@@ -18,6 +18,9 @@ NO_RULE = {
     "prev": "made by autodiff; second derivatives are not supported",
     "matrix_scan": "autodiff's matrix_vjp (more matrix scans and a running sum)", "matrix_scan_final": "with its matrix scan",
     "exprel_grad": "made by autodiff; second derivatives are not supported",
+    "conv_t": "made by autodiff (the conv's); second derivatives are not supported",
+    "conv_final_t": "made by autodiff (the conv's final window's); second derivatives are not supported",
+    "conv_dw": "made by autodiff (the conv weights'); second derivatives are not supported",
 }
 
 

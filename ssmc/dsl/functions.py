@@ -101,3 +101,20 @@ def final_state(h: Value) -> Value:
 def gate(y: Any, z: Any, act: str = "silu") -> Value:
     """``y * act(z)``, act in silu / sigmoid / gelu / tanh / relu / identity."""
     return apply("gate", y, z, act=act)
+
+
+def conv(x: Any, w: Any, axis: str, window0: Any = None) -> Value:
+    """Short causal depthwise convolution along ``axis``: ``y[t] = sum_k w[k] * x[t-(K-1)+k]``,
+    the taps ``k`` along ``w``'s one dim that ``x`` lacks (size K, up to 8 in Mamba's blocks).
+    The K inputs before the first step come from ``window0`` (the taps dim and ``x``'s other
+    dims; zeros when None); ``.final`` of the result is the window after the last step, which
+    a later call continues from (chunked prefill, decoding)."""
+    xs, ws = lift(x), lift(w)
+    taps = [d for d in ws.dims if d not in xs.dims and d != axis]
+    if len(taps) != 1:
+        raise DefinitionError(
+            f"{_tracer().name}: `conv` weights {list(ws.dims)} need exactly one dim the input "
+            f"{list(xs.dims)} lacks (the taps); found {taps}"
+        )
+    ops = (xs, ws) + ((lift(window0),) if window0 is not None else ())
+    return Value(_tracer().make("conv", ops, axis=axis, taps=taps[0]))

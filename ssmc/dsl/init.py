@@ -92,6 +92,14 @@ def log_dt(shape, rng):
     return np.log(_log_uniform_dt(shape, rng))
 
 
+@initializer("conv")
+def conv(shape, rng):
+    """A depthwise conv's taps (the last dim, K of them): uniform in +-1/sqrt(K), PyTorch's
+    Conv1d default for one input channel per group (and so Mamba's ``conv1d``)."""
+    bound = 1.0 / np.sqrt(shape[-1])
+    return rng.uniform(-bound, bound, shape)
+
+
 def resolve(init: str | Initializer | None) -> Initializer:
     if init is None:
         return INITIALIZERS["normal"]

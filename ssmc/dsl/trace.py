@@ -138,10 +138,13 @@ class Value:
 
     @property
     def final(self) -> Value:
-        """The final state of a scan (its last step; the first, for a reverse scan)."""
+        """The final state of a scan (its last step; the first, for a reverse scan), or of a
+        conv: its window after the last step (the last K inputs)."""
         n = self.node
+        if n.op == "conv":
+            return Value(_tracer().make("conv_final", n.inputs, **dict(n.attrs)))
         if n.op != "scan":
-            raise DefinitionError(f"{_tracer().name}: `.final` is only defined on a scan's result")
+            raise DefinitionError(f"{_tracer().name}: `.final` is only defined on a scan's or a conv's result")
         attrs = dict(n.attrs)
         return Value(_tracer().make("scan_final", n.inputs, **attrs, full_dims=n.dims))
 

@@ -6,7 +6,9 @@ Parameter names and shapes are those of Hugging Face transformers' ``MambaMixer`
 ``Mamba2Mixer``, so their ``state_dict`` loads as it is (tests/test_blocks.py checks the outputs
 against theirs). The scan is the example layer ``examples/mamba1.py`` / ``examples/mamba2.py``
 compiled by ssmc, or any layer passed as ``layer=`` with the same arguments (a variant of the
-recurrence in the same block). The linear maps and the convolution run in PyTorch."""
+recurrence in the same block). The causal convolution + SiLU is ssmc's generated conv kernel
+(``examples/causal_conv.py``), or, in Mamba-2's block with ``fuse_conv=True``, part of the
+scan's kernel (``examples/mamba2_conv.py``); the linear maps run in PyTorch."""
 
 from __future__ import annotations
 
@@ -29,9 +31,11 @@ def example_layer(name: str, file: str | None = None):
     return getattr(__import__(file or name), name)
 
 
-def _causal_conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-    """Depthwise causal convolution of ``x`` [B, L, C] (padded on the left by the conv)."""
-    return conv(x.transpose(1, 2))[..., : x.shape[1]].transpose(1, 2)
+def _conv_silu(kernel: Any, conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """SiLU of the depthwise causal convolution of ``x`` [B, L, C] with ``conv``'s weights
+    ([C, 1, K], transformers' layout), by ssmc's generated conv kernel."""
+    bias = conv.bias if conv.bias is not None else torch.zeros(conv.weight.shape[0], device=x.device, dtype=conv.weight.dtype)
+    return kernel(x=x, weight=conv.weight[:, 0, :], bias=bias)["y"]
 
 
 class MambaMixer(nn.Module):
@@ -53,10 +57,11 @@ class MambaMixer(nn.Module):
         self.D = nn.Parameter(torch.ones(d_inner))
         self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
         self.scan = ssmc.compile(layer or example_layer("mamba1"), **compile_options)
+        self.conv = ssmc.compile(example_layer("causal_conv"), **compile_options)
 
     def forward(self, hidden: torch.Tensor, h0: torch.Tensor | None = None, return_state: bool = False):
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
-        x = F.silu(_causal_conv(self.conv1d, x))
+        x = _conv_silu(self.conv, self.conv1d, x)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight)  # dt_proj's bias is added in the scan, before softplus
         out = self.scan(x=x, dt=dt, B=B, C=C, z=z, A_log=self.A_log, D=self.D, dt_bias=self.dt_proj.bias, h0=h0)
@@ -67,11 +72,14 @@ class MambaMixer(nn.Module):
 class Mamba2Mixer(nn.Module):
     """Mamba-2's mixer (no MLP branch in in_proj). ``forward(hidden [B, L, d_model], h0=None)``
     -> [B, L, d_model]; with ``return_state=True`` also the final state [B, H, P, N] (float32).
-    Heads: ``n_heads = d_inner // head_dim``, B and C shared by ``n_groups`` groups of heads."""
+    Heads: ``n_heads = d_inner // head_dim``, B and C shared by ``n_groups`` groups of heads.
+    ``fuse_conv``: the convolution computed inside the scan's kernel (``mamba2_conv``; its
+    strategies are the sequential and chunked ones, not yet the matrix form) instead of by
+    the conv kernel before it."""
 
     def __init__(self, d_model: int, d_inner: int, d_state: int = 128, head_dim: int = 64, n_groups: int = 1,
                  d_conv: int = 4, conv_bias: bool = True, bias: bool = False, eps: float = 1e-6,
-                 layer: Any = None, **compile_options: Any) -> None:
+                 layer: Any = None, fuse_conv: bool = False, **compile_options: Any) -> None:
         super().__init__()
         import ssmc
 
@@ -88,18 +96,30 @@ class Mamba2Mixer(nn.Module):
         self.D = nn.Parameter(torch.ones(self.n_heads))
         self.norm = _GatedNormWeight(d_inner)
         self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
-        self.scan = ssmc.compile(layer or example_layer("mamba2"), **compile_options)
+        self.fuse_conv = fuse_conv
+        self.scan = ssmc.compile(layer or example_layer("mamba2_conv" if fuse_conv else "mamba2"), **compile_options)
+        self.conv = None if fuse_conv else ssmc.compile(example_layer("causal_conv"), **compile_options)
 
     def forward(self, hidden: torch.Tensor, h0: torch.Tensor | None = None, return_state: bool = False):
         Bn, L, _ = hidden.shape
         G, R, P, N = self.n_groups, self.n_heads // self.n_groups, self.head_dim, self.d_state
         z, xBC, dt = self.in_proj(hidden).split([self.d_inner, self.d_inner + 2 * G * N, self.n_heads], dim=-1)
-        x, B, C = F.silu(_causal_conv(self.conv1d, xBC)).split([self.d_inner, G * N, G * N], dim=-1)
-        out = self.scan(
+        if not self.fuse_conv:
+            xBC = _conv_silu(self.conv, self.conv1d, xBC)
+        x, B, C = xBC.split([self.d_inner, G * N, G * N], dim=-1)
+        args = dict(
             x=x.reshape(Bn, L, G, R, P), dt=dt.reshape(Bn, L, G, R), B=B.reshape(Bn, L, G, N), C=C.reshape(Bn, L, G, N),
             z=z.reshape(Bn, L, G, R, P), A_log=self.A_log.view(G, R), D=self.D.view(G, R), dt_bias=self.dt_bias.view(G, R),
             h0=None if h0 is None else h0.reshape(Bn, G, R, P, N),
         )
+        if self.fuse_conv:  # the conv's taps and bias, split like xBC
+            w = self.conv1d.weight[:, 0, :]
+            b = self.conv1d.bias if self.conv1d.bias is not None else torch.zeros(w.shape[0], device=w.device, dtype=w.dtype)
+            wx, wB, wC = w.split([self.d_inner, G * N, G * N])
+            bx, bB, bC = b.split([self.d_inner, G * N, G * N])
+            args.update(conv_x=wx.reshape(G, R, P, -1), conv_x_bias=bx.reshape(G, R, P), conv_B=wB.reshape(G, N, -1),
+                        conv_B_bias=bB.reshape(G, N), conv_C=wC.reshape(G, N, -1), conv_C_bias=bC.reshape(G, N))
+        out = self.scan(**args)
         y = out["y"].reshape(Bn, L, self.d_inner).float()  # gated in the scan: y * silu(z)
         y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)
         y = self.out_proj(self.norm.weight * y.to(hidden.dtype))

@@ -43,10 +43,11 @@ class SSMModule(torch.nn.Module):
 
     def state_names(self) -> dict[str, str]:
         """{final-state output: the initial-state argument it continues}: the layer's recurrent
-        state, read from the IR (a scan's ``h0`` argument and its final state)."""
+        state, read from the IR (a scan's ``h0`` argument and its final state; a conv's window
+        and its final window)."""
         out = {}
         for name, node in self.compiled.graph.outputs:
-            if node.op == "scan_final" and len(node.inputs) == 3 and node.inputs[2].op == "arg":
+            if node.op in ("scan_final", "conv_final") and len(node.inputs) == 3 and node.inputs[2].op == "arg":
                 out[name] = node.inputs[2].attr("name")
         return out
 

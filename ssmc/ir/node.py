@@ -128,9 +128,13 @@ class Graph:
         raise KeyError(name)
 
     def scan_axis(self) -> str | None:
-        """The axis of the layer's (first) scan, or None if it has none."""
+        """The axis of the layer's (first) scan, else of its first conv (the sequence axis),
+        or None if it has neither."""
         for n in self.nodes:
             if n.op in ("scan", "scan_final", "matrix_scan", "matrix_scan_final"):
+                return n.attr("axis")
+        for n in self.nodes:
+            if n.op in ("conv", "conv_final", "conv_t", "conv_final_t", "conv_dw"):
                 return n.attr("axis")
         return None
 

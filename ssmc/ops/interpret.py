@@ -10,8 +10,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ssmc.ir.dims import Dims
+from ssmc.ir.dims import Dims, in_order
 from ssmc.ir.node import Graph, Node, topo_order
+from ssmc.ops.conv import CONV_FAMILY
 from ssmc.ops.registry import ELEMENTWISE, REDUCE, get
 
 
@@ -44,7 +45,7 @@ def interpret(
     order = topo_order(roots if roots is not None else [v for _, v in graph.outputs])
     with np.errstate(all="ignore"):
         for node in order:
-            v = _eval(node, values, args, sizes)
+            v = _eval(node, values, args, sizes, graph.dim_order)
             if precision == "f32" and node.dtype != "bool":
                 v = np.asarray(v, dtype=np.float32).astype(np.float64)
             values[node] = v
@@ -61,7 +62,7 @@ def _full(node: Node, sizes: Mapping[str, int]) -> tuple[int, ...]:
     return tuple(sizes[d] for d in node.dims)
 
 
-def _eval(node: Node, values, args, sizes) -> np.ndarray:
+def _eval(node: Node, values, args, sizes, order) -> np.ndarray:
     op = get(node.op)
     attrs = node.attr_dict
     ins = [values[i] for i in node.inputs]
@@ -103,6 +104,8 @@ def _eval(node: Node, values, args, sizes) -> np.ndarray:
         h0 = align(ins[4], node.inputs[4].dims, state) if len(ins) == 5 else None
         ops[0] = np.broadcast_to(ops[0], tuple(sizes[d] for d in full))
         return op.numpy(*ops, h0, axis=full.index(attrs["axis"]), kaxis=full.index(attrs["kdim"]), reverse=attrs["reverse"])
+    if node.op in CONV_FAMILY:
+        return _eval_conv(node, ins, sizes, order)
     if node.op == "prev":
         fill = None
         if len(ins) == 2:
@@ -110,6 +113,38 @@ def _eval(node: Node, values, args, sizes) -> np.ndarray:
         x = np.broadcast_to(align(ins[0], node.inputs[0].dims, node.dims), _full(node, sizes))
         return op.numpy(x, fill, axis=node.dims.index(attrs["axis"]), reverse=attrs["reverse"])
     raise NotImplementedError(f"the interpreter has no evaluation for op `{node.op}`")
+
+
+def _eval_conv(node: Node, ins, sizes, order) -> np.ndarray:
+    """The conv ops' NumPy rules take the sequence (or taps) as the last axis of every
+    operand and the result's other dims, broadcast, before it: arrange them so."""
+    at = node.attr_dict
+    axis, taps = at["axis"], at["taps"]
+    rest = tuple(d for d in node.dims if d not in (axis, taps))
+    for i in node.inputs:
+        rest = in_order(set(rest) | {d for d in i.dims if d not in (axis, taps)}, order)
+
+    def last(k: int, dim: str) -> np.ndarray:
+        v, dims = ins[k], node.inputs[k].dims
+        target = in_order(set(rest) | {dim}, order)
+        return np.moveaxis(align(v, dims, target), target.index(dim), -1)
+
+    op = get(node.op)
+    if node.op in ("conv", "conv_final"):
+        win = last(2, taps) if len(ins) == 3 else None
+        out = op.numpy(last(0, axis), last(1, taps), win)
+    elif node.op == "conv_t":
+        out = op.numpy(last(0, axis), last(1, taps), at["part"])
+    elif node.op == "conv_final_t":
+        out = op.numpy(last(0, taps), last(1, axis), at["part"])
+    else:  # conv_dw
+        win = last(3, taps) if len(ins) == 4 else None
+        out = op.numpy(last(0, axis), last(1, axis), last(2, taps), win)
+    end = axis if axis in node.dims else taps
+    full = in_order(set(rest) | {end}, order)
+    out = np.moveaxis(out, -1, full.index(end))
+    assert full == node.dims, (full, node.dims)
+    return np.broadcast_to(out, tuple(sizes[d] for d in full)).astype(np.float64)
 
 
 def _used_operands(node: Node) -> set[int]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ssmc.errors import LoweringError
 from ssmc.ir.node import Graph, Group, Node, topo_order
+from ssmc.ops.conv import CONV_FAMILY, tensor_operands
 from ssmc.passes.base import Pass
 
 
@@ -31,15 +32,32 @@ class FuseBackward(Pass):
 
     def apply(self, graph: Graph) -> Graph:
         live = topo_order([v for _, v in graph.outputs])
-        # level: how many sums across programs lie upstream (a chain of them counts once)
+
+        def crosses(i: Node, n: Node, k: int) -> bool:
+            """Whether ``n`` reads operand ``i`` (its k-th) from a kernel before its own: a sum
+            across programs, or a value computed here that a conv op reads at other steps."""
+            if self.partial(i) and not self.partial(n):
+                return True
+            return n.op in CONV_FAMILY and k in tensor_operands(n) and i.op not in ("arg", "const")
+
+        # level: how many such boundaries lie upstream (a chain of sums counts once)
         level: dict[Node, int] = {}
         for n in live:
-            lv = 0
-            for i in n.inputs:
-                lv = max(lv, level[i] + (1 if self.partial(i) and not self.partial(n) else 0))
-            level[n] = lv
+            level[n] = max((level[i] + crosses(i, n, k) for k, i in enumerate(n.inputs)), default=0)
         outs = {v for _, v in graph.outputs}
-        crossing = {i for n in live for i in n.inputs if self.partial(i) and not self.partial(n)}
+        crossing = {i for n in live for k, i in enumerate(n.inputs) if crosses(i, n, k)}
+        # a later kernel recomputes what it needs from earlier levels, except values of the
+        # recurrence: those it reads from memory where they are input-sized (a conv's cotangent
+        # read at other steps forces a later kernel that may need them); state-sized ones refuse
+        recurrent: set[Node] = set()
+        for n in live:
+            if n.op in ("scan", "scan_final", "prev") or any(i in recurrent for i in n.inputs):
+                recurrent.add(n)
+        sized = {a.dims for a in graph.args}
+        for n in live:
+            for i in n.inputs:
+                if level[i] < level[n] and i in recurrent and i.dims in sized:
+                    crossing.add(i)
         groups = []
         for k in range(max(level.values(), default=0) + 1):
             # a later level reads the sums of earlier ones; the rest it needs, it recomputes

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from ssmc.ir.dims import Dims
 from ssmc.ir.node import Graph, Group, Node, topo_order
 from ssmc.ir.printer import node_names
+from ssmc.ops.conv import CONV_OPS
 from ssmc.passes.base import Pass, build, const, rewrite
 
 LOG2E = 1.4426950408889634
@@ -66,6 +67,9 @@ def matrix_form(graph: Graph, group: Group) -> MatrixForm | str:
         return op_form(graph, group)
     if group.loads:
         return "it reads values another kernel computes"
+    convs = [n for n in group.nodes if n.op in CONV_OPS]
+    if any(n.op != "conv" or any(i.op != "arg" for i in n.inputs) for n in convs):
+        return "it holds a conv of a computed value or a conv's final window"
     scans = [n for n in group.nodes if n.op == "scan"]
     finals = [n for n in group.nodes if n.op == "scan_final"]
     if len(scans) != 1:
@@ -196,8 +200,12 @@ def op_form(graph: Graph, group: Group) -> MatrixForm | str:
     from ssmc.ops.registry import get
 
     others = [n for n in group.nodes if n not in ms and n.op not in ("arg", "const")]
-    if any(get(n.op).group != "elementwise" for n in others):
-        bad = next(n for n in others if get(n.op).group != "elementwise")
+    # a conv of arguments is recomputed like the elementwise operands (print_matrix)
+    def recomputable(n: Node) -> bool:
+        return get(n.op).group == "elementwise" or (n.op == "conv" and all(i.op == "arg" for i in n.inputs))
+
+    if any(not recomputable(n) for n in others):
+        bad = next(n for n in others if not recomputable(n))
         return f"its operands need `{bad.op}`, not elementwise"
     if any(any(i in ms for i in n.inputs) for n in others):
         return "a value after the matrix scan is computed in its kernel"

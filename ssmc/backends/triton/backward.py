@@ -7,7 +7,7 @@ from typing import Any
 
 from ssmc.autodiff import backward_layer
 from ssmc.backends.triton.jit import CompiledLayer, GroupPlan
-from ssmc.backends.triton.lower import layout_of, lower_group
+from ssmc.backends.triton.lower import chunkable, layout_of, lower_group
 from ssmc.backends.triton.lower_backward import carried_group, lower_bidir, recompute_group
 from ssmc.dsl.layer import Layer
 from ssmc.errors import LoweringError
@@ -43,6 +43,9 @@ class CompiledBackward(CompiledLayer):
         partial = tuple(grid) + ((tiled,) if tiled else ())
         # ``split_time``: the main kernel's sequence split among programs too, where it carries
         # one scan (sums over time then end it like sums across programs)
+        # a layer with no scan (a conv alone): its backward's loop carries nothing, so the
+        # sequence splits among programs as it does for the forward
+        split_time = split_time or not any(n.op == "scan" for n in forward.graph.nodes)
         self.split_time = split_time
         if split_time:
             partial += (forward.graph.scan_axis(),)
@@ -78,14 +81,18 @@ class CompiledBackward(CompiledLayer):
                     ks = []
                     rg = recompute_group(g)
                     cg = carried_group(g) if self.split_time and rg is None else None
+                    scanless = not any(n.op == "scan" for n in g.nodes)
                     if rg is not None or cg is not None:
                         ks.append(lower_group(self.graph, rg or cg, "chunked", self.unroll, "states", layout=self.layout))
                     ks.append(lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch,
-                                          chunked=cg is not None))
+                                          chunked=cg is not None or (self.split_time and scanless)))
                     out.append(GroupPlan(tuple(ks), len(ks) == 2, g))
                 elif any(n.op == "sum" and (n.attr("dim") in split or n.attr("dim") == axis) for n in g.nodes):
                     # sums over time or across programs: the bidir loop (no scan in it)
                     out.append(GroupPlan((lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch),), False, g))
+                elif chunkable(self.graph, g) is None and not any(n.op == "scan" for n in g.nodes):
+                    # a later kernel with no recurrence (a conv's transposed part): chunks of the sequence
+                    out.append(GroupPlan((lower_group(self.graph, g, "chunked", self.unroll),), True, g))
                 else:
                     out.append(GroupPlan((lower_group(self.graph, g, "sequential", self.unroll),), False, g))
             self._plans["bidir"] = out

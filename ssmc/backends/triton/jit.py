@@ -16,7 +16,7 @@ from typing import Any
 from ssmc.backends.triton import cache
 from ssmc.backends.triton.binding import KERNEL_DTYPES, bind_packed, common_device, pairable
 from ssmc.backends.triton.codegen import GENERATOR_VERSION, generate
-from ssmc.backends.triton.kernel_ir import Kernel, Load
+from ssmc.backends.triton.kernel_ir import Kernel, Load, WindowLoad
 from ssmc.backends.triton.lower import chunkable, lower_group
 from ssmc.backends.triton.lower_matrix import (
     MatrixForm,
@@ -124,7 +124,7 @@ class CompiledLayer:
         self._recipes: dict[tuple, Any] = {}  # call signature -> its recorded launches (replay.py)
         self.last_launched: Any = None
         # outputs that are final states: stored in float32 whatever the inputs' dtype
-        self.finals = {k for k, v in self.graph.outputs if v.op == "scan_final"}
+        self.finals = {k for k, v in self.graph.outputs if v.op in ("scan_final", "conv_final")}
         self._backward: Any = None
         # the torch.library op that autograd and torch.compile call (defined now: not traceable)
         self.op: Any = None
@@ -150,9 +150,10 @@ class CompiledLayer:
                 if isinstance(form, MatrixForm):
                     out.append(GroupPlan(lower_matrix(self.graph, g, form), False, g, matrix=True))
                 elif strategy in ("chunked", "matrix") and chunkable(self.graph, g) is None:
+                    recurrent = any(n.op in ("scan", "scan_final") for n in g.nodes)
                     ks = tuple(
                         lower_group(self.graph, g, "chunked", self.unroll, role)
-                        for role in ("states", "full")
+                        for role in (("states", "full") if recurrent else ("full",))
                     )
                     out.append(GroupPlan(ks, True, g))
                 else:
@@ -191,6 +192,8 @@ class CompiledLayer:
         k = plan.kernels[-1]
         if k.strategy != "sequential" or not k.full_dims:
             return plan
+        if any(isinstance(s, WindowLoad) for s in k.pre + k.loop):  # a conv: not in print_held yet
+            return plan
         held = {d: sizes[d] for d in k.full_dims}
         if self.held is None and math.prod(held.values()) > REGISTER_HELD:
             return plan
@@ -208,7 +211,7 @@ class CompiledLayer:
         pairs = tuple(sorted(t for t, _ in self._rows[rows_key] & pairable))
         key = (id(plan), tuple(held.items()), pairs)
         if key not in self._held_plans:
-            roles = ("states", "full") if plan.chunked else ("full",)
+            roles = tuple(k.role for k in plan.kernels)
             strategy = "chunked" if plan.chunked else "sequential"
             ks = tuple(lower_group(self.graph, plan.group, strategy, self.unroll, r, held=held, pairs=pairs) for r in roles)
             self._held_plans[key] = GroupPlan(ks, plan.chunked, plan.group)
@@ -363,12 +366,17 @@ class _Run:
         self.launch(kernel, self.schedule(kernel), {})
 
     def chunked(self, plan: GroupPlan) -> None:
-        states, full = plan.kernels
+        states, full = plan.kernels if len(plan.kernels) == 2 else (None, plan.kernels[0])
         sched = self.schedule(full)
         sizes = dict(self.sizes)
         if self.varlen is not None:  # chunk by the longest sequence; shorter ones pass through
             sizes[full.time_dim] = self.varlen[2]
         n_chunks, chunk_len = chunking(full, sizes, sched, self.on_gpu, self.c.chunks)
+        if states is None:  # no recurrence: nothing passes between chunks (one chunk or many)
+            self.sizes["_C"] = n_chunks
+            self.launch(full, sched, {"chunk_len": chunk_len})
+            del self.sizes["_C"]
+            return
         if n_chunks <= 1:  # nothing to split: the plain sequential kernel
             index = self.c.plans("chunked", self.sizes, self.pairable).index(plan)  # plans of both strategies align by group
             return self.single(self.c.plans("sequential", self.sizes, self.pairable)[index].kernels[0])
@@ -469,12 +477,14 @@ class _Run:
         and the combine (``hin``), then one program per chunk (and grid dims)."""
         import torch
 
-        states, kernel = plan.kernels
+        states, kernel = plan.kernels if len(plan.kernels) == 2 else (None, plan.kernels[0])
         sizes = dict(self.sizes)
         if self.varlen is not None:  # chunk by the longest sequence; shorter ones end early
             sizes[kernel.time_dim] = self.varlen[2]
         n_chunks, chunk_len = chunking(kernel, sizes, sched, self.on_gpu, self.c.chunks)
-        if n_chunks > 1:
+        if states is None:  # no scan: no state enters a chunk
+            self.sizes["_C"] = n_chunks
+        elif n_chunks > 1:
             # the main kernel's block of the tiled dim: as many programs (seen on an H100, Mamba-2's
             # rest: 17.7 ms with the states kernel's own 32 channels per program, for 64 programs)
             own = self.schedule(states, block_tiled=dict(sched.blocks).get(kernel.tiled_dim), num_warps=sched.num_warps)

@@ -43,6 +43,68 @@ class Load:
 
 
 @dataclass(frozen=True)
+class WindowLoad:
+    """``target`` = the inputs a causal conv reads at each step: ``tensor`` (dims ``dims``,
+    with the time dim) at steps t-(K-1) .. t, along the taps dim ``taps`` (a dim held whole,
+    size K); steps before the sequence's start read ``window`` (dims ``window_dims``: the K
+    values before it, oldest first) or zeros. ``end``: the K inputs ending at the last step
+    (the conv's final window), loaded before the time loop. Lowered from ``conv`` and
+    ``conv_final`` (ssmc/ops/conv.py); the step's position counts from the sequence's start
+    in either direction of the time loop."""
+
+    target: str
+    tensor: str
+    dims: Dims
+    taps: str
+    window: str | None
+    window_dims: Dims
+    comment: str
+    end: bool = False
+    ahead: bool = False  # steps t+(K-1) .. t instead (a transposed conv: its cotangent's reads)
+
+
+@dataclass(frozen=True)
+class TapAt:
+    """``target`` = ``source``'s element along ``taps`` at this step's slot in the final window
+    (index t - n + K; zero for the steps before the last K): the final window's cotangent
+    reaching the step it holds."""
+
+    target: str
+    source: str
+    taps: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class TapsShift:
+    """``target`` = ``tensor`` (dims ``dims``, with ``taps``) read along ``taps`` at index
+    k + ``shift`` for lane k (zero outside [0, K)); ``shift`` an expression of the sizes."""
+
+    target: str
+    tensor: str
+    dims: Dims
+    taps: str
+    shift: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class WindowHead:
+    """``target`` [.., K] = the cotangent of a conv's initial window: lane j gets
+    ``sum_k w[k] * g[j-1-k]`` over the steps 0 <= j-1-k < n (``g``: ``tensor`` with the time
+    dim; ``w``: ``weights``), a loop over the taps before the time loop."""
+
+    target: str
+    tensor: str
+    dims: Dims
+    weights: str
+    weight_dims: Dims
+    taps: str
+    out_dims: Dims
+    comment: str
+
+
+@dataclass(frozen=True)
 class Compute:
     target: str
     expr: str
@@ -105,7 +167,7 @@ class Store:
     only_first: Dims = ()  # grid/tiled dims along which the value is the same: program 0 adds
 
 
-Stmt = Load | Compute | Reduce | TimeSum | Prev | ScanStep | Store
+Stmt = Load | WindowLoad | TapAt | TapsShift | WindowHead | Compute | Reduce | TimeSum | Prev | ScanStep | Store
 
 
 @dataclass(frozen=True)
@@ -148,6 +210,9 @@ class Kernel:
     pairs: tuple[str, ...] = ()  # register-held: rows loaded two elements per load (aligned)
     prefetch: bool = False  # sequential / bidir: the next tile's (chunk's) loads issued before this one's work
     matrix: Any = None  # strategy "matrix": the lower_matrix.MatrixForm its printer reads
+    # the dims held whole that are a conv's taps (a value spans them and at most one other
+    # held dim: [K, N] or [K, P], never a state's [N, P] times K)
+    taps: Dims = ()
 
     def varying_ints(self) -> list[str]:
         """The kernel's int parameters that vary with the sequence length or batch: never

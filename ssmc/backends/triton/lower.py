@@ -17,9 +17,11 @@ from ssmc.backends.triton.kernel_ir import (
     Store,
     Tensor,
 )
+from ssmc.backends.triton.lower_conv import lower_conv, plain_reads
 from ssmc.errors import LoweringError
 from ssmc.ir.node import Graph, Group, Node, topo_order
 from ssmc.ir.printer import format_node, node_names
+from ssmc.ops.conv import CONV_FAMILY
 from ssmc.ops.registry import ELEMENTWISE, get
 from ssmc.passes.fuse import recurrence_key
 
@@ -33,10 +35,13 @@ CHUNK = "_C"  # the chunk index of the chunked strategy: a grid dim of its kerne
 
 
 def chunkable(graph: Graph, group: Group) -> str | None:
-    """Why ``group`` cannot use the chunked strategy, or None if it can."""
+    """Why ``group`` cannot use the chunked strategy, or None if it can. A group without a
+    recurrence splits its sequence with nothing to pass between chunks (a conv reads the steps
+    before a chunk from memory)."""
     scans = [n for n in group.nodes if n.op in ("scan", "scan_final")]
     if not scans:
-        return "no recurrence to split"
+        axis = sequence_axis(graph)
+        return None if any(axis in n.dims for n in group.nodes) else "no sequence axis to split"
     outputs = {v for _, v in graph.outputs}
     for n in group.nodes:
         if n.op == "scan_final" and n not in outputs:
@@ -103,10 +108,13 @@ def lower_group(
                     "reductions over time are not supported by the Triton backend yet"
                 )
             full.add(d)
+        if n.op in CONV_FAMILY:  # the taps are a dim held whole: a conv sums over them
+            full.add(n.attr("taps"))
     if layout is not None:  # the classification of another kernel (the forward's): keep it
-        if full - set(layout[2]):
+        taps = {n.attr("taps") for n in whole.nodes if n.op in CONV_FAMILY}  # local to this kernel
+        if full - set(layout[2]) - taps:
             raise LoweringError(f"{layer}: kernel {group.name} reduces {sorted(full)} inside; the layout holds {list(layout[2])}")
-        full = {d for d in layout[2] if d in all_dims}
+        full = {d for d in layout[2] if d in all_dims} | (taps & all_dims)
     rest = [d for d in size_dims if d != time_dim and d not in full]
     tiled = rest[-1] if rest else None
     if layout is not None and layout[1] in rest:
@@ -158,11 +166,17 @@ def lower_group(
             return f"{float(n.attr('value'))!r}"
         return var[n]
 
+    # values conv ops read at other steps (from memory): loaded plainly only if read so too
+    plain, windowed = plain_reads(group.nodes)
+    tensor_of: dict[Node, str] = {}
+
     for n in group.loads:
         t = Tensor(f"t{names[n][1:]}", n.dims, "in", source=names[n])
         tensors.append(t)
+        tensor_of[n] = t.name
         var[n] = f"v{names[n][1:]}"
-        stmts[phase[n]].append(Load(var[n], t.name, n.dims, f"{names[n]} (computed by another kernel)"))
+        if n not in windowed:
+            stmts[phase[n]].append(Load(var[n], t.name, n.dims, f"{names[n]} (computed by another kernel)"))
 
     for n in group.nodes:
         if n.op == "const":
@@ -173,7 +187,11 @@ def lower_group(
         if n.op == "arg":
             t = Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name"))
             tensors.append(t)
-            stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
+            tensor_of[n] = t.name
+            if n not in windowed:
+                stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
+        elif n.op in CONV_FAMILY:
+            stmts[phase[n]] += lower_conv(n, names, value, tensor_of, size_dims, layer, group.name)
         elif op.group == ELEMENTWISE:
             expr = elementwise_expr(layer, n, [value(i) for i in n.inputs], phase[n] == "pre")
             stmts[phase[n]].append(Compute(v, expr, comment(n), n.dims))
@@ -224,9 +242,11 @@ def lower_group(
         if n in read_elsewhere or not targets:
             # float32, for the kernels that read it: not the output's (maybe bf16) rounding
             targets.append(Tensor(f"t{names[n][1:]}", n.dims, "out", source=names[n]))
+        # a chunked kernel's values outside the time loop are the same in every chunk: the first stores them
+        first = (CHUNK,) if chunked and phase[n] != "loop" else ()
         for t in targets:
             tensors.append(t)
-            stmts[phase[n]].append(Store(t.name, value(n), n.dims, f"{t.source} <- {names[n]}"))
+            stmts[phase[n]].append(Store(t.name, value(n), n.dims, f"{t.source} <- {names[n]}", only_first=first))
 
     # a scan_final-only recurrence still needs its scan target to be the scan's loop step
     header = (
@@ -262,6 +282,7 @@ def lower_group(
         held=held_dims,
         pairs=tuple(pairs) if held_dims else (),
         prefetch=bool(held_dims) and unroll > 1,
+        taps=tuple(d for d in full_dims if any(n.op in CONV_FAMILY and n.attr("taps") == d for n in whole.nodes)),
     )
 
 

@@ -32,9 +32,11 @@ from ssmc.backends.triton.kernel_ir import (
     TimeSum,
 )
 from ssmc.backends.triton.lower import CHUNK, elementwise_expr
+from ssmc.backends.triton.lower_conv import lower_conv, plain_reads
 from ssmc.errors import LoweringError
 from ssmc.ir.node import Graph, Group, Node
 from ssmc.ir.printer import format_node, node_names
+from ssmc.ops.conv import CONV_FAMILY
 from ssmc.ops.registry import ELEMENTWISE, get
 
 
@@ -119,17 +121,20 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
     if time_dim not in all_dims:  # an epilogue over values without the sequence axis
         time_dim = None
     size_dims = tuple(d for d in graph.dim_order if d in all_dims)
-    full = tuple(d for d in full_l if d in all_dims)
+    taps = {n.attr("taps") for n in group.nodes if n.op in CONV_FAMILY}  # held whole: a conv sums over them
+    full = tuple(d for d in size_dims if (d in full_l or d in taps) and d in all_dims)
     tiled = tiled_l if tiled_l in all_dims else None
     grid = tuple(d for d in size_dims if d not in full and d != tiled and d != time_dim)
     split = set(grid) | ({tiled} if tiled else set())
     if chunked:
-        if fwd is not None or carried is None:
-            raise LoweringError(f"{layer}: kernel {group.name}: only a backward with one scan (the carried one) splits the sequence")
+        if fwd is not None or (carried is None and scans):
+            raise LoweringError(f"{layer}: kernel {group.name}: only a backward with one scan (the carried one) or none splits the sequence")
         grid = (CHUNK,) + grid
         size_dims = (CHUNK,) + size_dims
 
     def kind(n: Node) -> str:
+        if n.op == "conv_dw":  # the conv weights' gradient: a sum over time
+            return "time_sum"
         if n.op != "sum":
             return n.op
         d = n.attr("dim")
@@ -167,11 +172,15 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
     def comment(n: Node) -> str:
         return format_node(n, names)
 
+    _, windowed = plain_reads(group.nodes)  # read by conv ops only, from memory
+    tensor_of: dict[Node, str] = {}
     for n in group.loads:  # sums across programs stored by an earlier kernel
         t = Tensor(f"t{names[n][1:]}", n.dims, "in", source=names[n])
         tensors.append(t)
+        tensor_of[n] = t.name
         var[n] = f"v{names[n][1:]}"
-        stmts[phase[n]].append(Load(var[n], t.name, n.dims, f"{names[n]} (computed by another kernel)"))
+        if n not in windowed:
+            stmts[phase[n]].append(Load(var[n], t.name, n.dims, f"{names[n]} (computed by another kernel)"))
     for n in group.nodes:
         if n.op == "const":
             continue
@@ -182,10 +191,15 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
         if n.op == "arg":
             t = Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name"))
             tensors.append(t)
-            stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
+            tensor_of[n] = t.name
+            if n not in windowed:
+                stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
         elif op.group == ELEMENTWISE:
             expr = elementwise_expr(layer, n, [value(i) for i in n.inputs], phase[n] == "pre")
             stmts[phase[n]].append(Compute(v, expr, comment(n)))
+        elif n.op in CONV_FAMILY:
+            where = "loop" if n.op == "conv_dw" else phase[n]
+            stmts[where] += lower_conv(n, names, value, tensor_of, size_dims, layer, group.name, time_sums=True)
         elif k == "time_sum":
             stmts["loop"].append(TimeSum(v, value(n.inputs[0]), n.dims, comment(n)))
         elif k == "partial":
@@ -267,6 +281,7 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
         align_end=align_end,
         hoist_loads=hoist_loads,
         prefetch=prefetch,
+        taps=tuple(d for d in full if d in taps),
     )
 
 

@@ -58,7 +58,7 @@ def lower_matrix(graph: Graph, group: Group, form: MatrixForm) -> tuple[Kernel, 
     def arg_tensor(n: Node) -> Tensor:
         return Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name"))
 
-    used = set(m.heads) | {m.time, m.n, m.p}
+    used = set(m.heads) | {m.time, m.n, m.p} | {n.attr("taps") for n in group.nodes if n.op == "conv"}
     size_dims = tuple(d for d in graph.dim_order if d in used)
     common = dict(
         layer=graph.name,

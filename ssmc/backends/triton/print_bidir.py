@@ -208,7 +208,7 @@ def _dependencies(stmts, target_stmt) -> list:
 
     def reads(s) -> list[str]:
         text = " ".join(str(getattr(s, f, "")) for f in ("expr", "source", "a", "b", "scan"))
-        return re.findall(r"\bv\d+\b", text)
+        return re.findall(r"\b[vum]\d+\b", text)  # values; a conv's taps (u) and products (m)
 
     need, todo = set(), [target_stmt]
     while todo:

@@ -48,7 +48,12 @@ class MatrixPrinter:
         memo = self.memo.setdefault(t, {})
         var.update(memo)
         order = topo_order(targets, stop=lambda x: x in var)
+        # a conv's operands are read by the conv itself (at other steps): no tile of their own
+        read = {i for n in order if n.op != "conv" for i in n.inputs} | set(targets)
+        skip = {i for n in order if n.op == "conv" for i in n.inputs} - read
         for n in order:
+            if n in skip:
+                continue
             name = f"{tag}{self.names[n][1:]}"
             if n.op == "const":
                 var[n] = repr(float(n.attr("value")))
@@ -78,6 +83,8 @@ class MatrixPrinter:
                     buf.line(f"{name} = {load} if HAS_{tensor.name} else {zero}")
                 else:
                     buf.line(f"{name} = {load}")
+            elif n.op == "conv":
+                self.conv(buf, n, name, ctx, t, mask_t, var)
             elif get(n.op).group == ELEMENTWISE:
                 expr = elementwise_expr(self.k.layer, n, [var[i] for i in n.inputs], m.time not in n.dims)
                 buf.line(f"{name} = {expr}  # {format_node(n, self.names)}")
@@ -87,6 +94,53 @@ class MatrixPrinter:
             if m.n not in n.dims and m.p not in n.dims:
                 memo[n] = name
         return var
+
+    def conv(self, buf: IndentedBuffer, n: Node, name: str, ctx: str | None, t: str, mask_t: str, var) -> None:
+        """A conv (ssmc/ops/conv.py) as a [time, ``ctx``] tile: a loop over its K taps, each
+        reading the input's tile K-1-k steps back (the window before the sequence's start) and
+        one row of weights. The steps are counted from the sequence's start whichever way the
+        tile's positions run."""
+        m = self.m
+        x, w = n.inputs[0], n.inputs[1]
+        win = n.inputs[2] if len(n.inputs) == 3 else None
+        K = n.attr("taps")
+        for op in (x, w, win):
+            if op is not None and op.op != "arg":  # pragma: no cover - matrix_form rules these out
+                raise LoweringError(f"{self.k.layer}: the conv {self.names[n]} in the matrix form reads a computed value")
+        extra = set(n.dims) - set(m.heads) - {m.time} - ({ctx} if ctx else set())
+        if extra:  # pragma: no cover - matrix_form rules these out
+            raise LoweringError(f"{self.k.layer}: {self.names[n]} varies along {sorted(extra)} in context {ctx}")
+        rows = f"({t} {'-' if m.reverse else '+'} idx[:, None] - t_lo)"  # each row's step in its sequence
+        shape = "[BLOCK_T, " + (f"BLOCK_{ctx}" if ctx in n.dims else "1") + "]"
+        lane = [f"offs_{ctx}[None, :]"] if ctx in n.dims else []
+        lane_mask = [f"mask_{ctx}[None, :]"] if ctx in n.dims else []
+
+        def ptr(a: Node, time_or_taps: str) -> str:
+            tensor = self.tensors[a.attr("name")]
+            terms = self.head_terms(tensor, a.dims) + [f"{time_or_taps} * {tensor.name}_s_{m.time if m.time in a.dims else K}"]
+            terms += [f"{o} * {tensor.name}_s_{ctx}" for o in lane if ctx in a.dims]
+            return tensor.name + "".join(f" + {x}" for x in terms)
+
+        buf.line(f"# {format_node(n, self.names)}: the taps one at a time")
+        buf.line(f"{name} = tl.zeros({shape}, tl.float32)")
+        buf.line(f"for kk in range(0, size_{K}):")
+        with buf.indent():
+            buf.line(f"p_kk = {rows} - (size_{K} - 1) + kk  # the step each row reads")
+            wm = " & ".join(lane_mask if ctx in w.dims else [])
+            buf.line(f"w_kk = tl.load({ptr(w, 'kk')}{f', mask={wm}, other=0.0' if wm else ''}).to(tl.float32)")
+            xm = " & ".join([f"{mask_t}[:, None]", "(p_kk >= 0)", "(p_kk < n_steps)"] + lane_mask)
+            buf.line(f"x_kk = tl.load({ptr(x, '(t_lo + p_kk)')}, mask={xm}, other=0.0).to(tl.float32)")
+            if win is not None:
+                wt = self.tensors[win.attr("name")]
+                wmask = " & ".join([f"{mask_t}[:, None]", "(p_kk < 0)"] + (lane_mask if ctx in win.dims else []))
+                load = f"tl.load({ptr(win, '(p_kk + size_' + K + ')')}, mask={wmask}, other=0.0).to(tl.float32)"
+                if wt.optional:
+                    buf.line(f"if HAS_{wt.name}:  # steps before the start: the window")
+                    with buf.indent():
+                        buf.line(f"x_kk += {load}")
+                else:
+                    buf.line(f"x_kk += {load}")
+            buf.line(f"{name} += w_kk * x_kk")
 
     def time_terms(self, tensor: Tensor, t: str) -> list[str]:
         """The offsets of a tile's steps: ``t`` (the step at position 0 of the tile), then the

@@ -14,6 +14,7 @@ from ssmc.errors import LoweringError
 
 KERNEL_STRATEGIES = ("sequential", "tiled")  # how one kernel runs time; "chunked" is a plan of kernels
 MAX_HELD = 16384  # elements of the full (reduced) dims one program may hold
+MAX_TAPS = 64  # a conv's taps held whole (Mamba's blocks: 4)
 # at most this many held elements per channel are held as registers, one variable each (the
 # sequential strategy; see Kernel.held): Mamba-1's N = 16 ran 1.7x faster so on an H100
 # (bench/NOTES.md)
@@ -69,7 +70,11 @@ def choose(
     in_registers = dict(kernel.held)
     for d in kernel.full_dims:
         b = in_registers.get(d) or next_pow2(sizes[d])
-        held *= b
+        if d in kernel.taps:  # a conv's window: alongside one other held dim at most
+            if b > MAX_TAPS:
+                raise LoweringError(f"{kernel.layer}: a conv of {d}={sizes[d]} taps; at most {MAX_TAPS}")
+        else:
+            held *= b
         if d not in in_registers:
             blocks.append((d, b))
     if held > MAX_HELD:
