@@ -181,15 +181,18 @@ def test_scans_of_one_state_store_it_once(name):
 
 
 @pytest.mark.parametrize("name", ["mamba2", "simple_gla"])
-def test_only_the_summed_matrix_scans_take_float32_accurate_products(name):
+def test_only_the_summed_matrix_scans_need_float32_accurate_products(name):
     """The decay's gradient adds up (running sum) the recomputed outputs and dv; dk and dq (and
-    the final states) feed no running sum: their kernels take 16-bit products on a GPU."""
-    c = MatrixBackward(LAYERS[name])
+    the final states) feed no running sum: with ``low_precision``, their kernels take 16-bit
+    products on a GPU."""
+    default = MatrixBackward(LAYERS[name])  # 16-bit products off by default (a Triton fault: the class's note)
+    assert default.exact == frozenset(k for k, _ in default.part.graph.outputs) and default.result_precision("bf16") == {}
+    c = MatrixBackward(LAYERS[name], low_precision=True)
     value_dim = {"mamba2": "P", "simple_gla": "V"}[name]  # the forward's y: [.., L, heads, value_dim]
     outs = dict(c.part.graph.outputs)
     want = {k for k, v in outs.items() if v.op == "matrix_scan" and v.attr("vdim") == value_dim}
     assert {bool(outs[k].attr("reverse")) for k in want} == {False, True}  # y recomputed, dv
-    assert c.exact == want
+    assert c.exact == want == c.summed
     if name == "mamba2":  # dB and dC from 16-bit products: held to the inputs' dtype's tolerance
         assert c.result_precision("bf16") == {"grad_B": "bf16", "grad_C": "bf16"}
         assert c.result_precision("f32") == {}

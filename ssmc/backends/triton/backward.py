@@ -128,9 +128,9 @@ class MatrixBackward:
 
     Accuracy: the decay's gradient is ``dl[i] = sum_{t >= i} (dy[t] . y[t] - v[t] . dv[t])``, a
     running sum over the whole sequence of differences whose terms mostly cancel, so the scans
-    it adds (``exact``) take float32-accurate products (0.59 relative error at L 2048 with tf32
-    ones), the others 16-bit ones. Measured on an H100 (bench/matrix_backward_check.py, Mamba-2
-    B2 R4 P64 N128 against a float64 loop, bench/NOTES.md): with float32 inputs A_log's gradient
+    it adds (``summed``) need float32-accurate products (0.59 relative error at L 2048 with tf32
+    ones); the others could take 16-bit ones (``low_precision``: off, see ``__init__``).
+    Measured on an H100 (bench/matrix_backward_check.py, Mamba-2 B2 R4 P64 N128 against a float64 loop, bench/NOTES.md): with float32 inputs A_log's gradient
     errs 3.2e-5 at L 2048 and 7.9e-4 at 8192, against 2.2e-6 / 1.4e-6 for the recurrent backward;
     with bf16 inputs every gradient is as accurate as the recurrent backward's (2.9e-3 - 8.2e-3).
     So float32 inputs and calls longer than ``MAX_STEPS`` run the recurrent backward
@@ -140,7 +140,7 @@ class MatrixBackward:
     MAX_STEPS = 8192
 
     def __init__(self, layer: Layer, forward: CompiledLayer | None = None, verify: bool = False,
-                 block_t: int | None = None, sub: int | None = None) -> None:
+                 block_t: int | None = None, sub: int | None = None, low_precision: bool = False) -> None:
         from ssmc.dsl.trace import ArgSpec
         from ssmc.ir.node import Node
         from ssmc.passes import run_passes
@@ -160,7 +160,12 @@ class MatrixBackward:
         # the results a running sum over time adds up (the decay's gradient: differences whose
         # terms mostly cancel) need float32-accurate products; the others (dk, dq) do not
         summed = {x for n in g.nodes if n.op == "scan" for x in topo_order(list(n.inputs))}
-        self.exact = frozenset(names[n] for n in mnodes if n in summed)
+        self.summed = frozenset(names[n] for n in mnodes if n in summed)
+        # 16-bit products for the others (``low_precision``) are off by default: on an H100,
+        # Triton 3.6.0 compiled dk's outputs kernel (PREC bf16) into one that faults with an
+        # illegal shared/local address for Mamba-2 at N = 32 (B8 L2048 H32; N = 16, 64, 128
+        # ran clean; with a conv fused, N = 16 faulted too): compute-sanitizer, bench/NOTES.md
+        self.exact = self.summed if low_precision else frozenset(names.values())
         part = g.replace(name=f"{g.name}_matrix", outputs=tuple((names[n], n) for n in mnodes),
                          nodes=tuple(topo_order(mnodes)), groups=None)
         self.part = _MatrixPart(Layer.from_graph(part, full.specs, full.optional, full.fixed_sizes), self.exact,
