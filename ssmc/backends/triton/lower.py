@@ -167,7 +167,7 @@ def lower_group(
         return var[n]
 
     # values conv ops read at other steps (from memory): loaded plainly only if read so too
-    plain, windowed = plain_reads(group.nodes)
+    _, windowed = plain_reads(group.nodes)
     tensor_of: dict[Node, str] = {}
 
     for n in group.loads:
