@@ -133,8 +133,10 @@ class Graph:
         for n in self.nodes:
             if n.op in ("scan", "scan_final", "matrix_scan", "matrix_scan_final"):
                 return n.attr("axis")
+        from ssmc.ops.conv import CONV_FAMILY  # (ops builds on the IR: imported here)
+
         for n in self.nodes:
-            if n.op in ("conv", "conv_final", "conv_t", "conv_final_t", "conv_dw"):
+            if n.op in CONV_FAMILY:
                 return n.attr("axis")
         return None
 

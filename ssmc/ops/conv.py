@@ -31,25 +31,35 @@ CONV_OPS = ("conv", "conv_final")  # the forward ops
 CONV_FAMILY = ("conv", "conv_final", "conv_t", "conv_final_t", "conv_dw")  # with their derivatives
 
 
+# per op (and part): (operands read from memory at other steps or shifted along the taps,
+# which must be tensors; operands read as plain values). Those in neither (x of conv_final_t,
+# w of conv_final and conv_dw) give only their sizes.
+_READS = {
+    "conv": ((0, 2), (1,)), "conv_final": ((0, 2), ()), "conv_dw": ((1, 3), (0,)),
+    ("conv_t", "x"): ((0,), (1,)), ("conv_t", "win"): ((0, 1), ()),
+    ("conv_final_t", "x"): ((), (0,)), ("conv_final_t", "win"): ((0,), ()),
+}
+
+
+def _reads(n: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return _READS[(n.op, n.attr("part")) if n.op in ("conv_t", "conv_final_t") else n.op]
+
+
 def tensor_operands(n: Any) -> tuple[int, ...]:
     """The operands of conv-family node ``n`` read from memory at steps other than the
     current one (or along the taps at shifted indices): they must be tensors."""
-    part = n.attr("part") if n.op in ("conv_t", "conv_final_t") else None
-    return {
-        "conv": (0, 2), "conv_final": (0, 2), "conv_dw": (1, 3),
-        ("conv_t", "x"): (0,), ("conv_t", "win"): (0, 1),
-        ("conv_final_t", "x"): (), ("conv_final_t", "win"): (0,),
-    }[(n.op, part) if part else n.op]
+    return _reads(n)[0]
 
 
 def value_operands(n: Any) -> tuple[int, ...]:
     """The operands of ``n`` read as plain values (at the current step, or loop-invariant)."""
-    part = n.attr("part") if n.op in ("conv_t", "conv_final_t") else None
-    return {
-        "conv": (1,), "conv_final": (), "conv_dw": (0,),
-        ("conv_t", "x"): (1,), ("conv_t", "win"): (),
-        ("conv_final_t", "x"): (0,), ("conv_final_t", "win"): (),
-    }[(n.op, part) if part else n.op]
+    return _reads(n)[1]
+
+
+def conv_of_args(n: Any) -> bool:
+    """A conv whose operands are all layer arguments: a kernel can recompute it anywhere (the
+    matrix form's tiles) by reading them at the steps it needs."""
+    return n.op == "conv" and all(i.op == "arg" for i in n.inputs)
 
 
 def _check(dims, attrs, name: str):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from ssmc.ir.dims import Dims
 from ssmc.ir.node import Graph, Group, Node, topo_order
 from ssmc.ir.printer import node_names
-from ssmc.ops.conv import CONV_OPS
+from ssmc.ops.conv import CONV_OPS, conv_of_args
 from ssmc.passes.base import Pass, build, const, rewrite
 
 LOG2E = 1.4426950408889634
@@ -67,8 +67,7 @@ def matrix_form(graph: Graph, group: Group) -> MatrixForm | str:
         return op_form(graph, group)
     if group.loads:
         return "it reads values another kernel computes"
-    convs = [n for n in group.nodes if n.op in CONV_OPS]
-    if any(n.op != "conv" or any(i.op != "arg" for i in n.inputs) for n in convs):
+    if any(n.op in CONV_OPS and not conv_of_args(n) for n in group.nodes):
         return "it holds a conv of a computed value or a conv's final window"
     scans = [n for n in group.nodes if n.op == "scan"]
     finals = [n for n in group.nodes if n.op == "scan_final"]
@@ -202,7 +201,7 @@ def op_form(graph: Graph, group: Group) -> MatrixForm | str:
     others = [n for n in group.nodes if n not in ms and n.op not in ("arg", "const")]
     # a conv of arguments is recomputed like the elementwise operands (print_matrix)
     def recomputable(n: Node) -> bool:
-        return get(n.op).group == "elementwise" or (n.op == "conv" and all(i.op == "arg" for i in n.inputs))
+        return get(n.op).group == "elementwise" or conv_of_args(n)
 
     if any(not recomputable(n) for n in others):
         bad = next(n for n in others if not recomputable(n))

@@ -98,7 +98,8 @@ def lower_group(
     if time_dim not in all_dims:
         time_dim = None
     size_dims = tuple(d for d in graph.dim_order if d in all_dims)
-    full = set()
+    taps = {n.attr("taps") for n in whole.nodes if n.op in CONV_FAMILY}  # a conv sums over them: held whole
+    full = set(taps)
     for n in whole.nodes:
         if n.op in ("sum", "mean"):
             d = n.attr("dim")
@@ -108,11 +109,8 @@ def lower_group(
                     "reductions over time are not supported by the Triton backend yet"
                 )
             full.add(d)
-        if n.op in CONV_FAMILY:  # the taps are a dim held whole: a conv sums over them
-            full.add(n.attr("taps"))
     if layout is not None:  # the classification of another kernel (the forward's): keep it
-        taps = {n.attr("taps") for n in whole.nodes if n.op in CONV_FAMILY}  # local to this kernel
-        if full - set(layout[2]) - taps:
+        if full - set(layout[2]) - taps:  # (a conv's taps are local to this kernel)
             raise LoweringError(f"{layer}: kernel {group.name} reduces {sorted(full)} inside; the layout holds {list(layout[2])}")
         full = {d for d in layout[2] if d in all_dims} | (taps & all_dims)
     rest = [d for d in size_dims if d != time_dim and d not in full]
@@ -282,7 +280,7 @@ def lower_group(
         held=held_dims,
         pairs=tuple(pairs) if held_dims else (),
         prefetch=bool(held_dims) and unroll > 1,
-        taps=tuple(d for d in full_dims if any(n.op in CONV_FAMILY and n.attr("taps") == d for n in whole.nodes)),
+        taps=tuple(d for d in full_dims if d in taps),
     )
 
 
