@@ -100,7 +100,7 @@ def test_reverse_scan(strategy, L):
 
 
 @pytest.mark.parametrize("layer", [mamba1, reverse_gated], ids=lambda x: x.name)
-@pytest.mark.parametrize("chunks", [2, 3, 7])
+@pytest.mark.parametrize("chunks", [2, 3, 5, 7, 10])  # chunk_combine takes 4 chunks at a time
 @pytest.mark.parametrize("with_h0", [False, True])
 def test_chunked_matches_interpreter(layer, chunks, with_h0):
     """The sequence split in chunks scanned in parallel, states passed between them."""
@@ -108,6 +108,25 @@ def test_chunked_matches_interpreter(layer, chunks, with_h0):
     sizes = {d: {"B": 2, "L": 29, "D": 5, "N": 3}[d] for d in layer.dim_order}
     assert_ok(check_compiled(layer, c, sizes, "f32", chunks, DEVICE, with_h0))
     assert c.stats["launches"] >= 3  # states, combine, full: really chunked
+
+
+@pytest.mark.parametrize("limit", [None, 64])
+def test_chunk_states_step_offsets_in_32_or_64_bits(monkeypatch, limit):
+    """The chunk-states kernel takes 32-bit step offsets where every one fits (OFFS32), else
+    64-bit ones; both give the interpreter's result (a limit of 64 elements takes the 64-bit
+    path on small inputs)."""
+    from ssmc.backends.triton import jit, replay
+
+    if limit is not None:
+        monkeypatch.setattr(jit, "OFFS32_LIMIT", limit)
+    seen = []
+    launch = replay.Recorder.launch
+    monkeypatch.setattr(replay.Recorder, "launch", lambda self, fn, grid, args, kw: seen.append(kw) or launch(self, fn, grid, args, kw))
+    c = ssmc.compile(mamba1, strategy="chunked", unroll=4, chunks=3, held="registers", verify=True)
+    sizes = dict(B=2, L=29, D=5, N=4)
+    assert_ok(check_compiled(mamba1, c, sizes, "f32", 3, DEVICE, True))
+    flags = [kw["OFFS32"] for kw in seen if "OFFS32" in kw]
+    assert flags and all(f == (limit is None) for f in flags)
 
 
 def test_chunked_falls_back_where_it_cannot_split():

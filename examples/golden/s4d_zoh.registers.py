@@ -78,7 +78,7 @@ def s4d_zoh_k0(
     o_h_final, o_h_final_s_B, o_h_final_s_H, o_h_final_s_N,
     size_B, size_L, size_H, size_N,
     cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_H: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_H = tl.cdiv(size_H, BLOCK_H)
@@ -87,7 +87,10 @@ def s4d_zoh_k0(
     pid_B = rest % size_B
     rest = rest // size_B
     offs_H = pid_H * BLOCK_H + tl.arange(0, BLOCK_H).to(tl.int64)
-    mask_H = offs_H < size_H
+    if EVEN_H:  # the blocks tile the dim exactly: no lane is masked
+        mask_H = tl.full([BLOCK_H], 1, tl.int1)
+    else:
+        mask_H = offs_H < size_H
 
     if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)

@@ -65,7 +65,7 @@ def simple_gla_k0(
     o_h_final, o_h_final_s_B, o_h_final_s_H, o_h_final_s_K, o_h_final_s_V,
     size_B, size_L, size_H, size_K, size_V,
     cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_V: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_V = tl.cdiv(size_V, BLOCK_V)
@@ -76,7 +76,10 @@ def simple_gla_k0(
     pid_B = rest % size_B
     rest = rest // size_B
     offs_V = pid_V * BLOCK_V + tl.arange(0, BLOCK_V).to(tl.int64)
-    mask_V = offs_V < size_V
+    if EVEN_V:  # the blocks tile the dim exactly: no lane is masked
+        mask_V = tl.full([BLOCK_V], 1, tl.int1)
+    else:
+        mask_V = offs_V < size_V
 
     if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)

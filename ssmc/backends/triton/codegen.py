@@ -106,6 +106,12 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         ptr = tensor.name + (" + " + " + ".join(terms) if terms else "")
         return ptr, (" & ".join(masks) if masks else None)
 
+    @staticmethod
+    def store_mask(s: Store, mask: str | None) -> str | None:
+        """``mask`` and the programs that store ``s`` (``only_first``, ``only_last``)."""
+        conds = [f"(pid_{d} == 0)" for d in s.only_first] + [f"(pid_{d} == size_{d} - 1)" for d in s.only_last]
+        return " & ".join(x for x in (mask, *conds) if x) or None
+
     def has_offsets(self, dims: Dims) -> bool:
         return self.k.strategy == "tiled" or any(d in self.k.block_dims for d in dims)
 
@@ -181,8 +187,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         elif isinstance(s, Store) and s.atomic:
             t = self.tensors[s.tensor]
             ptr, mask = self.address(t, s.dims, step)
-            first = " & ".join(f"(pid_{d} == 0)" for d in s.only_first)
-            mask = " & ".join(x for x in (mask, first) if x)
+            mask = self.store_mask(s, mask)
             buf.line(f"# {s.comment}  (added: a sum across programs)")
             # pointer and value have the same extents (the value's dims are the tensor's), but
             # either may be a scalar or size-1 block: bring both to one shape
@@ -192,8 +197,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         elif isinstance(s, Store):
             t = self.tensors[s.tensor]
             ptr, mask = self.address(t, s.dims, step)
-            first = " & ".join(f"(pid_{d} == 0)" for d in s.only_first)
-            mask = " & ".join(x for x in (mask, first) if x) or None
+            mask = self.store_mask(s, mask)
             m = f", mask={mask}" if mask else ""
             buf.line(f"# {s.comment}")
             if t.partial:  # deterministic mode: this program's term of a sum, into its own slot
@@ -283,7 +287,16 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
                 for r in raw:
                     buf.line(f"q{r[1:]} = {r}")
                 buf.line("# the next tile's loads, in flight during this tile's work")
-                buf.line(f"tn = (tl.minimum(t0 + {u}, n_full - {u}) - i0).to(tl.int64)  # 64-bit: tn * stride may pass 2^31")
+                tn = f"(tl.minimum(t0 + {u}, n_full - {u}) - i0)"
+                if k.narrow_steps:
+                    buf.line("if OFFS32:  # every step offset of this call fits in 32 bits")
+                    with buf.indent():
+                        buf.line(f"tn = {tn}.to(tl.int32)")
+                    buf.line("else:")
+                    with buf.indent():
+                        buf.line(f"tn = {tn}.to(tl.int64)")
+                else:
+                    buf.line(f"tn = {tn}.to(tl.int64)  # 64-bit: tn * stride may pass 2^31")
                 self.tile = "tn"
                 try:
                     self.issue_loads(buf, u, 0, None)
@@ -374,10 +387,12 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         flags = [f"HAS_{t.name}: tl.constexpr" for t in self.k.tensors if t.optional]
         if self.k.batch_dim:
             flags.append("VARLEN: tl.constexpr")
+        if self.k.narrow_steps:
+            flags.append("OFFS32: tl.constexpr")
         blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"]
         if self.k.strategy == "bidir":
             blocks.append("SUB: tl.constexpr")
-        blocks += [f"EVEN_{d}: tl.constexpr" for d in self.k.full_dims if d not in self.held]
+        blocks += [f"EVEN_{d}: tl.constexpr" for d in self.k.even_dims]
         blocks += [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
         out.append(", ".join(flags + blocks) + ",")
         return out
@@ -408,16 +423,17 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         for d in k.block_dims:
             base = f"pid_{d} * BLOCK_{d} + " if d == k.tiled_dim else ""
             buf.line(f"offs_{d} = {base}tl.arange(0, BLOCK_{d}).to(tl.int64)")
-            if d in k.full_dims:
-                buf.line(f"if EVEN_{d}:  # the block is the whole dim: no lane is masked")
+            if d in k.even_dims:
+                whole = "the block is the whole dim" if d in k.full_dims else "the blocks tile the dim exactly"
+                buf.line(f"if EVEN_{d}:  # {whole}: no lane is masked")
                 with buf.indent():
                     buf.line(f"mask_{d} = tl.full([BLOCK_{d}], 1, tl.int1)")
                 buf.line("else:")
                 with buf.indent():
                     buf.line(f"mask_{d} = offs_{d} < size_{d}")
             else:
-                # always masked: unmasked, Mamba-1 ran 2.3x slower on an H100 (bench/NOTES.md;
-                # likely a vectorized load layout converted every step, not yet confirmed)
+                # the tensor form's tiled dim, always masked: unmasked, Mamba-1 ran 2.3x slower on
+                # an H100 (bench/NOTES.md; likely a vectorized load layout converted every step)
                 buf.line(f"mask_{d} = offs_{d} < size_{d}")
         if k.time_dim is not None:
             b = k.batch_dim

@@ -380,35 +380,32 @@ class _Run:
         if n_chunks <= 1:  # nothing to split: the plain sequential kernel
             index = self.c.plans("chunked", self.sizes, self.pairable).index(plan)  # plans of both strategies align by group
             return self.single(self.c.plans("sequential", self.sizes, self.pairable)[index].kernels[0])
-        finals = [k for k, v in self.c.graph.outputs if v.op == "scan_final" and v in plan.group.nodes]
-        hfin = self.chunk_states(states, n_chunks, chunk_len, with_final=bool(finals))
-        for name in finals:
-            self.results[name] = hfin
+        self.chunk_states(states, n_chunks, chunk_len)  # the last chunk's program stores final states
         extra = {"chunk_len": chunk_len}
         self.launch(full, sched, extra)
         del self.sizes["_C"]
 
-    def chunk_states(self, states: Kernel, n_chunks: int, chunk_len: int, with_final: bool = False,
-                     sched: Schedule | None = None) -> Any:
+    def chunk_states(self, states: Kernel, n_chunks: int, chunk_len: int, sched: Schedule | None = None) -> None:
         """The chunk-states pass and the combine: ``hin`` (each chunk's incoming state) in
-        the buffers, ``_C`` in the sizes; returns the final state (float32) if asked.
-        ``sched``: the states kernel's schedule (by default its own)."""
+        the buffers, ``_C`` (``n_chunks``) in the sizes. The last chunk has no states pass
+        (nothing enters a chunk after it; at 8 chunks, an eighth of the pass): final states
+        are the last chunk's program's to store. ``sched``: the states kernel's schedule (by
+        default its own)."""
         import torch
 
         from ssmc.backends.triton.runtime import chunk_combine
 
-        self.sizes["_C"] = n_chunks
         state_shape = [self.sizes[d] for d in states.carries[0].dims]
-        S, P, hin = (self.alloc([n_chunks, *state_shape], torch.float32) for _ in range(3))
+        S, P = (self.alloc([n_chunks - 1, *state_shape], torch.float32) for _ in range(2))
+        hin = self.alloc([n_chunks, *state_shape], torch.float32)
         self.buffers.update(st_S=S, st_P=P, hin=hin)
+        self.sizes["_C"] = n_chunks - 1
         self.launch(states, sched or self.schedule(states), {"chunk_len": chunk_len})
-        hfin = self.alloc(state_shape, torch.float32) if with_final else None
+        self.sizes["_C"] = n_chunks
         M = math.prod(state_shape)
-        block = 1024 if self.on_gpu else 64
-        self.rec.launch(chunk_combine, (triton_cdiv(M, block),), [P, S, hin, hfin if with_final else S, n_chunks, M],
-                        dict(HAS_FINAL=with_final, BLOCK=block))
+        block = 128 if self.on_gpu else 64  # one element per thread: programs to fill the SMs
+        self.rec.launch(chunk_combine, (triton_cdiv(M, block),), [P, S, hin, n_chunks - 1, M], dict(BLOCK=block, GROUP=8 if self.on_gpu else 4))
         self.c.stats["launches"] += 1
-        return hfin
 
     def matrix(self, plan: GroupPlan) -> None:
         """The matrix form: the states kernel (each chunk's entry state, the final state), then
@@ -516,6 +513,7 @@ class _Run:
             ]
 
         sums = []  # deterministic mode: (where the result goes, its per-program slots)
+        step_reach = 0  # the largest step offset of an input along time, in elements
         for t in kernel.tensors:
             if t.role == "out" and t.name.startswith("o_"):
                 dt = torch.float32 if t.source in self.c.finals else self.out_dtype
@@ -544,15 +542,22 @@ class _Run:
                 layout = layer.specs[t.source].layout
                 call.append(buf)
                 call.extend(buf.stride(layout.index(d)) for d in t.dims)
+                if kernel.time_dim in t.dims:
+                    step_reach = max(step_reach, buf.shape[layout.index(kernel.time_dim)] * abs(buf.stride(layout.index(kernel.time_dim))))
                 continue
             call.append(buf)
             call.extend(buf.stride(i) for i in range(len(t.dims)))
+            if kernel.time_dim in t.dims:
+                i = t.dims.index(kernel.time_dim)
+                step_reach = max(step_reach, buf.shape[i] * abs(buf.stride(i)))
         call.extend(sizes[d] for d in kernel.size_dims)
         if kernel.chunked:
             call.append(extra["chunk_len"])
         if kernel.batch_dim:
             call.append(self.varlen[1] if self.varlen is not None else dummy)
             flags["VARLEN"] = self.varlen is not None
+        if kernel.narrow_steps:
+            flags["OFFS32"] = step_reach < OFFS32_LIMIT
         if kernel.strategy == "matrix":
             flags["ALIGNED"] = tiles_aligned(kernel, call)
             check_tile_offsets(layer.name, kernel, call, sched)
@@ -565,6 +570,11 @@ class _Run:
             self.c.stats["launches"] += 1
         for where, name, slots, n in sums:  # a fixed order of additions: the same bits every run
             where[name] = self.rec.sum(slots, tuple(range(n)))
+
+
+# Kernel.narrow_steps: a call whose inputs reach this many elements along time (length times
+# stride) takes 64-bit step offsets (a module constant so tests can take both paths)
+OFFS32_LIMIT = 2**31
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -165,6 +165,7 @@ class Store:
     comment: str
     atomic: bool = False  # add into the tensor (a sum across programs)
     only_first: Dims = ()  # grid/tiled dims along which the value is the same: program 0 adds
+    only_last: Dims = ()  # grid dims whose last program alone stores (a chunked kernel's final state)
 
 
 Stmt = Load | WindowLoad | TapAt | TapsShift | WindowHead | Compute | Reduce | TimeSum | Prev | ScanStep | Store
@@ -223,6 +224,24 @@ class Kernel:
         for t in self.tensors:
             names += [f"{t.name}_s_{d}" for d in t.dims if d in self.grid_dims or d.startswith("_")]
         return names
+
+    @property
+    def narrow_steps(self) -> bool:
+        """The prefetch's step offsets (``tn * stride``) in 32 bits where the host finds that
+        every one fits (constexpr ``OFFS32``). Chunk-states kernels only: Mamba-1's lost 29 of
+        593 instructions per 4 steps; its full kernels spilled to the stack in 32 bits
+        (bench/NOTES.md)."""
+        return self.prefetch and self.role == "states"
+
+    @property
+    def even_dims(self) -> Dims:
+        """The block dims with an ``EVEN_<dim>`` constexpr: where the blocks tile the dim
+        exactly, its mask is a constant (Triton drops it). The whole dims, and the tiled dim of
+        a register-held kernel (one channel per thread: Mamba-1's forward lost 26 instructions
+        per 4 steps to the masks, bench/NOTES.md; the tensor form stays masked, see codegen)."""
+        held = dict(self.held)
+        tiled = (self.tiled_dim,) if self.tiled_dim and held else ()
+        return tuple(d for d in self.full_dims if d not in held) + tiled
 
     @property
     def block_dims(self) -> Dims:

@@ -228,23 +228,25 @@ def lower_group(
             else:
                 if n.op == "scan":
                     raise LoweringError(f"{layer}: two scans with one recurrence in {group.name}")
-            if n.op == "scan_final" and not chunked:
+            if n.op == "scan_final" and role == "full":
                 stmts["post"].append(Compute(v, carry_of[key], comment(n), tuple(n.attr("full_dims"))))
         else:
             raise LoweringError(f"{layer}: no Triton lowering for op `{n.op}` ({names[n]})")
 
     for n in group.stores:
-        if chunked and n.op == "scan_final":
-            continue  # the chunk-combine kernel writes final states
+        if role == "states" and n.op == "scan_final":
+            continue  # the states pass stores chunk states only
         targets = [Tensor(f"o_{name}", n.dims, "out", source=name) for name in outputs.get(n, [])]
         if n in read_elsewhere or not targets:
             # float32, for the kernels that read it: not the output's (maybe bf16) rounding
             targets.append(Tensor(f"t{names[n][1:]}", n.dims, "out", source=names[n]))
         # a chunked kernel's values outside the time loop are the same in every chunk: the first stores them
-        first = (CHUNK,) if chunked and phase[n] != "loop" else ()
+        first = (CHUNK,) if chunked and phase[n] != "loop" and n.op != "scan_final" else ()
+        # a final state: the last chunk's (the states pass then skips the last chunk)
+        last = (CHUNK,) if chunked and n.op == "scan_final" else ()
         for t in targets:
             tensors.append(t)
-            stmts[phase[n]].append(Store(t.name, value(n), n.dims, f"{t.source} <- {names[n]}", only_first=first))
+            stmts[phase[n]].append(Store(t.name, value(n), n.dims, f"{t.source} <- {names[n]}", only_first=first, only_last=last))
 
     # a scan_final-only recurrence still needs its scan target to be the scan's loop step
     header = (

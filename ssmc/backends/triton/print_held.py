@@ -108,6 +108,8 @@ class HeldPrinting:
             return False
         t = self.tensors[s.tensor]
         base, mask = self.address(t, s.dims)
+        if isinstance(s, Store):
+            mask = self.store_mask(s, mask)
         ptr = f"({base})[:, :, None] + tl.arange(0, {n})[None, None, :] * {t.name}_s_{d}"
         m = f", mask=({mask})[:, :, None]" if mask else ""
         block = f"BLOCK_{k.tiled_dim}"

@@ -36,7 +36,7 @@ class Schedule:
     blocks: tuple[tuple[str, int], ...]  # BLOCK_<dim> for the kernel's block dims
     num_warps: int
     num_stages: int = 1
-    even: tuple[tuple[str, bool], ...] = ()  # whole dims whose size is a power of two
+    even: tuple[tuple[str, bool], ...] = ()  # Kernel.even_dims: True where blocks tile the dim exactly
     sub: int = 0  # bidir: chunks of BLOCK_T steps between checkpoints; matrix: tiles per chunk (0: neither)
     flags: tuple[tuple[str, str], ...] = ()  # other constexprs (matrix: PREC, tl.dot's input precision)
 
@@ -106,7 +106,7 @@ def choose(
         blocks.append((d, block_tiled))
     blocks.sort(key=lambda db: kernel.size_dims.index(db[0]))
     warps = num_warps or 1
-    even = tuple((d, sizes[d] == b) for d, b in blocks if d in kernel.full_dims)
+    even = tuple((d, sizes[d] % b == 0) for d, b in blocks if d in kernel.even_dims)
     # bidir: checkpoints every SUB chunks (fewer bytes of checkpoints; the chunks' entry
     # states are recomputed into a cache-resident buffer)
     # (a checkpoint every 64 steps on a GPU; every 2 chunks on the CPU, so tests cover both)
