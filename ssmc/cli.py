@@ -141,7 +141,7 @@ def cmd_warmup(args) -> int:
 
     layer = load_layer(args.target)
     cases = [parse_sizes(layer, text) for text in (args.sizes or [None])]
-    totals = warmup(layer, args.dtype or ["bf16"], cases)
+    totals = warmup(layer, args.dtype or ["bf16"], cases, backward=args.backward)
     print(f"warmed: {totals['cases']} case(s), {totals['disk_writes']} source(s) cached, {totals['launches']} launch(es)")
     return 0
 
@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("target", help="FILE.py:LAYER")
     w.add_argument("--dtype", action="append", choices=("f32", "bf16", "f16"), help="repeatable")
     w.add_argument("--sizes", action="append", help="e.g. B=8,L=2048,D=2048,N=16 (repeatable)")
+    w.add_argument("--backward", action="store_true", help="the backward's kernels too (training)")
     w.set_defaults(fn=cmd_warmup)
     b = sub.add_parser("bench", help="on a GPU: ssmc against the peers that can be imported, with floors (bench/README)")
     b.add_argument("--out", default="bench/results/latest", help="folder for bench.json, bench.md, bench.png")

@@ -277,3 +277,19 @@ def test_backward_of_two_recurrences_is_refused_by_name():
         backward_layer(chained)
     with pytest.raises(LoweringError, match=r"bidirectional: the backward of a layer with 2 recurrences"):
         backward_layer(bidirectional)
+
+
+def test_checkpoint_pass_holds_the_state_as_registers():
+    """The backward's checkpoint pass (the recomputed forward scan's states) holds a small state
+    as registers, like the forward's kernels; its gradients equal the tensor form's."""
+    a = mamba1.random_inputs(dict(B=2, L=40, D=5, N=4), seed=4, optional=True)
+    grads = {}
+    for held in (None, "tensor"):
+        c = ssmc.compile(mamba1, held=held)
+        x = {k: torch.tensor(v, dtype=torch.float32, device=DEVICE, requires_grad=True) for k, v in a.items()}
+        c(**x)["y"].sum().backward()
+        grads[held] = {k: v.grad for k, v in x.items()}
+        ckpt = [key for key in c.backward_compiled()._held_plans if key[0] == "checkpoints"]
+        assert bool(ckpt) == (held is None)
+    for k in a:
+        torch.testing.assert_close(grads[None][k], grads["tensor"][k], rtol=1e-5, atol=1e-6)

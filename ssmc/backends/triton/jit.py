@@ -166,7 +166,7 @@ class CompiledLayer:
                 raise LoweringError(f"{self.layer.name}: no kernel has the matrix form ({why})")
             self._plans[strategy] = out
         plans = self._plans[strategy]
-        if sizes is None or self.held == "tensor":
+        if sizes is None:
             return plans
         return [self.held_plan(p, sizes, pairable) for p in plans]
 
@@ -187,20 +187,25 @@ class CompiledLayer:
             return "matrix"
         return default_strategy(on_gpu)
 
-    def held_plan(self, plan: GroupPlan, sizes: dict[str, int], pairable: frozenset) -> GroupPlan:
-        """``plan`` with its whole dims held as registers, if chosen at these sizes."""
-        k = plan.kernels[-1]
-        if k.strategy != "sequential" or not k.full_dims:
-            return plan
+    def held_dims(self, k: Kernel, sizes: dict[str, int], any_length: bool = False) -> dict[str, int] | None:
+        """The whole dims of ``k`` and their sizes if they are to be held as registers at these
+        sizes (None: not). ``any_length``: whatever the sequence's length (else the tensor form
+        below REGISTER_MIN_STEPS steps)."""
+        if self.held == "tensor" or k.strategy != "sequential" or not k.full_dims or k.held:
+            return None
         if any(isinstance(s, WindowLoad) for s in k.pre + k.loop):  # a conv: not in print_held yet
-            return plan
+            return None
         held = {d: sizes[d] for d in k.full_dims}
         if self.held is None and math.prod(held.values()) > REGISTER_HELD:
-            return plan
-        if self.held is None and k.time_dim is not None and sizes.get(k.time_dim, 0) < REGISTER_MIN_STEPS:
-            return plan
-        rows_key = (id(plan), tuple(held.items()))
-        if rows_key not in self._rows:  # once per plan and sizes, not per call
+            return None
+        if self.held is None and not any_length and k.time_dim is not None and sizes.get(k.time_dim, 0) < REGISTER_MIN_STEPS:
+            return None
+        return held
+
+    def row_pairs(self, k: Kernel, held: dict[str, int], pairable: frozenset) -> tuple[str, ...]:
+        """The arguments whose rows ``k`` reads two elements per load (see ``Kernel.pairs``)."""
+        rows_key = (k.name, k.role, tuple(held.items()))
+        if rows_key not in self._rows:  # once per kernel and sizes, not per call
             rows = set()  # (tensor, its one held dim): rows of an argument read each step
             for s in k.loop:
                 if isinstance(s, Load) and k.time_dim in s.dims and k.tiled_dim not in s.dims:
@@ -208,7 +213,15 @@ class CompiledLayer:
                     if len(hd) == 1 and held[hd[0]] % 2 == 0:
                         rows.add((s.tensor, hd[0]))
             self._rows[rows_key] = frozenset(rows)
-        pairs = tuple(sorted(t for t, _ in self._rows[rows_key] & pairable))
+        return tuple(sorted(t for t, _ in self._rows[rows_key] & pairable))
+
+    def held_plan(self, plan: GroupPlan, sizes: dict[str, int], pairable: frozenset) -> GroupPlan:
+        """``plan`` with its whole dims held as registers, if chosen at these sizes."""
+        k = plan.kernels[-1]
+        held = self.held_dims(k, sizes)
+        if held is None:
+            return plan
+        pairs = self.row_pairs(k, held, pairable)
         key = (id(plan), tuple(held.items()), pairs)
         if key not in self._held_plans:
             roles = tuple(k.role for k in plan.kernels)
@@ -464,7 +477,8 @@ class _Run:
             carry = plan.kernels[0].carries[0]
             shape = [sched.sub, *(self.sizes[d] for d in carry.dims)]
             self.buffers["scr"] = self.alloc(shape, torch.float32)
-            self.chunk_states(plan.kernels[0], max(1, triton_cdiv(L, span)), span)
+            states = self.c.checkpoint_kernel(plan, self.sizes, self.pairable)
+            self.chunk_states(states, max(1, triton_cdiv(L, span)), span)
         self.launch(kernel, sched, {})
         self.sizes.pop("_C", None)
         self.sizes.pop("_Q", None)

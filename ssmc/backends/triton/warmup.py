@@ -1,7 +1,8 @@
 """Compiling ahead of time: every kernel variant the schedule can pick for the given dtypes and
 sizes is generated, cached on disk, and (on a GPU) compiled by Triton, so the first real call
 does not pay for it. Sizes that vary between calls (lengths, batch) are runtime arguments, so a
-warm-up at one length serves the others; the sizes that pick block shapes (state sizes) matter."""
+warm-up at one length serves the others; the sizes that pick block shapes (state sizes) matter.
+With ``backward``, the default variant's backward kernels too (a training step's first call)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def warmup(
     dtypes: Iterable[str] = ("bf16",),
     sizes: Iterable[Mapping[str, int]] = (),
     progress: Callable[[str], Any] | None = print,
+    backward: bool = False,
     **compile_options: Any,
 ) -> dict[str, int]:
     """Warm the caches for ``layer``; returns counts (cases run, sources written, launches)."""
@@ -41,11 +43,17 @@ def warmup(
             inputs = to_torch(make_inputs(layer, full, dtype), arg_dtypes(layer, dtype), device)
             for c in variants:
                 c(**inputs)
+            if backward:  # through autograd, as training calls it: the default variant's backward
+                grads = {k: v.detach().requires_grad_(True) for k, v in inputs.items() if v is not None and v.is_floating_point()}
+                out = variants[0](**{**inputs, **grads})
+                torch.autograd.backward([v for v in out.values() if v.requires_grad],
+                                        [torch.ones_like(v) for v in out.values() if v.requires_grad])
             if device == "cuda":
                 torch.cuda.synchronize()
             totals["cases"] += 1
-            writes = sum(c.stats.get("disk_writes", 0) for c in variants)
-            launches = sum(c.stats["launches"] for c in variants)
+            compiled = variants + [c.backward_compiled() for c in variants[:1] if backward]
+            writes = sum(stats(c).get("disk_writes", 0) for c in compiled)
+            launches = sum(stats(c)["launches"] for c in compiled)
             if progress is not None:
                 shown = ",".join(f"{d}={full[d]}" for d in layer.dim_order)
                 progress(
@@ -54,3 +62,15 @@ def warmup(
                 )
             totals["disk_writes"], totals["launches"] = writes, launches
     return totals
+
+
+def stats(c: Any) -> dict[str, int]:
+    """A compiled layer's counters; a matrix backward's are its parts' added up."""
+    parts = [getattr(c, n) for n in ("part", "rest", "recurrent") if getattr(c, n, None) is not None]
+    if not parts:
+        return c.stats
+    out: dict[str, int] = {}
+    for p in parts:
+        for k, v in stats(p).items():
+            out[k] = out.get(k, 0) + v
+    return out
