@@ -557,13 +557,12 @@ class _Run:
                 call.append(buf)
                 call.extend(buf.stride(layout.index(d)) for d in t.dims)
                 if kernel.time_dim in t.dims:
-                    step_reach = max(step_reach, buf.shape[layout.index(kernel.time_dim)] * abs(buf.stride(layout.index(kernel.time_dim))))
+                    step_reach = max(step_reach, _reach(buf, layout.index(kernel.time_dim)))
                 continue
             call.append(buf)
             call.extend(buf.stride(i) for i in range(len(t.dims)))
             if kernel.time_dim in t.dims:
-                i = t.dims.index(kernel.time_dim)
-                step_reach = max(step_reach, buf.shape[i] * abs(buf.stride(i)))
+                step_reach = max(step_reach, _reach(buf, t.dims.index(kernel.time_dim)))
         call.extend(sizes[d] for d in kernel.size_dims)
         if kernel.chunked:
             call.append(extra["chunk_len"])
@@ -589,6 +588,11 @@ class _Run:
 # Kernel.narrow_steps: a call whose inputs reach this many elements along time (length times
 # stride) takes 64-bit step offsets (a module constant so tests can take both paths)
 OFFS32_LIMIT = 2**31
+
+
+def _reach(buf: Any, axis: int) -> int:
+    """How many elements ``buf``'s offsets span along ``axis`` (length times stride)."""
+    return buf.shape[axis] * abs(buf.stride(axis))
 
 
 def triton_cdiv(a: int, b: int) -> int:
