@@ -2,7 +2,7 @@
 
   ssmc show FILE.py:LAYER [--stage ir|passes|kernel] [--strategy S]
   ssmc run  FILE.py:LAYER [--sizes B=2,L=37] [--check] [--dtype f32|bf16|f16] [--seed N]
-  ssmc fuzz FILE.py:LAYER [--examples N] [--seed S]
+  ssmc fuzz FILE.py:LAYER [--examples N] [--seed S] [--shrink-seconds T]
   ssmc warmup FILE.py:LAYER [--dtype bf16 ...] [--sizes B=8,L=2048 ...]
 """
 
@@ -130,7 +130,8 @@ def cmd_fuzz(args) -> int:
     from ssmc.testing.fuzz import fuzz
 
     layer = load_layer(args.target)
-    report = fuzz(layer, examples=args.examples, seed=args.seed, target=args.target, tol_scale=args.tol_scale)
+    report = fuzz(layer, examples=args.examples, seed=args.seed, target=args.target, tol_scale=args.tol_scale,
+                  shrink_seconds=args.shrink_seconds)
     print(report)
     return 0 if report.ok else 1
 
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--examples", type=int, default=100)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--tol-scale", type=float, default=1.0, help="multiply the tolerance (0: exact)")
+    f.add_argument("--shrink-seconds", type=float, default=120.0, help="time budget for shrinking a failure")
     f.set_defaults(fn=cmd_fuzz)
     w = sub.add_parser("warmup", help="compile ahead of time into the cache")
     w.add_argument("target", help="FILE.py:LAYER")

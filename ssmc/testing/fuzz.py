@@ -3,12 +3,15 @@
 Hypothesis draws sizes (lengths shorter and longer than a tile, sizes that are not powers of
 two), dtypes, strategies, chunk counts, initial states, strided inputs and values; each case is
 compiled, run (on the GPU if there is one, else in Triton's interpreter) and compared with the
-NumPy interpreter under the tolerance rule. A failure is shrunk to a minimal case and reported
-with a snippet that reproduces it."""
+NumPy interpreter under the tolerance rule. A failure is shrunk towards a minimal case, for at
+most ``shrink_seconds`` (each candidate compiles and runs kernels: in Triton's interpreter an
+unbounded shrink can take minutes), and the smallest failing case found is reported with a
+snippet that reproduces it."""
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +23,7 @@ class FuzzReport:
     layer: str
     examples: int = 0
     failure: str | None = None  # the shrunk failing case and how to reproduce it
+    shrink_stopped: bool = False  # shrinking ran out of its time budget before a minimal case
     cases: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -28,7 +32,15 @@ class FuzzReport:
 
     def __str__(self) -> str:
         head = f"fuzz {self.layer}: {self.examples} cases"
-        return head + (", all match the interpreter" if self.ok else f", FAILED\n{self.failure}")
+        if self.ok:
+            return head + ", all match the interpreter"
+        note = " (shrinking stopped at its time budget: the smallest failing case found so far)" if self.shrink_stopped else ""
+        return head + f", FAILED{note}\n{self.failure}"
+
+
+class _ShrinkBudgetSpent(BaseException):
+    """Raised inside the property once shrinking has run past its budget. A BaseException, so
+    hypothesis does not take it for one more failing case but stops and lets it through."""
 
 
 def _device() -> str:
@@ -47,10 +59,14 @@ def fuzz(
     max_len: int = 40,
     target: str | None = None,
     tol_scale: float = 1.0,
+    shrink_seconds: float = 120.0,
 ) -> FuzzReport:
     """Run ``examples`` random cases of ``layer``'s compiled kernels against the interpreter.
     ``target`` ("FILE.py:LAYER") is used in the reproduction snippet; ``tol_scale`` multiplies
-    the tolerance (0: demand exact equality, which shows what a failure report looks like)."""
+    the tolerance (0: demand exact equality, which shows what a failure report looks like).
+    ``shrink_seconds`` bounds the time spent shrinking after the first failure."""
+    if shrink_seconds < 0:
+        raise ValueError(f"fuzz: shrink_seconds must be >= 0, got {shrink_seconds}")
     device = _device()
     import hypothesis
     from hypothesis import HealthCheck, given, settings
@@ -80,11 +96,14 @@ def fuzz(
         }
     )
     failing: list[str] = []
+    first_failure: list[float] = []  # when the first failure was seen
 
     @settings(max_examples=examples, deadline=None, database=None, print_blob=False, suppress_health_check=list(HealthCheck))
     @hypothesis.seed(seed)
     @given(case=case_st)
     def one(case: dict[str, Any]) -> None:
+        if first_failure and time.monotonic() - first_failure[0] > shrink_seconds:
+            raise _ShrinkBudgetSpent
         report.examples += 1
         key = (case["strategy"], case["chunks"])
         if key not in compiled:
@@ -97,12 +116,16 @@ def fuzz(
         bad = [str(r) for r in results if not r.ok]
         if bad:
             failing.append(_repro(layer, target, case, sizes, device, bad, tol_scale))
+            if not first_failure:
+                first_failure.append(time.monotonic())
             raise AssertionError(bad[0])
 
     try:
         one()
     except AssertionError:
         report.failure = failing[-1] if failing else "a case failed (no details)"
+    except _ShrinkBudgetSpent:
+        report.failure, report.shrink_stopped = failing[-1], True
     return report
 
 
