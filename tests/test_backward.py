@@ -88,10 +88,11 @@ def assert_matches_finite_differences(layer, sizes):
 _COMPILED: dict = {}
 
 
-def compiled_backward(name, unroll=4, block=None, sub=None, prefetch=False):
-    key = (name, unroll, block, sub, prefetch)
+def compiled_backward(name, unroll=4, block=None, sub=None, prefetch=False, chunks=None):
+    key = (name, unroll, block, sub, prefetch, chunks)
     if key not in _COMPILED:
-        _COMPILED[key] = CompiledBackward(LAYERS[name], unroll=unroll, block=block, sub=sub, verify=True, prefetch=prefetch)
+        _COMPILED[key] = CompiledBackward(LAYERS[name], unroll=unroll, block=block, sub=sub, verify=True,
+                                          prefetch=prefetch, chunks=chunks)
     return _COMPILED[key]
 
 
@@ -109,10 +110,11 @@ max_len = 300 if HAS_GPU else 40
     noncontiguous=st.booleans(),
     # (steps per chunk, channels per program, chunks between checkpoints, loads a chunk ahead)
     tiles=st.sampled_from([(4, None, None, False), (1, 2, 3, True), (3, 4, 2, False), (2, None, 1, True)]),
+    chunks=st.sampled_from([None, 3]),  # the sequence split among programs (on the CPU: only if asked)
     seed=st.integers(0, 2**16),
 )
-def test_backward_kernels_match_interpreter(name, dtype, B, L, D, N, with_optional, noncontiguous, tiles, seed):
-    c = compiled_backward(name, *tiles)
+def test_backward_kernels_match_interpreter(name, dtype, B, L, D, N, with_optional, noncontiguous, tiles, chunks, seed):
+    c = compiled_backward(name, *tiles, chunks=chunks)
     results = check_compiled(c.layer, c, sizes_for(LAYERS[name], B, L, D, N), dtype, seed, DEVICE, with_optional, noncontiguous)
     bad = [str(r) for r in results if not r.ok]
     assert not bad, "\n".join(bad)
@@ -125,6 +127,21 @@ def test_backward_lengths_around_the_tile(L):
             c = compiled_backward(name, 2, 2, 2, prefetch)
             results = check_compiled(c.layer, c, sizes_for(LAYERS[name], 2, L, 3, 2), "f32", L, DEVICE)
             assert all(r.ok for r in results), [str(r) for r in results]
+
+
+@pytest.mark.parametrize("name", ["mamba1", "s4d_zoh", "hgrn"])
+def test_backward_split_in_time(name):
+    """The main kernel's sequence split among programs (chunks of whole spans of checkpoints,
+    aligned at step 0, each starting its carried scan from the carried chunk-states pass):
+    lengths shorter than a span, between spans, and past several chunks; every gradient,
+    the initial state's (the last chunk's to store) and sums over time (added by every chunk)
+    included."""
+    for chunks in (2, 3, 5):
+        c = compiled_backward(name, 2, 2, 2, True, chunks)
+        assert c.plans("bidir")[0].kernels[-1].chunked
+        for L in (1, 3, 4, 9, 17, 26):
+            results = check_compiled(c.layer, c, sizes_for(LAYERS[name], 2, L, 3, 2), "f32", L + chunks, DEVICE, True)
+            assert all(r.ok for r in results), (chunks, L, [str(r) for r in results if not r.ok])
 
 
 # --- against torch autograd through straightforward loops -----------------------------------
@@ -243,11 +260,14 @@ def test_module_trains():
     assert losses[-1] < 0.9 * losses[0], losses
 
 
-def test_packed_batch_gradients_equal_per_sequence_gradients():
+@pytest.mark.parametrize("chunks", [None, 3])
+def test_packed_batch_gradients_equal_per_sequence_gradients(chunks):
+    # chunks: the backward's sequence split among programs, chunked by the longest sequence
+    # (shorter ones end early; programs past their start hold their final state)
     sizes = dict(B=3, L=9, D=4, N=3)
     lengths = [4, 9, 2]
     values = make_inputs(mamba1, sizes, "f32", seed=6)
-    c = ssmc.compile(mamba1)
+    c = ssmc.compile(mamba1, chunks=chunks)
     seq = [k for k, s in mamba1.specs.items() if "L" in s.layout]
     packed = {k: torch.tensor(np.concatenate([values[k][i, :n] for i, n in enumerate(lengths)])[None], dtype=torch.float32, device=DEVICE, requires_grad=True) if k in seq
               else torch.tensor(values[k], dtype=torch.float32, device=DEVICE, requires_grad=True) for k in values}
@@ -280,16 +300,17 @@ def test_backward_of_two_recurrences_is_refused_by_name():
 
 
 def test_checkpoint_pass_holds_the_state_as_registers():
-    """The backward's checkpoint pass (the recomputed forward scan's states) holds a small state
-    as registers, like the forward's kernels; its gradients equal the tensor form's."""
+    """The backward's states passes (the recomputed forward scan's checkpoints; the carried
+    scan's chunk states of a split sequence) hold a small state as registers, like the
+    forward's kernels; the gradients equal the tensor forms'."""
     a = mamba1.random_inputs(dict(B=2, L=40, D=5, N=4), seed=4, optional=True)
     grads = {}
     for held in (None, "tensor"):
-        c = ssmc.compile(mamba1, held=held)
+        c = ssmc.compile(mamba1, held=held, chunks=3)
         x = {k: torch.tensor(v, dtype=torch.float32, device=DEVICE, requires_grad=True) for k, v in a.items()}
         c(**x)["y"].sum().backward()
         grads[held] = {k: v.grad for k, v in x.items()}
-        ckpt = [key for key in c.backward_compiled()._held_plans if key[0] == "checkpoints"]
-        assert bool(ckpt) == (held is None)
+        passes = {key[0] for key in c.backward_compiled()._held_plans}
+        assert passes == ({"checkpoints", "carried"} if held is None else set()), passes
     for k in a:
         torch.testing.assert_close(grads[None][k], grads["tensor"][k], rtol=1e-5, atol=1e-6)

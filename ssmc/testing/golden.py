@@ -57,7 +57,8 @@ def sources() -> dict[str, str]:
             for i, src in enumerate(compiled.sources("sequential", sizes, pairable)):
                 suffix = f".k{i}" if i else ""
                 out[f"{layer.name}{suffix}.registers.py"] = src
-        # the backward: checkpoint states, the bidir kernel, the epilogue after sums across programs
+        # the backward: checkpoint states, the carried scan's chunk states, the bidir kernel, the
+        # epilogue after sums across programs
         from ssmc.backends.triton.backward import CompiledBackward
 
         for i, src in enumerate(CompiledBackward(layer, forward=compiled).sources("bidir")):

@@ -3,6 +3,7 @@ the forward's layout (the same dims split among programs), run by the same JIT."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ssmc.autodiff import backward_layer
@@ -36,22 +37,22 @@ class CompiledBackward(CompiledLayer):
                  block: int | None = None, num_warps: int | None = None, verify: bool = False,
                  unroll: int | None = None, hoist_loads: bool = True, sub: int | None = None,
                  prefetch: bool = True, graph_layer: Layer | None = None, layout: tuple | None = None,
-                 split_time: bool = False) -> None:
+                 split_time: bool = True, chunks: int | None = None) -> None:
         forward = forward or CompiledLayer(layer)
         self.layout = layout or forward_layout(forward)
         grid, tiled, _ = self.layout
         partial = tuple(grid) + ((tiled,) if tiled else ())
-        # ``split_time``: the main kernel's sequence split among programs too, where it carries
-        # one scan (sums over time then end it like sums across programs)
-        # a layer with no scan (a conv alone): its backward's loop carries nothing, so the
-        # sequence splits among programs as it does for the forward
+        # ``split_time``: the main kernel's sequence split among programs too (``chunks`` of it,
+        # by default as many as fill the GPU; sums over time then end it like sums across
+        # programs), where its carried scan does not read the recomputed forward one
+        # (``carried_group``); a layer with no scan (a conv alone) splits as its forward does
         split_time = split_time or not any(n.op == "scan" for n in forward.graph.nodes)
         self.split_time = split_time
         if split_time:
             partial += (forward.graph.scan_axis(),)
         passes = (Canonicalize(), CSE(), DCE(), FuseBackward(partial))
         super().__init__(graph_layer or backward_layer(layer), block_t=block_t, block=block, num_warps=num_warps,
-                         verify=verify, passes=passes)
+                         verify=verify, passes=passes, chunks=chunks)
         # phase B's loads of a chunk issued before its work: measured on an H100 (bench/NOTES.md,
         # 2026-11-24) 11-14 % faster for Mamba-1's backward and 21 % for HGRN's than in place
         # chunks of 2 steps where each channel holds a whole dim of state (Mamba-1: fewer live
@@ -61,7 +62,9 @@ class CompiledBackward(CompiledLayer):
         # split in time (no forward scan recomputed, so no chunk of states held): 4 steps, 0.95 ms
         # for Mamba-2's rest against 1.08 with 2 and 0.99 with 8 (H100, B8 L2048, 8 chunks)
         if unroll is None:
-            unroll = 2 if self.layout[2] and not split_time else 4
+            main = next((g for g in self.graph.groups or () if g.name == "k0"), None)
+            recomputes = main is not None and recompute_group(main) is not None
+            unroll = 2 if self.layout[2] and recomputes else 4
         self.bidir_unroll, self.hoist_loads, self.prefetch = unroll, hoist_loads, prefetch
         self.options["sub"] = sub
         self.forward_layer = layer
@@ -72,23 +75,26 @@ class CompiledBackward(CompiledLayer):
 
         return torch.float32
 
-    def checkpoint_kernel(self, plan: GroupPlan, sizes: dict[str, int], pairable: frozenset) -> Any:
-        """The states kernel of ``plan``'s checkpoint pass (the recomputed forward scan's state
-        every SUB chunks), with its whole dims held as registers where the forward's kernels
-        would hold them at these sizes (Mamba-1, N = 16; on an H100 the tensor form took 489 us
-        at B8 L2048 D2048 against the forward's 192 us for its own states pass, NOTES.md)."""
-        k = plan.kernels[0]
+    def states_kernel(self, plan: GroupPlan, which: str, sizes: dict[str, int], pairable: frozenset) -> Any:
+        """The states kernel of ``plan``'s checkpoint pass (``which`` "checkpoints": the
+        recomputed forward scan's state every SUB chunks) or of its carried scan's chunk states
+        ("carried": a split sequence), with its whole dims held as registers where the
+        forward's kernels would hold them at these sizes (Mamba-1, N = 16; on an H100 the tensor
+        forms took 489 and 460 us at B8 L2048 D2048 against the forward's 192 us for its own
+        states pass, NOTES.md)."""
+        k = plan.kernels[0] if which == "checkpoints" else plan.kernels[-2]
         # at any length: the pass runs where the sequence has two spans or more, and one form
         # for all lengths is one kernel for a warm-up to compile (tests/test_recompile.py)
         held = self.held_dims(k, sizes, any_length=True)
-        rg = recompute_group(plan.group) if held is not None else None
-        if rg is None:
+        part = recompute_group if which == "checkpoints" else carried_group
+        g = part(plan.group) if held is not None else None
+        if g is None:
             return k
         pairs = self.row_pairs(k, held, pairable)
-        key = ("checkpoints", id(plan), tuple(held.items()), pairs)
+        key = (which, id(plan), tuple(held.items()), pairs)
         if key not in self._held_plans:
-            kh = lower_group(self.graph, rg, "chunked", self.unroll, "states", layout=self.layout, held=held, pairs=pairs)
-            self._held_plans[key] = GroupPlan((kh,), True, rg)
+            kh = lower_group(self.graph, g, "chunked", self.unroll, "states", layout=self.layout, held=held, pairs=pairs)
+            self._held_plans[key] = GroupPlan((replace(kh, align_start=k.align_start),), True, g)
         return self._held_plans[key].kernels[0]
 
     def plans(self, strategy: str, sizes=None, pairable=frozenset()) -> list[GroupPlan]:
@@ -98,15 +104,20 @@ class CompiledBackward(CompiledLayer):
             split, axis = set(grid) | {tiled}, self.graph.scan_axis()
             for g in self.graph.groups or ():
                 if g.name == "k0":
+                    # kernels: the recomputed forward scan's checkpoint pass, the carried scan's
+                    # chunk-states pass (a split sequence), the main kernel
                     ks = []
                     rg = recompute_group(g)
-                    cg = carried_group(g) if self.split_time and rg is None else None
+                    cg = carried_group(g) if self.split_time else None
                     scanless = not any(n.op == "scan" for n in g.nodes)
-                    if rg is not None or cg is not None:
-                        ks.append(lower_group(self.graph, rg or cg, "chunked", self.unroll, "states", layout=self.layout))
+                    if rg is not None:
+                        ks.append(lower_group(self.graph, rg, "chunked", self.unroll, "states", layout=self.layout))
+                    if cg is not None:
+                        kc = lower_group(self.graph, cg, "chunked", self.unroll, "states", layout=self.layout)
+                        ks.append(replace(kc, align_start=rg is not None))  # chunks aligned as the spans are
                     ks.append(lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch,
                                           chunked=cg is not None or (self.split_time and scanless)))
-                    out.append(GroupPlan(tuple(ks), len(ks) == 2, g))
+                    out.append(GroupPlan(tuple(ks), len(ks) >= 2, g, checkpointed=rg is not None))
                 elif any(n.op == "sum" and (n.attr("dim") in split or n.attr("dim") == axis) for n in g.nodes):
                     # sums over time or across programs: the bidir loop (no scan in it)
                     out.append(GroupPlan((lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch),), False, g))

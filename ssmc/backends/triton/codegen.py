@@ -91,7 +91,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             if d in self.held:  # register-held: this variable's index
                 if self.index.get(d):
                     terms.append(f"{self.index[d]} * {stride}")
-            elif d == "_C" and d not in self.k.grid_dims:  # bidir: this span's checkpoint
+            elif d == "_K":  # bidir: this span's checkpoint
                 terms.append(f"ck * {stride}")
             elif d == "_Q":  # bidir: chunk q's entry state in the scratch buffer
                 terms.append(f"q * {stride}")
@@ -264,7 +264,12 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         runs while the next tile's loads are in flight."""
         k = self.k
         u = k.unroll
-        if k.chunked:
+        if k.chunked and k.align_start:
+            buf.line("n_chunks = tl.cdiv(n_steps, chunk_len)  # chunks aligned at step 0, counted from the end")
+            buf.line("i_end = n_steps - (n_chunks - 1 - pid__C) * chunk_len  # past n_steps: a shorter sequence's")
+            buf.line("i1 = tl.minimum(i_end, n_steps)  # this program's steps: [i0, i1)")
+            buf.line("i0 = tl.minimum(tl.maximum(i_end - chunk_len, 0), i1)")
+        elif k.chunked:
             buf.line("i0 = pid__C * chunk_len  # this program's steps: [i0, i1)")
             buf.line("i1 = tl.minimum(i0 + chunk_len, n_steps)")
         else:
@@ -361,8 +366,10 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         shape = self.shape(c.dims, False)
         init = f"tl.broadcast_to({self.sub(c.init, idx)}, {shape})" if c.init else f"tl.zeros({shape}, tl.float32)"
         buf.line(f"{name} = {init}" + ("  # the state, carried across time tiles" if first else ""))
-        if k.chunked and k.role == "full":
-            ptr, mask = self.address(self.tensors["hin"], ("_C",) + c.dims)
+        recomputed = any(isinstance(s, ScanStep) and s.checkpointed and s.carry == c.name for s in k.loop)
+        if k.chunked and k.role == "full" and not recomputed:  # (a recomputed scan: from checkpoints)
+            entry = self.tensors.get("hin_carried") or self.tensors["hin"]  # beside a bidir kernel's checkpoints
+            ptr, mask = self.address(entry, ("_C",) + c.dims)
             if first:
                 buf.line("# chunks after the first start from the state the chunk-combine kernel computed")
             m = f"({mask}) & (pid__C > 0)" if mask else "pid__C > 0"

@@ -68,6 +68,7 @@ class GroupPlan:
     group: Group
     matrix: bool = False  # the matrix form's states and outputs kernels (lower_matrix)
     shares: str | None = None  # matrix: the group whose chunk states this one's outputs kernel reads
+    checkpointed: bool = False  # bidir: the first kernel is the recomputed forward scan's checkpoint pass
 
 
 class CompiledLayer:
@@ -281,8 +282,8 @@ class CompiledLayer:
             # cores, at any length); the recurrent one where another strategy is asked for
             if self.has_matrix_form and self.strategy in (None, "matrix"):
                 self._backward = MatrixBackward(self.layer, forward=self)
-            else:
-                self._backward = CompiledBackward(self.layer, forward=self)
+            else:  # the sequence split into the forward's ``chunks`` too, where asked
+                self._backward = CompiledBackward(self.layer, forward=self, chunks=self.chunks)
             self._backward.deterministic = self.deterministic
         return self._backward
 
@@ -398,8 +399,9 @@ class _Run:
         self.launch(full, sched, extra)
         del self.sizes["_C"]
 
-    def chunk_states(self, states: Kernel, n_chunks: int, chunk_len: int, sched: Schedule | None = None) -> None:
-        """The chunk-states pass and the combine: ``hin`` (each chunk's incoming state) in
+    def chunk_states(self, states: Kernel, n_chunks: int, chunk_len: int, sched: Schedule | None = None,
+                     entry: str = "hin") -> None:
+        """The chunk-states pass and the combine: ``entry`` (each chunk's incoming state) in
         the buffers, ``_C`` (``n_chunks``) in the sizes. The last chunk has no states pass
         (nothing enters a chunk after it; at 8 chunks, an eighth of the pass): final states
         are the last chunk's program's to store. ``sched``: the states kernel's schedule (by
@@ -411,7 +413,7 @@ class _Run:
         state_shape = [self.sizes[d] for d in states.carries[0].dims]
         S, P = (self.alloc([n_chunks - 1, *state_shape], torch.float32) for _ in range(2))
         hin = self.alloc([n_chunks, *state_shape], torch.float32)
-        self.buffers.update(st_S=S, st_P=P, hin=hin)
+        self.buffers.update({"st_S": S, "st_P": P, entry: hin})
         self.sizes["_C"] = n_chunks - 1
         self.launch(states, sched or self.schedule(states), {"chunk_len": chunk_len})
         self.sizes["_C"] = n_chunks
@@ -461,52 +463,85 @@ class _Run:
 
     def bidir(self, plan: GroupPlan) -> None:
         """A backward's main kernel; first, when it recomputes a forward scan, that scan's
-        checkpoints (every SUB chunks of BLOCK_T steps: the chunk-states pass and combine) and
-        the scratch buffer of chunk entry states."""
+        checkpoints (every SUB chunks of BLOCK_T steps: the chunk-states pass and combine, in
+        ``hin``) and the scratch buffer of chunk entry states; when its sequence is split among
+        programs, the carried scan's chunk states and combine (``hin_carried`` beside checkpoints, else
+        ``hin``), then one program per chunk (and grid dims)."""
         import torch
 
         kernel = plan.kernels[-1]
         sched = self.schedule(kernel)
-        if kernel.chunked:  # the sequence split among programs: each chunk's entry state first
-            self.split_bidir(plan, sched)
-            return
-        if len(plan.kernels) == 2:
-            L = self.varlen[2] if self.varlen is not None else self.sizes[kernel.time_dim]
+        L = self.varlen[2] if self.varlen is not None else self.sizes.get(kernel.time_dim, 0)
+        n_chunks, chunk_len = 1, 0
+        if kernel.chunked:
+            sizes = dict(self.sizes)
+            if self.varlen is not None:  # chunk by the longest sequence; shorter ones end early
+                sizes[kernel.time_dim] = self.varlen[2]
+            n_chunks, chunk_len = chunking(kernel, sizes, sched, self.on_gpu, self.c.chunks)
+        if plan.checkpointed:
             span = sched.block_t * sched.sub  # steps between checkpoints
+            if kernel.chunked:  # chunks of whole spans: a checkpoint starts each
+                chunk_len = max(span, triton_cdiv(chunk_len, span) * span)
+                n_chunks = max(1, triton_cdiv(L, chunk_len))
             self.sizes["_Q"] = sched.sub
             carry = plan.kernels[0].carries[0]
-            shape = [sched.sub, *(self.sizes[d] for d in carry.dims)]
+            shape = ([n_chunks] if kernel.chunked else []) + [sched.sub, *(self.sizes[d] for d in carry.dims)]
             self.buffers["scr"] = self.alloc(shape, torch.float32)
-            states = self.c.checkpoint_kernel(plan, self.sizes, self.pairable)
+            states = self.c.states_kernel(plan, "checkpoints", self.sizes, self.pairable)
+            if L <= span and self.on_gpu and not interpreting():  # one span: no pass, but a longer call's
+                self.compile_states(states, span, None)
             self.chunk_states(states, max(1, triton_cdiv(L, span)), span)
-        self.launch(kernel, sched, {})
+        if not kernel.chunked:
+            self.launch(kernel, sched, {})
+        else:
+            carried = plan.kernels[-2] if len(plan.kernels) > 1 + plan.checkpointed else None
+            entry = "hin_carried" if plan.checkpointed else "hin"
+            if carried is None:  # no scan carried: no state enters a chunk
+                self.sizes["_C"] = n_chunks
+            elif n_chunks > 1:
+                carried = self.c.states_kernel(plan, "carried", self.sizes, self.pairable)
+                self.chunk_states(carried, n_chunks, chunk_len, sched=self.carried_schedule(carried, kernel, sched), entry=entry)
+            else:  # one chunk: it starts from the scan's own initial state (the entry is not read)
+                if self.on_gpu and not interpreting():
+                    held = self.c.states_kernel(plan, "carried", self.sizes, self.pairable)
+                    self.compile_states(held, chunk_len, self.carried_schedule(held, kernel, sched))
+                self.sizes["_C"] = 1
+                self.buffers[entry] = self.alloc([1, *(self.sizes[d] for d in carried.carries[0].dims)], torch.float32)
+            self.launch(kernel, sched, {"chunk_len": chunk_len})
         self.sizes.pop("_C", None)
         self.sizes.pop("_Q", None)
 
-    def split_bidir(self, plan: GroupPlan, sched: Schedule) -> None:
-        """A backward's main kernel over chunks of the sequence: the carried scan's chunk states
-        and the combine (``hin``), then one program per chunk (and grid dims)."""
+    def carried_schedule(self, carried: Kernel, kernel: Kernel, sched: Schedule) -> Schedule | None:
+        """The carried chunk-states pass's schedule beside main kernel ``kernel``'s ``sched``. The
+        tensor form: the main kernel's block of the tiled dim, as many programs (seen on an H100,
+        Mamba-2's rest: 17.7 ms with the states kernel's own 32 channels per program, for 64
+        programs); held as registers: its own (None: a channel per thread)."""
+        if carried.held:
+            return None
+        return self.schedule(carried, block_tiled=dict(sched.blocks).get(kernel.tiled_dim), num_warps=sched.num_warps)
+
+    def compile_states(self, states: Kernel, chunk_len: int, sched: Schedule | None) -> None:
+        """Compile ``states`` (a backward's chunk-states pass: its checkpoints, or a split
+        sequence's carried scan) without running it, where this call needs one chunk: another
+        batch size or length of the same signature needs the pass and must find it compiled
+        (no compilation after a warm-up; its buffers here are stand-ins with the real ones'
+        dtype and strides, in no recipe)."""
         import torch
 
-        states, kernel = plan.kernels if len(plan.kernels) == 2 else (None, plan.kernels[0])
-        sizes = dict(self.sizes)
-        if self.varlen is not None:  # chunk by the longest sequence; shorter ones end early
-            sizes[kernel.time_dim] = self.varlen[2]
-        n_chunks, chunk_len = chunking(kernel, sizes, sched, self.on_gpu, self.c.chunks)
-        if states is None:  # no scan: no state enters a chunk
-            self.sizes["_C"] = n_chunks
-        elif n_chunks > 1:
-            # the main kernel's block of the tiled dim: as many programs (seen on an H100, Mamba-2's
-            # rest: 17.7 ms with the states kernel's own 32 channels per program, for 64 programs)
-            own = self.schedule(states, block_tiled=dict(sched.blocks).get(kernel.tiled_dim), num_warps=sched.num_warps)
-            self.chunk_states(states, n_chunks, chunk_len, sched=own)
-        else:  # one chunk: it starts from the scan's own initial state (hin is not read)
-            self.sizes["_C"] = 1
-            self.buffers["hin"] = self.alloc([1, *(self.sizes[d] for d in states.carries[0].dims)], torch.float32)
-        self.launch(kernel, sched, {"chunk_len": chunk_len})
-        del self.sizes["_C"]
+        shape = [1, *(self.sizes[d] for d in states.carries[0].dims)]
+        saved = {k: self.buffers.pop(k, None) for k in ("st_S", "st_P")}
+        self.buffers.update(st_S=torch.empty(shape, dtype=torch.float32, device=self.device),
+                            st_P=torch.empty(shape, dtype=torch.float32, device=self.device))
+        self.sizes["_C"] = 1
+        self.launch(states, sched or self.schedule(states), {"chunk_len": chunk_len}, compile_only=True)
+        for k, v in saved.items():
+            self.buffers.pop(k)
+            if v is not None:
+                self.buffers[k] = v
 
-    def launch(self, kernel: Kernel, sched: Schedule, extra: dict[str, int]) -> None:
+    def launch(self, kernel: Kernel, sched: Schedule, extra: dict[str, int], compile_only: bool = False) -> None:
+        """Bind ``kernel``'s arguments and launch it (``compile_only``: compile it for these
+        arguments' types and specializations, and launch nothing)."""
         import torch
 
         layer = self.c.layer
@@ -577,6 +612,10 @@ class _Run:
         n_programs = math.prod(sizes[d] for d in kernel.grid_dims)
         if kernel.tiled_dim is not None:
             n_programs *= triton_cdiv(sizes[kernel.tiled_dim], blocks[kernel.tiled_dim])
+        if compile_only:
+            fn = self.c._fn(kernel)
+            fn.warmup(*call, grid=(max(n_programs, 1),), **flags, **sched.constexprs(), num_warps=sched.num_warps)
+            return
         if n_programs:
             fn = self.c._fn(kernel)
             self.c.last_launched = self.rec.launch(fn, (n_programs,), call, dict(**flags, **sched.constexprs(), num_warps=sched.num_warps))

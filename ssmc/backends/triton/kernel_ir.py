@@ -202,6 +202,9 @@ class Kernel:
     role: str = "full"  # "full", or "states": the chunk-states pass of the chunked strategy
     unroll: int = 1  # steps per iteration of the sequential strategy, unrolled in the source
     align_end: bool = False  # "bidir": chunks end at the sequence's end (a reverse recompute)
+    # chunked, reverse: chunks aligned at step 0 (counted from the end, the first in time cut
+    # short), as a split bidir kernel's are (its spans of checkpoints start at step 0)
+    align_start: bool = False
     hoist_loads: bool = False  # "bidir": phase B issues every step's loads of a chunk first
     # dims held whole *as registers*, with their exact sizes: a value with such a dim is one
     # variable per index (``v7__3``), a sum over it a chain of adds (fused into FMAs), a row of

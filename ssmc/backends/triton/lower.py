@@ -32,6 +32,7 @@ def sequence_axis(graph: Graph) -> str | None:
 
 
 CHUNK = "_C"  # the chunk index of the chunked strategy: a grid dim of its kernels
+CKPT = "_K"  # a backward's checkpoints of its recomputed forward scan: one per span of steps
 
 
 def chunkable(graph: Graph, group: Group) -> str | None:

@@ -31,7 +31,7 @@ from ssmc.backends.triton.kernel_ir import (
     Tensor,
     TimeSum,
 )
-from ssmc.backends.triton.lower import CHUNK, elementwise_expr
+from ssmc.backends.triton.lower import CHUNK, CKPT, elementwise_expr
 from ssmc.backends.triton.lower_conv import lower_conv, plain_reads
 from ssmc.errors import LoweringError
 from ssmc.ir.node import Graph, Group, Node
@@ -81,13 +81,20 @@ def _checkpointed(scans: list[Node], finals: tuple[Node, ...] = ()) -> Node | No
 def carried_group(group: Group) -> Group | None:
     """The carried (cotangent) scan of a backward's main group with what it needs, as a group of
     its own (for the chunk-states pass of a sequence split among programs), or None when the
-    group has no scan or also recomputes a forward one (not split yet)."""
+    group has no scan, or when the carried scan reads the recomputed forward one (its chunk
+    states would need the forward's states: not split), or when the carried scan runs forward
+    in time (the checkpoints' spans are aligned at step 0, the chunks at the end: not split)."""
     scans = [n for n in group.nodes if n.op == "scan"]
-    if len(scans) != 1:
+    if not scans:
         return None
     from ssmc.ir.node import topo_order
 
-    return Group(group.name + "_carried", tuple(topo_order([scans[0]])), (), (),
+    fwd = _checkpointed(scans, tuple(n for n in group.nodes if n.op == "scan_final"))
+    carried = next(s for s in scans if s is not fwd)
+    nodes = tuple(topo_order([carried]))
+    if fwd is not None and (fwd in set(nodes) or fwd.attr("reverse")):
+        return None
+    return Group(group.name + "_carried", nodes, (), (),
                  ("the carried scan's chunk states, for each chunk's entry state",))
 
 
@@ -127,8 +134,11 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
     grid = tuple(d for d in size_dims if d not in full and d != tiled and d != time_dim)
     split = set(grid) | ({tiled} if tiled else set())
     if chunked:
-        if fwd is not None or (carried is None and scans):
-            raise LoweringError(f"{layer}: kernel {group.name}: only a backward with one scan (the carried one) or none splits the sequence")
+        if carried is None and scans:
+            raise LoweringError(f"{layer}: kernel {group.name}: only a backward's carried scan splits the sequence")
+        if fwd is not None and (align_end or not reverse):
+            raise LoweringError(f"{layer}: kernel {group.name}: a sequence split with a recomputed forward scan "
+                                "needs that scan forward in time and the carried one reverse")
         grid = (CHUNK,) + grid
         size_dims = (CHUNK,) + size_dims
 
@@ -216,11 +226,13 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
             scan_carry[n] = carry
             init = value(n.inputs[2]) if len(n.inputs) == 3 else None
             carries.append(Carry(carry, state_dims, init))
-            if n is fwd:
-                tensors.append(Tensor("hin", ("_C",) + state_dims, "in", source="hin"))
-                tensors.append(Tensor("scr", ("_Q",) + state_dims, "in", source="scr"))
+            if n is fwd:  # its checkpoints (_K: one per span) and the span's chunk entry states
+                tensors.append(Tensor("hin", (CKPT,) + state_dims, "in", source="hin"))
+                chunk = (CHUNK,) if chunked else ()  # split: a scratch buffer per chunk
+                tensors.append(Tensor("scr", chunk + ("_Q",) + state_dims, "in", source="scr"))
             elif chunked:  # each chunk's entry state (chunk-states pass and combine)
-                tensors.append(Tensor("hin", ("_C",) + state_dims, "in", source="hin"))
+                entry = "hin_carried" if fwd is not None else "hin"
+                tensors.append(Tensor(entry, (CHUNK,) + state_dims, "in", source=entry))
             stmts["loop"].append(
                 ScanStep(v, value(n.inputs[0]), value(n.inputs[1]), carry, comment(n),
                          reverse=bool(n.attr("reverse")), checkpointed=n is fwd)
@@ -248,9 +260,12 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
         same = tuple(d for d in sorted(split) if d not in n.dims and d not in origin[n]) if atomic else ()
         if atomic and chunked and time_dim not in n.dims and time_dim not in origin[n]:
             same = (CHUNK,) + same  # the same in every chunk: the first adds it
+        # split: the carried scan's final state is the last chunk's (in its direction) to store
+        # (programs past a shorter sequence's last chunk start from its final state too)
+        last = (CHUNK,) if chunked and not atomic and phase[n] == "post" else ()
         for t in targets:
             tensors.append(t)
-            stmts[phase[n]].append(Store(t.name, value(n), n.dims, f"{t.source} <- {names[n]}", atomic, same))
+            stmts[phase[n]].append(Store(t.name, value(n), n.dims, f"{t.source} <- {names[n]}", atomic, same, last))
 
     header = (
         f"layer: {layer}   kernel: {group.name}   strategy: bidir (time tiles "

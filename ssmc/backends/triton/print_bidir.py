@@ -68,7 +68,17 @@ class BidirPrinting:
             return
         carry = next(c for c in k.carries if c.name == fwd.carry)
         buf.line(f"SPAN = SUB * {u}  # steps between checkpoints")
-        buf.line("n_spans = tl.cdiv(n_steps, SPAN)")
+        if k.chunked:
+            # the sequence split among programs: chunks of chunk_len steps (a multiple of SPAN)
+            # aligned at step 0 like the spans, counted from the end (the carried scan's way)
+            buf.line("n_chunks = tl.cdiv(n_steps, chunk_len)")
+            buf.line("lo = (n_chunks - 1 - pid__C) * chunk_len  # this program's steps: [lo, hi)")
+            buf.line("hi = tl.minimum(lo + chunk_len, n_steps)")
+            buf.line("span0 = tl.maximum(lo, 0) // SPAN  # its first span")
+            buf.line("n_spans = tl.where(lo >= 0, tl.cdiv(hi - lo, SPAN), 0)  # none past a shorter sequence's start")
+        else:
+            buf.line("n_spans = tl.cdiv(n_steps, SPAN)")
+        first = "span0 + " if k.chunked else ""
         buf.line(f"init_{fwd.carry} = {fwd.carry}")
         # prefetch: walking backwards from the end, the chunk after the one at t0 is always
         # at t0 - UNROLL (the last chunk of a span is followed by the previous span's first)
@@ -77,20 +87,20 @@ class BidirPrinting:
         preloaded = {st.target for st in early}
         if ahead:
             buf.line("# the loads of the first chunk walked (the last in time), issued before the loop")
-            self.prefetch_chunk(buf, early, f"(n_spans - 1) * SPAN + (SUB - 1) * {u}", order)
+            self.prefetch_chunk(buf, early, f"({first}n_spans - 1) * SPAN + (SUB - 1) * {u}", order)
         buf.line("for it in range(0, n_spans):")
         with buf.indent():
-            buf.line("c = n_spans - 1 - it" if k.reverse else "c = it")
+            buf.line(f"c = {first}n_spans - 1 - it" if k.reverse else f"c = {first}it")
             if k.align_end:  # spans end at n: the first one (in time) is cut at step 0
                 buf.line("s0 = n_steps - (n_spans - c) * SPAN")
                 buf.line("ck = n_spans - 1 - c  # checkpoints count from the end")
             else:
                 buf.line("s0 = c * SPAN")
                 buf.line("ck = c")
-            ptr, mask = self.address(self.tensors["hin"], ("_C",) + carry.dims)
+            ptr, mask = self.address(self.tensors["hin"], ("_K",) + carry.dims)
             buf.line(f"h_ck = tl.load({ptr}, mask=({mask}) & (ck > 0), other=0.0)")
             buf.line(f"{fwd.carry} = tl.where(ck == 0, init_{fwd.carry}, h_ck)")
-            scr, smask = self.address(self.tensors["scr"], ("_Q",) + carry.dims)
+            scr, smask = self.address(self.tensors["scr"], self.tensors["scr"].dims)
             a_order = order[::-1] if fwd.reverse else order
             # chunk q (counted in the forward scan's direction) starts at step s0 + index * UNROLL
             index = "(SUB - 1 - q)" if fwd.reverse else "q"

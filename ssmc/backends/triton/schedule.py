@@ -188,7 +188,18 @@ def chunking(kernel: Kernel, sizes: dict[str, int], sched: Schedule, on_gpu: boo
             programs *= -(-sizes[kernel.tiled_dim] // dict(sched.blocks)[kernel.tiled_dim])
         warps = max(1, programs * sched.num_warps)
         sms = 132
-        want = 1 if (not on_gpu or warps >= 8 * sms) else -(-(32 * sms) // warps)
+        if kernel.strategy == "bidir":
+            # a backward's main kernel (~240 registers: a wave is 8 warps per SM): split where
+            # the last wave of programs would leave over a tenth of the GPU idle, into ~16 waves
+            # (H100, Mamba-1's backward alone, bench/NOTES.md: B2 L8192 D2048, 256 warps, 0.24
+            # of a wave: 10.1 ms unsplit, 4.2 / 3.60 / 3.60 in 4 / 8 / 16 chunks; B8 L4096 D5120,
+            # 2.4 waves: 18.4 unsplit, 17.9 / 17.0 / 16.9 in 2 / 8 / 16; B8 L2048, 0.97 of a
+            # wave: 3.24 unsplit, 3.55 in 8 chunks: the carried scan's states pass and no gain)
+            wave = 8 * sms
+            waves = warps / wave
+            want = 1 if (not on_gpu or waves / math.ceil(waves) >= 0.9) else -(-(16 * wave) // warps)
+        else:
+            want = 1 if (not on_gpu or warps >= 8 * sms) else -(-(32 * sms) // warps)
         chunks = max(1, min(want, L // 256))
     chunks = max(1, min(chunks, L))
     u = max(1, kernel.unroll)
