@@ -20,10 +20,10 @@ from ssmc.testing.check import check_compiled
 _C: dict = {}
 
 
-def det_backward(name, unroll, block):
-    key = (name, unroll, block)
+def det_backward(name, unroll, block, chunks=None):
+    key = (name, unroll, block, chunks)
     if key not in _C:
-        c = CompiledBackward(LAYERS[name], unroll=unroll, block=block, sub=2, verify=True)
+        c = CompiledBackward(LAYERS[name], unroll=unroll, block=block, sub=2, verify=True, chunks=chunks)
         c.deterministic = True
         _C[key] = c
     return _C[key]
@@ -36,7 +36,9 @@ def det_backward(name, unroll, block):
     L=st.integers(1, 30),
     D=st.integers(1, 9),
     N=st.integers(1, 6),
-    tiles=st.sampled_from([(2, 2), (4, None), (1, 4)]),
+    # (steps per chunk, channels per program, chunks of the sequence: its sums over time then
+    # per-program slots too)
+    tiles=st.sampled_from([(2, 2, None), (4, None, 3), (1, 4, 2)]),
     seed=st.integers(0, 2**16),
 )
 def test_deterministic_backward_matches_interpreter(name, dtype, B, L, D, N, tiles, seed):
