@@ -16,12 +16,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 from mamba1 import mamba1  # noqa: E402
 from sweep_mamba1 import make_inputs  # noqa: E402
 
-import ssmc.backends.triton.jit as jit  # noqa: E402
+import ssmc.backends.triton.run as run  # noqa: E402
 from ssmc.backends.triton.backward import CompiledBackward  # noqa: E402
 
 out = os.environ.get("OUT", "/tmp")
 launched = {}
-orig = jit._Run.launch
+orig = run.Run.launch
 
 
 def keep(self, kernel, sched, extra):
@@ -29,7 +29,7 @@ def keep(self, kernel, sched, extra):
     launched[kernel.name] = self.c.last_launched
 
 
-jit._Run.launch = keep
+run.Run.launch = keep
 for cfg in [dict(), dict(unroll=2)]:
     b = CompiledBackward(mamba1, **cfg)
     ins = make_inputs(2, 256, 256, 16, torch.bfloat16)

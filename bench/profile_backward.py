@@ -20,6 +20,7 @@ from sweep_mamba1 import copy_rate_gbs, make_inputs  # noqa: E402
 
 import ssmc  # noqa: E402
 import ssmc.backends.triton.jit as jit  # noqa: E402
+import ssmc.backends.triton.run as run  # noqa: E402
 from ssmc.backends.triton.backward import CompiledBackward  # noqa: E402
 
 _generate = jit.generate
@@ -72,15 +73,15 @@ def main() -> None:
         print(f"  {label:28s} bwd {t:7.3f} ms = {t / t_fwd:5.2f} x fwd", flush=True)
     EDIT[:] = []
     bwd = CompiledBackward(mamba1, forward=fwd)
-    orig = jit._Run.launch
+    orig = run.Run.launch
 
     def only_states(self, kernel, sched, extra):
         if kernel.role == "states":
             orig(self, kernel, sched, extra)
 
-    jit._Run.launch = only_states
+    run.Run.launch = only_states
     t_states = triton.testing.do_bench(lambda: bwd(**ins, grad_y=dy), warmup=10, rep=100, return_mode="median")
-    jit._Run.launch = orig
+    run.Run.launch = orig
     print(f"  checkpoint pass (states + combine, defaults) alone: {t_states:.3f} ms", flush=True)
     with open(os.path.join(out_dir, "profile_backward.json"), "w") as f:
         json.dump(dict(device=torch.cuda.get_device_name(), copy_gbs=copy, fwd_ms=t_fwd, rows=rows, states_ms=t_states), f, indent=1)

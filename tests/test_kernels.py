@@ -115,10 +115,10 @@ def test_chunk_states_step_offsets_in_32_or_64_bits(monkeypatch, limit):
     """The chunk-states kernel takes 32-bit step offsets where every one fits (OFFS32), else
     64-bit ones; both give the interpreter's result (a limit of 64 elements takes the 64-bit
     path on small inputs)."""
-    from ssmc.backends.triton import jit, replay
+    from ssmc.backends.triton import replay, run
 
     if limit is not None:
-        monkeypatch.setattr(jit, "OFFS32_LIMIT", limit)
+        monkeypatch.setattr(run, "OFFS32_LIMIT", limit)
     seen = []
     launch = replay.Recorder.launch
     monkeypatch.setattr(replay.Recorder, "launch", lambda self, fn, grid, args, kw: seen.append(kw) or launch(self, fn, grid, args, kw))

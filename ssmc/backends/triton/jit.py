@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,22 +19,16 @@ from ssmc.backends.triton.kernel_ir import Kernel, Load, WindowLoad
 from ssmc.backends.triton.lower import chunkable, lower_group
 from ssmc.backends.triton.lower_matrix import (
     MatrixForm,
-    check_tile_offsets,
     lower_matrix,
     matrix_form,
-    plain_arg,
     share_matrix_states,
-    tiles_aligned,
 )
-from ssmc.backends.triton.replay import Recorder, call_key
+from ssmc.backends.triton.replay import call_key
+from ssmc.backends.triton.run import Run, interpreting
 from ssmc.backends.triton.schedule import (
     MATRIX_MIN_STEPS,
     REGISTER_HELD,
     REGISTER_MIN_STEPS,
-    Schedule,
-    choose,
-    choose_matrix,
-    chunking,
     default_strategy,
 )
 from ssmc.dsl.layer import Layer
@@ -45,10 +38,6 @@ from ssmc.ir.printer import graph_hash
 from ssmc.passes import DEFAULT_PIPELINE, pipeline_name, run_passes
 
 STRATEGIES = ("sequential", "tiled", "chunked", "matrix")
-
-
-def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def versions() -> dict[str, str]:
@@ -339,7 +328,7 @@ class CompiledLayer:
         axis = self.graph.scan_axis()
         steps = (varlen[2] if varlen is not None else sizes.get(axis, 0)) if axis else 0
         strategy = self.strategy or self.default_strategy(on_gpu, steps)
-        run = _Run(self, sizes, tensors, first.dtype, self.out_dtype(first.dtype), device, on_gpu, varlen)
+        run = Run(self, sizes, tensors, first.dtype, self.out_dtype(first.dtype), device, on_gpu, varlen)
         run.pairable = pairable(layer, tensors)
         run.deterministic = det
         for plan in self.plans(strategy, sizes, run.pairable):
@@ -354,288 +343,6 @@ class CompiledLayer:
         if key is not None:
             self._recipes[key] = run.rec.recipe(tensors, run.results, device)
         return run.results
-
-
-class _Run:
-    """The buffers and launches of one call."""
-
-    def __init__(self, c: CompiledLayer, sizes, tensors, in_dtype, out_dtype, device, on_gpu, varlen=None) -> None:
-        self.c, self.sizes, self.tensors = c, dict(sizes), tensors
-        self.varlen = varlen  # (batch dim, cu_seqlens, longest sequence) of a packed batch
-        self.in_dtype, self.out_dtype, self.device, self.on_gpu = in_dtype, out_dtype, device, on_gpu
-        self.results: dict[str, Any] = {}
-        self.buffers: dict[str, Any] = {}
-        self.pairable: frozenset = frozenset()
-        self.deterministic = False
-        self.rec = Recorder()  # allocations and launches, for replaying calls of this signature
-        self.spans: dict[str, int] = {}  # matrix form: each group's chunk length (states stored per chunk)
-
-    def alloc(self, shape, dtype, zero: bool = False) -> Any:
-        return self.rec.alloc(shape, dtype, self.device, zero)
-
-    def schedule(self, kernel: Kernel, **override: Any) -> Schedule:
-        return choose(kernel, self.sizes, self.on_gpu, kernel.strategy, **{**self.c.options, **override})
-
-    def single(self, kernel: Kernel) -> None:
-        self.launch(kernel, self.schedule(kernel), {})
-
-    def chunked(self, plan: GroupPlan) -> None:
-        states, full = plan.kernels if len(plan.kernels) == 2 else (None, plan.kernels[0])
-        sched = self.schedule(full)
-        sizes = dict(self.sizes)
-        if self.varlen is not None:  # chunk by the longest sequence; shorter ones pass through
-            sizes[full.time_dim] = self.varlen[2]
-        n_chunks, chunk_len = chunking(full, sizes, sched, self.on_gpu, self.c.chunks)
-        if states is None:  # no recurrence: nothing passes between chunks (one chunk or many)
-            self.sizes["_C"] = n_chunks
-            self.launch(full, sched, {"chunk_len": chunk_len})
-            del self.sizes["_C"]
-            return
-        if n_chunks <= 1:  # nothing to split: the plain sequential kernel
-            index = self.c.plans("chunked", self.sizes, self.pairable).index(plan)  # plans of both strategies align by group
-            return self.single(self.c.plans("sequential", self.sizes, self.pairable)[index].kernels[0])
-        self.chunk_states(states, n_chunks, chunk_len)  # the last chunk's program stores final states
-        extra = {"chunk_len": chunk_len}
-        self.launch(full, sched, extra)
-        del self.sizes["_C"]
-
-    def chunk_states(self, states: Kernel, n_chunks: int, chunk_len: int, sched: Schedule | None = None,
-                     entry: str = "hin") -> None:
-        """The chunk-states pass and the combine: ``entry`` (each chunk's incoming state) in
-        the buffers, ``_C`` (``n_chunks``) in the sizes. The last chunk has no states pass
-        (nothing enters a chunk after it; at 8 chunks, an eighth of the pass): final states
-        are the last chunk's program's to store. ``sched``: the states kernel's schedule (by
-        default its own)."""
-        import torch
-
-        from ssmc.backends.triton.runtime import chunk_combine
-
-        state_shape = [self.sizes[d] for d in states.carries[0].dims]
-        S, P = (self.alloc([n_chunks - 1, *state_shape], torch.float32) for _ in range(2))
-        hin = self.alloc([n_chunks, *state_shape], torch.float32)
-        self.buffers.update({"st_S": S, "st_P": P, entry: hin})
-        self.sizes["_C"] = n_chunks - 1
-        self.launch(states, sched or self.schedule(states), {"chunk_len": chunk_len})
-        self.sizes["_C"] = n_chunks
-        M = math.prod(state_shape)
-        block = 128 if self.on_gpu else 64  # one element per thread: programs to fill the SMs
-        self.rec.launch(chunk_combine, (triton_cdiv(M, block),), [P, S, hin, n_chunks - 1, M], dict(BLOCK=block, GROUP=8 if self.on_gpu else 4))
-        self.c.stats["launches"] += 1
-
-    def matrix(self, plan: GroupPlan) -> None:
-        """The matrix form: the states kernel (each chunk's entry state, the final state), then
-        the outputs kernel (either alone: only a final state; chunk states another group's
-        states kernel stored, ``plan.shares``)."""
-        import torch
-
-        states = next((k for k in plan.kernels if k.role == "states"), None)
-        full = next((k for k in plan.kernels if k.role != "states"), None)
-        m = plan.kernels[0].matrix
-        L = self.varlen[2] if self.varlen is not None else self.sizes[m.time]
-        # products at float32 accuracy for float32 inputs and float32 results (a forward's
-        # states; a backward's matrix scans whose results must be: see MatrixBackward)
-        f32 = self.in_dtype == torch.float32
-        exact = self.c.matrix_exact(plan.group)
-        low = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.in_dtype)
-        k = plain_arg(m, m.k, m.n)  # loaded as stored: exact as a bf16 operand if it is bf16
-        k_bf16 = k is not None and self.tensors[k.attr("name")].dtype == torch.bfloat16
-        r = plain_arg(m, m.c, m.n)  # the readout's factor, likewise
-        c_bf16 = r is not None and self.tensors[r.attr("name")].dtype == torch.bfloat16
-        if states is not None:
-            sa = choose_matrix(states, self.sizes, self.on_gpu, f32 or exact is not False, k_bf16, low, **self.c.options)
-            blocks_a = dict(sa.blocks)
-            self.spans[plan.group.name] = sa.block_t * sa.sub
-            self.sizes["_C"] = max(1, triton_cdiv(L, sa.block_t * sa.sub))
-            self.sizes["_NB"] = triton_cdiv(self.sizes[m.n], blocks_a[m.n])
-            self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], blocks_a[m.p])
-            self.launch(states, sa, {})
-        if full is not None:
-            sb = choose_matrix(full, self.sizes, self.on_gpu, f32 or bool(exact), k_bf16 and c_bf16, low, **self.c.options)
-            span = self.spans[plan.shares or plan.group.name]
-            if sb.block_t * sb.sub != span:  # pragma: no cover - both from the same options
-                raise LoweringError(f"{full.name}: chunks of {sb.block_t * sb.sub} steps; its chunk states are of {span}")
-            self.sizes["_C"] = max(1, triton_cdiv(L, span))
-            self.sizes["_RT"] = triton_cdiv(L, sb.block_t)
-            self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], dict(sb.blocks)[m.p])
-            self.launch(full, sb, {})
-        for d in ("_C", "_NB", "_PB", "_RT"):
-            self.sizes.pop(d, None)
-
-    def bidir(self, plan: GroupPlan) -> None:
-        """A backward's main kernel; first, when it recomputes a forward scan, that scan's
-        checkpoints (every SUB chunks of BLOCK_T steps: the chunk-states pass and combine, in
-        ``hin``) and the scratch buffer of chunk entry states; when its sequence is split among
-        programs, the carried scan's chunk states and combine (``hin_carried`` beside checkpoints, else
-        ``hin``), then one program per chunk (and grid dims)."""
-        import torch
-
-        kernel = plan.kernels[-1]
-        sched = self.schedule(kernel)
-        L = self.varlen[2] if self.varlen is not None else self.sizes.get(kernel.time_dim, 0)
-        n_chunks, chunk_len = 1, 0
-        if kernel.chunked:
-            sizes = dict(self.sizes)
-            if self.varlen is not None:  # chunk by the longest sequence; shorter ones end early
-                sizes[kernel.time_dim] = self.varlen[2]
-            n_chunks, chunk_len = chunking(kernel, sizes, sched, self.on_gpu, self.c.chunks)
-        if plan.checkpointed:
-            span = sched.block_t * sched.sub  # steps between checkpoints
-            if kernel.chunked:  # chunks of whole spans: a checkpoint starts each
-                chunk_len = max(span, triton_cdiv(chunk_len, span) * span)
-                n_chunks = max(1, triton_cdiv(L, chunk_len))
-            self.sizes["_Q"] = sched.sub
-            carry = plan.kernels[0].carries[0]
-            shape = ([n_chunks] if kernel.chunked else []) + [sched.sub, *(self.sizes[d] for d in carry.dims)]
-            self.buffers["scr"] = self.alloc(shape, torch.float32)
-            states = self.c.states_kernel(plan, "checkpoints", self.sizes, self.pairable)
-            if L <= span and self.on_gpu and not interpreting():  # one span: no pass, but a longer call's
-                self.compile_states(states, span, None)
-            self.chunk_states(states, max(1, triton_cdiv(L, span)), span)
-        if not kernel.chunked:
-            self.launch(kernel, sched, {})
-        else:
-            carried = plan.kernels[-2] if len(plan.kernels) > 1 + plan.checkpointed else None
-            entry = "hin_carried" if plan.checkpointed else "hin"
-            if carried is None:  # no scan carried: no state enters a chunk
-                self.sizes["_C"] = n_chunks
-            elif n_chunks > 1:
-                carried = self.c.states_kernel(plan, "carried", self.sizes, self.pairable)
-                self.chunk_states(carried, n_chunks, chunk_len, sched=self.carried_schedule(carried, kernel, sched), entry=entry)
-            else:  # one chunk: it starts from the scan's own initial state (the entry is not read)
-                if self.on_gpu and not interpreting():
-                    held = self.c.states_kernel(plan, "carried", self.sizes, self.pairable)
-                    self.compile_states(held, chunk_len, self.carried_schedule(held, kernel, sched))
-                self.sizes["_C"] = 1
-                self.buffers[entry] = self.alloc([1, *(self.sizes[d] for d in carried.carries[0].dims)], torch.float32)
-            self.launch(kernel, sched, {"chunk_len": chunk_len})
-        self.sizes.pop("_C", None)
-        self.sizes.pop("_Q", None)
-
-    def carried_schedule(self, carried: Kernel, kernel: Kernel, sched: Schedule) -> Schedule | None:
-        """The carried chunk-states pass's schedule beside main kernel ``kernel``'s ``sched``. The
-        tensor form: the main kernel's block of the tiled dim, as many programs (seen on an H100,
-        Mamba-2's rest: 17.7 ms with the states kernel's own 32 channels per program, for 64
-        programs); held as registers: its own (None: a channel per thread)."""
-        if carried.held:
-            return None
-        return self.schedule(carried, block_tiled=dict(sched.blocks).get(kernel.tiled_dim), num_warps=sched.num_warps)
-
-    def compile_states(self, states: Kernel, chunk_len: int, sched: Schedule | None) -> None:
-        """Compile ``states`` (a backward's chunk-states pass: its checkpoints, or a split
-        sequence's carried scan) without running it, where this call needs one chunk: another
-        batch size or length of the same signature needs the pass and must find it compiled
-        (no compilation after a warm-up; its buffers here are stand-ins with the real ones'
-        dtype and strides, in no recipe)."""
-        import torch
-
-        shape = [1, *(self.sizes[d] for d in states.carries[0].dims)]
-        saved = {k: self.buffers.pop(k, None) for k in ("st_S", "st_P")}
-        self.buffers.update(st_S=torch.empty(shape, dtype=torch.float32, device=self.device),
-                            st_P=torch.empty(shape, dtype=torch.float32, device=self.device))
-        self.sizes["_C"] = 1
-        self.launch(states, sched or self.schedule(states), {"chunk_len": chunk_len}, compile_only=True)
-        for k, v in saved.items():
-            self.buffers.pop(k)
-            if v is not None:
-                self.buffers[k] = v
-
-    def launch(self, kernel: Kernel, sched: Schedule, extra: dict[str, int], compile_only: bool = False) -> None:
-        """Bind ``kernel``'s arguments and launch it (``compile_only``: compile it for these
-        arguments' types and specializations, and launch nothing)."""
-        import torch
-
-        layer = self.c.layer
-        sizes = self.sizes
-        call: list[Any] = []
-        flags: dict[str, bool] = {}
-        dummy = next(iter(self.tensors.values()))
-        if self.deterministic and any(t.accumulate for t in kernel.tensors):
-            kernel = self.c.deterministic_kernel(kernel)
-        blocks = dict(sched.blocks)
-
-        def shape(dims):  # a packed batch's sequence tensors are one row
-            seq_row = self.varlen is not None and kernel.time_dim in dims
-            return [
-                (triton_cdiv(sizes[d[2:]], blocks[d[2:]]) if d[2:] in blocks else sizes[d[2:]]) if d.startswith("_P")
-                else 1 if (seq_row and d == self.varlen[0]) else sizes[d]
-                for d in dims
-            ]
-
-        sums = []  # deterministic mode: (where the result goes, its per-program slots)
-        step_reach = 0  # the largest step offset of an input along time, in elements
-        for t in kernel.tensors:
-            if t.role == "out" and t.name.startswith("o_"):
-                dt = torch.float32 if t.source in self.c.finals else self.out_dtype
-                buf = self.alloc(shape(t.dims), dt, zero=t.accumulate)  # zeroed: programs add into it
-                self.results[t.source] = buf
-                if t.partial:
-                    sums.append((self.results, t.source, buf, len(t.partial)))
-            elif t.role == "out" and t.name not in self.buffers:
-                dt = self.out_dtype if t.low else torch.float32
-                buf = self.alloc(shape(t.dims), dt, zero=t.accumulate)
-                self.buffers[t.name] = buf
-                if t.partial:
-                    sums.append((self.buffers, t.name, buf, len(t.partial)))
-            elif t.name in self.buffers:
-                buf = self.buffers[t.name]
-            elif t.name.startswith("t") and t.role == "in":
-                raise LoweringError(f"{layer.name}: kernel {kernel.name} reads {t.source} before any kernel stored it")
-            else:
-                buf = self.tensors.get(t.source)
-                if t.optional:
-                    flags[f"HAS_{t.name}"] = buf is not None
-                if buf is None:
-                    call.append(dummy)
-                    call.extend(0 for _ in t.dims)
-                    continue
-                layout = layer.specs[t.source].layout
-                call.append(buf)
-                call.extend(buf.stride(layout.index(d)) for d in t.dims)
-                if kernel.time_dim in t.dims:
-                    step_reach = max(step_reach, _reach(buf, layout.index(kernel.time_dim)))
-                continue
-            call.append(buf)
-            call.extend(buf.stride(i) for i in range(len(t.dims)))
-            if kernel.time_dim in t.dims:
-                step_reach = max(step_reach, _reach(buf, t.dims.index(kernel.time_dim)))
-        call.extend(sizes[d] for d in kernel.size_dims)
-        if kernel.chunked:
-            call.append(extra["chunk_len"])
-        if kernel.batch_dim:
-            call.append(self.varlen[1] if self.varlen is not None else dummy)
-            flags["VARLEN"] = self.varlen is not None
-        if kernel.narrow_steps:
-            flags["OFFS32"] = step_reach < OFFS32_LIMIT
-        if kernel.strategy == "matrix":
-            flags["ALIGNED"] = tiles_aligned(kernel, call)
-            check_tile_offsets(layer.name, kernel, call, sched)
-        n_programs = math.prod(sizes[d] for d in kernel.grid_dims)
-        if kernel.tiled_dim is not None:
-            n_programs *= triton_cdiv(sizes[kernel.tiled_dim], blocks[kernel.tiled_dim])
-        if compile_only:
-            fn = self.c._fn(kernel)
-            fn.warmup(*call, grid=(max(n_programs, 1),), **flags, **sched.constexprs(), num_warps=sched.num_warps)
-            return
-        if n_programs:
-            fn = self.c._fn(kernel)
-            self.c.last_launched = self.rec.launch(fn, (n_programs,), call, dict(**flags, **sched.constexprs(), num_warps=sched.num_warps))
-            self.c.stats["launches"] += 1
-        for where, name, slots, n in sums:  # a fixed order of additions: the same bits every run
-            where[name] = self.rec.sum(slots, tuple(range(n)))
-
-
-# Kernel.narrow_steps: a call whose inputs reach this many elements along time (length times
-# stride) takes 64-bit step offsets (a module constant so tests can take both paths)
-OFFS32_LIMIT = 2**31
-
-
-def _reach(buf: Any, axis: int) -> int:
-    """How many elements ``buf``'s offsets span along ``axis`` (length times stride)."""
-    return buf.shape[axis] * abs(buf.stride(axis))
-
-
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 __all__ = ["CompiledLayer"]

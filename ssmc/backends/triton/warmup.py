@@ -24,7 +24,8 @@ def warmup(
     """Warm the caches for ``layer``; returns counts (cases run, sources written, launches)."""
     import torch
 
-    from ssmc.backends.triton.jit import CompiledLayer, interpreting
+    from ssmc.backends.triton.jit import CompiledLayer
+    from ssmc.backends.triton.run import interpreting
     from ssmc.testing.check import arg_dtypes, make_inputs, to_torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
