@@ -292,6 +292,28 @@ def test_packed_batch_gradients_equal_per_sequence_gradients(chunks):
             torch.testing.assert_close(packed[k].grad, g, rtol=1e-4, atol=1e-5, msg=k)
 
 
+def test_split_backward_of_a_packed_batch_with_an_empty_sequence():
+    """The split backward on a packed batch whose sequences are shorter than the chunking's
+    (an empty one too): the gradients equal the unsplit backward's, and the empty sequence's
+    initial-state gradient is its final state's."""
+    lengths = [5, 0, 9, 1]
+    values = make_inputs(mamba1, dict(B=4, L=9, D=3, N=2), "f32", seed=3)
+    seq = [k for k, s in mamba1.specs.items() if "L" in s.layout]
+    cu = torch.tensor(np.cumsum([0] + lengths), dtype=torch.int32, device=DEVICE)
+    grads = {}
+    for chunks in (None, 3):
+        c = ssmc.compile(mamba1, chunks=chunks)
+        packed = {k: torch.tensor(np.concatenate([values[k][i, :n] for i, n in enumerate(lengths)])[None] if k in seq else values[k],
+                                  dtype=torch.float32, device=DEVICE, requires_grad=True) for k in values}
+        out = c(**packed, cu_seqlens=cu)
+        weight = torch.arange(out["h_final"].numel(), dtype=torch.float32, device=DEVICE).reshape(out["h_final"].shape)
+        (out["y"].square().sum() + (out["h_final"] * weight).sum()).backward()
+        grads[chunks] = {k: v.grad for k, v in packed.items()}
+    for k in values:
+        torch.testing.assert_close(grads[3][k], grads[None][k], rtol=1e-5, atol=1e-5, msg=k)
+    torch.testing.assert_close(grads[3]["h0"][1], weight[1])
+
+
 def test_backward_of_two_recurrences_is_refused_by_name():
     with pytest.raises(LoweringError, match=r"chained_backward|chained: the backward of a layer with 2 recurrences"):
         backward_layer(chained)
