@@ -24,7 +24,7 @@ test: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -m "not slow" tests
 
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_programs.py tests/test_kernels.py tests/test_passes.py
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_programs.py tests/test_kernels.py tests/test_passes.py tests/test_complex.py
 	for t in examples/mamba1.py:mamba1 examples/s4d.py:s4d_zoh examples/s4d.py:s4d_bilinear examples/mingru.py:mingru \
 		examples/hgrn.py:hgrn examples/rglru.py:rglru examples/mamba2.py:mamba2 examples/gla.py:gla examples/gla.py:simple_gla; do \
 		$(BIN)/ssmc fuzz $$t --examples 500 --seed $$RANDOM || exit 1; done

@@ -144,6 +144,22 @@ def test_backward_split_in_time(name):
             assert all(r.ok for r in results), (chunks, L, [str(r) for r in results if not r.ok])
 
 
+@pytest.mark.parametrize("name", ["mamba1", "s4d_zoh", "mamba2", "gla"])
+def test_register_held_main_kernel(name):
+    """The backward's main kernel with its whole dims held as registers (``held_bidir``; one
+    variable per index, as the forward's register-held kernels): every gradient against the
+    interpreter, split in time or not, with loads a chunk ahead or not, in deterministic mode
+    too (its sums across programs then in per-program slots)."""
+    for chunks, prefetch, det in ((None, True, False), (3, True, False), (3, False, True)):
+        c = CompiledBackward(LAYERS[name], unroll=2, sub=2, verify=True, prefetch=prefetch, chunks=chunks, held_bidir=True)
+        c.deterministic = det
+        for L in (1, 6, 13):
+            sizes = sizes_for(LAYERS[name], 2, L, 5, 3)
+            results = check_compiled(c.layer, c, sizes, "f32", L, DEVICE, True)
+            assert all(r.ok for r in results), (chunks, prefetch, L, [str(r) for r in results if not r.ok])
+        assert any(key[0] == "bidir" for key in c._held_plans), "the main kernel was not register-held"
+
+
 # --- against torch autograd through straightforward loops -----------------------------------
 
 

@@ -15,7 +15,7 @@ SIZES = {"B": 2, "L": 11, "D": 5, "H": 3, "N": 4, "G": 2, "R": 2, "P": 3, "K": 3
 
 
 def _sizes(layer):
-    return {d: SIZES[d] for d in layer.dim_order}
+    return {d: layer.fixed_sizes.get(d, SIZES.get(d)) for d in layer.dim_order}
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

@@ -129,23 +129,41 @@ def _scan_vjp(b: Builder, members: list[Node], cot: dict[Node, Node], accum) -> 
     gf = cot.get(final) if final is not None else None
     if c is None and gf is None:
         return
+    part = s0.attr("complex")
+    cx = {"complex": part} if part else {}
     if scan is None:
-        scan = b.scan(*s0.inputs, axis=axis, reverse=rev)
+        scan = b.scan(*s0.inputs, axis=axis, reverse=rev, **cx)
     fill = (gf,) if gf is not None else ()
+    # complex (parts along ``part``): the cotangent flows back through conj(a) and the decay's
+    # cotangent is G * conj(h[t-1]) (the real case's rule, a holomorphic product's)
+    mul = (lambda x, y: _cmul(b, x, y, part)) if part else b.mul
+    a_back = _conj(b, a, part) if part else a
     # R[t] = a[t] * (c[t] + R[t+1]); with no c, zeros shaped like the final state's cotangent
-    beta = b.mul(a, c) if c is not None else b.mul(b.c(0.0), gf)
+    beta = mul(a_back, c) if c is not None else b.mul(b.c(0.0), gf)
     if gf is not None and any(d not in beta.dims and d not in a.dims for d in gf.dims):
         # the final state's cotangent varies along dims a and c do not (c summed over them
         # downstream): 0 * gf gives R the state's full dims
         beta = b.add(beta, b.mul(b.c(0.0), gf))
-    R = b.scan(a, beta, *fill, axis=axis, reverse=not rev)
+    R = b.scan(a_back, beta, *fill, axis=axis, reverse=not rev, **cx)
     r_next = b.prev(R, *fill, axis=axis, reverse=not rev)
     G = b.add(c, r_next) if c is not None else r_next
     accum(bb, G)
     h_before = b.prev(scan, *((h0,) if h0 is not None else ()), axis=axis, reverse=rev)
-    accum(a, b.mul(G, h_before))
+    accum(a, mul(G, _conj(b, h_before, part)) if part else b.mul(G, h_before))
     if h0 is not None:
-        accum(h0, b.scan_final(a, beta, *fill, axis=axis, reverse=not rev, full_dims=R.dims))
+        accum(h0, b.scan_final(a_back, beta, *fill, axis=axis, reverse=not rev, full_dims=R.dims, **cx))
+
+
+def _conj(b: Builder, x: Node, part: str) -> Node:
+    """The complex conjugate of ``x`` (parts along ``part``)."""
+    return b.stack(b.part(x, dim=part, index=0), b.neg(b.part(x, dim=part, index=1)), dim=part)
+
+
+def _cmul(b: Builder, x: Node, y: Node, part: str) -> Node:
+    """The complex product of ``x`` and ``y`` (parts along ``part``), written out."""
+    xr, xi = b.part(x, dim=part, index=0), b.part(x, dim=part, index=1)
+    yr, yi = b.part(y, dim=part, index=0), b.part(y, dim=part, index=1)
+    return b.stack(b.sub(b.mul(xr, yr), b.mul(xi, yi)), b.add(b.mul(xr, yi), b.mul(xi, yr)), dim=part)
 
 
 def matrix_vjp(b: Builder, members: list[Node], cot: dict[Node, Node], accum) -> None:

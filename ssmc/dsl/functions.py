@@ -31,6 +31,8 @@ gelu = _unary("gelu")
 square = _unary("square")
 sqrt = _unary("sqrt")
 rsqrt = _unary("rsqrt")
+cos = _unary("cos")
+sin = _unary("sin")
 abs = _unary("abs")  # noqa: A001  (the DSL's abs, like numpy's)
 neg = _unary("neg")
 
@@ -81,16 +83,44 @@ def discretize(A: Any, B: Any, delta: Any, method: str = "zoh") -> tuple[Value, 
     )
 
 
-def scan(a: Any, b: Any, *, axis: str = "L", reverse: bool = False, h0: Any = None) -> Value:
+def scan(a: Any, b: Any, *, axis: str = "L", reverse: bool = False, h0: Any = None,
+         complex: str | None = None) -> Value:  # noqa: A002  (the DSL's word for it)
     """The linear recurrence ``h[t] = a[t] * h[t-1] + b[t]`` along ``axis``, ``h[-1] = h0``.
 
     ``a`` and ``b`` broadcast by name to the state's dims (their union); ``h0`` has the state's
     dims without ``axis`` (zeros when None). Returns every ``h[t]``; ``.final`` on the result
-    is the state after the last step."""
+    is the state after the last step. ``complex``: a dim of size 2 (declare it:
+    ``@ssmc.layer(sizes={"R": 2})``) holding real and imaginary parts, which a, b and h0 all
+    have; the products are then complex (LRU's diagonal recurrence)."""
     if not isinstance(reverse, bool):
         raise DefinitionError(f"{_tracer().name}: scan `reverse` must be True or False")
     ops = (lift(a), lift(b)) + ((lift(h0),) if h0 is not None else ())
-    return Value(_tracer().make("scan", ops, axis=axis, reverse=reverse))
+    extra = {}
+    if complex is not None:
+        _parts_dim(complex, "scan")
+        extra["complex"] = complex
+    return Value(_tracer().make("scan", ops, axis=axis, reverse=reverse, **extra))
+
+
+def _parts_dim(dim: str, what: str) -> None:
+    t = _tracer()
+    if t.sizes.get(dim) != 2:
+        raise DefinitionError(
+            f"{t.name}: `{what}` uses {dim!r} as a complex value's parts: declare its size, "
+            f"@ssmc.layer(sizes={{{dim!r}: 2}})"
+        )
+
+
+def stack(re: Any, im: Any, dim: str) -> Value:
+    """The complex value with real part ``re`` and imaginary part ``im``: a new dim ``dim``
+    of size 2 (declared in the layer's sizes) holding the two."""
+    _parts_dim(dim, "stack")
+    return apply("stack", re, im, dim=dim)
+
+
+def part(x: Value, dim: str, index: int) -> Value:
+    """The real (``index`` 0) or imaginary (1) part of the complex value ``x`` (parts along ``dim``)."""
+    return apply("part", x, dim=dim, index=index)
 
 
 def final_state(h: Value) -> Value:

@@ -100,6 +100,20 @@ def conv(shape, rng):
     return rng.uniform(-bound, bound, shape)
 
 
+@initializer("lru_nu_log")
+def lru_nu_log(shape, rng, r_min=0.9, r_max=0.999):
+    """LRU's (Orvieto et al. 2023) |lambda| = exp(-exp(nu_log)): |lambda| drawn so that it is
+    uniform over the ring of radii [r_min, r_max] in the complex plane (|lambda|^2 uniform)."""
+    r2 = rng.uniform(r_min**2, r_max**2, shape)
+    return np.log(-0.5 * np.log(r2))
+
+
+@initializer("lru_theta_log")
+def lru_theta_log(shape, rng, max_phase=2 * np.pi):
+    """LRU's arg lambda = exp(theta_log): the phase drawn uniformly in (0, max_phase)."""
+    return np.log(max_phase * rng.uniform(1e-3, 1.0, shape))
+
+
 def resolve(init: str | Initializer | None) -> Initializer:
     if init is None:
         return INITIALIZERS["normal"]

@@ -61,9 +61,10 @@ class Param:
 
 
 class _Tracer:
-    def __init__(self, name: str, order: Dims) -> None:
+    def __init__(self, name: str, order: Dims, sizes: dict[str, int] | None = None) -> None:
         self.name = name
         self.order = order
+        self.sizes = dict(sizes or {})  # the layer's fixed sizes
         self.nodes: list[Node] = []
 
     def make(self, op: str, inputs: tuple[Node, ...], **attrs: Any) -> Node:
@@ -187,7 +188,7 @@ def trace(fn: Callable[..., Any], name: str, sizes: dict[str, int] | None = None
         elif p.default is not inspect.Parameter.empty:
             raise DefinitionError(f"{name}: argument `{pname}` may only default to None")
     order = order_of_dims(specs)
-    tracer = _Tracer(name, order)
+    tracer = _Tracer(name, order, sizes)
     for d in sizes or {}:
         if d not in order:
             raise DefinitionError(f"{name}: fixed size for dim {d!r}, which no argument has")

@@ -185,6 +185,8 @@ _unary(
     "x * Phi(x) (exact, erf form)",
     d=lambda b, xs, y, g: (b.mul(g, _dgelu(b, xs[0])),),
 )
+_unary("cos", np.cos, "tl.cos({0})", "cosine", d=lambda b, xs, y, g: (b.neg(b.mul(g, b.sin(xs[0]))),))
+_unary("sin", np.sin, "tl.sin({0})", "sine", d=lambda b, xs, y, g: (b.mul(g, b.cos(xs[0])),))
 _unary("square", np.square, "({0} * {0})", "x * x", d=lambda b, xs, y, g: (b.mul(g, b.mul(b.c(2.0), xs[0])),))
 _unary("sqrt", np.sqrt, "tl.sqrt({0})", "square root", ("nonneg",),
        d=lambda b, xs, y, g: (b.div(b.mul(g, b.c(0.5)), y),))

@@ -96,7 +96,19 @@ def _eval(node: Node, values, args, sizes, order) -> np.ndarray:
         if len(ins) == 3:
             state_dims = tuple(d for d in full_dims if d != attrs["axis"])
             h0 = align(ins[2], node.inputs[2].dims, state_dims)
-        return op.numpy(a, b, h0, axis=full_dims.index(attrs["axis"]), reverse=attrs["reverse"])
+        part = attrs.get("complex")
+        return op.numpy(a, b, h0, axis=full_dims.index(attrs["axis"]), reverse=attrs["reverse"],
+                        complex_axis=full_dims.index(part) if part else None)
+    if node.op == "stack":
+        full, ax = _full(node, sizes), node.dims.index(attrs["dim"])
+        if full[ax] != 2:
+            raise ValueError(f"`stack` along {attrs['dim']!r}: its size is {full[ax]}, not 2")
+        half = full[:ax] + (1,) + full[ax + 1 :]
+        parts = [np.broadcast_to(align(v, i.dims, node.dims), half) for v, i in zip(ins, node.inputs)]
+        return op.numpy(*parts, axis=ax)
+    if node.op == "part":
+        x = node.inputs[0]
+        return op.numpy(ins[0], axis=x.dims.index(attrs["dim"]), index=attrs["index"])
     if node.op in ("matrix_scan", "matrix_scan_final"):
         full = tuple(attrs["full_dims"])
         state = tuple(d for d in full if d != attrs["axis"])

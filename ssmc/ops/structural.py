@@ -241,29 +241,64 @@ def _scan_dims(dims: tuple[Dims, ...], attrs: dict[str, Any], order: Dims, name:
     return out
 
 
+def _complex_check(dims: tuple[Dims, ...], attrs: dict[str, Any], name: str) -> None:
+    """A complex scan (attribute ``complex``: the dim of size 2 holding the real and imaginary
+    parts) needs that dim on every operand and not as the axis."""
+    c = attrs.get("complex")
+    if c is None:
+        return
+    if c == attrs.get("axis"):
+        raise DefinitionError(f"`{name}`: the complex parts' dim {c!r} cannot be the scan axis")
+    for what, ds in zip(("a", "b", "h0"), dims):
+        if c not in ds:
+            raise DefinitionError(
+                f"`{name}` is complex along {c!r} but {what} {list(ds)} lacks it (give both parts)"
+            )
+
+
 def _scan_rule(dims, dts, attrs, order):
     if any(not dtypes.is_float(d) for d in dts):
         raise DefinitionError("`scan` operands must be float values")
+    _complex_check(dims, attrs, "scan")
     return _scan_dims(dims, attrs, order, "scan"), dtypes.FLOAT
 
 
 def _scan_final_rule(dims, dts, attrs, order):
+    _complex_check(dims, attrs, "scan_final")
     out = _scan_dims(dims, attrs, order, "scan_final")
     if tuple(attrs.get("full_dims", ())) != out:
         raise DefinitionError(f"`scan_final` full_dims {attrs.get('full_dims')} != {list(out)}")
     return tuple(d for d in out if d != attrs["axis"]), dtypes.FLOAT
 
 
-def _scan_numpy(a, b, h0, axis, reverse):
+def _to_complex(x: np.ndarray, part_axis: int) -> np.ndarray:
+    """The complex array whose real and imaginary parts are ``x``'s two slices along ``part_axis``."""
+    x = np.moveaxis(x, part_axis, -1)
+    return x[..., 0] + 1j * x[..., 1]
+
+
+def _from_complex(z: np.ndarray, part_axis: int) -> np.ndarray:
+    return np.moveaxis(np.stack([z.real, z.imag], axis=-1), -1, part_axis)
+
+
+def _scan_numpy(a, b, h0, axis, reverse, complex_axis=None):
     """h[t] = a[t] * h[t-1] + b[t] along ``axis`` (from the end if ``reverse``), h[-1] = h0.
 
     a, b: broadcast to the state's full shape; h0: the state without ``axis`` (or None = 0).
-    Returns every h[t]."""
+    ``complex_axis``: the axis (of a, b) of size 2 holding real and imaginary parts; the
+    products are then complex (h0's parts on the same dim). Returns every h[t]."""
     a, b = np.broadcast_arrays(a, b)
+    if complex_axis is not None:
+        if h0 is not None:  # h0 lacks ``axis``: its parts' axis is one less past it
+            state = a.shape[:axis] + a.shape[axis + 1 :]
+            h0 = _to_complex(np.broadcast_to(h0, state), complex_axis - (complex_axis > axis))
+        a, b = _to_complex(a, complex_axis), _to_complex(b, complex_axis)
+        out = _scan_numpy(a, b, h0, axis - (axis > complex_axis), reverse)
+        return _from_complex(out, complex_axis)
     a = np.moveaxis(a, axis, 0)
     b = np.moveaxis(b, axis, 0)
-    h = np.zeros(a.shape[1:]) if h0 is None else np.broadcast_to(h0, a.shape[1:]).astype(float)
-    out = np.empty(a.shape)
+    h = np.zeros(a.shape[1:], a.dtype) if h0 is None else np.broadcast_to(h0, a.shape[1:]).astype(a.dtype)
+    out = np.empty(a.shape, a.dtype)
     steps = range(a.shape[0] - 1, -1, -1) if reverse else range(a.shape[0])
     for t in steps:
         h = a[t] * h + b[t]
@@ -271,13 +306,13 @@ def _scan_numpy(a, b, h0, axis, reverse):
     return np.moveaxis(out, 0, axis)
 
 
-def _scan_final_numpy(a, b, h0, axis, reverse):
+def _scan_final_numpy(a, b, h0, axis, reverse, complex_axis=None):
     """The state after the last step of the scan (h0, or 0, when the axis is empty)."""
     a, b = np.broadcast_arrays(a, b)
     shape = a.shape[:axis] + a.shape[axis + 1 :]
     if a.shape[axis] == 0:
         return np.zeros(shape) if h0 is None else np.broadcast_to(h0, shape).astype(float)
-    h = _scan_numpy(a, b, h0, axis, reverse)
+    h = _scan_numpy(a, b, h0, axis, reverse, complex_axis)
     return np.take(h, 0 if reverse else a.shape[axis] - 1, axis=axis)
 
 
@@ -305,6 +340,64 @@ register(
         "the final state of the scan with the same operands and attributes",
         ("unit", "any", "any"),
         attrs=("axis", "reverse", "full_dims"),
+    )
+)
+
+# --- complex values: a dim of two parts -------------------------------------------------------
+# A complex value is a real one with a dim of size 2 (real part, imaginary part), the layout of
+# torch.view_as_real; ``stack`` builds one from its parts, ``part`` takes one out. With them and
+# the elementwise ops, complex products are written out (autodiff's rule for complex scans).
+
+
+def _stack_rule(dims, dts, attrs, order):
+    d = attrs.get("dim")
+    if d not in order:
+        raise DefinitionError(f"`stack` along {d!r}: not one of the layer's dims {list(order)}")
+    for i, ds in enumerate(dims):
+        if d in ds:
+            raise DefinitionError(f"`stack` along {d!r}: operand {i} {list(ds)} already has it")
+    if any(not dtypes.is_float(t) for t in dts):
+        raise DefinitionError("`stack` operands must be float values")
+    return union(order, *dims, (d,)), dtypes.FLOAT
+
+
+def _part_rule(dims, dts, attrs, order):
+    d, i = attrs.get("dim"), attrs.get("index")
+    if d not in dims[0]:
+        raise DefinitionError(f"`part` {i} along {d!r}: the value's dims are {list(dims[0])}")
+    if i not in (0, 1):
+        raise DefinitionError(f"`part` index {i!r}: 0 (real) or 1 (imaginary)")
+    return tuple(x for x in dims[0] if x != d), dtypes.FLOAT
+
+
+register(
+    OpDef(
+        "stack",
+        STRUCTURAL,
+        2,
+        _stack_rule,
+        lambda x0, x1, axis: np.concatenate([x0, x1], axis=axis),
+        "structural",
+        "the value whose dim ``dim`` (size 2) holds x0 then x1: a complex value from its parts",
+        ("any", "any"),
+        derivative=lambda b, xs, y, g, dim: (b.part(g, dim=dim, index=0), b.part(g, dim=dim, index=1)),
+        attrs=("dim",),
+    )
+)
+register(
+    OpDef(
+        "part",
+        STRUCTURAL,
+        1,
+        _part_rule,
+        lambda x, axis, index: np.take(x, index, axis=axis),
+        "structural",
+        "x at index ``index`` of its dim ``dim``: the real (0) or imaginary (1) part",
+        ("any",),
+        derivative=lambda b, xs, y, g, dim, index: (
+            b.stack(*((g, b.mul(b.c(0.0), g)) if index == 0 else (b.mul(b.c(0.0), g), g)), dim=dim),
+        ),
+        attrs=("dim", "index"),
     )
 )
 

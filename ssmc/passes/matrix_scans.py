@@ -76,6 +76,8 @@ def matrix_form(graph: Graph, group: Group) -> MatrixForm | str:
     scan = scans[0]
     if scan.attr("reverse"):
         return "the scan runs in reverse"
+    if scan.attr("complex"):
+        return "the scan is complex (its decay mixes the two parts)"
     if any(f.inputs != scan.inputs for f in finals):
         return "it holds several recurrences"
     time = scan.attr("axis")

@@ -50,7 +50,7 @@ def sources() -> dict[str, str]:
                 out[f"{layer.name}.matrix.k{i}.py"] = src
         # the form that runs at small state sizes: dims held whole as registers (every dim 16,
         # 16-bit contiguous inputs: rows loaded in pairs)
-        sizes = {d: 16 for d in layer.dim_order}
+        sizes = {**{d: 16 for d in layer.dim_order}, **layer.fixed_sizes}
         pairable = frozenset((f"a_{k}", spec.layout[-1]) for k, spec in layer.specs.items() if spec.layout)
         kernels = compiled.kernels("sequential", sizes, pairable)
         if any(k.held for k in kernels):

@@ -183,3 +183,80 @@ def programs(draw, max_len: int = 12) -> Program:
     body = "\n".join("    " + ln for ln in ["out = {}", *lines, "return out"])
     source = f"import ssmc\n\n@ssmc.layer\ndef fuzzed({sig}):\n{body}\n"
     return Program(layer, source, {d: sizes[d] for d in layer.dim_order})
+
+
+@st.composite
+def complex_programs(draw, max_len: int = 12) -> Program:
+    """Random layers with one complex scan (parts along ``RI``, fixed at 2): a decay
+    r e^(i phi) with r in (0, 1) and phi drawn from real chains of the inputs, a complex input
+    scaled by a real factor, forward or reverse, with or without h0, read out as the state,
+    its power |h|^2 (summed over N where the state has it) or a real part times an input."""
+    state_dims = draw(st.sampled_from([("D",), ("D", "N")]))
+    sizes = {"B": draw(st.integers(1, 2)), "L": draw(st.integers(1, max_len)), "RI": 2}
+    for d in state_dims:
+        sizes[d] = draw(st.integers(1, 4))
+    sd = " ".join(state_dims)
+    k_dims = draw(st.sampled_from([d for d in (("D",), state_dims) if d]))
+    args = [("x", ssmc.In[f"B L {sd} RI"]), ("k", ssmc.In["B L " + " ".join(k_dims)])]
+    phase_fn = draw(st.sampled_from(["tanh3", "linear", "param"]))
+    if phase_fn == "param":
+        args.append(("w", ssmc.Param["D", "small_normal"]))
+    with_h0 = draw(st.booleans())
+    if with_h0:
+        args.append(("h0", ssmc.In[f"B {sd} RI"]))
+    r_fn = draw(st.sampled_from(["sigmoid", "exp_neg_softplus"]))
+    scale = draw(st.sampled_from(["none", "softplus", "silu"]))
+    reverse = draw(st.booleans())
+    readout = draw(st.sampled_from(["state", "power", "real_mix"]))
+    out_final = draw(st.booleans())
+
+    R = {"sigmoid": ("ssmc.sigmoid({0})", lambda v: ssmc.sigmoid(v)),
+         "exp_neg_softplus": ("ssmc.exp(-ssmc.softplus({0}))", lambda v: ssmc.exp(-ssmc.softplus(v)))}[r_fn]
+    PHI = {"tanh3": ("3.0 * ssmc.tanh({0})", lambda v, w: 3.0 * ssmc.tanh(v)),
+           "linear": ("0.7 * {0}", lambda v, w: 0.7 * v),
+           "param": ("w * {0}", lambda v, w: w * v)}[phase_fn]
+    S = {"none": ("x", lambda x, v: x), "softplus": ("ssmc.softplus({0}) * x", lambda x, v: ssmc.softplus(v) * x),
+         "silu": ("ssmc.silu({0}) * x", lambda x, v: ssmc.silu(v) * x)}[scale]
+    lines = [
+        f"r = {R[0].format('k')}",
+        f"phi = {PHI[0].format('k')}",
+        "a = ssmc.stack(r * ssmc.cos(phi), r * ssmc.sin(phi), dim='RI')",
+        f"b = {S[0].format('k')}",
+        f"h = ssmc.scan(a, b, axis='L', reverse={reverse}{', h0=h0' if with_h0 else ''}, complex='RI')",
+    ]
+
+    def fn(*vals: Value):
+        v = dict(zip([n for n, _ in args], vals))
+        r = R[1](v["k"])
+        phi = PHI[1](v["k"], v.get("w"))
+        a = ssmc.stack(r * ssmc.cos(phi), r * ssmc.sin(phi), dim="RI")
+        h = ssmc.scan(a, S[1](v["x"], v["k"]), axis="L", reverse=reverse, h0=v.get("h0"), complex="RI")
+        re, im = ssmc.part(h, "RI", 0), ssmc.part(h, "RI", 1)
+        if readout == "state":
+            out = {"y": h}
+        elif readout == "power":
+            p = re * re + im * im
+            out = {"y": p.sum("N") if "N" in p.dims else p}
+        else:
+            out = {"y": re * v["k"] - im}
+        if out_final:
+            out["h_final"] = h.final
+        return out
+
+    lines.append("re, im = ssmc.part(h, 'RI', 0), ssmc.part(h, 'RI', 1)")
+    if readout == "state":
+        lines.append("out = {'y': h}")
+    elif readout == "power":
+        lines.append("p = re * re + im * im")
+        lines.append("out = {'y': p.sum('N')}" if "N" in state_dims else "out = {'y': p}")
+    else:
+        lines.append("out = {'y': re * k - im}")
+    if out_final:
+        lines.append("out['h_final'] = h.final")
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=spec, default=None if n == "h0" else inspect.Parameter.empty) for n, spec in args]
+    fn.__signature__ = inspect.Signature(params)
+    layer = ssmc.layer(fn, name="fuzzed_complex", sizes={"RI": 2})
+    sig = ", ".join(f"{n}: {'ssmc.In' if s.kind == 'input' else 'ssmc.Param'}[{' '.join(s.layout)!r}{', ' + repr(s.init) if s.kind == 'param' else ''}]{' = None' if n == 'h0' else ''}" for n, s in args)
+    body = "\n".join("    " + ln for ln in [*lines, "return out"])
+    source = f"import ssmc\n\n@ssmc.layer(sizes={{'RI': 2}})\ndef fuzzed_complex({sig}):\n{body}\n"
+    return Program(layer, source, {d: sizes[d] for d in layer.dim_order})

@@ -3,13 +3,15 @@ the forward's layout (the same dims split among programs), run by the same JIT."
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
 from ssmc.autodiff import backward_layer
 from ssmc.backends.triton.jit import CompiledLayer, GroupPlan
-from ssmc.backends.triton.lower import chunkable, layout_of, lower_group
+from ssmc.backends.triton.lower import chunkable, complex_dims, layout_of, lower_group
 from ssmc.backends.triton.lower_backward import carried_group, lower_bidir, recompute_group
+from ssmc.backends.triton.schedule import REGISTER_HELD
 from ssmc.dsl.layer import Layer
 from ssmc.errors import LoweringError
 from ssmc.ir.node import topo_order
@@ -37,7 +39,7 @@ class CompiledBackward(CompiledLayer):
                  block: int | None = None, num_warps: int | None = None, verify: bool = False,
                  unroll: int | None = None, hoist_loads: bool = True, sub: int | None = None,
                  prefetch: bool = True, graph_layer: Layer | None = None, layout: tuple | None = None,
-                 split_time: bool = True, chunks: int | None = None) -> None:
+                 split_time: bool = True, chunks: int | None = None, held_bidir: bool = False) -> None:
         forward = forward or CompiledLayer(layer)
         self.layout = layout or forward_layout(forward)
         grid, tiled, _ = self.layout
@@ -69,6 +71,9 @@ class CompiledBackward(CompiledLayer):
         self.options["sub"] = sub
         self.forward_layer = layer
         self.held = forward.held  # the forward's choice of state form, for the kernels that can hold it
+        # the main kernel with its whole dims held as registers too (``main_kernel``): built and
+        # checked against the interpreter, not yet measured on a GPU (so not the default)
+        self.held_bidir = held_bidir
 
     def out_dtype(self, first_input_dtype: Any) -> Any:
         import torch
@@ -95,6 +100,25 @@ class CompiledBackward(CompiledLayer):
         if key not in self._held_plans:
             kh = lower_group(self.graph, g, "chunked", self.unroll, "states", layout=self.layout, held=held, pairs=pairs)
             self._held_plans[key] = GroupPlan((replace(kh, align_start=k.align_start),), True, g)
+        return self._held_plans[key].kernels[0]
+
+    def main_kernel(self, plan: GroupPlan, sizes: dict[str, int]) -> Any:
+        """``plan``'s main (bidir) kernel, with its whole dims held as registers where asked
+        (``held_bidir``) and the forward's rule would hold them at these sizes."""
+        k = plan.kernels[-1]
+        held = {d: sizes[d] for d in k.full_dims}
+        if complex_dims(k):  # complex values: their parts are held as registers, always
+            if k.taps:
+                raise LoweringError(f"{self.layer.name}: complex values beside a conv: not lowered yet")
+        elif not self.held_bidir or self.held == "tensor" or not k.full_dims or k.taps:
+            return k
+        elif self.held is None and math.prod(held.values()) > REGISTER_HELD:
+            return k
+        key = ("bidir", id(plan), tuple(held.items()))
+        if key not in self._held_plans:
+            kh = lower_bidir(self.graph, plan.group, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch,
+                             chunked=k.chunked, held=held)
+            self._held_plans[key] = GroupPlan((kh,), False, plan.group)
         return self._held_plans[key].kernels[0]
 
     def plans(self, strategy: str, sizes=None, pairable=frozenset()) -> list[GroupPlan]:
@@ -127,7 +151,39 @@ class CompiledBackward(CompiledLayer):
                 else:
                     out.append(GroupPlan((lower_group(self.graph, g, "sequential", self.unroll),), False, g))
             self._plans["bidir"] = out
-        return self._plans["bidir"]
+        # kernels other than the main one (whose forms ``Run.bidir`` picks per call): held as
+        # registers where they hold complex values (the only form that lowers them; at the
+        # layer's fixed sizes if no call's are given); the others keep the tensor form
+        return [self.held_plan(p, at, pairable) if (at := self._complex_sizes(p, sizes)) and p.kernels[-1].strategy != "bidir"
+                else p for p in self._plans["bidir"]]
+
+    def _complex_sizes(self, plan: GroupPlan, sizes: dict[str, int] | None) -> dict[str, int] | None:
+        """The sizes to hold ``plan``'s complex values at (None: it has none, or no sizes)."""
+        k = plan.kernels[-1]
+        if not complex_dims(k):
+            return None
+        if sizes is None and set(k.full_dims) <= set(self.layer.fixed_sizes):
+            return self.layer.fixed_sizes
+        return sizes
+
+    def kernels(self, strategy: str, sizes: dict[str, int] | None = None, pairable: frozenset = frozenset()) -> list[Any]:
+        """Every kernel, in the form a call at ``sizes`` runs (the checkpoint and carried passes
+        and the main kernel as ``Run.bidir`` picks them), or as lowered where no sizes are given
+        (a layer with complex values: at its fixed sizes)."""
+        out = []
+        for plan in self.plans(strategy, sizes, pairable):
+            at = sizes or self._complex_sizes(plan, sizes)
+            if at is None or plan.kernels[-1].strategy != "bidir":
+                out += plan.kernels
+                continue
+            ks = list(plan.kernels)
+            if plan.checkpointed:
+                ks[0] = self.states_kernel(plan, "checkpoints", at, pairable)
+            if len(ks) - plan.checkpointed == 2:
+                ks[-2] = self.states_kernel(plan, "carried", at, pairable)
+            ks[-1] = self.main_kernel(plan, at)
+            out += ks
+        return out
 
 
 class _MatrixPart(CompiledLayer):

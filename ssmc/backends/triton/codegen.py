@@ -21,12 +21,14 @@ from ssmc.backends.triton.kernel_ir import (
     TimeSum,
     WindowHead,
     WindowLoad,
+    parts_of,
 )
 from ssmc.backends.triton.prelude import prelude_for
 from ssmc.backends.triton.print_bidir import BidirPrinting
 from ssmc.backends.triton.print_conv import ConvPrinting
 from ssmc.backends.triton.print_held import HeldPrinting
 from ssmc.backends.triton.print_matrix import MatrixPrinter
+from ssmc.errors import LoweringError
 from ssmc.ir.dims import Dims
 
 GENERATOR_VERSION = "1"  # bump when the printer's output changes meaning
@@ -50,6 +52,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         self.dims_of = self.value_dims()
         self.index: dict[str, int] = {}  # register-held: the index of the value being printed
         self.tile: str | None = None  # prefetch: loads address the tile this many steps in
+        self.joined: dict[str, tuple] = {}  # held bidir: sums over the tiled dim kept as one tile
 
     # --- shapes and indexing -------------------------------------------------------------
 
@@ -160,6 +163,12 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         elif isinstance(s, WindowHead):
             self.window_head(buf, s)
         elif isinstance(s, Compute):
+            parts = parts_of(s.expr)
+            if parts and not parts <= set(self.held):
+                raise LoweringError(
+                    f"{self.k.layer}: complex values (parts along {sorted(parts)}) are lowered with those dims "
+                    f"held as registers (the sequential and chunked strategies), not in {self.k.name}'s tensor form"
+                )
             buf.line(f"{s.target} = {s.expr}  # {s.comment}")
         elif isinstance(s, TimeSum):
             buf.line(f"# {s.comment}")
@@ -216,6 +225,11 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             raise TypeError(s)
 
     def scan(self, buf: IndentedBuffer, s: ScanStep) -> None:
+        if s.complex:  # the register-held printer prints complex steps (print_held.complex_step)
+            raise LoweringError(
+                f"{self.k.layer}: the complex scan (parts along {s.complex!r}) is lowered with its parts held as "
+                f"registers (the sequential and chunked strategies), not in {self.k.name}'s tensor form"
+            )
         carry = next(c for c in self.k.carries if c.name == s.carry)
         buf.line(f"# {s.comment}")
         if self.k.strategy == "sequential":
@@ -380,7 +394,8 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             for st in k.loop:
                 if isinstance(st, ScanStep) and st.carry == c.name and st.product:
                     note = "  # prod of a over the chunk" if first else ""
-                    buf.line(f"{self.sub(st.product, idx)} = tl.full({shape}, 1.0, tl.float32){note}")
+                    one = "0.0" if st.complex and idx.get(st.complex) == 1 else "1.0"  # complex: 1 + 0i
+                    buf.line(f"{self.sub(st.product, idx)} = tl.full({shape}, {one}, tl.float32){note}")
 
     def params(self) -> list[str]:
         out = []
@@ -471,7 +486,8 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             self.index = {}
         for st in k.loop:
             if isinstance(st, TimeSum):
-                buf.line(f"{st.target} = tl.zeros({self.shape(st.dims, False)}, tl.float32)  # a sum over time")
+                for idx in self.combos(st.dims):
+                    buf.line(f"{self.sub(st.target, idx)} = tl.zeros({self.shape(st.dims, False)}, tl.float32)  # a sum over time")
         if k.time_dim is not None and k.loop:
             buf.line("")
             buf.line(f"# the time loop over {k.time_dim}" + (", from the end" if k.reverse else ""))

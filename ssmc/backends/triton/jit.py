@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ssmc.backends.triton import cache
 from ssmc.backends.triton.binding import KERNEL_DTYPES, bind_packed, common_device, pairable
 from ssmc.backends.triton.codegen import GENERATOR_VERSION, generate
 from ssmc.backends.triton.kernel_ir import Kernel, Load, WindowLoad
-from ssmc.backends.triton.lower import chunkable, lower_group
+from ssmc.backends.triton.lower import chunkable, complex_dims, lower_group
 from ssmc.backends.triton.lower_matrix import (
     MatrixForm,
     lower_matrix,
@@ -58,6 +58,11 @@ class GroupPlan:
     matrix: bool = False  # the matrix form's states and outputs kernels (lower_matrix)
     shares: str | None = None  # matrix: the group whose chunk states this one's outputs kernel reads
     checkpointed: bool = False  # bidir: the first kernel is the recomputed forward scan's checkpoint pass
+
+
+def _is_complex(group: Any) -> bool:
+    """Whether ``group`` computes complex values (a complex scan, or their parts)."""
+    return any(n.op in ("stack", "part") or (n.op in ("scan", "scan_final") and n.attr("complex")) for n in group.nodes)
 
 
 class CompiledLayer:
@@ -148,6 +153,10 @@ class CompiledLayer:
                     out.append(GroupPlan(ks, True, g))
                 else:
                     s = "sequential" if strategy in ("chunked", "matrix") else strategy
+                    if s == "tiled" and _is_complex(g):
+                        # tl.associative_scan over complex maps is not built: the time loop
+                        g = replace(g, notes=g.notes + ("a complex scan: the sequential loop (tiled is not built for it)",))
+                        s = "sequential"
                     out.append(GroupPlan((lower_group(self.graph, g, s, self.unroll),), False, g))
             if strategy == "matrix":
                 out = share_matrix_states(out, self.matrix_exact)
@@ -157,7 +166,11 @@ class CompiledLayer:
             self._plans[strategy] = out
         plans = self._plans[strategy]
         if sizes is None:
-            return plans
+            # complex values have one form, parts held as registers: where the layer fixes
+            # every whole dim's size (the parts' 2), it needs no call's sizes
+            fixed = self.layer.fixed_sizes
+            return [self.held_plan(p, fixed, pairable) if _is_complex(p.group) and set(p.kernels[-1].full_dims) <= set(fixed)
+                    else p for p in plans]
         return [self.held_plan(p, sizes, pairable) for p in plans]
 
     @functools.cached_property
@@ -181,11 +194,22 @@ class CompiledLayer:
         """The whole dims of ``k`` and their sizes if they are to be held as registers at these
         sizes (None: not). ``any_length``: whatever the sequence's length (else the tensor form
         below REGISTER_MIN_STEPS steps)."""
-        if self.held == "tensor" or k.strategy != "sequential" or not k.full_dims or k.held:
+        if k.strategy != "sequential" or not k.full_dims or k.held:
+            return None
+        held = {d: sizes[d] for d in k.full_dims}
+        parts = complex_dims(k)
+        if parts:  # complex values: their parts' dim (size 2) is held whatever else is asked
+            if any(held.get(d) != 2 for d in parts):
+                raise LoweringError(f"{self.layer.name}: complex parts' dims {sorted(parts)} have sizes "
+                                    f"{[held.get(d) for d in sorted(parts)]}; 2 expected")
+            if any(isinstance(s, WindowLoad) for s in k.pre + k.loop) or not parts <= set(held):
+                raise LoweringError(f"{self.layer.name}: {k.name} holds complex values (parts along "
+                                    f"{sorted(parts)}) beside a conv or with the parts' dim split: not lowered yet")
+            return held
+        if self.held == "tensor":
             return None
         if any(isinstance(s, WindowLoad) for s in k.pre + k.loop):  # a conv: not in print_held yet
             return None
-        held = {d: sizes[d] for d in k.full_dims}
         if self.held is None and math.prod(held.values()) > REGISTER_HELD:
             return None
         if self.held is None and not any_length and k.time_dim is not None and sizes.get(k.time_dim, 0) < REGISTER_MIN_STEPS:

@@ -10,6 +10,7 @@ Statements are grouped by phase: before the time loop (loop-invariant values), i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,10 +107,19 @@ class WindowHead:
 
 @dataclass(frozen=True)
 class Compute:
+    """``target = expr``. Two forms address a dim held as registers by index (complex values'
+    parts): ``v7[R=1]`` is v7 at index 1 of R, ``_pick_R(v3, v4)`` is v3 at index 0 of R and
+    v4 at index 1 (see ``print_held.HeldPrinting.sub``)."""
+
     target: str
     expr: str
     comment: str
     dims: Dims | None = None  # the value's dims (register-held kernels unroll the held ones)
+
+
+def parts_of(expr: str) -> set[str]:
+    """The dims of complex parts that ``expr`` addresses by index (see ``Compute``)."""
+    return set(re.findall(r"_pick_(\w+)\(", expr) + re.findall(r"\[(\w+)=\d\]", expr))
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,7 @@ class ScanStep:
     product: str | None = None  # also carry prod(a) (the chunk-states kernel)
     reverse: bool | None = None  # the "bidir" strategy: this scan's own direction
     checkpointed: bool = False  # "bidir": restarted every chunk from its entry state (``hin``, ``scr``)
+    complex: str | None = None  # the dim (size 2, held as registers) of complex parts: a, b, h complex
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from ssmc.backends.triton.kernel_ir import (
     Stmt,
     Store,
     Tensor,
+    parts_of,
 )
 from ssmc.backends.triton.lower_conv import lower_conv, plain_reads
 from ssmc.errors import LoweringError
@@ -101,6 +102,9 @@ def lower_group(
     size_dims = tuple(d for d in graph.dim_order if d in all_dims)
     taps = {n.attr("taps") for n in whole.nodes if n.op in CONV_FAMILY}  # a conv sums over them: held whole
     full = set(taps)
+    # complex values' parts: held whole (as registers), each value's two parts in one thread
+    full |= {n.attr("complex") or n.attr("dim") for n in whole.nodes
+             if n.op in ("stack", "part") or (n.op in ("scan", "scan_final") and n.attr("complex"))}
     for n in whole.nodes:
         if n.op in ("sum", "mean"):
             d = n.attr("dim")
@@ -194,6 +198,8 @@ def lower_group(
         elif op.group == ELEMENTWISE:
             expr = elementwise_expr(layer, n, [value(i) for i in n.inputs], phase[n] == "pre")
             stmts[phase[n]].append(Compute(v, expr, comment(n), n.dims))
+        elif n.op in ("stack", "part"):
+            stmts[phase[n]].append(Compute(v, parts_expr(n, value), comment(n), n.dims))
         elif n.op in ("sum", "mean"):
             stmts[phase[n]].append(Reduce(v, value(n.inputs[0]), n.attr("dim"), n.op, comment(n)))
         elif n.op in ("scan", "scan_final"):
@@ -206,11 +212,13 @@ def lower_group(
                 carries.append(Carry(carry, state_dims, init))
                 target = v if n.op == "scan" else None
                 product = f"p{names[n][1:]}" if role == "states" else None
-                log = _log_decay(n.inputs[0], phase, time_dim) if role == "states" else None
+                part = n.attr("complex")
+                log = _log_decay(n.inputs[0], phase, time_dim) if role == "states" and not part else None
                 if role == "states":
                     target = None
                 stmts["loop"].append(
-                    ScanStep(target, value(n.inputs[0]), value(n.inputs[1]), carry, comment(n), None if log else product)
+                    ScanStep(target, value(n.inputs[0]), value(n.inputs[1]), carry, comment(n), None if log else product,
+                             complex=part)
                 )
                 if log:  # the decay is exp2(u * c), c loop-invariant: its product is exp2(c * sum u)
                     u, c = log
@@ -285,6 +293,24 @@ def lower_group(
         prefetch=bool(held_dims) and unroll > 1,
         taps=tuple(d for d in full_dims if d in taps),
     )
+
+
+def parts_expr(n: Node, value) -> str:
+    """The expression of ``stack`` / ``part`` (complex values' parts along a dim held as
+    registers): ``_pick_R(re, im)`` / ``v7[R=1]`` (see ``Compute``)."""
+    d = n.attr("dim")
+    if n.op == "stack":
+        return f"_pick_{d}({value(n.inputs[0])}, {value(n.inputs[1])})"
+    return f"{value(n.inputs[0])}[{d}={n.attr('index')}]"
+
+
+def complex_dims(k: Kernel) -> set[str]:
+    """The dims of complex parts ``k`` uses (held as registers wherever it is printed)."""
+    out = {s.complex for s in k.loop if isinstance(s, ScanStep) and s.complex}
+    for s in k.pre + k.loop + k.post:
+        if isinstance(s, Compute):
+            out |= parts_of(s.expr)
+    return out
 
 
 def _log_decay(a: Node, phase: dict[Node, str], time_dim: str | None) -> tuple[Node, Node] | None:

@@ -31,7 +31,7 @@ from ssmc.backends.triton.kernel_ir import (
     Tensor,
     TimeSum,
 )
-from ssmc.backends.triton.lower import CHUNK, CKPT, elementwise_expr
+from ssmc.backends.triton.lower import CHUNK, CKPT, elementwise_expr, parts_expr
 from ssmc.backends.triton.lower_conv import lower_conv, plain_reads
 from ssmc.errors import LoweringError
 from ssmc.ir.node import Graph, Group, Node
@@ -99,7 +99,7 @@ def carried_group(group: Group) -> Group | None:
 
 
 def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hoist_loads: bool = False,
-                prefetch: bool = False, chunked: bool = False) -> Kernel:
+                prefetch: bool = False, chunked: bool = False, held: dict[str, int] | None = None) -> Kernel:
     """Chunks of ``unroll`` steps (the checkpoint interval), one step at a time, the chunk's
     forward states in registers. ``hoist_loads``: phase B issues every step's loads first.
     ``prefetch``: each chunk's loads are issued during the chunk before it (in the loop's order).
@@ -107,7 +107,8 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
     each, counted in the carried scan's direction): each starts its carried scan from the state
     the chunk-states pass and the combine left in ``hin``; its sums over time are its chunk's
     terms, added across programs (``FuseBackward`` counts the time axis among the split dims, so
-    nothing else reads them in this kernel)."""
+    nothing else reads them in this kernel). ``held``: the sizes of the dims held whole, to hold
+    them as registers (one variable per index, as the forward's register-held kernels)."""
     names = node_names(graph)
     layer = graph.name
     grid_l, tiled_l, full_l = layout
@@ -206,7 +207,9 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
                 stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
         elif op.group == ELEMENTWISE:
             expr = elementwise_expr(layer, n, [value(i) for i in n.inputs], phase[n] == "pre")
-            stmts[phase[n]].append(Compute(v, expr, comment(n)))
+            stmts[phase[n]].append(Compute(v, expr, comment(n), n.dims))
+        elif n.op in ("stack", "part"):
+            stmts[phase[n]].append(Compute(v, parts_expr(n, value), comment(n), n.dims))
         elif n.op in CONV_FAMILY:
             where = "loop" if n.op == "conv_dw" else phase[n]
             stmts[where] += lower_conv(n, names, value, tensor_of, size_dims, layer, group.name, time_sums=True)
@@ -217,7 +220,7 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
             if d == tiled:
                 stmts[phase[n]].append(Reduce(v, value(n.inputs[0]), d, "partial", comment(n)))
             else:  # over a grid dim: this program's term; the store adds the terms
-                stmts[phase[n]].append(Compute(v, value(n.inputs[0]), comment(n) + "  (this program's term)"))
+                stmts[phase[n]].append(Compute(v, value(n.inputs[0]), comment(n) + "  (this program's term)", n.dims))
         elif n.op == "sum":
             stmts[phase[n]].append(Reduce(v, value(n.inputs[0]), n.attr("dim"), "sum", comment(n)))
         elif n.op == "scan":
@@ -235,7 +238,7 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
                 tensors.append(Tensor(entry, (CHUNK,) + state_dims, "in", source=entry))
             stmts["loop"].append(
                 ScanStep(v, value(n.inputs[0]), value(n.inputs[1]), carry, comment(n),
-                         reverse=bool(n.attr("reverse")), checkpointed=n is fwd)
+                         reverse=bool(n.attr("reverse")), checkpointed=n is fwd, complex=n.attr("complex"))
             )
         elif n.op == "prev":
             src = n.inputs[0]
@@ -243,7 +246,7 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
                 raise LoweringError(f"{layer}: `prev` of a value that is not a scan in this kernel ({names[n]})")
             stmts["loop"].append(Prev(v, var[src], scan_carry[src], comment(n)))
         elif n.op == "scan_final":
-            stmts["post"].append(Compute(v, scan_carry[carried], comment(n)))
+            stmts["post"].append(Compute(v, scan_carry[carried], comment(n), n.dims))
         else:
             raise LoweringError(f"{layer}: no Triton lowering for op `{n.op}` ({names[n]}) in a backward kernel")
 
@@ -297,6 +300,7 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
         hoist_loads=hoist_loads,
         prefetch=prefetch,
         taps=tuple(d for d in full if d in taps),
+        held=tuple((d, n) for d, n in (held or {}).items() if d in full),
     )
 
 

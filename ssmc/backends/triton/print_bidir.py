@@ -79,7 +79,8 @@ class BidirPrinting:
         else:
             buf.line("n_spans = tl.cdiv(n_steps, SPAN)")
         first = "span0 + " if k.chunked else ""
-        buf.line(f"init_{fwd.carry} = {fwd.carry}")
+        for idx in self.combos(carry.dims):
+            buf.line(f"{self.held_name('init_', fwd.carry, idx)} = {self.sub(fwd.carry, idx)}")
         # prefetch: walking backwards from the end, the chunk after the one at t0 is always
         # at t0 - UNROLL (the last chunk of a span is followed by the previous span's first)
         ahead = k.prefetch and k.reverse and not fwd.reverse and not k.align_end
@@ -97,36 +98,61 @@ class BidirPrinting:
             else:
                 buf.line("s0 = c * SPAN")
                 buf.line("ck = c")
-            ptr, mask = self.address(self.tensors["hin"], ("_K",) + carry.dims)
-            buf.line(f"h_ck = tl.load({ptr}, mask=({mask}) & (ck > 0), other=0.0)")
-            buf.line(f"{fwd.carry} = tl.where(ck == 0, init_{fwd.carry}, h_ck)")
-            scr, smask = self.address(self.tensors["scr"], self.tensors["scr"].dims)
+            for idx in self.combos(carry.dims):
+                ptr, mask = self.address_at(self.tensors["hin"], ("_K",) + carry.dims, idx)
+                load = f"tl.load({ptr}, mask=({mask}) & (ck > 0), other=0.0)" if mask else f"tl.load({ptr}, mask=ck > 0, other=0.0)"
+                buf.line(f"h_ck = {load}")
+                buf.line(f"{self.sub(fwd.carry, idx)} = tl.where(ck == 0, {self.held_name('init_', fwd.carry, idx)}, h_ck)")
+            scr_at = [self.address_at(self.tensors["scr"], self.tensors["scr"].dims, idx) for idx in self.combos(carry.dims)]
             a_order = order[::-1] if fwd.reverse else order
             # chunk q (counted in the forward scan's direction) starts at step s0 + index * UNROLL
             index = "(SUB - 1 - q)" if fwd.reverse else "q"
             buf.line("# phase A0: the entry state of each chunk of this span")
             buf.line("for q in range(0, SUB):")
             with buf.indent():
-                buf.line(f"tl.store({scr}, {fwd.carry}, mask={smask})")
+                for idx, (scr, smask) in zip(self.combos(carry.dims), scr_at):
+                    m = f", mask={smask}" if smask else ""
+                    buf.line(f"tl.store({scr}, {self.sub(fwd.carry, idx)}{m})")
                 chunk_start("s0", index)
                 self.steps(buf, deps, a_order, "z", fwd)
             buf.line("for qq in range(0, SUB):")
             with buf.indent():
                 buf.line("q = SUB - 1 - qq")
                 chunk_start("s0", index)
-                buf.line(f"{fwd.carry} = tl.load({scr}, mask={smask}, other=0.0)")
-                buf.line(f"cin_{fwd.carry} = {fwd.carry}")
+                for idx, (scr, smask) in zip(self.combos(carry.dims), scr_at):
+                    m = f", mask={smask}, other=0.0" if smask else ""
+                    buf.line(f"{self.sub(fwd.carry, idx)} = tl.load({scr}{m})")
+                for idx in self.combos(carry.dims):
+                    buf.line(f"{self.held_name('cin_', fwd.carry, idx)} = {self.sub(fwd.carry, idx)}")
                 if ahead:
                     buf.line("# this chunk's loads, issued a chunk ago; then the next chunk's")
                     for j in order:
                         for st in early:
-                            buf.line(f"{st.target}_a{j} = {st.target}_pf{j}")
-                            buf.line(f"{st.target}_{j} = {st.target}_pf{j}")
+                            for idx in self.combos(st.dims):
+                                sfx = self.suffix(st.target, idx)
+                                buf.line(f"{st.target}_a{j}{sfx} = {st.target}_pf{j}{sfx}")
+                                buf.line(f"{st.target}_{j}{sfx} = {st.target}_pf{j}{sfx}")
                     self.prefetch_chunk(buf, early, f"t0 - {u}", order)
                 buf.line("# phase A: the forward scan's states of this chunk")
                 self.steps(buf, deps, a_order, "a", fwd, preloaded)
                 buf.line("# phase B: the steps the other way")
                 self.steps(buf, [s for s in k.loop if s is not fwd], b_order, "", fwd, preloaded)
+
+    def suffix(self, name: str, idx: dict[str, int]) -> str:
+        """The register-held index suffix of value ``name`` at ``idx`` (``__3``; '' if none)."""
+        return self.sub(name, idx)[len(name):]
+
+    def held_name(self, prefix: str, name: str, idx: dict[str, int]) -> str:
+        """``prefix`` + ``name`` at held index ``idx`` (``cin_h34__3``)."""
+        return prefix + self.sub(name, idx)
+
+    def address_at(self, tensor, dims, idx: dict[str, int]) -> tuple[str, str | None]:
+        """``address`` at register-held index ``idx``."""
+        self.index = idx
+        try:
+            return self.address(tensor, dims)
+        finally:
+            self.index = {}
 
     def time_loads(self) -> list:
         """The loop's loads of values that move with time, one per value (phases A and B load
@@ -162,41 +188,51 @@ class BidirPrinting:
         loop_vars = {s.target for s in k.loop if not isinstance(s, Store) and s.target}
         u = k.unroll
 
-        def ren(text: str, j: int) -> str:
-            return re.sub(r"\b(v\d+)\b", lambda m: f"{m.group(1)}_{tag}{j}" if m.group(1) in loop_vars else m.group(1), text)
+        def ren(text: str, j: int) -> str:  # v3 -> v3_a2, v3__5 (held index 5) -> v3_a2__5
+            return re.sub(r"\b(v\d+)((?:__\d+(?:_\d+)*)?)\b",
+                          lambda m: f"{m.group(1)}_{tag}{j}{m.group(2)}" if m.group(1) in loop_vars else m.group(0), text)
 
         def emit(st, j: int) -> None:
-            sub = IndentedBuffer()
-            if isinstance(st, ScanStep):
-                sub.line(f"# {st.comment}")
-                if st is fwd and tag in ("a", "z"):
-                    sub.line(f"{st.carry} = tl.where(valid_{j}, {st.a} * {st.carry} + {st.b}, {st.carry})")
-                    sub.line(f"{st.target} = {st.carry}")
-                else:
-                    sub.line(f"cin_{st.carry}_{j} = {st.carry}")
-                    sub.line(f"{st.carry} = tl.where(valid_{j}, {st.a} * {st.carry} + {st.b}, {st.carry})")
-                    sub.line(f"{st.target} = {st.carry}")
-            elif isinstance(st, Prev):
-                sub.line(f"# {st.comment}")
-                if fwd is not None and st.carry == fwd.carry:
-                    back = j + 1 if fwd.reverse else j - 1
-                    src = f"{st.scan}_a{back}" if 0 <= back < u else f"cin_{st.carry}"
-                    sub.line(f"{st.target} = {src}")
-                else:
-                    sub.line(f"{st.target} = cin_{st.carry}_{j}")
-            elif isinstance(st, TimeSum):
-                sub.line(f"# {st.comment}")
-                sub.line(f"{st.target} = {st.target} + tl.where(valid_{j}, {st.source}, 0.0)")
-            else:
-                self.stmt(sub, st, step=j)
-            for line in sub.getvalue().splitlines():
-                if isinstance(st, TimeSum):  # the accumulator keeps its name across steps
-                    buf.line(re.sub(rf"\b{st.source}\b(?! =)", ren(st.source, j), line) if not line.lstrip().startswith("#") else line)
-                elif isinstance(st, Prev) and fwd is not None and st.carry == fwd.carry:
-                    target = ren(st.target, j)
-                    buf.line(line.replace(f"{st.target} =", f"{target} =", 1))
-                else:
+            if isinstance(st, ScanStep) and st.complex:  # both parts at once
+                sub = IndentedBuffer()
+
+                def keep(idx: dict[str, int]) -> None:  # the state entering the step
+                    if not (st is fwd and tag in ("a", "z")):
+                        for i in (0, 1):
+                            ix = {**idx, st.complex: i}
+                            sub.line(f"{self.held_name('cin_', st.carry, ix)}_{j} = {self.sub(st.carry, ix)}")
+
+                self.complex_step(sub, st, valid=f"valid_{j}", keep=keep)
+                for line in sub.getvalue().splitlines():
                     buf.line(ren(line, j))
+                return
+            if not isinstance(st, (ScanStep, Prev, TimeSum)):
+                sub = IndentedBuffer()
+                self.stmt(sub, st, step=j)
+                for line in sub.getvalue().splitlines():
+                    buf.line(ren(line, j))
+                return
+            buf.line(f"# {st.comment}")
+            dims = self.dims_of.get(st.carry if isinstance(st, ScanStep) else st.target, ())
+            for idx in self.combos(dims):
+                at = lambda name, idx=idx: self.sub(name, idx)  # noqa: E731
+                if isinstance(st, ScanStep):
+                    c = at(st.carry)
+                    if not (st is fwd and tag in ("a", "z")):
+                        buf.line(f"{self.held_name('cin_', st.carry, idx)}_{j} = {c}")
+                    buf.line(ren(f"{c} = tl.where(valid_{j}, {at(st.a)} * {c} + {at(st.b)}, {c})", j))
+                    buf.line(ren(f"{at(st.target)} = {c}", j))
+                elif isinstance(st, Prev):
+                    if fwd is not None and st.carry == fwd.carry:
+                        back = j + 1 if fwd.reverse else j - 1
+                        src = (f"{st.scan}_a{back}{self.suffix(st.scan, idx)}" if 0 <= back < u
+                               else self.held_name("cin_", st.carry, idx))
+                    else:
+                        src = f"{self.held_name('cin_', st.carry, idx)}_{j}"
+                    buf.line(f"{ren(at(st.target), j)} = {src}")
+                else:  # TimeSum: the accumulator keeps its name across steps
+                    acc = at(st.target)
+                    buf.line(f"{acc} = {acc} + tl.where(valid_{j}, {ren(at(st.source), j)}, 0.0)")
 
         hoist = k.hoist_loads or tag == "a"  # phase B's loads first too, unless asked not to
         if hoist:
@@ -206,7 +242,10 @@ class BidirPrinting:
                         emit(st, j)
         for j in order:
             if fwd is not None and tag == "":
-                buf.line(f"{fwd.target}_{j} = {fwd.target}_a{j}  # the forward state, from phase A")
+                for i, idx in enumerate(self.combos(self.dims_of.get(fwd.carry, ()))):
+                    sfx = self.suffix(fwd.target, idx)
+                    note = "  # the forward state, from phase A" if i == 0 else ""
+                    buf.line(f"{fwd.target}_{j}{sfx} = {fwd.target}_a{j}{sfx}{note}")
             for st in stmts:
                 if not isinstance(st, Load) or not hoist:
                     emit(st, j)

@@ -10,7 +10,16 @@ import itertools
 import re
 
 from ssmc.backends.triton.buffer import IndentedBuffer
-from ssmc.backends.triton.kernel_ir import Compute, Load, Reduce, ScanStep, Stmt, Store
+from ssmc.backends.triton.kernel_ir import (
+    Compute,
+    Load,
+    Prev,
+    Reduce,
+    ScanStep,
+    Stmt,
+    Store,
+    TimeSum,
+)
 from ssmc.ir.dims import Dims
 
 
@@ -33,6 +42,10 @@ class HeldPrinting:
                 for name in (s.target, s.product):
                     if name:
                         out[name] = dims
+            elif isinstance(s, TimeSum):
+                out[s.target] = s.dims
+            elif isinstance(s, Prev):
+                out[s.target] = out.get(s.carry, ())
         return out
 
     def combos(self, dims: Dims) -> list[dict[str, int]]:
@@ -47,11 +60,23 @@ class HeldPrinting:
             own = [d for d, _ in self.k.held if d in self.dims_of.get(name, ())]
             return name + ("__" + "_".join(str(index[d]) for d in own) if own else "")
 
+        if not self.held:
+            return text
+        # complex values' parts (``Compute``): _pick_R(re, im) at this index of R; v7[R=1]
+        text = re.sub(r"_pick_(\w+)\(([^,()]+), ([^,()]+)\)", lambda m: m.group(2 + index[m.group(1)]), text)
+        text = re.sub(r"\b([vhps]\d+)\[(\w+)=(\d)\]", lambda m: self.sub(m.group(1), {**index, m.group(2): int(m.group(3))}), text)
         # values v<n>, states h<n>, decay products p<n>, sums of a decay's exponent s<n>
-        return re.sub(r"\b([vhps]\d+)\b", one, text) if self.held else text
+        return re.sub(r"\b([vhps]\d+)\b", one, text)
 
     def stmt_held(self, buf: IndentedBuffer, s: Stmt, step: int) -> None:
         """``s`` once per index of its register-held dims."""
+        joined = self.joinable(s)
+        if joined:
+            return self.joined_reduce(buf, s, step, *joined)
+        if self.joined_store(buf, s, step):
+            return
+        if isinstance(s, ScanStep) and s.complex:
+            return self.complex_step(buf, s)
         if isinstance(s, Reduce) and s.dim in self.held:
             n = self.held[s.dim]
             rest = tuple(d for d in self.dims_of.get(s.source, ()) if d != s.dim)
@@ -74,6 +99,32 @@ class HeldPrinting:
             sub = IndentedBuffer()
             self.stmt_at(sub, s, step, idx)
             self.put_at(buf, sub, idx, first=i == 0)
+
+    def complex_step(self, buf: IndentedBuffer, s: ScanStep, valid: str | None = None, keep=None) -> None:
+        """A complex scan's step: both parts of every state element at once (h = a h + b,
+        complex products written out; the decay product too, in a chunk-states kernel).
+        ``valid``: a step mask (bidir: steps outside the sequence keep h); ``keep(name, idx)``:
+        lines to put before the update (the bidir kernel saves the state entering the step)."""
+        part = s.complex
+        buf.line(f"# {s.comment}  (complex: parts along {part})")
+        for idx in self.combos(tuple(d for d in self.dims_of.get(s.carry, ()) if d != part)):
+            def at(name: str, i: int, idx=idx) -> str:
+                return self.sub(name, {**idx, part: i})
+
+            a0, a1, b0, b1 = at(s.a, 0), at(s.a, 1), at(s.b, 0), at(s.b, 1)
+            h0, h1 = at(s.carry, 0), at(s.carry, 1)
+            if keep is not None:
+                keep(idx)
+            new0, new1 = f"{a0} * {h0} - {a1} * {h1} + {b0}", f"{a0} * {h1} + {a1} * {h0} + {b1}"
+            if valid is not None:
+                new0, new1 = f"tl.where({valid}, {new0}, {h0})", f"tl.where({valid}, {new1}, {h1})"
+            buf.line(f"{h0}, {h1} = {new0}, {new1}")
+            if s.product:
+                p0, p1 = at(s.product, 0), at(s.product, 1)
+                buf.line(f"{p0}, {p1} = {a0} * {p0} - {a1} * {p1}, {a0} * {p1} + {a1} * {p0}")
+            if s.target:
+                buf.line(f"{at(s.target, 0)} = {h0}")
+                buf.line(f"{at(s.target, 1)} = {h1}")
 
     def stmt_at(self, buf: IndentedBuffer, s: Stmt, step: int, idx: dict[str, int]) -> None:
         """``s`` in the tensor form's words, addressed at held index ``idx`` (names not yet
@@ -117,24 +168,6 @@ class HeldPrinting:
         buf.line(f"# {s.comment}  (one tile over {d}, split into its {n} variables)" if isinstance(s, Load)
                  else f"# {s.comment}  (the {n} variables joined into one tile over {d})")
 
-        def split(name: str, size: int, out: IndentedBuffer) -> dict[int, str]:
-            if size == 1:
-                return {0: name}
-            a, b = name + "0", name + "1"  # even and odd indices
-            src = name if size == 2 else f"tl.reshape({name}, [1, {block}, {size // 2}, 2])"
-            out.line(f"{a}, {b} = tl.split({src})")
-            left, right = split(a, size // 2, out), split(b, size // 2, out)
-            return {**{2 * i: v for i, v in left.items()}, **{2 * i + 1: v for i, v in right.items()}}
-
-        def join(names: list[str], name: str) -> str:
-            if len(names) == 1:
-                return names[0]
-            a, b = join(names[0::2], name + "0"), join(names[1::2], name + "1")
-            size = len(names)
-            expr = f"tl.join({a}, {b})" if size == 2 else f"tl.reshape(tl.join({a}, {b}), [1, {block}, {size}])"
-            buf.line(f"{name} = {expr}")
-            return name
-
         if isinstance(s, Store):
             # each variable as a [1, block] tile: a value constant along the tiled dim (Mamba-2's
             # decay product, one per head) is a scalar until broadcast
@@ -142,12 +175,12 @@ class HeldPrinting:
             names = {leaf: f"{stem}b{i}" for i, leaf in enumerate(dict.fromkeys(leaves))}
             for leaf, name in names.items():
                 buf.line(f"{name} = tl.broadcast_to({leaf}, [1, {block}])")
-            tile = join([names[leaf] for leaf in leaves], stem)
+            tile = self.join_tree(buf, [names[leaf] for leaf in leaves], stem, f"1, {block}")
             buf.line(f"tl.store({ptr}, {tile}.to({t.name}.dtype.element_ty){m})")
             return True
         body = IndentedBuffer()
         body.line(f"{stem} = tl.load({ptr}{m}, other=0.0).to(tl.float32)" if m else f"{stem} = tl.load({ptr}).to(tl.float32)")
-        leaves = split(stem, n, body)
+        leaves = self.split_tree(body, stem, n, f"1, {block}")
         for i in range(n):
             body.line(f"{self.sub(s.target, {d: i})} = {leaves[i]}")
         if t.optional:
@@ -160,6 +193,84 @@ class HeldPrinting:
                     buf.line(f"{self.sub(s.target, {d: i})} = tl.zeros({self.shape(s.dims, False)}, tl.float32)")
         else:
             buf.lines(body.getvalue().splitlines())
+        return True
+
+    def split_tree(self, buf: IndentedBuffer, name: str, size: int, lead: str) -> dict[int, str]:
+        """Variables for each index of the last dim (of ``size``, a power of two) of the tile
+        ``name`` of shape [``lead``, size], by halving with tl.split (even, odd indices)."""
+        if size == 1:
+            return {0: name}
+        a, b = name + "0", name + "1"
+        src = name if size == 2 else f"tl.reshape({name}, [{lead}, {size // 2}, 2])"
+        buf.line(f"{a}, {b} = tl.split({src})")
+        left, right = self.split_tree(buf, a, size // 2, lead), self.split_tree(buf, b, size // 2, lead)
+        return {**{2 * i: v for i, v in left.items()}, **{2 * i + 1: v for i, v in right.items()}}
+
+    def join_tree(self, buf: IndentedBuffer, names: list[str], name: str, lead: str) -> str:
+        """One tile of shape [``lead``, len(names)] (a power of two) holding ``names`` (each of
+        shape [``lead``]) along a new last dim, by pairs with tl.join; returns its name."""
+        if len(names) == 1:
+            return names[0]
+        a = self.join_tree(buf, names[0::2], name + "0", lead)
+        b = self.join_tree(buf, names[1::2], name + "1", lead)
+        size = len(names)
+        buf.line(f"{name} = " + (f"tl.join({a}, {b})" if size == 2 else f"tl.reshape(tl.join({a}, {b}), [{lead}, {size}])"))
+        return name
+
+    def joinable(self, s: Stmt) -> tuple[str, int] | None:
+        """(dim, size) where ``s``, in the bidir kernel, sums over the tiled dim a value
+        register-held along one dim (dB, dC of Mamba-1: over D, held along N): the values of
+        every index are then joined into one tile and summed by one reduction."""
+        k = self.k
+        if k.strategy != "bidir" or not isinstance(s, Reduce) or s.dim != k.tiled_dim or self.rank != 2:
+            return None
+        hd = [(d, n) for d, n in k.held if d in self.dims_of.get(s.target, ())]
+        return hd[0] if len(hd) == 1 and hd[0][1] >= 2 else None
+
+    def joined_reduce(self, buf: IndentedBuffer, s: Reduce, step: int, d: str, n: int) -> None:
+        """``s`` as one tl.sum over a [1, block, n] tile (the n held variables joined; padded
+        with zeros to a power of two): one reduction across the program's threads (one round
+        of shared memory and barriers) instead of n. Its result stays a tile for the store
+        (``joined_store``) and is split into the n variables for any other reader."""
+        n2 = 1 << (n - 1).bit_length()
+        block = f"BLOCK_{s.dim}"
+        stem = f"j{s.target[1:]}_{step}_"
+        names = [self.sub(s.source, {d: i}) for i in range(n)]
+        buf.line(f"# {s.comment}  (its {n} variables joined: one reduction)")
+        if n2 > n:
+            buf.line(f"{stem}z = tl.zeros([1, {block}], tl.float32)")
+            names += [f"{stem}z"] * (n2 - n)
+        tile = self.join_tree(buf, names, stem, f"1, {block}")
+        mask = self.expand("mask_" + s.dim, self.axes.index(s.dim))
+        total = f"{stem}s"
+        buf.line(f"{total} = tl.sum(tl.where(({mask})[:, :, None], {tile}, 0.0), axis=1, keep_dims=True)")
+        leaves = self.split_tree(buf, total, n2, "1, 1")
+        for i in range(n):
+            buf.line(f"{self.sub(s.target, {d: i})} = {leaves[i]}")
+        self.joined[s.target] = (total, d, n, n2, step)
+
+    def joined_store(self, buf: IndentedBuffer, s: Stmt, step: int) -> bool:
+        """A store of a joined sum (``joined_reduce``) at this step: one store (or atomic add)
+        of the tile, its n elements at the held dim's stride. False where it does not apply."""
+        j = self.joined.get(getattr(s, "value", None)) if isinstance(s, Store) else None
+        if j is None or j[4] != step or j[1] not in s.dims:
+            return False
+        total, d, n, n2, _ = j
+        t = self.tensors[s.tensor]
+        self.index = {d: 0}
+        try:
+            ptr, mask = self.address(t, s.dims, step)
+        finally:
+            self.index = {}
+        lanes = f"tl.arange(0, {n2})[None, None, :]"
+        masks = [m for m in (self.store_mask(s, mask), f"{lanes} < {n}" if n2 > n else None) if m]
+        m = f", mask=tl.broadcast_to({' & '.join(f'({x})' for x in masks)}, p_st.shape)" if masks else ""
+        buf.line(f"# {s.comment}  ({n} elements, one {'atomic add' if s.atomic else 'store'})")
+        buf.line(f"p_st, v_st = tl.broadcast(({ptr}) + {lanes} * {t.name}_s_{d}, {total})")
+        if s.atomic:
+            buf.line(f"tl.atomic_add(p_st, v_st{m}, sem='relaxed')")
+        else:
+            buf.line(f"tl.store(p_st, v_st.to({t.name}.dtype.element_ty){m})")
         return True
 
     def issue_loads(self, buf: IndentedBuffer, u: int, ahead: int, more: str | None) -> list[str]:
@@ -249,7 +360,9 @@ class HeldPrinting:
             hs = self.held_of(st)
             last = out[-1] if out else None
             open_ = last is not None and last[0] and not isinstance(last[1][-1], (Reduce, Store))
-            if isinstance(st, Reduce) and open_ and last[0] == (st.dim,) and not self.held_of(st):
+            if isinstance(st, ScanStep) and st.complex:  # both parts at once: a run of its own
+                out.append(((), [st]))
+            elif isinstance(st, Reduce) and open_ and last[0] == (st.dim,) and not self.held_of(st):
                 last[1].append(st)
             elif hs and not isinstance(st, Store) and open_ and last[0] == hs:
                 last[1].append(st)

@@ -9,7 +9,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from ssmc.backends.triton.kernel_ir import Kernel
+from ssmc.backends.triton.kernel_ir import Kernel, ScanStep
 from ssmc.backends.triton.lower_matrix import check_tile_offsets, plain_arg, tiles_aligned
 from ssmc.backends.triton.replay import Recorder
 from ssmc.backends.triton.schedule import Schedule, choose, choose_matrix, chunking
@@ -75,7 +75,7 @@ class Run:
         default its own)."""
         import torch
 
-        from ssmc.backends.triton.runtime import chunk_combine
+        from ssmc.backends.triton.runtime import chunk_combine, chunk_combine_complex
 
         state_shape = [self.sizes[d] for d in states.carries[0].dims]
         S, P = (self.alloc([n_chunks - 1, *state_shape], torch.float32) for _ in range(2))
@@ -86,7 +86,14 @@ class Run:
         self.sizes["_C"] = n_chunks
         M = math.prod(state_shape)
         block = 128 if self.on_gpu else 64  # one element per thread: programs to fill the SMs
-        self.rec.launch(chunk_combine, (triton_cdiv(M, block),), [P, S, hin, n_chunks - 1, M], dict(BLOCK=block, GROUP=8 if self.on_gpu else 4))
+        group = dict(BLOCK=block, GROUP=8 if self.on_gpu else 4)
+        part = next((s.complex for s in states.loop if isinstance(s, ScanStep) and s.complex), None)
+        if part:  # complex: M // 2 elements of two parts
+            dims = states.carries[0].dims
+            inner = math.prod(state_shape[dims.index(part) + 1:])
+            self.rec.launch(chunk_combine_complex, (triton_cdiv(M // 2, block),), [P, S, hin, n_chunks - 1, M // 2, inner], group)
+        else:
+            self.rec.launch(chunk_combine, (triton_cdiv(M, block),), [P, S, hin, n_chunks - 1, M], group)
         self.c.stats["launches"] += 1
 
     def matrix(self, plan: GroupPlan) -> None:
@@ -136,7 +143,7 @@ class Run:
         ``hin``), then one program per chunk (and grid dims)."""
         import torch
 
-        kernel = plan.kernels[-1]
+        kernel = self.c.main_kernel(plan, self.sizes)
         sched = self.schedule(kernel)
         L = self.varlen[2] if self.varlen is not None else self.sizes.get(kernel.time_dim, 0)
         n_chunks, chunk_len = 1, 0

@@ -101,7 +101,8 @@ def choose(
             budget = max(1, (4096 if on_gpu else 1024) // (held * bt))
             # bidir (a backward) holds a chunk of states and more values per step: 16 channels
             # per warp was the fastest of 8/16/32 for Mamba-1 on an H100 (bench/NOTES.md)
-            widest = 16 if strategy == "bidir" else 32
+            # (held as registers: a channel per thread, as the forward's)
+            widest = 16 if strategy == "bidir" and not kernel.held else 32
             block_tiled = max(1, min(next_pow2(sizes[d]), budget, widest))
         blocks.append((d, block_tiled))
     blocks.sort(key=lambda db: kernel.size_dims.index(db[0]))
