@@ -167,6 +167,49 @@ def test_stepping_equals_the_full_forward():
     torch.testing.assert_close(state["h_final"], full["h_final"], rtol=1e-5, atol=1e-6)
 
 
+class LRUBlock(torch.nn.Module):
+    """in_proj -> B u (complex, as view_as_real) -> the LRU recurrence (generated kernels) ->
+    Re(C h) -> out_proj: the LRU paper's layer around ssmc's recurrence."""
+
+    def __init__(self, d_model: int = 6, d: int = 5) -> None:
+        super().__init__()
+        self.B = torch.nn.Linear(d_model, 2 * d, bias=False)
+        self.lru = ssmc.to_module(lru, dict(D=d))
+        self.C = torch.nn.Linear(2 * d, d_model)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        bu = self.B(u).unflatten(-1, (-1, 2))
+        h = self.lru(bu=bu)["y"]
+        return self.C(h.flatten(-2))
+
+
+def test_block_under_torch_compile_fullgraph():
+    torch.manual_seed(0)
+    m, u = LRUBlock().to(DEVICE), torch.randn(2, 7, 6, device=DEVICE)
+    ref = m(u)
+    ref.square().sum().backward()
+    grads = {k: p.grad.clone() for k, p in m.named_parameters()}
+    m.zero_grad()
+    out = torch.compile(m, fullgraph=True, backend="aot_eager")(u)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    out.square().sum().backward()
+    for k, p in m.named_parameters():
+        torch.testing.assert_close(p.grad, grads[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_decode_from_a_bf16_cache_equals_the_full_forward():
+    """k tokens, then single tokens, from a cache stored in bfloat16 (float32 compute)."""
+    m = ssmc.to_module(lru, sizes=dict(D=4)).to(DEVICE)
+    bu = torch.randn(3, 7, 4, 2, device=DEVICE)
+    full = m(bu=bu)
+    cache = m.new_cache(3, dtype=torch.bfloat16, device=DEVICE)
+    first = m.decode(cache, bu=bu[:, :4])
+    ys = [first["y"]] + [m.decode(cache, bu=bu[:, t])["y"][:, None] for t in range(4, 7)]
+    # the cache rounds the state to bfloat16 after each call: bf16's rounding, not more
+    torch.testing.assert_close(torch.cat(ys, 1), full["y"], rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(first["y"], full["y"][:, :4], rtol=1e-5, atol=1e-6)
+
+
 def test_errors_name_the_rule():
     with pytest.raises(ssmc.DefinitionError, match=r"declare its size, @ssmc.layer\(sizes=\{'RI': 2\}\)"):
         @ssmc.layer

@@ -89,6 +89,7 @@ def new_cache(module, batch: int, dtype: torch.dtype = torch.float32, device=Non
         raise ArgumentError(f"{layer.name}: no final state continues an initial-state argument; nothing to cache")
     device = device if device is not None else next(iter(module.parameters()), torch.empty(0)).device
     batch_dim = layer.dim_order[0]
+    sizes = {**layer.fixed_sizes, **module.sizes}  # the layer's own (a complex value's 2 parts) too
     states = {}
     for out_name, arg in continues.items():
         layout = layer.specs[arg].layout
@@ -96,9 +97,9 @@ def new_cache(module, batch: int, dtype: torch.dtype = torch.float32, device=Non
         for d in layout:
             if d == batch_dim:
                 shape.append(batch)
-            elif d in module.sizes:
-                shape.append(int(module.sizes[d]))
+            elif d in sizes:
+                shape.append(int(sizes[d]))
             else:
-                raise ArgumentError(f"{layer.name}: the size of dim {d} of `{arg}` is not among the module's sizes {dict(module.sizes)}")
+                raise ArgumentError(f"{layer.name}: the size of dim {d} of `{arg}` is not among the module's sizes {dict(sizes)}")
         states[out_name] = torch.zeros(shape, dtype=dtype, device=device)
     return InferenceCache(layer.name, states, continues)
