@@ -6,7 +6,7 @@ import pytest
 from conftest import DEVICE
 
 import ssmc
-from ssmc.backends.triton.backward import CompiledBackward
+from ssmc.backends.triton.backward import backward_for
 from ssmc.testing.check import check_compiled
 from ssmc.testing.golden import example_layers
 
@@ -33,8 +33,8 @@ def test_example_forward(name, dtype):
 def test_example_backward(name):
     layer = EXAMPLES[name]
     try:
-        c = CompiledBackward(layer, sub=2)
-    except ssmc.LoweringError as e:  # a layer with two recurrences: refused by name, not wrong
+        c = backward_for(layer, sub=2)
+    except ssmc.LoweringError as e:  # a layer with chained recurrences: refused by name, not wrong
         assert "recurrences" in str(e)
         pytest.skip(str(e))
     bad = [str(r) for r in check_compiled(c.layer, c, _sizes(layer), "f32", 8, DEVICE, True) if not r.ok]

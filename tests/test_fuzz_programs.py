@@ -93,11 +93,11 @@ def test_autodiff_of_random_programs_matches_finite_differences(p, seed):
        chunks=st.sampled_from([None, 2, 3]))
 def test_backward_kernels_of_random_programs_match_interpreter(p, dtype, seed, chunks):
     note(p.source)
-    from ssmc.backends.triton.backward import CompiledBackward
+    from ssmc.backends.triton.backward import backward_for
 
     _backward_or_skip(p.layer)
     # chunks: the main kernel's sequence split among programs, where the program allows it
-    c = CompiledBackward(p.layer, unroll=2, block=4, sub=2, verify=True, chunks=chunks)
+    c = backward_for(p.layer, unroll=2, block=4, sub=2, verify=True, chunks=chunks)
     results = check_compiled(c.layer, c, p.sizes, dtype, seed, DEVICE)
     bad = [str(r) for r in results if not r.ok]
     assert not bad, "\n".join(bad)

@@ -6,6 +6,6 @@ forward's arguments plus one cotangent ``grad_<output>`` per output and returns
 interpreter (its meaning) and compiled by the same backend as any layer.
 """
 
-from ssmc.autodiff.grad import backward_graph, backward_layer
+from ssmc.autodiff.grad import backward_graph, backward_layer, backward_parts
 
-__all__ = ["backward_graph", "backward_layer"]
+__all__ = ["backward_graph", "backward_layer", "backward_parts"]

@@ -48,17 +48,89 @@ def _cotangent_arg(name: str, dims: tuple[str, ...]) -> Node:
 
 def backward_graph(fwd: Graph) -> Graph:
     """The backward of ``fwd`` (a graph after the rewrite passes: no ``gate`` or
-    ``discretize`` left). Raises ``LoweringError`` naming what it cannot differentiate."""
+    ``discretize`` left). Raises ``LoweringError`` naming what it cannot differentiate. With
+    several recurrences side by side (a bidirectional layer), the sum of ``backward_parts``."""
+    parts = [g for _, g in backward_parts(fwd)]
+    if len(parts) == 1:
+        return parts[0]
+    b = Builder(fwd.dim_order)
+    sums: dict[str, Node] = {}
+    for g in parts:
+        for name, v in g.outputs:
+            sums[name] = b.add(sums[name], v) if name in sums else v
+    arg_order = {a.attr("name"): i for i, a in enumerate(fwd.args)}
+    outputs = tuple(sorted(sums.items(), key=lambda kv: arg_order[kv[0][len(GRAD):]]))
+    return Graph(name=f"{fwd.name}_backward", dim_order=fwd.dim_order, args=parts[0].args, outputs=outputs,
+                 nodes=tuple(topo_order([v for _, v in outputs])), fixed_sizes=fwd.fixed_sizes)
+
+
+def backward_parts(fwd: Graph) -> list[tuple[tuple | None, Graph]]:
+    """The backward of ``fwd`` as one graph per recurrence (one, for a layer with one scan),
+    each with its recurrence's key (``fuse.recurrence_key``; None for a layer without one).
+    Several recurrences must be side by side (none reads another's states: a bidirectional
+    layer's forward and reverse scans). Each path from an output to an argument passes through
+    at most one recurrence's rule; part k holds the paths through recurrence k and the paths
+    through none that leave the values downstream of k (``dC`` of a readout ``h * C``) (and
+    part 0 those that touch no recurrence), so the gradients are the parts' sums, each part
+    one backward scan and the forward scan it recomputes, as one recurrence's backward. A part
+    may read values of the other recurrences (``dz`` of a gate after both): forward values,
+    which the compiled backward reads from a forward pass (``MultiBackward``)."""
+    live = topo_order([v for _, v in fwd.outputs])
+    keys = list(dict.fromkeys(recurrence_key(n) for n in live if n.op in RECURRENCES))
+    if len(keys) <= 1:
+        return [(keys[0] if keys else None, _backward(fwd, keys[0] if keys else None, keys))]
+    member = {n: recurrence_key(n) for n in live if n.op in RECURRENCES}
+    for n, k in member.items():
+        upstream = {member[m] for m in topo_order(list(n.inputs)) if m in member}
+        if upstream - {k}:
+            raise LoweringError(
+                f"{fwd.name}: the backward of a layer with {len(keys)} recurrences, one reading another's "
+                "states (chained), is not supported yet (chain two layers instead)"
+            )
+    parts = []
+    for k in keys:
+        try:
+            g = _backward(fwd, k, keys)
+            parts.append((k, g.replace(name=f"{g.name}_r{keys.index(k)}")))  # r<k>: through recurrence k
+        except LoweringError as e:
+            if "nothing to differentiate" not in str(e):
+                raise
+    return parts
+
+
+def _backward(fwd: Graph, active: tuple | None, keys: list[tuple]) -> Graph:
+    """The backward through recurrence ``active`` (see ``backward_parts``); every path where
+    ``active`` is the only recurrence, or there is none."""
     order = fwd.dim_order
     b = Builder(order)
     axis = fwd.scan_axis()
     live = topo_order([v for _, v in fwd.outputs])
-    keys = list(dict.fromkeys(recurrence_key(n) for n in live if n.op in RECURRENCES))
-    if len(keys) > 1:
-        raise LoweringError(
-            f"{fwd.name}: the backward of a layer with {len(keys)} recurrences is not supported yet "
-            "(one scan per layer; chain layers instead)"
-        )
+    member = {n: recurrence_key(n) for n in live if n.op in RECURRENCES}
+    # desc[k]: the values downstream of recurrence k (not its own nodes); owner: the first
+    # recurrence a value is downstream of, whose part takes the paths that leave it
+    desc: dict[tuple, set[Node]] = {k: set() for k in keys}
+    for n in live:
+        if n in member:
+            continue
+        for i in n.inputs:
+            for k in keys:
+                if member.get(i) == k or i in desc[k]:
+                    desc[k].add(n)
+    owner = {n: next(k for k in keys if n in desc[k]) for n in live if any(n in d for d in desc.values())}
+
+    def allowed(consumer: Node | None, i: Node) -> bool:
+        """Whether the cotangent flowing from ``consumer`` (None: an output's) into ``i`` is
+        on a path this part holds."""
+        if active is None:
+            return True
+        if i in member:
+            return member[i] == active
+        if i in owner:
+            return i in desc[active]
+        if consumer is not None and consumer in owner:
+            return owner[consumer] == active
+        return consumer is not None or active == keys[0]
+
     cot: dict[Node, Node] = {}
 
     def unbroadcast(g: Node, dims: tuple[str, ...]) -> Node:
@@ -79,7 +151,8 @@ def backward_graph(fwd: Graph) -> Graph:
     for name, v in fwd.outputs:
         ga = _cotangent_arg(GRAD + name, v.dims)
         cot_args.append(ga)
-        accum(v, ga)
+        if allowed(None, v):
+            accum(v, ga)
 
     members = {k: [n for n in live if n.op in RECURRENCES and recurrence_key(n) == k] for k in keys}
     seen: dict[tuple, int] = {}
@@ -89,7 +162,7 @@ def backward_graph(fwd: Graph) -> Graph:
         if n.op in RECURRENCES:
             k = recurrence_key(n)
             seen[k] = seen.get(k, 0) + 1
-            if seen[k] == len(members[k]):  # every user of the scan and its final state is done
+            if seen[k] == len(members[k]) and active in (None, k):  # every user of the scan and its final state is done
                 (_scan_vjp if n.op in ("scan", "scan_final") else matrix_vjp)(b, members[k], cot, accum)
             continue
         g = cot.get(n)
@@ -97,13 +170,15 @@ def backward_graph(fwd: Graph) -> Graph:
             continue
         op = get(n.op)
         if n.op == "sum":
-            accum(n.inputs[0], g)  # constant along the summed dim
+            if allowed(n, n.inputs[0]):
+                accum(n.inputs[0], g)  # constant along the summed dim
             continue
         if op.derivative is None:
             raise LoweringError(f"{fwd.name}: op `{n.op}` has no derivative rule yet; its backward cannot be built")
         outs = op.derivative(b, n.inputs, n, g, **{k: n.attr(k) for k in op.attrs})
         for i, gi in zip(n.inputs, outs):
-            accum(i, gi)
+            if allowed(n, i):
+                accum(i, gi)
 
     outputs = tuple((GRAD + a.attr("name"), cot[a]) for a in fwd.args if a in cot)
     if not outputs:

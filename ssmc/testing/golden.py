@@ -59,9 +59,9 @@ def sources() -> dict[str, str]:
                 out[f"{layer.name}{suffix}.registers.py"] = src
         # the backward: checkpoint states, the carried scan's chunk states, the bidir kernel, the
         # epilogue after sums across programs
-        from ssmc.backends.triton.backward import CompiledBackward
+        from ssmc.backends.triton.backward import backward_for
 
-        for i, src in enumerate(CompiledBackward(layer, forward=compiled).sources("bidir")):
+        for i, src in enumerate(backward_for(layer, forward=compiled).sources("bidir")):
             out[f"{layer.name}.backward.k{i}.py"] = src
         # where the matrix form is: its backward's matrix scans (kernel pairs), then the rest
         if compiled.has_matrix_form:

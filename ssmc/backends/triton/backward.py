@@ -19,6 +19,22 @@ from ssmc.passes import CSE, DCE, Canonicalize
 from ssmc.passes.fuse_backward import FuseBackward
 
 
+def recurrences(graph: Any) -> int:
+    """How many recurrences (a scan with its final state) the outputs of ``graph`` need."""
+    from ssmc.passes.fuse import recurrence_key
+
+    return len({recurrence_key(n) for n in topo_order([v for _, v in graph.outputs]) if n.op in ("scan", "scan_final")})
+
+
+def backward_for(layer: Layer, forward: CompiledLayer | None = None, **kwargs: Any) -> Any:
+    """The compiled backward of ``layer``: ``MultiBackward`` where it has several recurrences
+    side by side, else ``CompiledBackward`` (``kwargs``: their options)."""
+    forward = forward or CompiledLayer(layer)
+    if recurrences(forward.graph) > 1:
+        return MultiBackward(layer, forward, **kwargs)
+    return CompiledBackward(layer, forward, **kwargs)
+
+
 def forward_layout(forward: CompiledLayer) -> tuple:
     """(grid, tiled, whole dims) of the forward's recurrence kernel (else its first kernel)."""
     groups = forward.graph.groups or ()
@@ -41,6 +57,9 @@ class CompiledBackward(CompiledLayer):
                  prefetch: bool = True, graph_layer: Layer | None = None, layout: tuple | None = None,
                  split_time: bool = True, chunks: int | None = None, held_bidir: bool = False) -> None:
         forward = forward or CompiledLayer(layer)
+        if graph_layer is None and recurrences(forward.graph) > 1:
+            raise LoweringError(f"{layer.name}: {recurrences(forward.graph)} recurrences: its backward is a "
+                                "MultiBackward (backward_for(layer) picks it)")
         self.layout = layout or forward_layout(forward)
         grid, tiled, _ = self.layout
         partial = tuple(grid) + ((tiled,) if tiled else ())
@@ -337,3 +356,105 @@ class MatrixBackward:
     def sources(self) -> list[str]:
         """The generated source of each kernel: the matrix scans' pairs, then the rest's."""
         return self.part.sources("matrix") + (self.rest.sources("bidir") if self.rest is not None else [])
+
+
+class _Saved(CompiledLayer):
+    """A forward pass storing values a ``MultiBackward`` part reads, in float32."""
+
+    defines_op = False
+    out_dtype = CompiledBackward.out_dtype
+
+
+class MultiBackward:
+    """The backward of a layer with several recurrences side by side (a bidirectional layer's
+    forward and reverse scans): autodiff's parts (``backward_parts``), one per recurrence, each
+    compiled as a one-recurrence backward (its backward scan and the forward scan it recomputes
+    in one main kernel, the forward's layout for that recurrence); the gradients are the parts'
+    sums. Values of another recurrence that a part needs (``dz`` of a gate after both scans'
+    readouts) come from a forward pass run first (``saved``: input-sized values, stored in
+    float32; a part that would need another recurrence's states is refused). Called like
+    ``CompiledBackward``; ``layer`` is the whole backward, what tests interpret."""
+
+    def __init__(self, layer: Layer, forward: CompiledLayer | None = None, verify: bool = False, **kwargs: Any) -> None:
+        from ssmc.autodiff import backward_parts
+        from ssmc.dsl.trace import ArgSpec
+        from ssmc.ir.node import Graph, Node
+        from ssmc.passes import DEFAULT_PIPELINE, run_passes
+        from ssmc.passes.base import rewrite
+        from ssmc.passes.fuse import recurrence_key
+
+        forward = forward or CompiledLayer(layer)
+        rewritten = run_passes(layer.graph, [p for p in DEFAULT_PIPELINE if p.name != "fuse"])
+        self.layer = backward_layer(layer)
+        self.graph = self.layer.graph
+        self.deterministic = False
+        live = topo_order([v for _, v in rewritten.outputs])
+        member = {n: recurrence_key(n) for n in live if n.op in ("scan", "scan_final")}
+        forward_nodes = set(live)
+        arg_dims = [set(a.dims) for a in rewritten.args]
+        saved: dict[Node, Node] = {}  # a value another recurrence's part needs -> its argument
+        self.parts: list[CompiledBackward] = []
+        for key, part in backward_parts(rewritten):
+            nodes = topo_order([v for _, v in part.outputs])
+            other = set()  # forward values downstream of other recurrences that this part reads
+            for n in nodes:
+                if n in forward_nodes and ((n in member and member[n] != key) or any(i in other for i in n.inputs)):
+                    other.add(n)
+            users = {i: [n for n in nodes if i in n.inputs] for i in other}
+            outs = {v for _, v in part.outputs}
+            frontier = [n for n in other if n in outs or any(u not in other for u in users[n])]
+            for n in frontier:
+                if not any(set(n.dims) <= dims for dims in arg_dims):
+                    raise LoweringError(
+                        f"{layer.name}: the backward through one recurrence needs another's states "
+                        f"({list(n.dims)}), not only values of an input's size: not supported yet"
+                    )
+                if n not in saved:
+                    name = f"saved_{len(saved)}"
+                    at = {"name": name, "kind": "input", "dims": n.dims, "layout": n.dims, "optional": False, "init": None}
+                    saved[n] = Node("arg", (), n.dims, n.dtype, tuple(at.items()))
+            if frontier:
+                part = rewrite(part, lambda n, f=frozenset(frontier): saved[n] if n in f else None)
+                part = part.replace(args=tuple(part.args) + tuple(saved[n] for n in frontier))
+            specs = dict(self.layer.specs)
+            specs.update({saved[n].attr("name"): ArgSpec("input", n.dims) for n in frontier})
+            group = next((g for g in forward.graph.groups or () if any(member.get(n) == key for n in g.nodes)), None)
+            layout = layout_of(lower_group(forward.graph, group, "sequential")) if group is not None else None
+            self.parts.append(CompiledBackward(layer, forward, verify=verify, layout=layout,
+                                               graph_layer=Layer.from_graph(part, specs, self.layer.optional, layer.fixed_sizes),
+                                               **kwargs))
+        self.saved = None
+        if saved:
+            outputs = tuple((a.attr("name"), n) for n, a in saved.items())
+            g = Graph(name=f"{layer.name}_saved", dim_order=rewritten.dim_order, args=rewritten.args, outputs=outputs,
+                      nodes=tuple(topo_order([v for _, v in outputs])), fixed_sizes=rewritten.fixed_sizes)
+            self.saved = _Saved(Layer.from_graph(g, layer.specs, layer.optional, layer.fixed_sizes), verify=verify,
+                                chunks=kwargs.get("chunks"))
+
+    def raw_call(self, cu_seqlens: Any = None, **kwargs: Any) -> dict[str, Any]:
+        extra = {}
+        if self.saved is not None:
+            self.saved.deterministic = self.deterministic
+            extra = self.saved.raw_call(cu_seqlens=cu_seqlens, **{k: v for k, v in kwargs.items() if k in self.saved.layer.specs})
+        dims = {k: v.dims for k, v in self.graph.outputs}
+        res: dict[str, Any] = {}
+        for p in self.parts:
+            p.deterministic = self.deterministic
+            args = {k: v for k, v in {**kwargs, **extra}.items() if k in p.layer.specs}
+            for k, g in p.raw_call(cu_seqlens=cu_seqlens, **args).items():
+                own = next(v.dims for name, v in p.graph.outputs if name == k)
+                for i, d in enumerate(dims[k]):  # to the whole gradient's dims (size 1 where it lacks one)
+                    if d not in own:
+                        g = g.unsqueeze(i)
+                res[k] = g if k not in res else res[k] + g
+        return res
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self.raw_call(*args, **kwargs)
+
+    def sources(self, strategy: str = "bidir") -> list[str]:
+        """The generated source of each kernel: the saved values' forward pass, then each part's."""
+        out = self.saved.sources("chunked") if self.saved is not None else []
+        for p in self.parts:
+            out += p.sources(strategy)
+        return out

@@ -287,16 +287,17 @@ class CompiledLayer:
 
     def backward_compiled(self) -> Any:
         """The compiled backward of this layer (built on first use): ``MatrixBackward`` where a
-        scan has the matrix form (unless another strategy was asked for), else ``CompiledBackward``."""
+        scan has the matrix form (unless another strategy was asked for), ``MultiBackward``
+        where several recurrences lie side by side, else ``CompiledBackward``."""
         if self._backward is None:
-            from ssmc.backends.triton.backward import CompiledBackward, MatrixBackward
+            from ssmc.backends.triton.backward import MatrixBackward, backward_for
 
             # the matrix form's backward where the forward may take the matrix form (tensor
             # cores, at any length); the recurrent one where another strategy is asked for
             if self.has_matrix_form and self.strategy in (None, "matrix"):
                 self._backward = MatrixBackward(self.layer, forward=self)
             else:  # the sequence split into the forward's ``chunks`` too, where asked
-                self._backward = CompiledBackward(self.layer, forward=self, chunks=self.chunks)
+                self._backward = backward_for(self.layer, forward=self, chunks=self.chunks)
             self._backward.deterministic = self.deterministic
         return self._backward
 
