@@ -117,7 +117,9 @@ def cmd_run(args) -> int:
     device = "cuda" if _gpu_available() else "cpu"
     where = "GPU" if device == "cuda" else "CPU, Triton interpreter"
     compiled = ssmc.compile(layer, strategy=args.strategy)
-    print(f"  compiled into {len(compiled.graph.groups or ())} kernel(s); running on {where}, {args.dtype} inputs")
+    fused = compiled.bidir_forward() if args.strategy == "bidir" else compiled
+    groups = len(fused.graph.groups or ())
+    print(f"  compiled into {groups} fused group(s); running on {where}, {args.dtype} inputs")
     results = check_compiled(layer, compiled, sizes, args.dtype, args.seed, device, tol_scale=args.tol_scale)
     for r in results:
         print("  " + str(r))
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("show", help="print a layer's IR, its passes, or its generated kernels")
     s.add_argument("target", help="FILE.py:LAYER")
     s.add_argument("--stage", choices=("ir", "passes", "kernel"), default="ir")
-    s.add_argument("--strategy", choices=("sequential", "tiled", "chunked", "matrix"), default="sequential")
+    s.add_argument("--strategy", choices=("sequential", "tiled", "chunked", "matrix", "bidir"), default="sequential")
     s.set_defaults(fn=cmd_show)
     r = sub.add_parser("run", help="run a layer on random inputs (and check its kernels)")
     r.add_argument("target", help="FILE.py:LAYER")
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--check", action="store_true", help="compile, run, compare with the interpreter")
     r.add_argument("--dtype", choices=("f32", "bf16", "f16"), default="f32")
-    r.add_argument("--strategy", choices=("sequential", "tiled", "chunked", "matrix"), default=None)
+    r.add_argument("--strategy", choices=("sequential", "tiled", "chunked", "matrix", "bidir"), default=None)
     r.add_argument("--tol-scale", type=float, default=1.0, help="multiply the tolerance (0: exact)")
     r.set_defaults(fn=cmd_run)
     f = sub.add_parser("fuzz", help="differential-test a layer's kernels against the interpreter on random cases")

@@ -22,6 +22,7 @@ import ssmc
 from ssmc import In, Param
 from ssmc.autodiff import backward_layer
 from ssmc.backends.triton.backward import CompiledBackward, MultiBackward, backward_for
+from ssmc.backends.triton.kernel_ir import ScanStep
 from ssmc.errors import LoweringError
 from ssmc.ops.interpret import to_canonical
 from ssmc.testing.check import check_compiled, make_inputs
@@ -423,3 +424,25 @@ def test_checkpoint_pass_holds_the_state_as_registers():
         assert passes == ({"checkpoints", "carried"} if held is None else set()), passes
     for k in a:
         torch.testing.assert_close(grads[None][k], grads["tensor"][k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["bimamba", "bidirectional_gated"])
+def test_bidirectional_forward_in_one_kernel(name):
+    """strategy="bidir": both directions in one main kernel (the forward direction recomputed
+    from checkpoints, as the backward's kernel does), against the interpreter."""
+    from bimamba import bimamba
+
+    layer = {"bimamba": bimamba, "bidirectional_gated": bidirectional_gated}[name]
+    for chunks in (None, 3):
+        c = ssmc.compile(layer, strategy="bidir", chunks=chunks, verify=True)
+        for L, dtype in ((1, "f32"), (9, "f32"), (14, "bf16")):
+            sizes = {d: {"B": 2, "L": L, "D": 5, "N": 3}[d] for d in layer.dim_order}
+            bad = [str(r) for r in check_compiled(layer, c, sizes, dtype, L, DEVICE, True) if not r.ok]
+            assert not bad, (chunks, L, dtype, bad)
+    main = [k for k in c.bidir_forward().kernels("bidir") if k.strategy == "bidir"]
+    assert len(main) == 1 and sum(isinstance(s, ScanStep) for s in main[0].loop) == 2  # both scans, one kernel
+
+
+def test_bidir_strategy_needs_two_opposite_recurrences():
+    with pytest.raises(LoweringError, match=r"mamba1: strategy 'bidir' runs two recurrences in opposite directions in one kernel; this layer has 1 \(forward\)"):
+        ssmc.compile(mamba1, strategy="bidir").bidir_forward()

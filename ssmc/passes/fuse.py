@@ -49,7 +49,7 @@ class Fuse(Pass):
             reach = set(members)
             for m in members:
                 reach |= nx.descendants(dag, m)
-            for n in reach:
+            for n in sorted(reach, key=position.__getitem__):  # in graph order: notes the same every run
                 if n not in owner or first_pos[owner[n]] < first_pos[k]:
                     if n in owner:
                         notes[k].append(

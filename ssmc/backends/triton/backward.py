@@ -402,7 +402,7 @@ class MultiBackward:
                     other.add(n)
             users = {i: [n for n in nodes if i in n.inputs] for i in other}
             outs = {v for _, v in part.outputs}
-            frontier = [n for n in other if n in outs or any(u not in other for u in users[n])]
+            frontier = [n for n in nodes if n in other and (n in outs or any(u not in other for u in users[n]))]
             for n in frontier:
                 if not any(set(n.dims) <= dims for dims in arg_dims):
                     raise LoweringError(
@@ -452,9 +452,48 @@ class MultiBackward:
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return self.raw_call(*args, **kwargs)
 
+    @property
+    def stats(self) -> dict[str, int]:
+        """The counters of every compiled part (and the saved values' pass) added up."""
+        out: dict[str, int] = {}
+        for p in self.parts + ([self.saved] if self.saved is not None else []):
+            for k, v in p.stats.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
     def sources(self, strategy: str = "bidir") -> list[str]:
         """The generated source of each kernel: the saved values' forward pass, then each part's."""
         out = self.saved.sources("chunked") if self.saved is not None else []
         for p in self.parts:
             out += p.sources(strategy)
         return out
+
+
+class BidirForward(CompiledBackward):
+    """The forward of a layer with two recurrences side by side in opposite directions (a
+    bidirectional layer) as one main kernel (``strategy="bidir"``): the backward's form, whose
+    kernel walks time in the reverse scan's direction and recomputes the forward scan per chunk
+    from checkpoints (a states pass), so both directions' values meet in one kernel and only the
+    outputs are written. The default is one kernel per direction (the first stores its readout):
+    this form computes the forward direction twice (states pass and recompute), which costs
+    where exponentials bound the forward (Mamba's); not yet measured against it on a GPU."""
+
+    defines_op = False
+
+    def __init__(self, layer: Layer, forward: CompiledLayer, **kwargs: Any) -> None:
+        from ssmc.passes import DEFAULT_PIPELINE, run_passes
+        from ssmc.passes.fuse import recurrence_key
+
+        graph = run_passes(layer.graph, [p for p in DEFAULT_PIPELINE if p.name != "fuse"])
+        scans = {recurrence_key(n): bool(n.attr("reverse")) for n in topo_order([v for _, v in graph.outputs])
+                 if n.op in ("scan", "scan_final")}
+        if len(scans) != 2 or set(scans.values()) != {False, True}:
+            raise LoweringError(
+                f"{layer.name}: strategy 'bidir' runs two recurrences in opposite directions in one kernel; "
+                f"this layer has {len(scans)} ({', '.join('reverse' if r else 'forward' for r in scans.values()) or 'none'})"
+            )
+        super().__init__(layer, forward, graph_layer=Layer.from_graph(graph, layer.specs, layer.optional, layer.fixed_sizes),
+                         **kwargs)
+
+    def out_dtype(self, first_input_dtype: Any) -> Any:
+        return first_input_dtype  # a forward's outputs (final states are float32 anyway)

@@ -37,7 +37,7 @@ from ssmc.ir.node import Group
 from ssmc.ir.printer import graph_hash
 from ssmc.passes import DEFAULT_PIPELINE, pipeline_name, run_passes
 
-STRATEGIES = ("sequential", "tiled", "chunked", "matrix")
+STRATEGIES = ("sequential", "tiled", "chunked", "matrix", "bidir")
 
 
 def versions() -> dict[str, str]:
@@ -250,6 +250,8 @@ class CompiledLayer:
     def sources(self, strategy: str = "sequential", sizes: dict[str, int] | None = None, pairable: frozenset = frozenset()) -> list[str]:
         """The generated Triton source of each kernel (what ``ssmc show --stage kernel`` prints);
         with ``sizes``, the form chosen at those sizes (dims held as registers)."""
+        if strategy == "bidir" and self.defines_op:
+            return self.bidir_forward().sources("bidir", sizes, pairable)
         h, p, v = graph_hash(self.graph), pipeline_name(self.passes), versions()
         return [generate(k, h, p, v) for k in self.kernels(strategy, sizes, pairable)]
 
@@ -284,6 +286,15 @@ class CompiledLayer:
 
     def output_names(self) -> list[str]:
         return [k for k, _ in self.graph.outputs]
+
+    def bidir_forward(self) -> Any:
+        """This layer's forward in one main kernel for two recurrences in opposite directions
+        (``strategy="bidir"``; ``backward.BidirForward``), built on first use."""
+        if getattr(self, "_bidir_forward", None) is None:
+            from ssmc.backends.triton.backward import BidirForward
+
+            self._bidir_forward = BidirForward(self.layer, self, chunks=self.chunks)
+        return self._bidir_forward
 
     def backward_compiled(self) -> Any:
         """The compiled backward of this layer (built on first use): ``MatrixBackward`` where a
@@ -322,6 +333,10 @@ class CompiledLayer:
         a boundary; per-sequence final states come out with first dim S."""
         import torch
 
+        if self.strategy == "bidir" and self.defines_op:  # both directions in one kernel
+            fused = self.bidir_forward()
+            fused.deterministic = self.deterministic
+            return fused.raw_call(*args, cu_seqlens=cu_seqlens, **kwargs)
         layer = self.layer
         values = layer.collect(args, kwargs)
         det = self.deterministic_now()
