@@ -288,7 +288,14 @@ class Run:
             n_programs *= triton_cdiv(sizes[kernel.tiled_dim], blocks[kernel.tiled_dim])
         if compile_only:
             fn = self.c._fn(kernel)
-            fn.warmup(*call, grid=(max(n_programs, 1),), **flags, **sched.constexprs(), num_warps=sched.num_warps)
+            compiled = fn.warmup(*call, grid=(max(n_programs, 1),), **flags, **sched.constexprs(), num_warps=sched.num_warps)
+            # and ready to launch: Triton loads the binary and builds its host launcher (a C
+            # stub per signature, built by the host's compiler unless cached) on a kernel's first
+            # launch, which would otherwise fall on the first call that splits (session 11's
+            # first call at a new batch size, 157-499 ms; not yet confirmed on a GPU)
+            init = getattr(compiled, "_init_handles", None)
+            if init is not None:
+                init()
             return
         if n_programs:
             fn = self.c._fn(kernel)
