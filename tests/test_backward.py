@@ -496,3 +496,31 @@ def test_bidirectional_module_under_torch_compile_fullgraph():
     out.square().sum().backward()
     for k, p in m.named_parameters():
         torch.testing.assert_close(p.grad, grads[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+@ssmc.layer
+def bimamba2(x: In["B L G R P"], dt: In["B L G R"], B: In["B L G N"], C: In["B L G N"],
+             A_log: Param["G R", "mamba2_a_log"]):
+    """Mamba-2's scan both ways (scalar decay per head), each direction's output its own: the
+    forward direction's kernel has the matrix form, yet the backward of two recurrences is
+    MultiBackward's (recurrent parts), not the matrix form's backward (one recurrence)."""
+    delta = ssmc.softplus(dt)
+    a = ssmc.exp(-ssmc.exp(A_log) * delta)
+    u = (delta * x) * B
+    return {"yf": (ssmc.scan(a, u, axis="L") * C).sum("N"), "yr": (ssmc.scan(a, u, axis="L", reverse=True) * C).sum("N")}
+
+
+def test_bidirectional_layer_with_a_matrix_form_direction_trains():
+    c = ssmc.compile(bimamba2)
+    assert c.has_matrix_form
+    values = make_inputs(bimamba2, dict(B=2, L=9, G=1, R=2, P=3, N=4), "f32", seed=8)
+    t = {k: torch.tensor(v, dtype=torch.float32, device=DEVICE, requires_grad=True) for k, v in values.items()}
+    out = c(**t)
+    (out["yf"].square().sum() + out["yr"].square().sum()).backward()
+    assert isinstance(c.backward_compiled(), MultiBackward)
+    ref = bimamba2(**values)
+    want = backward_layer(bimamba2)(**values, grad_yf=2 * ref["yf"], grad_yr=2 * ref["yr"])
+    for k, v in t.items():
+        g = torch.tensor(want["grad_" + k], dtype=torch.float64)
+        got = v.grad.double().cpu()
+        torch.testing.assert_close(got.reshape(g.shape) if got.numel() == g.numel() else got, g, rtol=2e-4, atol=2e-5 * float(g.abs().max()) + 1e-6, msg=k)

@@ -301,11 +301,12 @@ class CompiledLayer:
         scan has the matrix form (unless another strategy was asked for), ``MultiBackward``
         where several recurrences lie side by side, else ``CompiledBackward``."""
         if self._backward is None:
-            from ssmc.backends.triton.backward import MatrixBackward, backward_for
+            from ssmc.backends.triton.backward import MatrixBackward, backward_for, recurrences
 
             # the matrix form's backward where the forward may take the matrix form (tensor
-            # cores, at any length); the recurrent one where another strategy is asked for
-            if self.has_matrix_form and self.strategy in (None, "matrix"):
+            # cores, at any length); the recurrent one where another strategy is asked for, and
+            # per recurrence where there are several (MultiBackward)
+            if self.has_matrix_form and self.strategy in (None, "matrix") and recurrences(self.graph) == 1:
                 self._backward = MatrixBackward(self.layer, forward=self)
             else:  # the sequence split into the forward's ``chunks`` too, where asked
                 self._backward = backward_for(self.layer, forward=self, chunks=self.chunks)
