@@ -275,3 +275,27 @@ def test_random_complex_programs_backward_kernels_match_interpreter(p, dtype, se
     c = CompiledBackward(p.layer, unroll=2, block=4, sub=2, verify=True, chunks=chunks, split_time=split_time)
     bad = [str(r) for r in check_compiled(c.layer, c, p.sizes, dtype, seed, DEVICE) if not r.ok]
     assert not bad, "\n".join(bad) + "\n" + p.source
+
+
+@ssmc.layer(sizes={"RI": 2})
+def bidirectional_lru(bu: In["B L D RI"], nu_log: Param["D", "lru_nu_log"], theta_log: Param["D", "lru_theta_log"]):
+    mag, phase = ssmc.exp(-ssmc.exp(nu_log)), ssmc.exp(theta_log)
+    lam = ssmc.stack(mag * ssmc.cos(phase), mag * ssmc.sin(phase), dim="RI")
+    return {"y": ssmc.scan(lam, bu, axis="L", complex="RI") + ssmc.scan(lam, bu, axis="L", reverse=True, complex="RI")}
+
+
+def test_bidirectional_complex_layer():
+    """Complex scans both ways: finite differences, the forward in two kernels and in one
+    (strategy="bidir"), the backward of the two recurrences (MultiBackward)."""
+    from ssmc.backends.triton.backward import MultiBackward, backward_for
+
+    sizes = dict(B=2, L=9, D=4, RI=2)
+    assert_matches_finite_differences(bidirectional_lru, dict(sizes, L=6))
+    for strategy in (None, "bidir"):
+        c = ssmc.compile(bidirectional_lru, strategy=strategy, verify=True)
+        bad = [str(r) for r in check_compiled(bidirectional_lru, c, sizes, "f32", 1, DEVICE, True) if not r.ok]
+        assert not bad, (strategy, bad)
+    b = backward_for(bidirectional_lru, unroll=2, sub=2, verify=True)
+    assert isinstance(b, MultiBackward)
+    bad = [str(r) for r in check_compiled(b.layer, b, sizes, "f32", 1, DEVICE, True) if not r.ok]
+    assert not bad, bad
