@@ -26,7 +26,8 @@ test: $(STAMP)
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_programs.py tests/test_kernels.py tests/test_passes.py tests/test_complex.py
 	for t in examples/mamba1.py:mamba1 examples/s4d.py:s4d_zoh examples/s4d.py:s4d_bilinear examples/mingru.py:mingru \
-		examples/hgrn.py:hgrn examples/rglru.py:rglru examples/mamba2.py:mamba2 examples/gla.py:gla examples/gla.py:simple_gla; do \
+		examples/hgrn.py:hgrn examples/rglru.py:rglru examples/mamba2.py:mamba2 examples/gla.py:gla examples/gla.py:simple_gla \
+		examples/lru.py:lru examples/bimamba.py:bimamba; do \
 		$(BIN)/ssmc fuzz $$t --examples 500 --seed $$RANDOM || exit 1; done
 
 # The peers of `ssmc bench` (mamba-ssm's Triton kernels as a pure-Python wheel, its CUDA scan's
