@@ -1,0 +1,118 @@
+"""Session 12's kernels compiled for an H100 (sm_90) on a machine without a GPU
+(bench/aot_sm90.py's method: the call runs under Triton's interpreter with launches captured,
+then each kernel is compiled with ``triton.compile`` and its cubin read with the cuobjdump that
+ships with Triton): whether Triton 3.6.0 compiles them, and their registers and spills. The
+schedules are the CPU's (the call runs on the CPU), so block sizes may differ from a GPU's.
+
+    python bench/aot_new_kernels.py [case ...]   (cases: held_bidir, held_bidir_u1, tensor_bidir,
+    lru, lru_backward, bimamba_bidir, bimamba_backward)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+
+from aot_sm90 import compile_sm90, jit_function, report  # noqa: E402
+
+import ssmc  # noqa: E402
+from ssmc.backends.triton import jit as J  # noqa: E402
+from ssmc.backends.triton import runtime  # noqa: E402
+from ssmc.backends.triton.codegen import generate  # noqa: E402
+from ssmc.ir.printer import graph_hash  # noqa: E402
+from ssmc.passes import pipeline_name  # noqa: E402
+
+
+def mamba1_inputs(B, L, D, N, grad: bool):
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g).to(torch.bfloat16)  # noqa: E731
+    ins = {"x": r(B, L, D), "dt": r(B, L, D), "B": r(B, L, N), "C": r(B, L, N), "z": r(B, L, D),
+           "A_log": torch.log(torch.arange(1, N + 1).float()).repeat(D, 1), "D": torch.ones(D),
+           "dt_bias": torch.rand(D, generator=g) * 4 - 6}
+    if grad:
+        ins["grad_y"] = r(B, L, D)
+    return ins
+
+
+def cases():
+    from bimamba import bimamba
+    from lru import lru
+    from mamba1 import mamba1
+
+    from ssmc.backends.triton.backward import CompiledBackward, backward_for
+
+    def bimamba_ins(B=1, L=64, D=256, N=16):
+        g = torch.Generator().manual_seed(1)
+        r = lambda *s: torch.randn(*s, generator=g).to(torch.bfloat16)  # noqa: E731
+        ins = {"x": r(B, L, D), "dt": r(B, L, D), "B": r(B, L, N), "C": r(B, L, N), "z": r(B, L, D)}
+        ins.update({k: torch.tensor(v, dtype=torch.float32) for k, v in bimamba.init_params(dict(D=D, N=N), 0).items()})
+        return ins
+
+    def lru_ins(grad: bool, B=1, L=64, D=256):
+        g = torch.Generator().manual_seed(2)
+        ins = {"bu": torch.randn(B, L, D, 2, generator=g).to(torch.bfloat16)}
+        ins.update({k: torch.tensor(v, dtype=torch.float32) for k, v in lru.init_params(dict(D=D), 0).items()})
+        if grad:
+            ins["grad_y"] = torch.randn(B, L, D, 2, generator=g).to(torch.bfloat16)
+        return ins
+
+    return {
+        "held_bidir": lambda: (CompiledBackward(mamba1, held_bidir=True), mamba1_inputs(1, 256, 512, 16, True)),
+        "held_bidir_u1": lambda: (CompiledBackward(mamba1, held_bidir=True, unroll=1), mamba1_inputs(1, 256, 512, 16, True)),
+        "tensor_bidir": lambda: (CompiledBackward(mamba1), mamba1_inputs(1, 256, 512, 16, True)),
+        "lru": lambda: (ssmc.compile(lru), lru_ins(False)),
+        "lru_backward": lambda: (CompiledBackward(lru), lru_ins(True)),
+        "bimamba_bidir": lambda: (ssmc.compile(bimamba, strategy="bidir").bidir_forward(), bimamba_ins()),
+        "bimamba_backward": lambda: (backward_for(bimamba), {**bimamba_ins(), "grad_y": torch.randn(1, 64, 256).to(torch.bfloat16)}),
+    }
+
+
+def main() -> None:
+    table = cases()
+    names = sys.argv[1:] or list(table)
+    launches = []
+
+    class Capture:
+        def __init__(self, kernel, owner=None):
+            self.kernel, self.owner = kernel, owner
+
+        def __getitem__(self, grid):
+            def launch(*args, num_warps=1, **kwargs):
+                launches.append((self.owner, self.kernel, args, kwargs, num_warps))
+            return launch
+
+    def fn_of(self, kernel):
+        return Capture(kernel, self)
+
+    J.CompiledLayer._fn = fn_of
+    for name in ("chunk_combine", "chunk_combine_complex"):
+        setattr(runtime, name, Capture(type("K", (), {"name": "_" + name})()))
+    for name in names:
+        compiled, ins = table[name]()
+        launches.clear()
+        os.environ["TRITON_INTERPRET"] = "1"  # lets the JIT run its launches on the CPU (captured)
+        try:
+            compiled.raw_call(**ins)
+        finally:
+            os.environ["TRITON_INTERPRET"] = "0"
+        seen = set()
+        for owner, kernel, args, kwargs, nw in launches:
+            if kernel.name.startswith("_") or kernel.name in seen:
+                continue
+            seen.add(kernel.name)
+            src = generate(kernel, graph_hash(owner.graph), pipeline_name(owner.passes), J.versions())
+            try:
+                line, _ = report(compile_sm90(jit_function(src, kernel.name), args, kwargs, nw))
+            except Exception as e:  # noqa: BLE001  (a kernel Triton refuses: reported)
+                line = f"FAILED to compile: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            print(f"{name}: {kernel.name} (num_warps {nw}): {line}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
