@@ -294,10 +294,10 @@ def backward_layer(layer: Any, matrix: bool = False) -> Any:
     (optional: zero when not given); outputs = ``grad_<argument>``. ``matrix``: derived after
     ``form_matrix_scans`` (scans in the matrix form differentiated as matrix scans)."""
     from ssmc.dsl.layer import Layer
-    from ssmc.passes import DEFAULT_PIPELINE, run_passes
+    from ssmc.passes import REWRITES, run_passes
     from ssmc.passes.matrix_scans import FormMatrixScans
 
-    passes = [p for p in DEFAULT_PIPELINE if p.name != "fuse"] + ([FormMatrixScans()] if matrix else [])
+    passes = list(REWRITES) + ([FormMatrixScans()] if matrix else [])
     rewritten = run_passes(layer.graph, passes)
     graph = backward_graph(rewritten)
     specs = dict(layer.specs)

@@ -28,6 +28,8 @@ DEFAULT_PIPELINE: tuple[Pass, ...] = (
     DCE(),  # drop what rewriting orphaned
     Fuse(),  # one kernel per recurrence, prologue recomputed, epilogue fused
 )
+# the rewrites without fusion: the graph a backward is derived from (and other plans made of it)
+REWRITES: tuple[Pass, ...] = tuple(p for p in DEFAULT_PIPELINE if p.name != "fuse")
 
 
 @dataclass(frozen=True)

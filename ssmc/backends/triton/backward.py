@@ -9,7 +9,7 @@ from typing import Any
 
 from ssmc.autodiff import backward_layer
 from ssmc.backends.triton.jit import CompiledLayer, GroupPlan
-from ssmc.backends.triton.lower import chunkable, complex_dims, layout_of, lower_group
+from ssmc.backends.triton.lower import chunkable, layout_of, lower_group
 from ssmc.backends.triton.lower_backward import carried_group, lower_bidir, recompute_group
 from ssmc.backends.triton.schedule import REGISTER_HELD
 from ssmc.dsl.layer import Layer
@@ -126,7 +126,7 @@ class CompiledBackward(CompiledLayer):
         (``held_bidir``) and the forward's rule would hold them at these sizes."""
         k = plan.kernels[-1]
         held = {d: sizes[d] for d in k.full_dims}
-        if complex_dims(k):  # complex values: their parts are held as registers, always
+        if k.complex_dims:  # complex values: their parts are held as registers, always
             if k.taps:
                 raise LoweringError(f"{self.layer.name}: complex values beside a conv: not lowered yet")
         elif not self.held_bidir or self.held == "tensor" or not k.full_dims or k.taps:
@@ -179,7 +179,7 @@ class CompiledBackward(CompiledLayer):
     def _complex_sizes(self, plan: GroupPlan, sizes: dict[str, int] | None) -> dict[str, int] | None:
         """The sizes to hold ``plan``'s complex values at (None: it has none, or no sizes)."""
         k = plan.kernels[-1]
-        if not complex_dims(k):
+        if not k.complex_dims:
             return None
         if sizes is None and set(k.full_dims) <= set(self.layer.fixed_sizes):
             return self.layer.fixed_sizes
@@ -379,12 +379,12 @@ class MultiBackward:
         from ssmc.autodiff import backward_parts
         from ssmc.dsl.trace import ArgSpec
         from ssmc.ir.node import Graph, Node
-        from ssmc.passes import DEFAULT_PIPELINE, run_passes
+        from ssmc.passes import REWRITES, run_passes
         from ssmc.passes.base import rewrite
         from ssmc.passes.fuse import recurrence_key
 
         forward = forward or CompiledLayer(layer)
-        rewritten = run_passes(layer.graph, [p for p in DEFAULT_PIPELINE if p.name != "fuse"])
+        rewritten = run_passes(layer.graph, REWRITES)
         self.layer = backward_layer(layer)
         self.graph = self.layer.graph
         self.deterministic = False
@@ -394,6 +394,7 @@ class MultiBackward:
         arg_dims = [set(a.dims) for a in rewritten.args]
         saved: dict[Node, Node] = {}  # a value another recurrence's part needs -> its argument
         self.parts: list[CompiledBackward] = []
+        self._missing: list[dict[str, list[int]]] = []
         for key, part in backward_parts(rewritten):
             nodes = topo_order([v for _, v in part.outputs])
             other = set()  # forward values downstream of other recurrences that this part reads
@@ -423,6 +424,9 @@ class MultiBackward:
             self.parts.append(CompiledBackward(layer, forward, verify=verify, layout=layout,
                                                graph_layer=Layer.from_graph(part, specs, self.layer.optional, layer.fixed_sizes),
                                                **kwargs))
+            # where each of its gradients lacks a dim the whole one has: a size-1 axis there
+            whole = {k: v.dims for k, v in self.graph.outputs}
+            self._missing.append({k: [i for i, d in enumerate(whole[k]) if d not in v.dims] for k, v in part.outputs})
         self.saved = None
         if saved:
             outputs = tuple((a.attr("name"), n) for n, a in saved.items())
@@ -436,16 +440,13 @@ class MultiBackward:
         if self.saved is not None:
             self.saved.deterministic = self.deterministic
             extra = self.saved.raw_call(cu_seqlens=cu_seqlens, **{k: v for k, v in kwargs.items() if k in self.saved.layer.specs})
-        dims = {k: v.dims for k, v in self.graph.outputs}
         res: dict[str, Any] = {}
-        for p in self.parts:
+        for p, missing in zip(self.parts, self._missing):
             p.deterministic = self.deterministic
             args = {k: v for k, v in {**kwargs, **extra}.items() if k in p.layer.specs}
             for k, g in p.raw_call(cu_seqlens=cu_seqlens, **args).items():
-                own = next(v.dims for name, v in p.graph.outputs if name == k)
-                for i, d in enumerate(dims[k]):  # to the whole gradient's dims (size 1 where it lacks one)
-                    if d not in own:
-                        g = g.unsqueeze(i)
+                for i in missing[k]:  # to the whole gradient's dims
+                    g = g.unsqueeze(i)
                 res[k] = g if k not in res else res[k] + g
         return res
 
@@ -481,10 +482,10 @@ class BidirForward(CompiledBackward):
     defines_op = False
 
     def __init__(self, layer: Layer, forward: CompiledLayer, **kwargs: Any) -> None:
-        from ssmc.passes import DEFAULT_PIPELINE, run_passes
+        from ssmc.passes import REWRITES, run_passes
         from ssmc.passes.fuse import recurrence_key
 
-        graph = run_passes(layer.graph, [p for p in DEFAULT_PIPELINE if p.name != "fuse"])
+        graph = run_passes(layer.graph, REWRITES)
         scans = {recurrence_key(n): bool(n.attr("reverse")) for n in topo_order([v for _, v in graph.outputs])
                  if n.op in ("scan", "scan_final")}
         if len(scans) != 2 or set(scans.values()) != {False, True}:

@@ -16,7 +16,7 @@ from ssmc.backends.triton import cache
 from ssmc.backends.triton.binding import KERNEL_DTYPES, bind_packed, common_device, pairable
 from ssmc.backends.triton.codegen import GENERATOR_VERSION, generate
 from ssmc.backends.triton.kernel_ir import Kernel, Load, WindowLoad
-from ssmc.backends.triton.lower import chunkable, complex_dims, lower_group
+from ssmc.backends.triton.lower import chunkable, complex_parts, lower_group
 from ssmc.backends.triton.lower_matrix import (
     MatrixForm,
     lower_matrix,
@@ -58,11 +58,6 @@ class GroupPlan:
     matrix: bool = False  # the matrix form's states and outputs kernels (lower_matrix)
     shares: str | None = None  # matrix: the group whose chunk states this one's outputs kernel reads
     checkpointed: bool = False  # bidir: the first kernel is the recomputed forward scan's checkpoint pass
-
-
-def _is_complex(group: Any) -> bool:
-    """Whether ``group`` computes complex values (a complex scan, or their parts)."""
-    return any(n.op in ("stack", "part") or (n.op in ("scan", "scan_final") and n.attr("complex")) for n in group.nodes)
 
 
 class CompiledLayer:
@@ -153,7 +148,7 @@ class CompiledLayer:
                     out.append(GroupPlan(ks, True, g))
                 else:
                     s = "sequential" if strategy in ("chunked", "matrix") else strategy
-                    if s == "tiled" and _is_complex(g):
+                    if s == "tiled" and complex_parts(g.nodes):
                         # tl.associative_scan over complex maps is not built: the time loop
                         g = replace(g, notes=g.notes + ("a complex scan: the sequential loop (tiled is not built for it)",))
                         s = "sequential"
@@ -169,7 +164,7 @@ class CompiledLayer:
             # complex values have one form, parts held as registers: where the layer fixes
             # every whole dim's size (the parts' 2), it needs no call's sizes
             fixed = self.layer.fixed_sizes
-            return [self.held_plan(p, fixed, pairable) if _is_complex(p.group) and set(p.kernels[-1].full_dims) <= set(fixed)
+            return [self.held_plan(p, fixed, pairable) if p.kernels[-1].complex_dims and set(p.kernels[-1].full_dims) <= set(fixed)
                     else p for p in plans]
         return [self.held_plan(p, sizes, pairable) for p in plans]
 
@@ -197,7 +192,7 @@ class CompiledLayer:
         if k.strategy != "sequential" or not k.full_dims or k.held:
             return None
         held = {d: sizes[d] for d in k.full_dims}
-        parts = complex_dims(k)
+        parts = k.complex_dims
         if parts:  # complex values: their parts' dim (size 2) is held whatever else is asked
             if any(held.get(d) != 2 for d in parts):
                 raise LoweringError(f"{self.layer.name}: complex parts' dims {sorted(parts)} have sizes "

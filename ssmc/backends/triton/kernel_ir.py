@@ -10,6 +10,7 @@ Statements are grouped by phase: before the time loop (loop-invariant values), i
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -228,6 +229,15 @@ class Kernel:
     # the dims held whole that are a conv's taps (a value spans them and at most one other
     # held dim: [K, N] or [K, P], never a state's [N, P] times K)
     taps: Dims = ()
+
+    @functools.cached_property
+    def complex_dims(self) -> frozenset[str]:
+        """The dims of complex parts this kernel uses (held as registers wherever it is printed)."""
+        out = {s.complex for s in self.loop if isinstance(s, ScanStep) and s.complex}
+        for s in self.pre + self.loop + self.post:
+            if isinstance(s, Compute):
+                out |= parts_of(s.expr)
+        return frozenset(out)
 
     def varying_ints(self) -> list[str]:
         """The kernel's int parameters that vary with the sequence length or batch: never

@@ -16,7 +16,6 @@ from ssmc.backends.triton.kernel_ir import (
     Stmt,
     Store,
     Tensor,
-    parts_of,
 )
 from ssmc.backends.triton.lower_conv import lower_conv, plain_reads
 from ssmc.errors import LoweringError
@@ -102,9 +101,7 @@ def lower_group(
     size_dims = tuple(d for d in graph.dim_order if d in all_dims)
     taps = {n.attr("taps") for n in whole.nodes if n.op in CONV_FAMILY}  # a conv sums over them: held whole
     full = set(taps)
-    # complex values' parts: held whole (as registers), each value's two parts in one thread
-    full |= {n.attr("complex") or n.attr("dim") for n in whole.nodes
-             if n.op in ("stack", "part") or (n.op in ("scan", "scan_final") and n.attr("complex"))}
+    full |= complex_parts(whole.nodes)  # held whole (as registers): each value's two parts in one thread
     for n in whole.nodes:
         if n.op in ("sum", "mean"):
             d = n.attr("dim")
@@ -304,13 +301,10 @@ def parts_expr(n: Node, value) -> str:
     return f"{value(n.inputs[0])}[{d}={n.attr('index')}]"
 
 
-def complex_dims(k: Kernel) -> set[str]:
-    """The dims of complex parts ``k`` uses (held as registers wherever it is printed)."""
-    out = {s.complex for s in k.loop if isinstance(s, ScanStep) and s.complex}
-    for s in k.pre + k.loop + k.post:
-        if isinstance(s, Compute):
-            out |= parts_of(s.expr)
-    return out
+def complex_parts(nodes) -> set[str]:
+    """The dims of complex values' parts among ``nodes`` (a complex scan's, stack's, part's)."""
+    return {n.attr("complex") or n.attr("dim") for n in nodes
+            if n.op in ("stack", "part") or (n.op in ("scan", "scan_final") and n.attr("complex"))}
 
 
 def _log_decay(a: Node, phase: dict[Node, str], time_dim: str | None) -> tuple[Node, Node] | None:
