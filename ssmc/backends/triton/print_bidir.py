@@ -146,14 +146,6 @@ class BidirPrinting:
         """``prefix`` + ``name`` at held index ``idx`` (``cin_h34__3``)."""
         return prefix + self.sub(name, idx)
 
-    def address_at(self, tensor, dims, idx: dict[str, int]) -> tuple[str, str | None]:
-        """``address`` at register-held index ``idx``."""
-        self.index = idx
-        try:
-            return self.address(tensor, dims)
-        finally:
-            self.index = {}
-
     def time_loads(self) -> list:
         """The loop's loads of values that move with time, one per value (phases A and B load
         the same ones)."""

@@ -126,6 +126,14 @@ class HeldPrinting:
                 buf.line(f"{at(s.target, 0)} = {h0}")
                 buf.line(f"{at(s.target, 1)} = {h1}")
 
+    def address_at(self, tensor, dims, idx: dict[str, int], step: int = 0) -> tuple[str, str | None]:
+        """``address`` at register-held index ``idx``."""
+        self.index = idx
+        try:
+            return self.address(tensor, dims, step)
+        finally:
+            self.index = {}
+
     def stmt_at(self, buf: IndentedBuffer, s: Stmt, step: int, idx: dict[str, int]) -> None:
         """``s`` in the tensor form's words, addressed at held index ``idx`` (names not yet
         suffixed: ``put_at`` does that)."""
@@ -257,11 +265,7 @@ class HeldPrinting:
             return False
         total, d, n, n2, _ = j
         t = self.tensors[s.tensor]
-        self.index = {d: 0}
-        try:
-            ptr, mask = self.address(t, s.dims, step)
-        finally:
-            self.index = {}
+        ptr, mask = self.address_at(t, s.dims, {d: 0}, step)
         lanes = f"tl.arange(0, {n2})[None, None, :]"
         masks = [m for m in (self.store_mask(s, mask), f"{lanes} < {n}" if n2 > n else None) if m]
         m = f", mask=tl.broadcast_to({' & '.join(f'({x})' for x in masks)}, p_st.shape)" if masks else ""
