@@ -1,7 +1,7 @@
 """The cost of an accurate exp2 in the time loop (the decay): Mamba-1 bf16, forward at the three
 benchmark shapes and forward+backward at B8 L2048 / B2 L8192, with the op registry's exp2
 template as the GPU's ex2.approx (tl.exp2) and as the prelude's polynomial
-(_ssmc_exp2_accurate), next to the copy rate of the same run. Usage: python bench/exp_exp2.py"""
+(_ssmc_exp2_accurate) or the FMA-pipe one (_ssmc_exp2_fma), next to the copy rate of the same run. Usage: python bench/exp_exp2.py"""
 
 import dataclasses
 import os
@@ -21,7 +21,10 @@ import ssmc.ops.registry as registry  # noqa: E402
 
 EXP2 = registry.get("exp2")
 VARIANTS = {"tl.exp2 (ex2.approx)": EXP2,
-            "_ssmc_exp2_accurate": dataclasses.replace(EXP2, triton="_ssmc_exp2_accurate({0})")}
+            "_ssmc_exp2_accurate": dataclasses.replace(EXP2, triton="_ssmc_exp2_accurate({0})"),
+            "_ssmc_exp2_fma": dataclasses.replace(EXP2, triton="_ssmc_exp2_fma({0})")}
+if len(sys.argv) > 1:
+    VARIANTS = {k: v for k, v in VARIANTS.items() if k in sys.argv[1].split(",")}
 copy = copy_rate_gbs()
 print(f"{torch.cuda.get_device_name()}; copy {copy:.0f} GB/s", flush=True)
 for name, op in VARIANTS.items():

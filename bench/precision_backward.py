@@ -2,7 +2,7 @@
 1, L 130 / 257, the cases hypothesis found): each output's error / bound, under variants of the
 time loop's softplus (the prelude's helper patched before compiling) and of its exp2 (the
 decay; the op registry's template patched). Usage on a GPU:
-python bench/precision_backward.py"""
+python bench/precision_backward.py [current,_ssmc_exp2_fma]"""
 
 import os
 import sys
@@ -27,7 +27,10 @@ VARIANTS = {
 EXP2 = registry.get("exp2")
 VARIANTS = {k: (v, EXP2) for k, v in VARIANTS.items()}
 VARIANTS["exp2 in the loop as _ssmc_exp2_accurate"] = (BASE, dataclasses.replace(EXP2, triton="_ssmc_exp2_accurate({0})"))
+VARIANTS["exp2 in the loop as _ssmc_exp2_fma"] = (BASE, dataclasses.replace(EXP2, triton="_ssmc_exp2_fma({0})"))
 RUNS = [(k, v, "f32") for k, v in VARIANTS.items()] + [(k, v, "bf16") for k, v in list(VARIANTS.items())[::3]]
+if len(sys.argv) > 1:  # only the variants whose names hold one of these words
+    RUNS = [r for r in RUNS if any(w in r[0] for w in sys.argv[1].split(","))]
 for name, (text, exp2), dtype in RUNS:
     prelude.PRELUDE = text
     registry.REGISTRY["exp2"] = exp2

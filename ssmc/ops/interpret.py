@@ -34,27 +34,35 @@ def interpret(
     sizes: Mapping[str, int],
     roots: list[Node] | None = None,
     precision: str = "f64",
+    exp_error: float = 0.0,
 ) -> dict[Node, np.ndarray]:
     """Evaluate ``graph`` (or just ``roots``); returns every computed value.
 
     ``args`` maps argument names to arrays in their declared layout (optional ones may be
     missing: they are zeros); ``sizes`` gives every dim's size. ``precision="f64"`` is the
     definition; ``"f32"`` rounds every value to float32 after each op (a straightforward
-    float32 computation: the low-precision reference the tolerance rule compares against)."""
+    float32 computation: the low-precision reference the tolerance rule compares against).
+    ``exp_error``: with "f32", every exp and exp2 computed per step (along the scan axis) is
+    off by this relative error, as a platform's fast exponential is (the GPU's ex2.approx:
+    the same sign through a run of decays near 1, so it compounds; see testing/check.py)."""
     values: dict[Node, np.ndarray] = {}
     order = topo_order(roots if roots is not None else [v for _, v in graph.outputs])
+    axis = graph.scan_axis() if exp_error else None
     with np.errstate(all="ignore"):
         for node in order:
             v = _eval(node, values, args, sizes, graph.dim_order)
+            if axis is not None and node.op in ("exp", "exp2") and axis in node.dims:
+                v = v * (1.0 + exp_error)
             if precision == "f32" and node.dtype != "bool":
                 v = np.asarray(v, dtype=np.float32).astype(np.float64)
             values[node] = v
     return values
 
 
-def run(graph: Graph, args: Mapping[str, np.ndarray], sizes: Mapping[str, int], precision: str = "f64"):
+def run(graph: Graph, args: Mapping[str, np.ndarray], sizes: Mapping[str, int], precision: str = "f64",
+        exp_error: float = 0.0):
     """The layer's named outputs, axes in canonical dim order (float64 arrays)."""
-    values = interpret(graph, args, sizes, precision=precision)
+    values = interpret(graph, args, sizes, precision=precision, exp_error=exp_error)
     return {name: values[node] for name, node in graph.outputs}
 
 

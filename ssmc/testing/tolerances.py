@@ -16,7 +16,17 @@ computations: the unperturbed one and ones whose float inputs moved by one float
 size of the rounding the kernel itself does). One run alone is luck on small or ill-conditioned
 outputs: seen on an H100, S4D bilinear with one state element, its final state 3e-5 summed from
 terms near 6e-4: the float32 reference erred 4e-11 unperturbed and up to 2.2e-10 perturbed; the
-kernel 3.5e-10."""
+kernel 3.5e-10.
+
+On a GPU two more float32 references model the platform's exponential: the time loop's exp2
+(the decays) is the hardware's ex2.approx, within 2 ulps of 2^x but not correctly rounded
+(measured on an H100: 2.05 ulps at most, 2^-22.7 relative; mean -0.40 ulps over [-1, 0]), and
+its error keeps one sign over the arguments of a run of decays near 1, so it compounds through
+the recurrence. Seen on an H100 (bench/NOTES.md): Mamba-1 in float32 with D = N = 1, L 130 and
+257, gradients up to 2.4x the bound against a correctly rounded reference in 7 of 16 cases; with
+an exp2 accurate to 1.15 ulps in the loop (prelude's _ssmc_exp2_fma) none. The references use
+every per-step exp / exp2 off by +2^-22 and by -2^-22 relative (check.GPU_EXP2_ERROR): a float32
+computation on that platform, as the rounding rule above is the platform's."""
 
 from __future__ import annotations
 

@@ -55,8 +55,11 @@ class CompiledBackward(CompiledLayer):
                  block: int | None = None, num_warps: int | None = None, verify: bool = False,
                  unroll: int | None = None, hoist_loads: bool = True, sub: int | None = None,
                  prefetch: bool = True, graph_layer: Layer | None = None, layout: tuple | None = None,
-                 split_time: bool = True, chunks: int | None = None, held_bidir: bool = False) -> None:
+                 split_time: bool = True, chunks: int | None = None, held_bidir: bool = False,
+                 exp2_fma: tuple[int, int] | None = None) -> None:
         forward = forward or CompiledLayer(layer)
+        if exp2_fma is None:  # as the forward computes its decays
+            exp2_fma = forward.exp2_fma
         if graph_layer is None and recurrences(forward.graph) > 1:
             raise LoweringError(f"{layer.name}: {recurrences(forward.graph)} recurrences: its backward is a "
                                 "MultiBackward (backward_for(layer) picks it)")
@@ -73,7 +76,7 @@ class CompiledBackward(CompiledLayer):
             partial += (forward.graph.scan_axis(),)
         passes = (Canonicalize(), CSE(), DCE(), FuseBackward(partial))
         super().__init__(graph_layer or backward_layer(layer), block_t=block_t, block=block, num_warps=num_warps,
-                         verify=verify, passes=passes, chunks=chunks)
+                         verify=verify, passes=passes, chunks=chunks, exp2_fma=exp2_fma)
         # phase B's loads of a chunk issued before its work: measured on an H100 (bench/NOTES.md,
         # 2026-11-24) 11-14 % faster for Mamba-1's backward and 21 % for HGRN's than in place
         # chunks of 2 steps where each channel holds a whole dim of state (Mamba-1: fewer live
@@ -90,8 +93,9 @@ class CompiledBackward(CompiledLayer):
         self.options["sub"] = sub
         self.forward_layer = layer
         self.held = forward.held  # the forward's choice of state form, for the kernels that can hold it
-        # the main kernel with its whole dims held as registers too (``main_kernel``): built and
-        # checked against the interpreter, not yet measured on a GPU (so not the default)
+        # the main kernel with its whole dims held as registers too (``main_kernel``): checked
+        # against the interpreter, and slower on an H100 (Mamba-1's backward 3.29 -> 4.54 ms at B8
+        # L2048, 16.9 -> 21.5 at B8 L4096 D5120; bench/NOTES.md, session 13), so not the default
         self.held_bidir = held_bidir
 
     def out_dtype(self, first_input_dtype: Any) -> Any:
@@ -118,7 +122,8 @@ class CompiledBackward(CompiledLayer):
         key = (which, id(plan), tuple(held.items()), pairs)
         if key not in self._held_plans:
             kh = lower_group(self.graph, g, "chunked", self.unroll, "states", layout=self.layout, held=held, pairs=pairs)
-            self._held_plans[key] = GroupPlan((replace(kh, align_start=k.align_start),), True, g)
+            kh = replace(kh, align_start=k.align_start, exp2_fma=self.exp2_fma[0])
+            self._held_plans[key] = GroupPlan((kh,), True, g)
         return self._held_plans[key].kernels[0]
 
     def main_kernel(self, plan: GroupPlan, sizes: dict[str, int]) -> Any:
@@ -158,8 +163,9 @@ class CompiledBackward(CompiledLayer):
                     if cg is not None:
                         kc = lower_group(self.graph, cg, "chunked", self.unroll, "states", layout=self.layout)
                         ks.append(replace(kc, align_start=rg is not None))  # chunks aligned as the spans are
-                    ks.append(lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch,
-                                          chunked=cg is not None or (self.split_time and scanless)))
+                    main = lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch,
+                                       chunked=cg is not None or (self.split_time and scanless))
+                    ks.append(replace(main, exp2_fma=self.exp2_fma[1]))
                     out.append(GroupPlan(tuple(ks), len(ks) >= 2, g, checkpointed=rg is not None))
                 elif any(n.op == "sum" and (n.attr("dim") in split or n.attr("dim") == axis) for n in g.nodes):
                     # sums over time or across programs: the bidir loop (no scan in it)

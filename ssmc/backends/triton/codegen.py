@@ -169,7 +169,8 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
                     f"{self.k.layer}: complex values (parts along {sorted(parts)}) are lowered with those dims "
                     f"held as registers (the sequential and chunked strategies), not in {self.k.name}'s tensor form"
                 )
-            buf.line(f"{s.target} = {s.expr}  # {s.comment}")
+            expr = s.expr.replace("tl.exp2(", "_ssmc_exp2_fma(") if self.k.exp2_fma == 1 else s.expr
+            buf.line(f"{s.target} = {expr}  # {s.comment}")
         elif isinstance(s, TimeSum):
             buf.line(f"# {s.comment}")
             buf.line(f"{s.target} += tl.sum(tl.where({self.expand('mask_T', 0)}, {s.source}, 0.0), axis=0, keep_dims=True)")

@@ -81,6 +81,7 @@ class CompiledLayer:
         passes: tuple | None = None,
         held: str | None = None,
         deterministic: bool = False,
+        exp2_fma: tuple[int, int] = (0, 0),
     ) -> None:
         if strategy is not None and strategy not in STRATEGIES:
             raise LoweringError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
@@ -95,6 +96,12 @@ class CompiledLayer:
         # in a fixed order instead of added atomically; also on under
         # torch.use_deterministic_algorithms(True)
         self.deterministic = bool(deterministic)
+        # register-held kernels: every k-th exp2 of the time loop on the FMA pipe (Kernel.exp2_fma),
+        # (k in chunk-states kernels, k in the others); 0: none
+        if len(tuple(exp2_fma)) != 2 or any(not isinstance(k, int) or k < 0 for k in exp2_fma):
+            raise LoweringError(f"exp2_fma={exp2_fma!r}: two counts >= 0 (every k-th exp2 of chunk-states "
+                                "kernels, of the others; 1 all, 0 none)")
+        self.exp2_fma = tuple(exp2_fma)
         self._det_kernels: dict[str, Kernel] = {}
         self.layer = layer
         self.passes = tuple(passes) if passes is not None else DEFAULT_PIPELINE
@@ -236,6 +243,7 @@ class CompiledLayer:
             roles = tuple(k.role for k in plan.kernels)
             strategy = "chunked" if plan.chunked else "sequential"
             ks = tuple(lower_group(self.graph, plan.group, strategy, self.unroll, r, held=held, pairs=pairs) for r in roles)
+            ks = tuple(replace(k, exp2_fma=self.exp2_fma[k.role != "states"]) for k in ks)
             self._held_plans[key] = GroupPlan(ks, plan.chunked, plan.group)
         return self._held_plans[key]
 

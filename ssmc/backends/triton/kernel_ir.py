@@ -229,6 +229,10 @@ class Kernel:
     # the dims held whole that are a conv's taps (a value spans them and at most one other
     # held dim: [K, N] or [K, P], never a state's [N, P] times K)
     taps: Dims = ()
+    # 2^x in the time loop on the FMA pipe (prelude's _ssmc_exp2_fma) instead of the MUFU
+    # pipe's ex2.approx, for every k-th register-held element of a value (1: every element,
+    # also in the tensor form; 0: none): a chunk-states kernel is bound by its MUFU pipe
+    exp2_fma: int = 0
 
     @functools.cached_property
     def complex_dims(self) -> frozenset[str]:

@@ -31,6 +31,31 @@ def _ssmc_exp2_accurate(x):
 
 
 @triton.jit
+def _ssmc_exp2_fma(x):
+    # 2^x on the FMA and integer pipes, for time loops where the transcendental (MUFU) pipe is
+    # the limit or ex2.approx's error (about 2 ulps, biased) compounds: n = round(x) by the
+    # 1.5 * 2^23 trick (its bits hold n), f = x - n in [-1/2, 1/2], 2^f by a degree-6 fit of
+    # relative error 1.9e-9 (float32: 1.15 ulps at most, unbiased), 2^n as two exponent-field
+    # scalings (exact for -252 <= n <= 254; beyond, the clamp's 0 or inf is the right one)
+    xc = tl.minimum(tl.maximum(x, -252.0, propagate_nan=tl.PropagateNan.ALL), 254.0,
+                    propagate_nan=tl.PropagateNan.ALL)
+    t = xc + 12582912.0
+    f = xc - (t - 12582912.0)
+    ni = t.to(tl.int32, bitcast=True) - 0x4B400000
+    p = 0.00015345179482291867
+    p = p * f + 0.0013399925774923978
+    p = p * f + 0.00961849130560944
+    p = p * f + 0.05550328793910701
+    p = p * f + 0.2402264686898231
+    p = p * f + 0.6931472057267567
+    p = p * f + 1.0
+    h = ni >> 1
+    s1 = ((h + 127) << 23).to(tl.float32, bitcast=True)
+    s2 = ((ni - h + 127) << 23).to(tl.float32, bitcast=True)
+    return p * s1 * s2
+
+
+@triton.jit
 def _ssmc_log2e_split(x):
     # x * log2 e as t + e: t rounded, e its rounding error (rounding x * log2 e costs |x| * eps
     # relative error in exp otherwise). Triton's interpreter does not fuse tl.fma: e is 0 there.
@@ -200,6 +225,7 @@ HELPERS = (
     "_ssmc_log2e_split",
     "_ssmc_exp_accurate",
     "_ssmc_exp2_accurate",
+    "_ssmc_exp2_fma",
     "_ssmc_log1p",
     "_ssmc_expm1",
     "_ssmc_exprel",

@@ -98,7 +98,7 @@ class HeldPrinting:
         for i, idx in enumerate(self.combos(dims)):
             sub = IndentedBuffer()
             self.stmt_at(sub, s, step, idx)
-            self.put_at(buf, sub, idx, first=i == 0)
+            self.put_at(buf, sub, idx, first=i == 0, fma=self.fma_at(s, i))
 
     def complex_step(self, buf: IndentedBuffer, s: ScanStep, valid: str | None = None, keep=None) -> None:
         """A complex scan's step: both parts of every state element at once (h = a h + b,
@@ -143,11 +143,19 @@ class HeldPrinting:
         finally:
             self.index = {}
 
-    def put_at(self, buf: IndentedBuffer, sub: IndentedBuffer, idx: dict[str, int], first: bool) -> None:
-        """``sub``'s lines with every name at ``idx``; comments only for the first index."""
+    def fma_at(self, s: Stmt, i: int) -> bool:
+        """Whether ``s`` at its ``i``-th held index computes its exp2 on the FMA pipe."""
+        every = self.k.exp2_fma
+        return isinstance(s, Compute) and every > 0 and i % every == every - 1
+
+    def put_at(self, buf: IndentedBuffer, sub: IndentedBuffer, idx: dict[str, int], first: bool, fma: bool = False) -> None:
+        """``sub``'s lines with every name at ``idx``; comments only for the first index.
+        ``fma``: its exp2 on the FMA pipe (``Kernel.exp2_fma``)."""
         for line in sub.getvalue().splitlines():
             if not first and line.lstrip().startswith("#"):
                 continue
+            if fma:
+                line = line.replace("tl.exp2(", "_ssmc_exp2_fma(")
             buf.line(self.sub(line if first else re.sub(r"\s+#.*$", "", line), idx))
 
     def tile_io(self, buf: IndentedBuffer, s: Stmt) -> bool:
@@ -409,7 +417,7 @@ class HeldPrinting:
                     self.convert_raw(sub, st, j, idx)
                 else:
                     self.stmt_at(sub, st, j, idx)
-                self.put_at(buf, sub, idx, first=i == 0)
+                self.put_at(buf, sub, idx, first=i == 0, fma=self.fma_at(st, i))
         for st in stmts:
             if isinstance(st, Reduce) and st.kind == "mean":
                 buf.line(f"{st.target} = {st.target} / {float(self.held[st.dim])!r}")
