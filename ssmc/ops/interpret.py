@@ -42,8 +42,8 @@ def interpret(
     missing: they are zeros); ``sizes`` gives every dim's size. ``precision="f64"`` is the
     definition; ``"f32"`` rounds every value to float32 after each op (a straightforward
     float32 computation: the low-precision reference the tolerance rule compares against).
-    ``exp_error``: with "f32", every exp and exp2 computed per step (along the scan axis) is
-    off by this relative error, as a platform's fast exponential is (the GPU's ex2.approx:
+    ``exp_error``: every exp and exp2 computed per step (along the scan axis) is off by this
+    relative error, as a platform's fast exponential is (the GPU's ex2.approx:
     the same sign through a run of decays near 1, so it compounds; see testing/check.py)."""
     values: dict[Node, np.ndarray] = {}
     order = topo_order(roots if roots is not None else [v for _, v in graph.outputs])

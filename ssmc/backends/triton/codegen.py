@@ -26,7 +26,7 @@ from ssmc.backends.triton.kernel_ir import (
 from ssmc.backends.triton.prelude import prelude_for
 from ssmc.backends.triton.print_bidir import BidirPrinting
 from ssmc.backends.triton.print_conv import ConvPrinting
-from ssmc.backends.triton.print_held import HeldPrinting
+from ssmc.backends.triton.print_held import HeldPrinting, on_fma_pipe
 from ssmc.backends.triton.print_matrix import MatrixPrinter
 from ssmc.errors import LoweringError
 from ssmc.ir.dims import Dims
@@ -169,7 +169,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
                     f"{self.k.layer}: complex values (parts along {sorted(parts)}) are lowered with those dims "
                     f"held as registers (the sequential and chunked strategies), not in {self.k.name}'s tensor form"
                 )
-            expr = s.expr.replace("tl.exp2(", "_ssmc_exp2_fma(") if self.k.exp2_fma == 1 else s.expr
+            expr = on_fma_pipe(s.expr) if self.k.exp2_fma == 1 else s.expr
             buf.line(f"{s.target} = {expr}  # {s.comment}")
         elif isinstance(s, TimeSum):
             buf.line(f"# {s.comment}")

@@ -96,8 +96,8 @@ class CompiledLayer:
         # in a fixed order instead of added atomically; also on under
         # torch.use_deterministic_algorithms(True)
         self.deterministic = bool(deterministic)
-        # register-held kernels: every k-th exp2 of the time loop on the FMA pipe (Kernel.exp2_fma),
-        # (k in chunk-states kernels, k in the others); 0: none
+        # (k, m): every k-th per-step exp2 of chunk-states kernels on the FMA pipe, every m-th of
+        # the others' (Kernel.exp2_fma; a count other than 1 applies to register-held values)
         if len(tuple(exp2_fma)) != 2 or any(not isinstance(k, int) or k < 0 for k in exp2_fma):
             raise LoweringError(f"exp2_fma={exp2_fma!r}: two counts >= 0 (every k-th exp2 of chunk-states "
                                 "kernels, of the others; 1 all, 0 none)")

@@ -231,7 +231,9 @@ class Kernel:
     taps: Dims = ()
     # 2^x in the time loop on the FMA pipe (prelude's _ssmc_exp2_fma) instead of the MUFU
     # pipe's ex2.approx, for every k-th register-held element of a value (1: every element,
-    # also in the tensor form; 0: none): a chunk-states kernel is bound by its MUFU pipe
+    # also in the tensor form; 0: none). Accurate (under 1 ulp on an H100, unbiased) but no
+    # faster: Mamba-1's chunk-states kernel, expected MUFU-bound, was slower at every fraction
+    # (bench/NOTES.md, session 13); (1, 1) on a layer is its float32-accurate mode
     exp2_fma: int = 0
 
     @functools.cached_property

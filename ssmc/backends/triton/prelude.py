@@ -35,7 +35,7 @@ def _ssmc_exp2_fma(x):
     # 2^x on the FMA and integer pipes, for time loops where the transcendental (MUFU) pipe is
     # the limit or ex2.approx's error (about 2 ulps, biased) compounds: n = round(x) by the
     # 1.5 * 2^23 trick (its bits hold n), f = x - n in [-1/2, 1/2], 2^f by a degree-6 fit of
-    # relative error 1.9e-9 (float32: 1.15 ulps at most, unbiased), 2^n as two exponent-field
+    # relative error 1.9e-9 (float32: 0.95 ulps at most on an H100, 1.15 unfused, unbiased), 2^n as two exponent-field
     # scalings (exact for -252 <= n <= 254; beyond, the clamp's 0 or inf is the right one)
     xc = tl.minimum(tl.maximum(x, -252.0, propagate_nan=tl.PropagateNan.ALL), 254.0,
                     propagate_nan=tl.PropagateNan.ALL)

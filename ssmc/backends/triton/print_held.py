@@ -23,6 +23,11 @@ from ssmc.backends.triton.kernel_ir import (
 from ssmc.ir.dims import Dims
 
 
+def on_fma_pipe(text: str) -> str:
+    """``text`` with its exp2 calls as the prelude's FMA-pipe exp2 (``Kernel.exp2_fma``)."""
+    return text.replace("tl.exp2(", "_ssmc_exp2_fma(")
+
+
 class HeldPrinting:
     """Register-held dims: naming, the per-index statements, runs, prefetch loads."""
 
@@ -155,7 +160,7 @@ class HeldPrinting:
             if not first and line.lstrip().startswith("#"):
                 continue
             if fma:
-                line = line.replace("tl.exp2(", "_ssmc_exp2_fma(")
+                line = on_fma_pipe(line)
             buf.line(self.sub(line if first else re.sub(r"\s+#.*$", "", line), idx))
 
     def tile_io(self, buf: IndentedBuffer, s: Stmt) -> bool:
