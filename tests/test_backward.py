@@ -524,3 +524,46 @@ def test_bidirectional_layer_with_a_matrix_form_direction_trains():
         g = torch.tensor(want["grad_" + k], dtype=torch.float64)
         got = v.grad.double().cpu()
         torch.testing.assert_close(got.reshape(g.shape) if got.numel() == g.numel() else got, g, rtol=2e-4, atol=2e-5 * float(g.abs().max()) + 1e-6, msg=k)
+
+
+@pytest.mark.parametrize("name,packed", [("hgrn", False), ("mamba1", False), ("mamba1", True), ("mamba2", False)])
+def test_autograd_stores_16_bit_gradients_as_the_cast_of_float32_ones(name, packed):
+    """Autograd's call of the backward stores a bf16 argument's gradient in bf16 where one
+    program writes each element (Run.result_dtype): the same bits as the float32 gradient the
+    plain call returns, cast; gradients summed across programs (parameters, B and C of
+    Mamba-1) stay float32 inside and are cast after."""
+    from ssmc.export.autograd import gradients
+
+    layer = LAYERS[name]
+    sizes = sizes_for(layer, B=2, L=13, D=6, N=4)
+    values = {k: torch.tensor(v, device=DEVICE) for k, v in make_inputs(layer, sizes, "bf16", seed=2).items()}
+    values = {k: v.to(torch.bfloat16) if layer.specs[k].kind == "input" else v.float() for k, v in values.items()}
+    cu = None
+    if packed:  # two sequences of 5 and 8 steps in one row
+        seq = [k for k, s in layer.specs.items() if "L" in s.layout]
+        values = {k: v[:1] if k in seq else v for k, v in values.items()}
+        cu = torch.tensor([0, 5, 13], dtype=torch.int32, device=DEVICE)
+    c = ssmc.compile(layer)
+    outs = c.raw_call(cu_seqlens=cu, **values)
+    gen = torch.Generator().manual_seed(3)
+    cots = {f"grad_{k}": torch.randn(v.shape, generator=gen).to(DEVICE, v.dtype) for k, v in outs.items()}
+    plain = c.backward_compiled().raw_call(cu_seqlens=cu, **values, **cots)
+    assert all(g.dtype == torch.float32 for g in plain.values())
+    direct = c.backward_compiled().raw_call(cu_seqlens=cu, grads_as_inputs=True, **values, **cots)
+    stored = [k for k, g in direct.items() if g.dtype == torch.bfloat16]
+    assert "grad_x" in stored, stored  # an input's elementwise gradient
+    for k, g in direct.items():
+        assert g.dtype in (torch.float32, torch.bfloat16), k
+        assert torch.equal(g, rounded(plain[k], g.dtype)), k
+    for got, want, k in zip(gradients(c, values, cots, cu), plain.values(), plain):
+        if got is not None and k in stored and want.shape == got.shape:
+            assert torch.equal(got, rounded(want, torch.bfloat16)), k
+
+
+def rounded(g, dtype):
+    """float32 ``g`` as a kernel stores it in ``dtype``: rounded to nearest on a GPU (as
+    torch's cast), truncated in Triton 3.6.0's interpreter (its float32 -> bf16 cast drops
+    the low bits)."""
+    if dtype == torch.float32 or HAS_GPU:
+        return g.to(dtype)
+    return (g.cpu().view(torch.int32) & -65536).view(torch.float32).to(dtype).to(g.device)

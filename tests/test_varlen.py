@@ -94,3 +94,17 @@ def test_packed_inputs_are_one_row_and_states_one_per_sequence():
         c(**bad, cu_seqlens=cu)
     with pytest.raises(ArgumentError, match=r"argument `h0` has B=3 but cu_seqlens holds 2 sequences"):
         c(**a, h0=torch.zeros(3, 3, 2), cu_seqlens=cu)
+
+
+def test_programs_take_sequences_longest_first():
+    """The grid's batch slots take sequences longest first (ties in the caller's order); the
+    results stay in the caller's order (the test above, with lengths in any order)."""
+    from ssmc.backends.triton.binding import bind_packed
+
+    c = ssmc.compile(mamba1)
+    cu = torch.tensor([0, 2, 9, 11, 18, 19], dtype=torch.int32)  # lengths 2, 7, 2, 7, 1
+    a = make_inputs(mamba1, dict(B=1, L=19, D=3, N=2), "f32", 0, with_optional=False)
+    a = {k: torch.tensor(v, dtype=torch.float32) for k, v in a.items()}
+    sizes, packed = bind_packed(c, a, cu, torch.device("cpu"))
+    assert sizes["B"] == 5 and packed.longest == 7
+    assert packed.order.tolist() == [1, 3, 0, 2, 4] and packed.order.dtype == torch.int32

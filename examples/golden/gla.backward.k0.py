@@ -33,7 +33,7 @@ def gla_backward_k0_ckpt_chunked_states(
     st_S, st_S_s__C, st_S_s_B, st_S_s_H, st_S_s_K, st_S_s_V,
     st_P, st_P_s__C, st_P_s_B, st_P_s_H, st_P_s_K, st_P_s_V,
     size__C, size_B, size_L, size_H, size_K, size_V, chunk_len,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -54,7 +54,8 @@ def gla_backward_k0_ckpt_chunked_states(
     offs_V = pid_V * BLOCK_V + tl.arange(0, BLOCK_V).to(tl.int64)
     mask_V = offs_V < size_V
 
-    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

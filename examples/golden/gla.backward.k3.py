@@ -30,7 +30,7 @@ def gla_backward_k1_chunked(
     a_g, a_g_s_B, a_g_s_L, a_g_s_H, a_g_s_K,
     o_grad_g, o_grad_g_s_B, o_grad_g_s_L, o_grad_g_s_H, o_grad_g_s_K,
     size__C, size_B, size_L, size_H, size_K, chunk_len,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -46,7 +46,8 @@ def gla_backward_k1_chunked(
     offs_K = pid_K * BLOCK_K + tl.arange(0, BLOCK_K).to(tl.int64)
     mask_K = offs_K < size_K
 
-    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

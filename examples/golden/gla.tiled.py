@@ -39,7 +39,7 @@ def gla_k0(
     o_o, o_o_s_B, o_o_s_L, o_o_s_H, o_o_s_V,
     o_h_final, o_h_final_s_B, o_h_final_s_H, o_h_final_s_K, o_h_final_s_V,
     size_B, size_L, size_H, size_K, size_V,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -58,7 +58,8 @@ def gla_k0(
     offs_V = pid_V * BLOCK_V + tl.arange(0, BLOCK_V).to(tl.int64)
     mask_V = offs_V < size_V
 
-    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

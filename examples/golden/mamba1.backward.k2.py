@@ -103,7 +103,7 @@ def mamba1_backward_k0_bidir(
     o_grad_dt_bias, o_grad_dt_bias_s_D,
     o_grad_h0, o_grad_h0_s_B, o_grad_h0_s_D, o_grad_h0_s_N,
     size__C, size_B, size_L, size_D, size_N, chunk_len,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -122,7 +122,8 @@ def mamba1_backward_k0_bidir(
     offs_D = pid_D * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     mask_D = offs_D < size_D
 
-    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

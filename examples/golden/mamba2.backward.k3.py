@@ -88,7 +88,7 @@ def mamba2_backward_k1_bidir(
     t67, t67_s_G, t67_s_R,
     o_grad_dt_bias, o_grad_dt_bias_s_G, o_grad_dt_bias_s_R,
     size_B, size_L, size_G, size_R,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -100,7 +100,8 @@ def mamba2_backward_k1_bidir(
     pid_B = rest % size_B
     rest = rest // size_B
 
-    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

@@ -112,7 +112,7 @@ def mamba2_backward_matrix_m1_matrix_states(
     hin_m1, hin_m1_s__C, hin_m1_s_B, hin_m1_s_G, hin_m1_s_R, hin_m1_s_N, hin_m1_s_P,
     o_mx2, o_mx2_s_B, o_mx2_s_G, o_mx2_s_R, o_mx2_s_P, o_mx2_s_N,
     size_B, size_L, size_G, size_R, size_P, size_N, size__C, size__NB, size__PB,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr, EVEN_N: tl.constexpr, EVEN_P: tl.constexpr, PREC: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -127,7 +127,8 @@ def mamba2_backward_matrix_m1_matrix_states(
     rest = rest // size_G
     pid_B = rest % size_B
     rest = rest // size_B
-    if VARLEN:  # a packed batch: sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

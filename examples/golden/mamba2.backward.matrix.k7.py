@@ -101,7 +101,7 @@ def mamba2_backward_k0_bidir(
     t66, t66_s_B, t66_s_G, t66_s_R, t66_s_P,
     o_grad_dt_bias, o_grad_dt_bias_s_G, o_grad_dt_bias_s_R,
     size__C, size_B, size_L, size_G, size_R, size_P, size_N, chunk_len,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_P: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -127,7 +127,8 @@ def mamba2_backward_k0_bidir(
     offs_R = pid_R * BLOCK_R + tl.arange(0, BLOCK_R).to(tl.int64)
     mask_R = offs_R < size_R
 
-    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

@@ -73,7 +73,7 @@ def mamba2_conv_backward_k2_chunked(
     o_grad_B_window, o_grad_B_window_s_B, o_grad_B_window_s_G, o_grad_B_window_s_N, o_grad_B_window_s_K,
     o_grad_C_window, o_grad_C_window_s_B, o_grad_C_window_s_G, o_grad_C_window_s_N, o_grad_C_window_s_K,
     size__C, size_B, size_L, size_G, size_R, size_N, size_K, chunk_len,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_grad_B_window: tl.constexpr, HAS_a_grad_C_window: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -96,7 +96,8 @@ def mamba2_conv_backward_k2_chunked(
     offs_N = pid_N * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
     mask_N = offs_N < size_N
 
-    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

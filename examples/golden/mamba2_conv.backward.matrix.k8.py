@@ -85,7 +85,7 @@ def mamba2_conv_backward_k1_bidir(
     o_grad_D, o_grad_D_s_G, o_grad_D_s_R,
     o_grad_x_window, o_grad_x_window_s_B, o_grad_x_window_s_G, o_grad_x_window_s_R, o_grad_x_window_s_P, o_grad_x_window_s_K,
     size_B, size_L, size_G, size_R, size_P, size_N, size_K,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_grad_x_window: tl.constexpr, HAS_a_B_window: tl.constexpr, HAS_a_C_window: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_P: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -114,7 +114,8 @@ def mamba2_conv_backward_k1_bidir(
     offs_R = pid_R * BLOCK_R + tl.arange(0, BLOCK_R).to(tl.int64)
     mask_R = offs_R < size_R
 
-    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

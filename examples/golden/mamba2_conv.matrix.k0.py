@@ -118,7 +118,7 @@ def mamba2_conv_k0_matrix_states(
     hin_k0, hin_k0_s__C, hin_k0_s_B, hin_k0_s_G, hin_k0_s_R, hin_k0_s_N, hin_k0_s_P,
     o_h_final, o_h_final_s_B, o_h_final_s_G, o_h_final_s_R, o_h_final_s_P, o_h_final_s_N,
     size_B, size_L, size_G, size_R, size_P, size_N, size_K, size__C, size__NB, size__PB,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_x_window: tl.constexpr, HAS_a_B_window: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr, EVEN_N: tl.constexpr, EVEN_P: tl.constexpr, PREC: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -133,7 +133,8 @@ def mamba2_conv_k0_matrix_states(
     rest = rest // size_G
     pid_B = rest % size_B
     rest = rest // size_B
-    if VARLEN:  # a packed batch: sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

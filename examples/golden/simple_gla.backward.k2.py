@@ -42,7 +42,7 @@ def simple_gla_backward_k0_bidir(
     t23, t23_s_B, t23_s_L, t23_s_H, t23_s_K,
     o_grad_h0, o_grad_h0_s_B, o_grad_h0_s_H, o_grad_h0_s_K, o_grad_h0_s_V,
     size__C, size_B, size_L, size_H, size_K, size_V, chunk_len,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_grad_o: tl.constexpr, HAS_a_h0: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -63,7 +63,8 @@ def simple_gla_backward_k0_bidir(
     offs_V = pid_V * BLOCK_V + tl.arange(0, BLOCK_V).to(tl.int64)
     mask_V = offs_V < size_V
 
-    if VARLEN:  # a packed batch: program pid_B scans sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

@@ -41,7 +41,7 @@ def simple_gla_backward_matrix_m2_matrix_states(
     hin_m2, hin_m2_s__C, hin_m2_s_B, hin_m2_s_H, hin_m2_s_K, hin_m2_s_V,
     o_mx5, o_mx5_s_B, o_mx5_s_H, o_mx5_s_K, o_mx5_s_V,
     size_B, size_L, size_H, size_K, size_V, size__C, size__NB, size__PB,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_grad_o: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr, EVEN_K: tl.constexpr, EVEN_V: tl.constexpr, PREC: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -54,7 +54,8 @@ def simple_gla_backward_matrix_m2_matrix_states(
     rest = rest // size_H
     pid_B = rest % size_B
     rest = rest // size_B
-    if VARLEN:  # a packed batch: sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

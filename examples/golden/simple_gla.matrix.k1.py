@@ -40,7 +40,7 @@ def simple_gla_k0_matrix(
     hin_k0, hin_k0_s__C, hin_k0_s_B, hin_k0_s_H, hin_k0_s_K, hin_k0_s_V,
     o_o, o_o_s_B, o_o_s_L, o_o_s_H, o_o_s_V,
     size_B, size_L, size_H, size_K, size_V, size__C, size__RT, size__PB,
-    cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)
+    cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr, EVEN_K: tl.constexpr, EVEN_V: tl.constexpr, PREC: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -53,7 +53,8 @@ def simple_gla_k0_matrix(
     rest = rest // size_H
     pid_B = rest % size_B
     rest = rest // size_B
-    if VARLEN:  # a packed batch: sequence pid_B, in row 0
+    if VARLEN:  # a packed batch, in row 0: slot pid_B takes a sequence, longest first
+        pid_B = tl.load(seq_order + pid_B).to(tl.int64)
         t_lo = tl.load(cu_seqlens + pid_B).to(tl.int64)
         n_steps = tl.load(cu_seqlens + pid_B + 1).to(tl.int64) - t_lo
         row_B = 0

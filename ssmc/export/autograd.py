@@ -24,7 +24,8 @@ def gradients(compiled: Any, values: dict[str, Any], cots: dict[str, Any], cu_se
     layer = compiled.layer
     bwd = compiled.backward_compiled()
     given = {k: v for k, v in values.items() if v is not None}
-    res = bwd.raw_call(cu_seqlens=cu_seqlens, **given, **cots) if cots else {}
+    # 16-bit arguments' gradients stored as such where the kernels can (Run.result_dtype)
+    res = bwd.raw_call(cu_seqlens=cu_seqlens, grads_as_inputs=True, **given, **cots) if cots else {}
     dims = {k: v.dims for k, v in bwd.graph.outputs}
     out = []
     for k in layer.specs:

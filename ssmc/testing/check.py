@@ -100,5 +100,5 @@ def check_compiled(
     dts_out = {k: names[v.dtype] for k, v in outs.items()}
     # outputs stored in float32 but multiplied in the inputs' 16-bit dtype (a matrix backward's)
     if hasattr(compiled, "result_precision"):
-        dts_out.update({k: d for k, d in compiled.result_precision(dtype).items() if k in dts_out})
+        dts_out.update({k: d for k, d in compiled.result_precision(dtype, bound).items() if k in dts_out})
     return compare_outputs(got, ref64, ref32s, dts_out, tol_scale, rounding)

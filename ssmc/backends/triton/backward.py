@@ -220,12 +220,25 @@ class _MatrixPart(CompiledLayer):
     defines_op = False
     out_dtype = CompiledBackward.out_dtype  # float32, like every backward's
 
-    def __init__(self, layer: Layer, exact: frozenset[str], **kwargs: Any) -> None:
+    # where 16-bit products ran clean under compute-sanitizer (see MatrixBackward): the
+    # result's dim at least this, the other state dim at most this
+    LOW_MIN_RESULT, LOW_MAX_OTHER = 33, 64
+
+    def __init__(self, layer: Layer, exact: frozenset[str], low_where_clean: bool = False, **kwargs: Any) -> None:
         super().__init__(layer, **kwargs)
         self.exact = exact
+        self.low_where_clean = low_where_clean
 
-    def matrix_exact(self, group: Any) -> bool:
-        return any(name in self.exact for name, v in self.graph.outputs if v in group.stores)
+    def matrix_exact(self, group: Any, shape: tuple[int, int] | None = None) -> bool:
+        """Float32-accurate products for the scan of ``group``: one named in ``exact``, and,
+        with ``low_where_clean``, at a call (``shape``: the sizes of its result's own dim and of
+        the state's other dim) one outside the shapes measured clean (see MatrixBackward)."""
+        if any(name in self.exact for name, v in self.graph.outputs if v in group.stores):
+            return True
+        if not self.low_where_clean or shape is None:
+            return False
+        result, other = shape
+        return result < self.LOW_MIN_RESULT or other > self.LOW_MAX_OTHER
 
 
 class MatrixBackward:
@@ -252,7 +265,7 @@ class MatrixBackward:
     MAX_STEPS = 8192
 
     def __init__(self, layer: Layer, forward: CompiledLayer | None = None, verify: bool = False,
-                 block_t: int | None = None, sub: int | None = None, low_precision: bool = False) -> None:
+                 block_t: int | None = None, sub: int | None = None, low_precision: bool | None = None) -> None:
         from ssmc.dsl.trace import ArgSpec
         from ssmc.ir.node import Node
         from ssmc.passes import run_passes
@@ -273,15 +286,19 @@ class MatrixBackward:
         # terms mostly cancel) need float32-accurate products; the others (dk, dq) do not
         summed = {x for n in g.nodes if n.op == "scan" for x in topo_order(list(n.inputs))}
         self.summed = frozenset(names[n] for n in mnodes if n in summed)
-        # 16-bit products for the others (``low_precision``) are off by default: on an H100,
-        # Triton 3.6.0 compiled dk's outputs kernel (PREC bf16) into one that faults with an
-        # illegal shared/local address for Mamba-2 at N = 32 (B8 L2048 H32; N = 16, 64, 128
-        # ran clean; with a conv fused, N = 16 faulted too): compute-sanitizer, bench/NOTES.md
-        self.exact = self.summed if low_precision else frozenset(names.values())
+        # 16-bit products for the others: Triton 3.6.0 compiled dk's outputs kernel (PREC bf16)
+        # into one that faults with an illegal shared/local address (compute-sanitizer on an
+        # H100, bench/NOTES.md "2026-11-24 (9)") where its result's blocks are narrower than 64
+        # against a state dim of 64 or more (Mamba-2 at N 32 with P 64 or 128; with a conv fused,
+        # at N 16); the plain layer at P 64 with N 48, 64, 96, 128, 256 and at N 32 with P 32 ran
+        # clean. So by default (``low_precision`` None) 16-bit products only in that measured
+        # range: result dim 33 or more (a block of 64) and the other dim at most 64
+        # (_MatrixPart.LOW_*); True: wherever the result needs no float32 accuracy; False: never.
+        self.exact = frozenset(names.values()) if low_precision is False else self.summed
         part = g.replace(name=f"{g.name}_matrix", outputs=tuple((names[n], n) for n in mnodes),
                          nodes=tuple(topo_order(mnodes)), groups=None)
         self.part = _MatrixPart(Layer.from_graph(part, full.specs, full.optional, full.fixed_sizes), self.exact,
-                                strategy="matrix", passes=(FuseMatrixScans(),), verify=verify, block_t=block_t)
+                                low_precision is None, strategy="matrix", passes=(FuseMatrixScans(),), verify=verify, block_t=block_t)
         self.part.options["sub"] = sub
         self.layer = full  # the backward as a layer: what tests interpret
         margs = {}
@@ -307,14 +324,20 @@ class MatrixBackward:
             self.rest = CompiledBackward(layer, forward, verify=verify, layout=layout, split_time=True,
                                          graph_layer=Layer.from_graph(rest, specs, full.optional, full.fixed_sizes))
 
-    def result_precision(self, input_dtype: str) -> dict[str, str]:
+    def result_precision(self, input_dtype: str, sizes: dict[str, int] | None = None) -> dict[str, str]:
         """The gradients whose kernels multiply in ``input_dtype`` ("bf16", "f16"; float32 results
         nonetheless): those computed from matrix scans that need no float32 accuracy (their
-        products are 16-bit on a GPU), to be held to that dtype's tolerance."""
+        products are 16-bit on a GPU; at ``sizes``, where they are), to be held to that dtype's
+        tolerance."""
         if input_dtype == "f32":
             return {}
         part = self.part.graph
-        low = {k for g in part.groups or () if not self.part.matrix_exact(g) for k, v in part.outputs if v in g.stores}
+
+        def shape(v: Any) -> tuple[int, int] | None:  # a matrix scan's result dim and other state dim
+            return (sizes[v.attr("vdim")], sizes[v.attr("kdim")]) if sizes is not None else None
+
+        low = {k for g in part.groups or () for k, v in part.outputs if v in g.stores
+               and not self.part.matrix_exact(g, shape(v))}
         out = {k: input_dtype for k, name in self.direct.items() if name in low}
         for name, v in self.rest.graph.outputs if self.rest is not None else ():
             if any(n.op == "arg" and n.attr("name") in low for n in topo_order([v])):
@@ -336,22 +359,24 @@ class MatrixBackward:
             return int((cu_seqlens[1:] - cu_seqlens[:-1]).max()) > self.MAX_STEPS
         return any(t.shape[s.layout.index(axis)] > self.MAX_STEPS for t, s in given if axis in s.layout)
 
-    def raw_call(self, cu_seqlens: Any = None, **kwargs: Any) -> dict[str, Any]:
+    def raw_call(self, cu_seqlens: Any = None, grads_as_inputs: bool = False, **kwargs: Any) -> dict[str, Any]:
         if self.recurrent_for(cu_seqlens, kwargs):
             if self.recurrent is None:
                 self.recurrent = CompiledBackward(self.forward.layer, forward=self.forward)
             self.recurrent.deterministic = self.deterministic
-            return self.recurrent.raw_call(cu_seqlens=cu_seqlens, **kwargs)
-        return self.matrix_call(cu_seqlens, **kwargs)
+            return self.recurrent.raw_call(cu_seqlens=cu_seqlens, grads_as_inputs=grads_as_inputs, **kwargs)
+        return self.matrix_call(cu_seqlens, grads_as_inputs, **kwargs)
 
-    def matrix_call(self, cu_seqlens: Any = None, **kwargs: Any) -> dict[str, Any]:
-        """The matrix scans' kernels, then the rest's, whatever the inputs' dtype and length."""
+    def matrix_call(self, cu_seqlens: Any = None, grads_as_inputs: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """The matrix scans' kernels, then the rest's, whatever the inputs' dtype and length
+        (``grads_as_inputs``: the rest's, as ``Run.result_dtype`` says; the matrix scans'
+        results stay float32)."""
         self.part.deterministic = self.deterministic
         mx = self.part.raw_call(cu_seqlens=cu_seqlens, **kwargs)
         res = {}
         if self.rest is not None:
             self.rest.deterministic = self.deterministic
-            res = self.rest.raw_call(cu_seqlens=cu_seqlens, **kwargs, **mx)
+            res = self.rest.raw_call(cu_seqlens=cu_seqlens, grads_as_inputs=grads_as_inputs, **kwargs, **mx)
         for k, name in self.direct.items():
             res[k] = mx[name]
         return res
@@ -441,7 +466,9 @@ class MultiBackward:
             self.saved = _Saved(Layer.from_graph(g, layer.specs, layer.optional, layer.fixed_sizes), verify=verify,
                                 chunks=kwargs.get("chunks"))
 
-    def raw_call(self, cu_seqlens: Any = None, **kwargs: Any) -> dict[str, Any]:
+    def raw_call(self, cu_seqlens: Any = None, grads_as_inputs: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """``grads_as_inputs`` is accepted and does nothing: the gradients are sums of the parts'
+        float32 ones."""
         extra = {}
         if self.saved is not None:
             self.saved.deterministic = self.deterministic

@@ -4,12 +4,29 @@ device every tensor must be on. Each error names the argument and the rule."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from ssmc.dsl.layer import Layer
 from ssmc.errors import ArgumentError
 
 KERNEL_DTYPES = ("f32", "bf16", "f16")  # what compiled kernels take
+
+
+# Packed batches: programs take sequences longest first (False: in the caller's order; for
+# measuring what the order buys). A module constant so benchmarks can take both paths.
+LONGEST_FIRST = True
+
+
+class Packed(NamedTuple):
+    """A packed batch as its kernels see it."""
+
+    batch: str  # the batch dim, sized to the number of sequences
+    cu_seqlens: Any  # int32 [S + 1] offsets, on the device
+    longest: int  # steps of the longest sequence (chunking follows it)
+    order: Any  # int32 [S] on the device: the sequence each batch slot of the grid takes,
+    # longest first: with more programs than the GPU holds at once, the long sequences start in
+    # the first wave and the short ones fill the gaps behind them (longest-processing-time
+    # order); in the caller's order a long sequence drawn late runs alone at the end
 
 
 class _Shape:
@@ -65,8 +82,9 @@ def bind_packed(c: Any, values, cu, device):
             f"{axis}={T}; got {host[:4]}{'...' if len(host) > 4 else ''}{host[-1:] if len(host) > 4 else ''}"
         )
     sizes[batch] = n_seq
-    longest = max(b - a for a, b in zip(host, host[1:]))
-    return sizes, (batch, cu, longest)
+    lengths = [b - a for a, b in zip(host, host[1:])]
+    order = sorted(range(n_seq), key=lambda i: -lengths[i]) if LONGEST_FIRST else list(range(n_seq))
+    return sizes, Packed(batch, cu, max(lengths), torch.tensor(order, dtype=torch.int32, device=device))
 
 
 def pairable(layer: Layer, tensors: dict[str, Any]) -> frozenset:

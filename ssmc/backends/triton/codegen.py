@@ -406,7 +406,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         if sizes:  # a kernel over values without dims (a scalar parameter's gradient) has none
             out.append(", ".join(sizes) + ",")
         if self.k.batch_dim:
-            out.append("cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)")
+            out.append("cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)")
         flags = [f"HAS_{t.name}: tl.constexpr" for t in self.k.tensors if t.optional]
         if self.k.batch_dim:
             flags.append("VARLEN: tl.constexpr")
@@ -462,8 +462,9 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             b = k.batch_dim
             buf.line("")
             if b:
-                buf.line(f"if VARLEN:  # a packed batch: program pid_{b} scans sequence pid_{b}, in row 0")
+                buf.line(f"if VARLEN:  # a packed batch, in row 0: slot pid_{b} takes a sequence, longest first")
                 with buf.indent():
+                    buf.line(f"pid_{b} = tl.load(seq_order + pid_{b}).to(tl.int64)")
                     buf.line(f"t_lo = tl.load(cu_seqlens + pid_{b}).to(tl.int64)")
                     buf.line(f"n_steps = tl.load(cu_seqlens + pid_{b} + 1).to(tl.int64) - t_lo")
                     buf.line(f"row_{b} = 0")

@@ -180,10 +180,11 @@ class CompiledLayer:
         """Whether some fused group has the matrix form (lower_matrix)."""
         return any(isinstance(matrix_form(self.graph, g), MatrixForm) for g in self.graph.groups or ())
 
-    def matrix_exact(self, group: Any) -> bool | None:
+    def matrix_exact(self, group: Any, shape: tuple[int, int] | None = None) -> bool | None:
         """Whether the matrix scan of ``group`` needs float32-accurate products whatever the
         inputs' dtype: True for all its kernels, False for none, None (a layer's own scan) for
-        its states kernel alone (the state and final state are float32 results)."""
+        its states kernel alone (the state and final state are float32 results). ``shape``: at a
+        call, the sizes of its result's own dim and of the state's other dim."""
         return None
 
     def default_strategy(self, on_gpu: bool, steps: int) -> str:
@@ -330,11 +331,12 @@ class CompiledLayer:
             self._det_kernels[kernel.name] = deterministic(kernel)
         return self._det_kernels[kernel.name]
 
-    def raw_call(self, *args: Any, cu_seqlens: Any = None, **kwargs: Any) -> dict[str, Any]:
+    def raw_call(self, *args: Any, cu_seqlens: Any = None, grads_as_inputs: bool = False, **kwargs: Any) -> dict[str, Any]:
         """The kernels alone, no autograd. ``cu_seqlens`` (int32 [S + 1], the flash-attn convention): the inputs are a packed
         batch of S sequences, batch size 1 and total length T; sequence i is steps
         cu_seqlens[i]:cu_seqlens[i+1]. Its state starts from h0[i] (or 0) and nothing crosses
-        a boundary; per-sequence final states come out with first dim S."""
+        a boundary; per-sequence final states come out with first dim S. ``grads_as_inputs``
+        (a backward's): see ``Run.result_dtype``."""
         import torch
 
         if self.strategy == "bidir" and self.defines_op:  # both directions in one kernel
@@ -345,7 +347,7 @@ class CompiledLayer:
         values = layer.collect(args, kwargs)
         det = self.deterministic_now()
         key = call_key(values) if cu_seqlens is None else None
-        key = (det, key) if key is not None else None
+        key = (det, grads_as_inputs, key) if key is not None else None
         recipe = self._recipes.get(key) if key is not None else None
         if recipe is not None:
             results, self.last_launched = recipe.replay(values, self.stats)
@@ -370,11 +372,12 @@ class CompiledLayer:
             )
         first = next(t for k, t in tensors.items() if layer.specs[k].kind == "input")
         axis = self.graph.scan_axis()
-        steps = (varlen[2] if varlen is not None else sizes.get(axis, 0)) if axis else 0
+        steps = (varlen.longest if varlen is not None else sizes.get(axis, 0)) if axis else 0
         strategy = self.strategy or self.default_strategy(on_gpu, steps)
         run = Run(self, sizes, tensors, first.dtype, self.out_dtype(first.dtype), device, on_gpu, varlen)
         run.pairable = pairable(layer, tensors)
         run.deterministic = det
+        run.grads_as_inputs = grads_as_inputs
         for plan in self.plans(strategy, sizes, run.pairable):
             if plan.kernels[-1].strategy == "bidir":
                 run.bidir(plan)

@@ -227,7 +227,7 @@ class MatrixPrinter:
         out = [", ".join([t.name] + [f"{t.name}_s_{d}" for d in t.dims]) + "," for t in k.tensors]
         out.append(", ".join(f"size_{d}" for d in k.size_dims) + ",")
         if k.batch_dim:
-            out.append("cu_seqlens,  # int32 [sequences + 1]: a packed batch's offsets (VARLEN)")
+            out.append("cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)")
         flags = [f"HAS_{t.name}: tl.constexpr" for t in k.tensors if t.optional]
         if k.batch_dim:
             flags.append("VARLEN: tl.constexpr")
@@ -261,8 +261,9 @@ class MatrixPrinter:
             buf.line(f"rest = rest // size_{d}")
         b = m.batch
         if b:
-            buf.line(f"if VARLEN:  # a packed batch: sequence pid_{b}, in row 0")
+            buf.line(f"if VARLEN:  # a packed batch, in row 0: slot pid_{b} takes a sequence, longest first")
             with buf.indent():
+                buf.line(f"pid_{b} = tl.load(seq_order + pid_{b}).to(tl.int64)")
                 buf.line(f"t_lo = tl.load(cu_seqlens + pid_{b}).to(tl.int64)")
                 buf.line(f"n_steps = tl.load(cu_seqlens + pid_{b} + 1).to(tl.int64) - t_lo")
                 buf.line(f"row_{b} = 0")

@@ -28,12 +28,13 @@ class Run:
 
     def __init__(self, c: CompiledLayer, sizes, tensors, in_dtype, out_dtype, device, on_gpu, varlen=None) -> None:
         self.c, self.sizes, self.tensors = c, dict(sizes), tensors
-        self.varlen = varlen  # (batch dim, cu_seqlens, longest sequence) of a packed batch
+        self.varlen = varlen  # binding.Packed: a packed batch
         self.in_dtype, self.out_dtype, self.device, self.on_gpu = in_dtype, out_dtype, device, on_gpu
         self.results: dict[str, Any] = {}
         self.buffers: dict[str, Any] = {}
         self.pairable: frozenset = frozenset()
         self.deterministic = False
+        self.grads_as_inputs = False  # a backward's: see result_dtype
         self.rec = Recorder()  # allocations and launches, for replaying calls of this signature
         self.spans: dict[str, int] = {}  # matrix form: each group's chunk length (states stored per chunk)
 
@@ -51,7 +52,7 @@ class Run:
         sched = self.schedule(full)
         sizes = dict(self.sizes)
         if self.varlen is not None:  # chunk by the longest sequence; shorter ones pass through
-            sizes[full.time_dim] = self.varlen[2]
+            sizes[full.time_dim] = self.varlen.longest
         n_chunks, chunk_len = chunking(full, sizes, sched, self.on_gpu, self.c.chunks)
         if states is None:  # no recurrence: nothing passes between chunks (one chunk or many)
             self.sizes["_C"] = n_chunks
@@ -105,11 +106,11 @@ class Run:
         states = next((k for k in plan.kernels if k.role == "states"), None)
         full = next((k for k in plan.kernels if k.role != "states"), None)
         m = plan.kernels[0].matrix
-        L = self.varlen[2] if self.varlen is not None else self.sizes[m.time]
+        L = self.varlen.longest if self.varlen is not None else self.sizes[m.time]
         # products at float32 accuracy for float32 inputs and float32 results (a forward's
         # states; a backward's matrix scans whose results must be: see MatrixBackward)
         f32 = self.in_dtype == torch.float32
-        exact = self.c.matrix_exact(plan.group)
+        exact = self.c.matrix_exact(plan.group, (self.sizes[m.p], self.sizes[m.n]))
         low = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.in_dtype)
         k = plain_arg(m, m.k, m.n)  # loaded as stored: exact as a bf16 operand if it is bf16
         k_bf16 = k is not None and self.tensors[k.attr("name")].dtype == torch.bfloat16
@@ -145,12 +146,12 @@ class Run:
 
         kernel = self.c.main_kernel(plan, self.sizes)
         sched = self.schedule(kernel)
-        L = self.varlen[2] if self.varlen is not None else self.sizes.get(kernel.time_dim, 0)
+        L = self.varlen.longest if self.varlen is not None else self.sizes.get(kernel.time_dim, 0)
         n_chunks, chunk_len = 1, 0
         if kernel.chunked:
             sizes = dict(self.sizes)
             if self.varlen is not None:  # chunk by the longest sequence; shorter ones end early
-                sizes[kernel.time_dim] = self.varlen[2]
+                sizes[kernel.time_dim] = self.varlen.longest
             n_chunks, chunk_len = chunking(kernel, sizes, sched, self.on_gpu, self.c.chunks)
         if plan.checkpointed:
             span = sched.block_t * sched.sub  # steps between checkpoints
@@ -213,6 +214,25 @@ class Run:
             if v is not None:
                 self.buffers[k] = v
 
+    def result_dtype(self, t: Any) -> Any:
+        """The dtype of result ``t`` (a kernel's output tensor): float32 for final states, else
+        the compiled layer's (a forward's: its inputs'; a backward's: float32). With
+        ``grads_as_inputs`` (autograd's calls), the gradient of a 16-bit argument in that
+        argument's dtype where one program stores each element once (no sum across programs)
+        over all of the argument's dims: the float32 value rounded once as it is stored, the
+        same bits as a cast after the call, without the float32 tensor's bytes and the cast's
+        pass over it."""
+        import torch
+
+        if t.source in self.c.finals:
+            return torch.float32
+        name = t.source[len("grad_"):] if t.source.startswith("grad_") else None
+        arg = self.tensors.get(name) if self.grads_as_inputs and name else None
+        if (arg is not None and arg.dtype in (torch.bfloat16, torch.float16) and not t.accumulate and not t.partial
+                and set(t.dims) == set(self.c.layer.specs[name].layout)):
+            return arg.dtype
+        return self.out_dtype
+
     def launch(self, kernel: Kernel, sched: Schedule, extra: dict[str, int], compile_only: bool = False) -> None:
         """Bind ``kernel``'s arguments and launch it (``compile_only``: compile it for these
         arguments' types and specializations, and launch nothing)."""
@@ -231,7 +251,7 @@ class Run:
             seq_row = self.varlen is not None and kernel.time_dim in dims
             return [
                 (triton_cdiv(sizes[d[2:]], blocks[d[2:]]) if d[2:] in blocks else sizes[d[2:]]) if d.startswith("_P")
-                else 1 if (seq_row and d == self.varlen[0]) else sizes[d]
+                else 1 if (seq_row and d == self.varlen.batch) else sizes[d]
                 for d in dims
             ]
 
@@ -239,7 +259,7 @@ class Run:
         step_reach = 0  # the largest step offset of an input along time, in elements
         for t in kernel.tensors:
             if t.role == "out" and t.name.startswith("o_"):
-                dt = torch.float32 if t.source in self.c.finals else self.out_dtype
+                dt = self.result_dtype(t)
                 buf = self.alloc(shape(t.dims), dt, zero=t.accumulate)  # zeroed: programs add into it
                 self.results[t.source] = buf
                 if t.partial:
@@ -276,7 +296,7 @@ class Run:
         if kernel.chunked:
             call.append(extra["chunk_len"])
         if kernel.batch_dim:
-            call.append(self.varlen[1] if self.varlen is not None else dummy)
+            call.extend((self.varlen.cu_seqlens, self.varlen.order) if self.varlen is not None else (dummy, dummy))
             flags["VARLEN"] = self.varlen is not None
         if kernel.narrow_steps:
             flags["OFFS32"] = step_reach < OFFS32_LIMIT
