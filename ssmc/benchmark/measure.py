@@ -17,6 +17,20 @@ def time_ms(fn, warmup_ms: float = 25, rep_ms: float = 200, grad_to_none=None) -
     return triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median", grad_to_none=grad_to_none)
 
 
+def kernel_times(fn, calls: int = 5, warmup: int = 3) -> list[tuple[str, float, int]]:
+    """Where ``fn``'s GPU time goes: (kernel, microseconds per call, launches per call), the
+    mean of ``calls`` calls under torch.profiler after ``warmup`` calls, largest first."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    rows = [(e.key, e.self_device_time_total / calls, e.count // calls) for e in prof.key_averages() if e.self_device_time_total > 0]
+    return sorted(rows, key=lambda r: -r[1])
+
+
 def copy_rate() -> float:
     """Device-to-device copy of 1 GiB: bytes read plus bytes written per second."""
     n = 1 << 30
