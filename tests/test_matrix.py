@@ -5,7 +5,7 @@ chunks of several tiles, dtypes, initial states, packed batches, strides."""
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICE, HAS_GPU
+from conftest import DEVICE
 from gla import gla, simple_gla
 from hypothesis import given
 from hypothesis import strategies as st
@@ -157,7 +157,7 @@ def test_tile_offsets_past_32_bits_are_refused():
         check_tile_offsets("simple_gla", k, call, sched)
 
 
-@pytest.mark.skipif(not HAS_GPU, reason="needs a GPU")
+@pytest.mark.gpu  # skipped where there is no GPU (conftest)
 @pytest.mark.parametrize("name", ["mamba2", "simple_gla"])
 @pytest.mark.parametrize("dtype", ["f32", "bf16", "f16"])
 def test_gpu_sizes_of_the_benchmark_kind(name, dtype):

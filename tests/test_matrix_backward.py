@@ -6,7 +6,7 @@ kernel pairs, reverse ones among them, then a backward for the rest) against the
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICE, HAS_GPU
+from conftest import DEVICE
 from gla import simple_gla
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -265,7 +265,7 @@ def test_packed_batch_gradients_equal_per_sequence_gradients(lens, seed):
         torch.testing.assert_close(packed[k].grad, g, rtol=1e-4, atol=1e-5, msg=k)
 
 
-@pytest.mark.skipif(not HAS_GPU, reason="needs a GPU")
+@pytest.mark.gpu  # skipped where there is no GPU (conftest)
 @pytest.mark.parametrize("name", ["mamba2", "simple_gla"])
 @pytest.mark.parametrize("dtype", ["f32", "bf16"])
 def test_gpu_sizes_of_the_benchmark_kind(name, dtype):
