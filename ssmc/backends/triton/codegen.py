@@ -28,6 +28,7 @@ from ssmc.backends.triton.print_bidir import BidirPrinting
 from ssmc.backends.triton.print_conv import ConvPrinting
 from ssmc.backends.triton.print_held import HeldPrinting, on_fma_pipe
 from ssmc.backends.triton.print_matrix import MatrixPrinter
+from ssmc.backends.triton.print_varlen import VARLEN_PARAMS, print_steps
 from ssmc.errors import LoweringError
 from ssmc.ir.dims import Dims
 
@@ -406,7 +407,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         if sizes:  # a kernel over values without dims (a scalar parameter's gradient) has none
             out.append(", ".join(sizes) + ",")
         if self.k.batch_dim:
-            out.append("cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)")
+            out.append(VARLEN_PARAMS)
         flags = [f"HAS_{t.name}: tl.constexpr" for t in self.k.tensors if t.optional]
         if self.k.batch_dim:
             flags.append("VARLEN: tl.constexpr")
@@ -459,23 +460,8 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
                 # an H100 (bench/NOTES.md; likely a vectorized load layout converted every step)
                 buf.line(f"mask_{d} = offs_{d} < size_{d}")
         if k.time_dim is not None:
-            b = k.batch_dim
             buf.line("")
-            if b:
-                buf.line(f"if VARLEN:  # a packed batch, in row 0: slot pid_{b} takes a sequence, longest first")
-                with buf.indent():
-                    buf.line(f"pid_{b} = tl.load(seq_order + pid_{b}).to(tl.int64)")
-                    buf.line(f"t_lo = tl.load(cu_seqlens + pid_{b}).to(tl.int64)")
-                    buf.line(f"n_steps = tl.load(cu_seqlens + pid_{b} + 1).to(tl.int64) - t_lo")
-                    buf.line(f"row_{b} = 0")
-                buf.line("else:")
-                with buf.indent():
-                    buf.line("t_lo = 0")
-                    buf.line(f"n_steps = size_{k.time_dim}")
-                    buf.line(f"row_{b} = pid_{b}")
-            else:
-                buf.line("t_lo = 0")
-                buf.line(f"n_steps = size_{k.time_dim}")
+            print_steps(buf, k.batch_dim, k.time_dim)
 
         buf.line("")
         buf.line("# loop-invariant values")

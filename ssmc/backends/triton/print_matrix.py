@@ -14,6 +14,7 @@ from ssmc.backends.triton.buffer import IndentedBuffer
 from ssmc.backends.triton.kernel_ir import Kernel, Tensor
 from ssmc.backends.triton.lower import elementwise_expr
 from ssmc.backends.triton.lower_matrix import MatrixForm, plain_arg
+from ssmc.backends.triton.print_varlen import VARLEN_PARAMS, print_steps
 from ssmc.errors import LoweringError
 from ssmc.ir.node import Node, topo_order
 from ssmc.ir.printer import format_node
@@ -227,7 +228,7 @@ class MatrixPrinter:
         out = [", ".join([t.name] + [f"{t.name}_s_{d}" for d in t.dims]) + "," for t in k.tensors]
         out.append(", ".join(f"size_{d}" for d in k.size_dims) + ",")
         if k.batch_dim:
-            out.append("cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)")
+            out.append(VARLEN_PARAMS)
         flags = [f"HAS_{t.name}: tl.constexpr" for t in k.tensors if t.optional]
         if k.batch_dim:
             flags.append("VARLEN: tl.constexpr")
@@ -259,22 +260,7 @@ class MatrixPrinter:
         for d in reversed(k.grid_dims):
             buf.line(f"pid_{d} = rest % size_{d}")
             buf.line(f"rest = rest // size_{d}")
-        b = m.batch
-        if b:
-            buf.line(f"if VARLEN:  # a packed batch, in row 0: slot pid_{b} takes a sequence, longest first")
-            with buf.indent():
-                buf.line(f"pid_{b} = tl.load(seq_order + pid_{b}).to(tl.int64)")
-                buf.line(f"t_lo = tl.load(cu_seqlens + pid_{b}).to(tl.int64)")
-                buf.line(f"n_steps = tl.load(cu_seqlens + pid_{b} + 1).to(tl.int64) - t_lo")
-                buf.line(f"row_{b} = 0")
-            buf.line("else:")
-            with buf.indent():
-                buf.line("t_lo = 0")
-                buf.line(f"n_steps = size_{m.time}")
-                buf.line(f"row_{b} = pid_{b}")
-        else:
-            buf.line("t_lo = 0")
-            buf.line(f"n_steps = size_{m.time}")
+        print_steps(buf, m.batch, m.time)
         buf.line("idx = tl.arange(0, BLOCK_T)")
 
     def offsets(self, buf: IndentedBuffer, d: str, start: str | None) -> None:
