@@ -249,8 +249,10 @@ def matrix_vjp(b: Builder, members: list[Node], cot: dict[Node, Node], accum) ->
     ``dv = G k`` and ``dk = G^T v`` (reverse scans), ``dq = S^T dy`` (the forward state, read
     out along v's dim), ``dh0 = exp(l[0]) G[0]`` (the reverse scan's final state). For the
     decay: y[t] depends on l[i] for s < i <= t through exp(L[t] - L[s]) (L the running sum of
-    l), so ``dl[i] = sum_{t >= i} (dy[t] . y[t] - v[t] . dv[t])`` (+ ``gf . F`` for every i);
-    a reverse scan's exchange the roles of the ends (a running sum from the start, exclusive)."""
+    l), so dl[i] sums the pairs (s, t) that cross i, ``exp(l[i]) <S[i-1], G[i]>`` (the
+    ``matrix_scan_dl`` op; h0 and gf as the pairs' ends before the start and after the end).
+    Written as ``sum_{t >= i} (dy[t] . y[t] - v[t] . dv[t])`` it would be a running sum of
+    differences that mostly cancel (the pairs with i <= s <= t), float32 products or not."""
     m0 = members[0]
     ld, v, k, q = m0.inputs[:4]
     h0 = m0.inputs[4] if len(m0.inputs) == 5 else None
@@ -267,25 +269,19 @@ def matrix_vjp(b: Builder, members: list[Node], cot: dict[Node, Node], accum) ->
         return getattr(b, op)(*ins, *((h,) if h is not None else ()), axis=axis, kdim=kdim, vdim=vdim,
                               reverse=reverse, full_dims=at["full_dims"])
 
-    if M is None:
-        M = ms("matrix_scan", ld, v, k, q, h=h0, kdim=kd, vdim=vd, reverse=rev)
-    if dy is None:  # only the final state is used: y's cotangent is zero
-        dy = b.mul(b.c(0.0), M)
+    if dy is None:  # only the final state is used: y's cotangent is zero (along v's dims)
+        dy = b.mul(b.c(0.0), v)
     dv = ms("matrix_scan", ld, dy, q, k, h=gf, kdim=kd, vdim=vd, reverse=not rev)
     accum(v, dv)
     accum(k, ms("matrix_scan", ld, q, dy, v, h=gf, kdim=vd, vdim=kd, reverse=not rev))
     accum(q, ms("matrix_scan", ld, k, v, dy, h=h0, kdim=vd, vdim=kd, reverse=rev))
     if h0 is not None:
         accum(h0, ms("matrix_scan_final", ld, dy, q, k, h=gf, kdim=kd, vdim=vd, reverse=not rev))
-    x = b.sub(b.sum(b.mul(dy, M), dim=vd), b.sum(b.mul(v, dv), dim=vd))
-    if rev:
-        dl = b.prev(b.scan(b.c(1.0), x, axis=axis, reverse=False), axis=axis, reverse=False)
-    else:
-        dl = b.scan(b.c(1.0), x, axis=axis, reverse=True)
-    if gf is not None:
-        if F is None:
-            F = ms("matrix_scan_final", ld, v, k, q, h=h0, kdim=kd, vdim=vd, reverse=rev)
-        dl = b.add(dl, b.sum(b.sum(b.mul(gf, F), dim=kd), dim=vd))
+    # the decay: each step's, as products of the state it decays and the cotangent of the
+    # state it makes (no sum of differences that cancel; see the op)
+    ins = (ld, v, k, q, dy) + ((h0,) if h0 is not None else ()) + ((gf,) if gf is not None else ())
+    dl = b.matrix_scan_dl(*ins, axis=axis, kdim=kd, vdim=vd, reverse=rev, full_dims=at["full_dims"],
+                          with_h0=h0 is not None, with_gf=gf is not None)
     accum(ld, dl)
 
 

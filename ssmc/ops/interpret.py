@@ -124,6 +124,21 @@ def _eval(node: Node, values, args, sizes, order) -> np.ndarray:
         h0 = align(ins[4], node.inputs[4].dims, state) if len(ins) == 5 else None
         ops[0] = np.broadcast_to(ops[0], tuple(sizes[d] for d in full))
         return op.numpy(*ops, h0, axis=full.index(attrs["axis"]), kaxis=full.index(attrs["kdim"]), reverse=attrs["reverse"])
+    if node.op == "matrix_scan_dl":
+        full = tuple(attrs["full_dims"])
+        state = tuple(d for d in full if d != attrs["axis"])
+        ops = [align(v, i.dims, full) for v, i in zip(ins[:5], node.inputs[:5])]
+        ops[0] = np.broadcast_to(ops[0], tuple(sizes[d] for d in full))
+        extra = list(zip(ins[5:], node.inputs[5:]))
+        h0 = gf = None
+        if attrs["with_h0"]:
+            v, i = extra.pop(0)
+            h0 = align(v, i.dims, state)
+        if attrs["with_gf"]:
+            v, i = extra.pop(0)
+            gf = align(v, i.dims, state)
+        return op.numpy(*ops, h0, gf, axis=full.index(attrs["axis"]), kaxis=full.index(attrs["kdim"]),
+                        vaxis=full.index(attrs["vdim"]), reverse=attrs["reverse"])
     if node.op in CONV_FAMILY:
         return _eval_conv(node, ins, sizes, order)
     if node.op == "prev":

@@ -496,3 +496,54 @@ register(
         attrs=_MATRIX_ATTRS,
     )
 )
+
+
+# --- the decay's gradient of a matrix scan (made by autodiff's matrix_vjp) ---------------------
+
+
+def _matrix_dl_rule(dims, dts, attrs, order):
+    if len(dims) != 5 + bool(attrs.get("with_h0")) + bool(attrs.get("with_gf")):
+        raise DefinitionError("`matrix_scan_dl`: inputs (ld, v, k, q, dy), then h0 if with_h0, then gf if with_gf")
+    full = _matrix_dims(dims[:4], attrs, "matrix_scan_dl")
+    if any(d not in full or d == attrs["kdim"] for d in dims[4]):
+        raise DefinitionError(f"`matrix_scan_dl`: dy has dims {list(dims[4])}; it lacks kdim, within {list(full)}")
+    return tuple(d for d in full if d not in (attrs["kdim"], attrs["vdim"])), dtypes.FLOAT
+
+
+def _matrix_dl_numpy(ld, v, k, q, dy, h0, gf, axis, kaxis, vaxis, reverse):
+    """The derivative of sum(dy * y) + sum(gf * F) (y, F: the matrix scan's outputs and final
+    state) with respect to each step's log-decay: the step's decay times the inner product of
+    the state it decays and the cotangent of the state it makes. Forward: dl[i] = exp(ld[i])
+    <S[i-1], G[i]> with S[-1] = h0 and G the cotangents of the states, the reverse scan of
+    dy q from gf; reverse: dl[i] = exp(ld[i]) <S[i], G[i-1]>, G the forward scan of dy q from
+    gf (G[-1] = gf, the final state's, which the decay of step 0 makes)."""
+    S, _ = _matrix_states(ld, v, k, h0, axis, reverse)
+    G, _ = _matrix_states(ld, dy, q, gf, axis, not reverse)
+    ld = np.broadcast_to(ld, S.shape)
+    S, G, ld = (np.moveaxis(x, axis, 0) for x in (S, G, ld))
+    before = np.zeros_like(S[:1]) if h0 is None else np.broadcast_to(h0, S.shape[1:])[None].astype(float)
+    after = np.zeros_like(G[:1]) if gf is None else np.broadcast_to(gf, G.shape[1:])[None].astype(float)
+    if not reverse:
+        pair = np.concatenate([before, S[:-1]]) * G
+    else:
+        pair = S * np.concatenate([after, G[:-1]])
+    out = np.exp(ld) * pair
+    out = np.moveaxis(out, 0, axis)
+    return np.sum(out, axis=(kaxis, vaxis))
+
+
+register(
+    OpDef(
+        "matrix_scan_dl",
+        SCAN,
+        -1,
+        _matrix_dl_rule,
+        _matrix_dl_numpy,
+        "structural",
+        "the gradient of a matrix scan's log-decay, per step: inputs (ld, v, k, q) and attributes "
+        "as the matrix scan's, dy (the outputs' cotangent), h0 (with_h0), gf (with_gf, the final "
+        "state's cotangent); summed as products of states, with no cancellation (matrix_vjp)",
+        ("any",) * 7,
+        attrs=_MATRIX_ATTRS + ("with_h0", "with_gf"),
+    )
+)

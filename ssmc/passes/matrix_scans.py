@@ -14,8 +14,9 @@ by construction (``op_form``), forward or reverse.
 
 ``FormMatrixScans`` rewrites each such scan, with its readout and final state, into the ops
 ``matrix_scan`` / ``matrix_scan_final``: the backward is derived from those (autodiff's
-``matrix_vjp``: three more matrix scans, two of them reverse, and a running sum for the decay),
-so the backward runs on tensor cores too.
+``matrix_vjp``: three more matrix scans, two of them reverse, and the decay's gradient, a
+``matrix_scan_dl`` whose kernel reads two of their chunk states), so the backward runs on
+tensor cores too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ssmc.passes.base import Pass, build, const, rewrite
 
 LOG2E = 1.4426950408889634
 MATRIX_OPS = ("matrix_scan", "matrix_scan_final")
+MATRIX_DL = "matrix_scan_dl"  # a matrix scan's decay gradient: a kernel reading two scans' chunk states
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class MatrixForm:
     batch: str | None  # the heads' dim that indexes sequences of a packed batch
     names: dict  # the graph's node names (%k), for the generated source's comments
     reverse: bool = False  # a reverse matrix scan (``matrix_scan`` ops only): see ``op_form``
+    dy: tuple[Node, ...] = ()  # a ``matrix_scan_dl``'s: the outputs' cotangent (along P); see ``dl_form``
 
 
 def _factors(n: Node, split: frozenset) -> list[Node]:
@@ -63,6 +66,8 @@ def _factors(n: Node, split: frozenset) -> list[Node]:
 
 def matrix_form(graph: Graph, group: Group) -> MatrixForm | str:
     """The matrix form of ``group``, or why it has none."""
+    if any(n.op == MATRIX_DL for n in group.nodes):
+        return dl_form(graph, group)
     if any(n.op in MATRIX_OPS for n in group.nodes):
         return op_form(graph, group)
     if group.loads:
@@ -244,6 +249,63 @@ def op_form(graph: Graph, group: Group) -> MatrixForm | str:
     )
 
 
+def dl_form(graph: Graph, group: Group) -> MatrixForm | str:
+    """The form of a group holding one ``matrix_scan_dl`` (the decay's gradient of a matrix
+    scan) with its elementwise operands: its kernel reads the chunk states of the scan's state
+    and of its cotangent's (``dl_state_keys``), which other groups' states kernels store."""
+    dls = [n for n in group.nodes if n.op == MATRIX_DL]
+    if len(dls) != 1:
+        return "it holds several decay gradients"
+    if group.loads:
+        return "it reads values another kernel computes"
+    from ssmc.ops.registry import get
+
+    others = [n for n in group.nodes if n not in dls and n.op not in ("arg", "const")]
+    bad = next((n for n in others if not (get(n.op).group == "elementwise" or conv_of_args(n))), None)
+    if bad is not None:
+        return f"its operands need `{bad.op}`, not elementwise"
+    dl = dls[0]
+    at = dl.attr_dict
+    if at["reverse"]:
+        return "the decay gradient of a reverse matrix scan has no kernel yet"
+    outputs = [name for name, v in graph.outputs if v is dl]
+    time, kd, vd = at["axis"], at["kdim"], at["vdim"]
+    heads = tuple(d for d in at["full_dims"] if d not in (time, kd, vd))
+    ld, v, k, q, dy = dl.inputs[:5]
+    return MatrixForm(
+        scan=dl,
+        final=None,
+        readout=None,
+        time=time,
+        heads=heads,
+        n=kd,
+        p=vd,
+        log_decay=ld,
+        log_scale=LOG2E,
+        u=(v,),
+        k=(k,),
+        c=(q,),
+        h0=dl.inputs[5] if at["with_h0"] else None,
+        stores=((dl, tuple(outputs)),) if outputs else (),
+        batch=graph.dim_order[0] if graph.dim_order and graph.dim_order[0] in heads else None,
+        names=node_names(graph),
+        dy=(dy,),
+    )
+
+
+def dl_state_keys(n: Node) -> tuple[tuple, tuple]:
+    """The ``state_key`` of the two states a ``matrix_scan_dl`` pairs: the scan's own (from
+    h0) and its cotangent's (the reverse scan of dy q^T from gf: a backward's dv scan)."""
+    at = n.attr_dict
+    ld, v, k, q, dy = n.inputs[:5]
+    h0 = n.inputs[5] if at["with_h0"] else None
+    gf = n.inputs[-1] if at["with_gf"] else None
+    axis, rev, full = at["axis"], bool(at["reverse"]), at["full_dims"]
+    own = (ld, h0, frozenset({(v, at["vdim"]), (k, at["kdim"])}), axis, rev, full)
+    cot = (ld, gf, frozenset({(dy, at["vdim"]), (q, at["kdim"])}), axis, not rev, full)
+    return own, cot
+
+
 def state_key(n: Node) -> tuple:
     """What the state of matrix scan ``n`` depends on: two scans with equal keys carry the same
     state. ``S[kdim, vdim] = sum (decay) k[kdim] v[vdim]`` (from h0): a scan whose v and k trade
@@ -307,13 +369,14 @@ class FuseMatrixScans(Pass):
         live = topo_order([v for _, v in graph.outputs])
         recs: dict[tuple, list[Node]] = {}
         for n in live:
-            if n.op in MATRIX_OPS:
+            if n.op in MATRIX_OPS or n.op == MATRIX_DL:
                 recs.setdefault(recurrence_key(n), []).append(n)
-        if any(v.op not in MATRIX_OPS for v in outs):
+        if any(v.op not in MATRIX_OPS and v.op != MATRIX_DL for v in outs):
             raise ValueError(f"{graph.name}: fuse_matrix_scans takes a graph whose outputs are matrix scans")
         groups = []
         for k, members in enumerate(recs.values()):
             nodes = tuple(topo_order(members))
+            what = "the decay's gradient from two matrix scans' chunk states" if members[0].op == MATRIX_DL else "a matrix scan of the backward"
             groups.append(Group(f"m{k}", nodes, (), tuple(n for n in members if n in outs),
-                                ("a matrix scan of the backward, its operands recomputed",)))
+                                (f"{what}, its operands recomputed",)))
         return graph.replace(groups=tuple(groups))

@@ -212,17 +212,18 @@ class CompiledBackward(CompiledLayer):
 
 
 class _MatrixPart(CompiledLayer):
-    """The matrix scans of a backward, each a pair of matrix-form kernels; float32 results.
-    Those named in ``exact`` from float32-accurate products (tf32x3) whatever the inputs' dtype:
-    the decay's gradient is a running sum of differences of their results (see MatrixBackward);
-    the others from products at the inputs' precision."""
+    """The matrix scans of a backward, each a pair of matrix-form kernels, and the decay's
+    gradient (its kernel reads two of their chunk states); float32 results. Those named in
+    ``exact`` from float32-accurate products (tf32x3) whatever the inputs' dtype; the others
+    from products at the inputs' precision, where ``matrix_exact`` says."""
 
     defines_op = False
     out_dtype = CompiledBackward.out_dtype  # float32, like every backward's
+    states_in_products_dtype = True  # chunk states of 16-bit products: half the bytes (see jit)
 
-    # where 16-bit products ran clean under compute-sanitizer (see MatrixBackward): the
-    # result's dim at least this, the other state dim at most this
-    LOW_MIN_RESULT, LOW_MAX_OTHER = 33, 64
+    # where 16-bit products ran clean (see MatrixBackward): the result's dim at least this,
+    # the other state dim at most this
+    LOW_MIN_RESULT, LOW_MAX_OTHER = 33, 256
 
     def __init__(self, layer: Layer, exact: frozenset[str], low_where_clean: bool = False, **kwargs: Any) -> None:
         super().__init__(layer, **kwargs)
@@ -245,21 +246,22 @@ class MatrixBackward:
     """The backward of a layer whose scan has the matrix form (``form_matrix_scans``): derived
     from the matrix scan, it holds four more (``autodiff.matrix_vjp``: the outputs recomputed,
     two reverse ones, one along the other state dim), each run as the matrix form's kernel pair
-    on tensor cores with its elementwise operands recomputed; they store their [heads, L, P]
-    or [heads, L, N] results in float32, and the rest of the backward (elementwise chain rule,
-    the decay's running sum, sums over heads of a group, batch and time) is a backward like any
-    other (``CompiledBackward``) reading them as arguments. No [B, L, ..., N, P] value is stored.
-    Called like ``CompiledBackward``.
+    on tensor cores with its elementwise operands recomputed, and the decay's gradient
+    (``matrix_scan_dl``: one kernel per chunk reading the chunk states of the scan and of its
+    cotangent, which two of those store); they store their [heads, L, P], [heads, L, N] or
+    [heads, L] results in float32, and the rest of the backward (elementwise chain rule, sums
+    over heads of a group, batch and time) is a backward like any other (``CompiledBackward``)
+    reading them as arguments. No [B, L, ..., N, P] value is stored. Called like
+    ``CompiledBackward``.
 
-    Accuracy: the decay's gradient is ``dl[i] = sum_{t >= i} (dy[t] . y[t] - v[t] . dv[t])``, a
-    running sum over the whole sequence of differences whose terms mostly cancel, so the scans
-    it adds (``summed``) need float32-accurate products (0.59 relative error at L 2048 with tf32
-    ones); the others could take 16-bit ones (``low_precision``: off, see ``__init__``).
-    Measured on an H100 (bench/matrix_backward_check.py, Mamba-2 B2 R4 P64 N128 against a float64 loop, bench/NOTES.md): with float32 inputs A_log's gradient
-    errs 3.2e-5 at L 2048 and 7.9e-4 at 8192, against 2.2e-6 / 1.4e-6 for the recurrent backward;
-    with bf16 inputs every gradient is as accurate as the recurrent backward's (2.9e-3 - 8.2e-3).
-    So float32 inputs and calls longer than ``MAX_STEPS`` run the recurrent backward
-    (``CompiledBackward``); 16-bit inputs run this.
+    Accuracy: the decay's gradient sums, for each step i, the pairs of steps s < i <= t that it
+    joins, each term a product of values the forward has, so nothing cancels and every scan may
+    take 16-bit products (until session 15 it was a running sum of differences, ``sum_{t >= i}
+    (dy[t] . y[t] - v[t] . dv[t])``, whose terms mostly cancel: those scans needed float32-
+    accurate products, and float32 inputs erred 7.9e-4 at L 8192 against 1.4e-6 for the
+    recurrent backward; bench/NOTES.md). Float32 inputs and calls longer than ``MAX_STEPS``
+    still run the recurrent backward (``CompiledBackward``) until the new form is measured
+    there; 16-bit inputs run this.
     """
 
     MAX_STEPS = 8192
@@ -270,7 +272,7 @@ class MatrixBackward:
         from ssmc.ir.node import Node
         from ssmc.passes import run_passes
         from ssmc.passes.base import rewrite
-        from ssmc.passes.matrix_scans import MATRIX_OPS, FuseMatrixScans
+        from ssmc.passes.matrix_scans import MATRIX_DL, MATRIX_OPS, FuseMatrixScans
 
         forward = forward or CompiledLayer(layer)
         self.forward, self.recurrent = forward, None
@@ -278,22 +280,25 @@ class MatrixBackward:
         full = backward_layer(layer, matrix=True)
         g = run_passes(full.graph, (Canonicalize(), CSE(), DCE()), verify_each=verify)
         self.graph, self.deterministic = g, False
-        mnodes = [n for n in topo_order([v for _, v in g.outputs]) if n.op in MATRIX_OPS]
+        mnodes = [n for n in topo_order([v for _, v in g.outputs]) if n.op in MATRIX_OPS or n.op == MATRIX_DL]
         if not mnodes:
             raise LoweringError(f"{layer.name}: no scan has the matrix form; use CompiledBackward")
         names = {n: f"mx{i}" for i, n in enumerate(mnodes)}
-        # the results a running sum over time adds up (the decay's gradient: differences whose
-        # terms mostly cancel) need float32-accurate products; the others (dk, dq) do not
+        # results a running sum over time adds up would need float32-accurate products (a sum
+        # of differences that cancel); the decay's gradient is its own kernel now (pairs of
+        # states: autodiff's matrix_scan_dl), so no matrix scan's result is one
         summed = {x for n in g.nodes if n.op == "scan" for x in topo_order(list(n.inputs))}
         self.summed = frozenset(names[n] for n in mnodes if n in summed)
-        # 16-bit products for the others: Triton 3.6.0 compiled dk's outputs kernel (PREC bf16)
-        # into one that faults with an illegal shared/local address (compute-sanitizer on an
-        # H100, bench/NOTES.md "2026-11-24 (9)") where its result's blocks are narrower than 64
-        # against a state dim of 64 or more (Mamba-2 at N 32 with P 64 or 128; with a conv fused,
-        # at N 16); the plain layer at P 64 with N 48, 64, 96, 128, 256 and at N 32 with P 32 ran
-        # clean. So by default (``low_precision`` None) 16-bit products only in that measured
-        # range: result dim 33 or more (a block of 64) and the other dim at most 64
-        # (_MatrixPart.LOW_*); True: wherever the result needs no float32 accuracy; False: never.
+        # 16-bit products otherwise, where they were seen clean: Triton 3.6.0 compiled dk's
+        # outputs kernel (PREC bf16) into one that faults with an illegal shared/local address
+        # (compute-sanitizer on an H100, bench/NOTES.md "2026-11-24 (9)") where its result's
+        # blocks are narrower than 64 against a state dim of 64 or more (Mamba-2 at N 32 with
+        # P 64 or 128; with a conv fused, at N 16); dk's kernel at P 64 with N 48, 64, 96, 128,
+        # 256 and at N 32 with P 32 ran clean, and the forward's outputs kernel (the same code,
+        # 16-bit, results along P in blocks of 64 against N whole) runs at P 64 with N up to 256
+        # in every bf16 forward. So by default (``low_precision`` None) 16-bit products where the
+        # result dim is 33 or more (blocks of 64) (_MatrixPart.LOW_*); True: everywhere; False:
+        # never (float32-accurate products, tf32x3 or bf16 splits, in every matrix kernel).
         self.exact = frozenset(names.values()) if low_precision is False else self.summed
         part = g.replace(name=f"{g.name}_matrix", outputs=tuple((names[n], n) for n in mnodes),
                          nodes=tuple(topo_order(mnodes)), groups=None)
@@ -310,13 +315,17 @@ class MatrixBackward:
         self.direct = {k: v.attr("name") for k, v in rest.outputs if v.op == "arg" and v in margs.values()}
         outs = tuple((k, v) for k, v in rest.outputs if k not in self.direct)
         self.rest = None
+        self.rest_reads: frozenset[str] = frozenset()  # the part's results the rest reads
         if outs:
-            rest = rest.replace(args=tuple(g.args) + tuple(margs.values()), outputs=outs,
-                                nodes=tuple(topo_order([v for _, v in outs])), groups=None)
+            live = set(topo_order([v for _, v in outs]))
+            read = [a for a in margs.values() if a in live]
+            self.rest_reads = frozenset(a.attr("name") for a in read)
+            rest = rest.replace(args=tuple(g.args) + tuple(read), outputs=outs, nodes=tuple(topo_order([v for _, v in outs])),
+                                groups=None)
             specs = dict(full.specs)
-            specs.update({names[n]: ArgSpec("input", n.dims) for n in mnodes})
-            # per head, both state dims held whole in a program: the sums over them (the
-            # decay's gradient) stay inside it; the last head dim is tiled
+            specs.update({names[n]: ArgSpec("input", n.dims) for n in mnodes if names[n] in self.rest_reads})
+            # per head, both state dims held whole in a program: the sums over them stay
+            # inside it; the last head dim is tiled
             at = mnodes[0].attr_dict
             heads = tuple(d for d in at["full_dims"] if d not in (at["axis"], at["kdim"], at["vdim"]))
             whole = tuple(d for d in at["full_dims"] if d in (at["kdim"], at["vdim"]))
@@ -376,7 +385,14 @@ class MatrixBackward:
         res = {}
         if self.rest is not None:
             self.rest.deterministic = self.deterministic
-            res = self.rest.raw_call(cu_seqlens=cu_seqlens, grads_as_inputs=grads_as_inputs, **kwargs, **mx)
+            if cu_seqlens is not None and self.rest.graph.scan_axis() is None:
+                # elementwise and sums only (no scan, no conv): a packed batch is one row to it;
+                # per-sequence values (initial states: optional) it does not read are left out
+                used = {n.attr("name") for n in topo_order([v for _, v in self.rest.graph.outputs]) if n.op == "arg"}
+                optional = self.rest.layer.optional
+                kwargs, cu_seqlens = {k: v for k, v in kwargs.items() if k in used or k not in optional}, None
+            reads = {k: v for k, v in mx.items() if k in self.rest_reads}
+            res = self.rest.raw_call(cu_seqlens=cu_seqlens, grads_as_inputs=grads_as_inputs, **kwargs, **reads)
         for k, name in self.direct.items():
             res[k] = mx[name]
         return res

@@ -180,6 +180,10 @@ class CompiledLayer:
         """Whether some fused group has the matrix form (lower_matrix)."""
         return any(isinstance(matrix_form(self.graph, g), MatrixForm) for g in self.graph.groups or ())
 
+    # a matrix scan's chunk states, where its kernels multiply in 16 bits: stored in that dtype
+    # (else in the outputs' dtype); a backward's part (float32 outputs) may say so
+    states_in_products_dtype = False
+
     def matrix_exact(self, group: Any, shape: tuple[int, int] | None = None) -> bool | None:
         """Whether the matrix scan of ``group`` needs float32-accurate products whatever the
         inputs' dtype: True for all its kernels, False for none, None (a layer's own scan) for

@@ -12,10 +12,12 @@ block of N x P), carrying the state in registers and storing it at chunk boundar
 ``SUB`` tiles) and at the end; *outputs* computes ``BLOCK_T`` rows per program from the chunk's
 entry state and the chunk's earlier tiles, then the epilogue. Mamba-2's SSD, simple GLA, RetNet.
 
-A reverse matrix scan (in backwards) is the same kernels over *positions* counted from the end:
-position p is step n - 1 - p, and the decay applied on entering position p is the one of step
-n - p (the step after it, in time); its final state takes one more position (p = n: no input,
-the decay of step 0).
+A reverse matrix scan (in backwards) is the same kernels over *positions* counted from the end
+of the steps padded to whole chunks (n_pos = the chunks' steps): position p is step
+n_pos - 1 - p (the first n_pos - n positions hold none), and the decay applied on entering
+position p is the one of step n_pos - p (the step after it, in time); its final state takes
+one more position (p = n_pos: no input, the decay of step 0). So a reverse scan's chunks are a
+forward one's, and the decay's gradient (``lower_matrix_dl``) pairs their chunk states.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from ssmc.backends.triton.kernel_ir import Kernel, Tensor
-from ssmc.errors import ArgumentError
+from ssmc.errors import ArgumentError, LoweringError
 from ssmc.ir.node import Graph, Group, Node, topo_order
 from ssmc.passes.matrix_scans import LOG2E, MatrixForm, matrix_form  # noqa: F401 (the analysis)
 
@@ -46,7 +48,9 @@ def _args(nodes: list[Node], stop: Node | None = None) -> list[Node]:
 
 def lower_matrix(graph: Graph, group: Group, form: MatrixForm) -> tuple[Kernel, ...]:
     """The states and outputs kernels of ``group`` in its matrix form (the states kernel alone
-    where only the final state is used)."""
+    where only the final state is used); a decay gradient's one kernel (``lower_matrix_dl``)."""
+    if form.dy:
+        return (lower_matrix_dl(graph, group, form),)
     m = form
     names = m.names
     outputs = {name: v for name, v in graph.outputs}
@@ -120,6 +124,46 @@ def lower_matrix(graph: Graph, group: Group, form: MatrixForm) -> tuple[Kernel, 
     return states, full
 
 
+def lower_matrix_dl(graph: Graph, group: Group, form: MatrixForm) -> Kernel:
+    """The kernel of a ``matrix_scan_dl``: one program per head and chunk sums the pairs of
+    steps (s, t) that cross each step of the chunk (print_matrix ``dl_body``), from the chunk
+    states of the scan's state and of its cotangent, which two other groups' states kernels
+    store (``share_matrix_states`` binds them: ``hin_own`` and ``hin_cot`` until then)."""
+    m = form
+    used = set(m.heads) | {m.time, m.n, m.p} | {n.attr("taps") for n in group.nodes if n.op == "conv"}
+    size_dims = tuple(d for d in graph.dim_order if d in used)
+    args = _args([m.log_decay, *m.u, *m.k, *m.c, *m.dy])
+    tensors = [Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name")) for n in args]
+    tensors += [Tensor(name, ("_C",) + m.heads + (m.n, m.p), "in", source=name) for name in ("hin_own", "hin_cot")]
+    for n, outs in m.stores:
+        tensors += [Tensor(f"o_{name}", n.dims, "out", source=name) for name in outs]
+    head = (
+        f"layer: {graph.name}   kernel: {group.name} (matrix form: the decay's gradient)",
+        f"heads: {list(m.heads)}   rows: a chunk of steps per program, state {m.n} x {m.p}   time: {m.time}",
+        *[f"note: {x}" for x in group.notes],
+    )
+    return Kernel(
+        name=f"{graph.name}_{group.name}_matrix_dl",
+        tensors=tuple(tensors),
+        size_dims=size_dims + ("_C",),
+        grid_dims=m.heads + ("_C",),
+        header=head,
+        role="dl",
+        matrix=m,
+        layer=graph.name,
+        strategy="matrix",
+        time_dim=m.time,
+        reverse=False,
+        tiled_dim=None,
+        full_dims=(),
+        carries=(),
+        pre=(),
+        loop=(),
+        post=(),
+        batch_dim=m.batch,
+    )
+
+
 def share_matrix_states(plans: list, exact) -> list:
     """``plans`` with each matrix scan whose state another one's states kernel stores
     (``state_key``) run as its outputs kernel alone, reading those chunk states: a backward's dq
@@ -130,8 +174,10 @@ def share_matrix_states(plans: list, exact) -> list:
     moves before those reading its states; else only later plans read earlier ones'."""
     from dataclasses import replace
 
-    from ssmc.passes.matrix_scans import state_key
+    from ssmc.passes.matrix_scans import dl_state_keys, state_key
 
+    dls = [p for p in plans if p.matrix and p.kernels[0].role == "dl"]
+    plans = [p for p in plans if p not in dls]
     matrix = [p for p in plans if p.matrix]
     keys = {id(p): state_key(p.kernels[0].matrix.scan) for p in matrix}
     primary: dict[tuple, object] = {}
@@ -173,6 +219,19 @@ def share_matrix_states(plans: list, exact) -> list:
         header = full.header + (f"note: chunk states from {states.name} (the same state: v and k trade places)",)
         out.append(replace(p, kernels=(replace(full, tensors=tensors, header=header),), shares=keeper.group.name))
         done.add(id(p))
+    for p in dls:  # after every states kernel: the scan's state's and its cotangent's
+        k = p.kernels[0]
+        keepers = [primary.get(key) for key in dl_state_keys(k.matrix.scan)]
+        if any(x is None for x in keepers):
+            raise LoweringError(f"{k.name}: no matrix scan of the backward holds the "
+                                f"{'state' if keepers[0] is None else 'state cotangent'} its decay gradient pairs")
+        hins = [next(t for t in x.kernels[0].tensors if t.name.startswith("hin_")) for x in keepers]
+        bound = dict(zip(("hin_own", "hin_cot"), hins))
+        tensors = tuple(Tensor(bound[t.name].name, bound[t.name].dims, "in", source=bound[t.name].source)
+                        if t.name in bound else t for t in k.tensors)
+        header = k.header + (f"note: chunk states from {keepers[0].kernels[0].name} (the state) and "
+                             f"{keepers[1].kernels[0].name} (its cotangent)",)
+        out.append(replace(p, kernels=(replace(k, tensors=tensors, header=header),), shares=keepers[0].group.name))
     return out
 
 

@@ -157,10 +157,21 @@ class MatrixPrinter:
         if not self.m.reverse:
             buf.line(f"{t} = t_lo + {start}")
             return t, mask
-        buf.line(f"{t} = t_lo + n_steps - 1 - {start}  # position p is step n - 1 - p")
-        buf.line(f"{t}d = {t} + 1  # the decay entering position p: step n - p's")
-        buf.line(f"mask_{t}d = ({start} + idx >= 1) & ({start} + idx < n_steps + {self.extra()})")
+        buf.line(f"{t} = t_lo + n_pos - 1 - {start}  # position p is step n_pos - 1 - p")
+        buf.line(f"{t}d = {t} + 1  # the decay entering position p: step n_pos - p's")
+        buf.line(f"mask_{t}d = ({start} + idx >= p_lo + 1) & ({start} + idx < n_pos + {self.extra()})")
         return f"{t}d", f"mask_{t}d"
+
+    def n_pos(self) -> str:
+        """The number of positions: the steps (forward); a reverse scan's padded to whole chunks
+        at the end (see ``preamble``)."""
+        return "n_pos" if self.m.reverse else "n_steps"
+
+    def row_mask(self, start: str) -> str:
+        """The positions of a tile starting at ``start`` that hold a step."""
+        if self.m.reverse:
+            return f"({start} + idx >= p_lo) & ({start} + idx < n_pos)"
+        return f"{start} + idx < n_steps"
 
     def extra(self) -> int:
         """1 where a reverse scan's final state is stored: one position more (see lower_matrix)."""
@@ -250,6 +261,8 @@ class MatrixPrinter:
             self.preamble(buf)
             if k.role == "states":
                 self.states_body(buf)
+            elif k.role == "dl":
+                self.dl_body(buf)
             else:
                 self.outputs_body(buf)
 
@@ -261,14 +274,20 @@ class MatrixPrinter:
             buf.line(f"pid_{d} = rest % size_{d}")
             buf.line(f"rest = rest // size_{d}")
         print_steps(buf, m.batch, m.time)
+        if m.reverse:
+            buf.line("# positions from the end, padded to whole chunks: the chunks of a reverse scan are a forward")
+            buf.line("# one's (the same steps), so both scans' chunk states meet at the same boundaries")
+            buf.line("n_pos = tl.cdiv(n_steps, BLOCK_T * SUB) * (BLOCK_T * SUB)")
+            buf.line("p_lo = n_pos - n_steps  # positions before it are past the last step")
         buf.line("idx = tl.arange(0, BLOCK_T)")
 
-    def offsets(self, buf: IndentedBuffer, d: str, start: str | None) -> None:
-        """``offs_<d>``, ``mask_<d>``: this program's block of ``d``. Where blocks tile ``d``
+    def offsets(self, buf: IndentedBuffer, d: str, start: str | None, cast: bool = True) -> None:
+        """``offs_<d>``, ``mask_<d>``: this program's block of ``d`` (block ``start``: a program
+        id, cast to 32 bits; ``cast`` False: a loop's counter). Where blocks tile ``d``
         exactly (EVEN), the mask is a constant: loads along a contiguous ``d`` vectorize, and
         values along time only are not recomputed per lane (seen on an H100: 255 registers
         and spills with the runtime mask)."""
-        base = f"({start} * BLOCK_{d}).to(tl.int32) + " if start else ""
+        base = (f"({start} * BLOCK_{d}).to(tl.int32) + " if cast else f"{start} * BLOCK_{d} + ") if start else ""
         buf.line(f"offs_{d} = {base}tl.arange(0, BLOCK_{d})")
         buf.line(f"if EVEN_{d}:")
         with buf.indent():
@@ -302,19 +321,19 @@ class MatrixPrinter:
         self.operand_dtype(buf)
         hin = next(t for t in k.tensors if t.name.startswith("hin_"))
         extra = self.extra()
-        buf.line(f"n_tiles = tl.cdiv(n_steps{f' + {extra}' if extra else ''}, BLOCK_T)")
+        buf.line(f"n_tiles = tl.cdiv({self.n_pos()}{f' + {extra}' if extra else ''}, BLOCK_T)")
         buf.line("for i in tl.range(0, n_tiles, num_stages=NUM_STAGES):  # the tiles in order (loads pipelined)")
         with buf.indent():
             buf.line("r = i * BLOCK_T  # the tile's first position")
             buf.line("if i % SUB == 0:")
             with buf.indent():
                 if extra:
-                    buf.line("if r < n_steps:  # not the final state's extra position")
+                    buf.line(f"if r < {self.n_pos()}:  # not the final state's extra position")
                 with buf.indent() if extra else contextlib.nullcontext():
                     ptr, mask = self.state_ptr(buf, hin, "(i // SUB)")
                     buf.line("# the state entering chunk i // SUB (the outputs kernel starts its rows from it)")
                     buf.line(f"tl.store({ptr}, h, mask={mask})")
-            buf.line("mask_t = r + idx < n_steps")
+            buf.line(f"mask_t = {self.row_mask('r')}")
             td, mask_d = self.positions(buf, "t", "r", "mask_t")
             self.log_decay(buf, "la", td, mask_d, "d")
             self.tile(buf, "kt", m.k, n, "t", "mask_t", "k", f"k: the input's {n} factor", raw=True)
@@ -360,13 +379,13 @@ class MatrixPrinter:
         n, p = m.n, m.p
         self.operand_dtype(buf, ip=True)
         buf.line("r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)")
-        buf.line("if r0 < n_steps:")
+        buf.line(f"if r0 < {self.n_pos()}:")
         with buf.indent():
             buf.line("c = r0 // (BLOCK_T * SUB)  # the chunk")
             buf.line("j_lo = c * SUB  # its first tile")
             self.offsets(buf, n, None)  # N whole
             self.offsets(buf, p, "pid__PB")
-            buf.line("mask_r = r0 + idx < n_steps")
+            buf.line(f"mask_r = {self.row_mask('r0')}")
             td, mask_d = self.positions(buf, "t_r", "r0", "mask_r")
             self.log_decay(buf, "lr", td, mask_d, "d")
             self.tile(buf, "ct", m.c, n, "t_r", "mask_r", "c", f"c: the readout's {n} factor", raw=True)
@@ -380,7 +399,7 @@ class MatrixPrinter:
             buf.line("for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first")
             with buf.indent():
                 buf.line("j = pid__RT - jj")
-                buf.line("mask_c = j * BLOCK_T + idx < n_steps")
+                buf.line(f"mask_c = {self.row_mask('j * BLOCK_T')}")
                 td, mask_d = self.positions(buf, "t_c", "j * BLOCK_T", "mask_c")
                 self.log_decay(buf, "lc", td, mask_d, "e")
                 self.tile(buf, "kt", m.k, n, "t_c", "mask_c", "k", f"k: the input's {n} factor", raw=True)
@@ -421,6 +440,73 @@ class MatrixPrinter:
                     ptr = self.based(buf, t.name, terms, f"b_{t.name}")
                     value = var[node]  # [BLOCK_T, BLOCK_P], or [BLOCK_T, 1] lacking P
                     buf.line(f"tl.store({ptr}, {value}.to({t.name}.dtype.element_ty), mask={' & '.join(masks)})")
+
+    def dl_body(self, buf: IndentedBuffer) -> None:
+        """A matrix scan's decay gradient (the ``matrix_scan_dl`` op) for one chunk of steps:
+        dl[i] = sum of w(s, t) = (decay from s to t) (q[t] . k[s]) (dy[t] . v[s]) over the
+        pairs s < i <= t, split by where s and t lie: both in the chunk (a masked [BLOCK_T,
+        BLOCK_T] sum); s before it (the entry state's part of y[t], times dy[t], for t >= i);
+        t after it (the exit cotangent's part of dv[s], times v[s], for s < i); both outside
+        (the two states' inner product). Every term is a sum of the pairs it holds: nothing
+        cancels, so 16-bit products serve (the scans whose results it would otherwise add up,
+        y and dv, need no float32 accuracy)."""
+        k, m = self.k, self.m
+        n, p = m.n, m.p
+        own, cot = [t for t in k.tensors if t.name.startswith("hin_")]
+        self.operand_dtype(buf, ip=True)
+        buf.line("c = pid__C  # the chunk: BLOCK_T steps, the chunk states' span")
+        buf.line("r0 = c * BLOCK_T")
+        buf.line("if r0 < n_steps:")
+        with buf.indent():
+            self.offsets(buf, n, None)  # N whole
+            buf.line("mask_r = r0 + idx < n_steps")
+            buf.line("t_r = t_lo + r0")
+            self.log_decay(buf, "lr", "t_r", "mask_r", "d")
+            buf.line("# the decay of the step after the chunk: the cotangent's chunk state is the one it decays")
+            buf.line("t_n = t_lo + r0 + BLOCK_T")
+            buf.line("mask_n = (idx == 0) & (r0 + BLOCK_T + idx < n_steps)")
+            self.log_decay(buf, "ln", "t_n", "mask_n", "f")
+            self.tile(buf, "kt", m.k, n, "t_r", "mask_r", "k", f"k: the input's {n} factor", raw=True)
+            self.tile(buf, "qt", m.c, n, "t_r", "mask_r", "q", f"q: the readout's {n} factor", raw=True)
+            buf.line("# (q[t] . k[s]) (decay from s to t) for the pairs s < t of the chunk")
+            buf.line("g = tl.dot(qt.to(DT), tl.trans(kt.to(DT)), input_precision=IP)")
+            buf.line("e = (cum_lr[:, None] - cum_lr[None, :]) + (cum2_lr[:, None] - cum2_lr[None, :])")
+            buf.line("g = g * tl.exp2(tl.where(idx[:, None] > idx[None, :], e, float('-inf')))")
+            buf.line("dyv = tl.zeros([BLOCK_T, BLOCK_T], tl.float32)  # dy[t] . v[s]")
+            buf.line("a_in = tl.zeros([BLOCK_T], tl.float32)  # dy[t] . (the entry state's part of y[t])")
+            buf.line("a_out = tl.zeros([BLOCK_T], tl.float32)  # v[s] . (the exit cotangent's part of dv[s])")
+            buf.line(f"across = tl.zeros([BLOCK_{n}], tl.float32)  # <entry state, exit cotangent>, summed over {p}")
+            buf.line("n_cs = tl.cdiv(n_steps, BLOCK_T)  # this sequence's chunks (a reverse scan's from the end)")
+            buf.line(f"for pb in range(0, tl.cdiv(size_{p}, BLOCK_{p})):  # blocks of {p}")
+            with buf.indent():
+                self.offsets(buf, p, "pb", cast=False)
+                self.tile(buf, "vt", m.u, p, "t_r", "mask_r", "u", f"v: the input's {p} factor")
+                self.tile(buf, "dyt", m.dy, p, "t_r", "mask_r", "w", "dy: the outputs' cotangent")
+                buf.line("dyv += tl.dot(dyt.to(DT), tl.trans(vt.to(DT)), input_precision=IP)")
+                ptr, mask = self.state_ptr(buf, own, "c")
+                buf.line(f"h_in = tl.load({ptr}, mask={mask}, other=0.0)  # the state entering the chunk")
+                ptr, mask = self.state_ptr(buf, cot, "(n_cs - 1 - c)")
+                buf.line(f"g_out = tl.load({ptr}, mask={mask}, other=0.0)  # the cotangent of the step after it, undecayed")
+                buf.line("y_in = tl.dot(qt.to(DT), h_in.to(DT), input_precision=IP) * tl.exp2(cum_lr + cum2_lr)[:, None]")
+                buf.line("a_in += tl.sum(dyt * y_in, axis=1)")
+                buf.line("dv_out = tl.dot(kt.to(DT), g_out.to(DT), input_precision=IP)")
+                buf.line("a_out += tl.sum(vt * dv_out, axis=1) * tl.exp2((tot_lr - cum_lr) + (tot2_lr - cum2_lr))")
+                buf.line("across += tl.sum(h_in.to(tl.float32) * g_out.to(tl.float32), axis=1)  # (16-bit where stored so)")
+            buf.line("w = g * dyv")
+            buf.line("# both in the chunk: for each i the rows t >= i of the sums over s < i")
+            buf.line("pre = tl.cumsum(w, axis=1) - w")
+            buf.line("inner = tl.sum(tl.where(idx[:, None] >= idx[None, :], pre, 0.0), axis=0)")
+            buf.line("from_in = tl.sum(a_in, axis=0) - tl.cumsum(a_in, axis=0) + a_in  # t >= i")
+            buf.line("from_out = tl.cumsum(a_out, axis=0) - a_out  # s < i")
+            buf.line("outside = tl.sum(across, axis=0) * tl.exp2(tot_lr + tot2_lr)")
+            buf.line("dl = inner + from_in + (from_out + outside) * tl.exp2(tot_ln + tot2_ln)")
+            for node, names in m.stores:
+                for name in names:
+                    t = self.tensors[name]
+                    terms = self.head_terms(t, node.dims) + [f"t_r * {t.name}_s_{m.time}"]
+                    buf.line(f"b_{t.name} = " + " + ".join(terms))
+                    ptr = f"{t.name} + b_{t.name} + idx * {t.name}_s_{m.time}"
+                    buf.line(f"tl.store({ptr}, dl.to({t.name}.dtype.element_ty), mask=mask_r)")
 
 
 __all__ = ["MatrixPrinter"]

@@ -116,6 +116,15 @@ class Run:
         k_bf16 = k is not None and self.tensors[k.attr("name")].dtype == torch.bfloat16
         r = plain_arg(m, m.c, m.n)  # the readout's factor, likewise
         c_bf16 = r is not None and self.tensors[r.attr("name")].dtype == torch.bfloat16
+        if full is not None and full.role == "dl":  # a decay gradient: one program per chunk
+            span = self.spans[plan.shares]
+            if span > 128:
+                raise LoweringError(f"{full.name}: chunks of {span} steps; a decay gradient's kernel takes at most 128")
+            sd = choose_matrix(full, self.sizes, self.on_gpu, f32 or bool(exact), False, low, **{**self.c.options, "block_t": span, "sub": 1})
+            self.sizes["_C"] = max(1, triton_cdiv(L, span))
+            self.launch(full, sd, {})
+            self.sizes.pop("_C")
+            return
         if states is not None:
             sa = choose_matrix(states, self.sizes, self.on_gpu, f32 or exact is not False, k_bf16, low, **self.c.options)
             blocks_a = dict(sa.blocks)
@@ -130,7 +139,8 @@ class Run:
             if sb.block_t * sb.sub != span:  # pragma: no cover - both from the same options
                 raise LoweringError(f"{full.name}: chunks of {sb.block_t * sb.sub} steps; its chunk states are of {span}")
             self.sizes["_C"] = max(1, triton_cdiv(L, span))
-            self.sizes["_RT"] = triton_cdiv(L, sb.block_t)
+            # a reverse scan's positions: the steps padded to whole chunks (print_matrix)
+            self.sizes["_RT"] = triton_cdiv(L, span) * (span // sb.block_t) if m.reverse else triton_cdiv(L, sb.block_t)
             self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], dict(sb.blocks)[m.p])
             self.launch(full, sb, {})
         for d in ("_C", "_NB", "_PB", "_RT"):
@@ -266,6 +276,10 @@ class Run:
                     sums.append((self.results, t.source, buf, len(t.partial)))
             elif t.role == "out" and t.name not in self.buffers:
                 dt = self.out_dtype if t.low else torch.float32
+                if t.low and dict(sched.flags).get("PREC") in ("bf16", "fp16") and self.c.states_in_products_dtype:
+                    # chunk states of a kernel with 16-bit products (a backward's matrix scan):
+                    # in the products' dtype, which its readers round them to anyway
+                    dt = self.in_dtype
                 buf = self.alloc(shape(t.dims), dt, zero=t.accumulate)
                 self.buffers[t.name] = buf
                 if t.partial:

@@ -120,6 +120,11 @@ def choose(
 MATRIX_MIN_STEPS = 64
 
 
+# the decay gradient's kernel (lower_matrix_dl): it holds two [N, BLOCK_P] chunk states and
+# four [BLOCK_T, BLOCK_T] or [BLOCK_T, BLOCK_P] tiles in float32. A first guess, not yet measured
+DL_WARPS, DL_BLOCK_P = 8, 64
+
+
 def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool, k_bf16: bool = False,
                   low: str | None = None, block_t: int | None = None, num_warps: int | None = None,
                   sub: int | None = None, num_stages: int | None = None, **_: object) -> Schedule:
@@ -146,10 +151,17 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
     # 0.30 with 128, 0.38 with 256 (it walks the chunk's earlier tiles; 64 needs the fewest
     # registers), for 0.23 / 0.21 / 0.21 ms of the states kernel. On the CPU 2, so tests cover
     # chunks of several tiles.
-    sub = sub or (1 if on_gpu else 2)
+    # a power of two: a decay gradient's kernel takes a whole chunk as one tile (lower_matrix_dl)
+    sub = next_pow2(sub or (1 if on_gpu else 2))
     # Triton 3.6.0's interpreter multiplies 16-bit dot operands as raw integers (seen: a bf16
     # 16x16 product off by 1e10): there, float32 operands
-    if kernel.role == "states":
+    if kernel.role == "dl":
+        # a chunk per program (BLOCK_T: the chunk states' span), N whole, P in blocks
+        bn, bp, warps = max(lo, next_pow2(N)), max(lo, min(next_pow2(P), DL_BLOCK_P)), num_warps or DL_WARPS
+        prec = "tf32x3" if not on_gpu or f32 or low is None else low
+        stages = num_stages or 1
+        sub = 1
+    elif kernel.role == "states":
         # blocks of 64 x 32 of the state per program: 0.19 ms against 0.21 for 64 x 64 and 0.38
         # for 32 x 64 (same run, chunks of 128); two stages of loads in flight: 0.21 against 0.32 for one
         bn, bp, warps = max(lo, min(next_pow2(N), 64)), max(lo, min(next_pow2(P), 32)), num_warps or 4

@@ -1,0 +1,98 @@
+"""Mamba-2's backward with the decay's gradient from pairs of states (the matrix_scan_dl
+kernel), on a GPU: (1) fwd+bwd at B8 L2048 H32 P64 N128 bf16, ssmc's backward in the
+variants of VARIANTS (the matrix form by default, with 16-bit products in every matrix scan,
+float32-accurate ones, the recurrent backward) and mamba-ssm in one run, with each one's
+kernels (torch.profiler); (2) the accuracy of every gradient against a float64 PyTorch loop
+(B2, at argv's lengths) for the default, 16-bit, float32-accurate and recurrent backwards,
+float32 and bf16 inputs. Results: $OUT/dl_gpu.json. Usage: [SPEED=0] sh bench/dl_gpu.sh [L...]."""
+
+import json
+import os
+import sys
+
+import torch
+
+sys.path[:0] = ["examples", "tests", "bench"]
+from mamba2 import mamba2  # noqa: E402
+from profile_cases import _peer, profile  # noqa: E402
+from test_backward import mamba2_torch  # noqa: E402
+
+import ssmc  # noqa: E402
+from ssmc.backends.triton import schedule  # noqa: E402
+from ssmc.backends.triton.backward import MatrixBackward, backward_for  # noqa: E402
+from ssmc.benchmark import peers  # noqa: E402
+from ssmc.benchmark import workloads as w  # noqa: E402
+from ssmc.benchmark.measure import Ceilings  # noqa: E402
+from ssmc.testing.check import make_inputs  # noqa: E402
+
+# name: (MatrixBackward's arguments, chunk states in the products' dtype, the decay gradient
+# kernel's warps and P block); None: the recurrent backward
+VARIANTS = {"matrix default": (dict(), True, 8, 64), "dl 4 warps": (dict(), True, 4, 64),
+            "dl 4 warps, P blocks 32": (dict(), True, 4, 32), "f32 states": (dict(), False, 8, 64),
+            "matrix exact": (dict(low_precision=False), True, 8, 64), "matrix 16-bit": (dict(low_precision=True), True, 8, 64),
+            "recurrent": None}
+TIMED = ("matrix default", "dl 4 warps", "dl 4 warps, P blocks 32", "f32 states", "matrix exact")
+
+
+def backward(c, variant):
+    v = VARIANTS[variant]
+    if v is None:  # the forward in the matrix form still
+        c._backward = backward_for(c.layer, forward=c)
+    else:
+        schedule.DL_WARPS, schedule.DL_BLOCK_P = v[2], v[3]
+        c._backward = MatrixBackward(c.layer, forward=c, **v[0])
+        c._backward.part.states_in_products_dtype = v[1]
+        c._backward.force = True  # float32 inputs and long calls too
+    return c._backward
+
+
+def accuracy(L: int, out: dict) -> None:
+    sizes = dict(B=2, L=L, G=1, R=4, P=64, N=128)
+    values = make_inputs(mamba2, sizes, "f32", seed=3)
+    ref_in = {k: torch.tensor(v, dtype=torch.float64, device="cuda", requires_grad=True) for k, v in values.items()}
+    ref = mamba2_torch(**ref_in)
+    cot = {k: torch.randn(v.shape, dtype=torch.float64, device="cuda") for k, v in ref.items()}
+    g_ref = torch.autograd.grad(sum((ref[k] * cot[k]).sum() for k in ref), list(ref_in.values()))
+    for dtype in (torch.float32, torch.bfloat16):
+        for variant in ("matrix default", "matrix 16-bit", "matrix exact", "recurrent"):
+            c = ssmc.compile(mamba2)
+            backward(c, variant)
+            got_in = {k: v.detach().to(dtype if v.dim() > 2 else torch.float32).requires_grad_() for k, v in ref_in.items()}
+            got = c(**got_in)
+            g = torch.autograd.grad(sum((got[k].double() * cot[k]).sum() for k in got), list(got_in.values()))
+            errs = {k: float((a.double() - b).abs().max() / b.abs().max()) for k, a, b in zip(ref_in, g, g_ref)}
+            out["accuracy"].append(dict(L=L, dtype=str(dtype), variant=variant, errs=errs))
+            print(f"L{L} {str(dtype):15s} {variant:15s} " + "  ".join(f"{k} {e:.1e}" for k, e in errs.items()), flush=True)
+
+
+def speed(out: dict) -> None:
+    ssd = _peer(lambda: peers.mamba_triton("mamba_chunk_scan_combined"))
+    layer = w._compiled("mamba2")
+    for i, variant in enumerate(TIMED):
+        backward(layer, variant)
+        case = w.mamba2_case(8, 2048, 32, 64, 128, True, ssd)
+        if i:  # the peer once
+            case.candidates[:] = [x for x in case.candidates if x.impl == "ssmc"]
+        for r in w.run_case(case):
+            out["rows"].append(dict(r, variant=variant))
+        for cand in case.candidates:
+            if cand.run is not None and not cand.skip:
+                out["profile"][f"{variant} {cand.impl}"] = profile(cand, top=20)
+        torch.cuda.empty_cache()
+
+
+def main() -> None:
+    c = Ceilings.measure()
+    print(f"{torch.cuda.get_device_name()}  copy {c.copy / 1e9:.0f} GB/s", flush=True)
+    out = dict(device=torch.cuda.get_device_name(), copy_gbs=c.copy / 1e9, accuracy=[], rows=[], profile={})
+    path = os.path.join(os.environ.get("OUT", "."), "dl_gpu.json")
+    if os.environ.get("SPEED", "1") == "1":
+        speed(out)
+        json.dump(out, open(path, "w"), indent=1)  # after each part: a call cut short keeps what it did
+    for L in [int(x) for x in sys.argv[1:]]:
+        accuracy(L, out)
+        json.dump(out, open(path, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
