@@ -31,7 +31,7 @@ VARIANTS = {"matrix default": (dict(), True, 8, 64), "dl 4 warps": (dict(), True
             "dl 4 warps, P blocks 32": (dict(), True, 4, 32), "f32 states": (dict(), False, 8, 64),
             "matrix exact": (dict(low_precision=False), True, 8, 64), "matrix 16-bit": (dict(low_precision=True), True, 8, 64),
             "recurrent": None}
-TIMED = ("matrix default", "dl 4 warps", "dl 4 warps, P blocks 32", "f32 states", "matrix exact")
+TIMED = ("matrix default", "dl 4 warps", "matrix exact")
 
 
 def backward(c, variant):
@@ -54,7 +54,7 @@ def accuracy(L: int, out: dict) -> None:
     cot = {k: torch.randn(v.shape, dtype=torch.float64, device="cuda") for k, v in ref.items()}
     g_ref = torch.autograd.grad(sum((ref[k] * cot[k]).sum() for k in ref), list(ref_in.values()))
     for dtype in (torch.float32, torch.bfloat16):
-        for variant in ("matrix default", "matrix 16-bit", "matrix exact", "recurrent"):
+        for variant in ("matrix default", "matrix exact", "recurrent"):
             c = ssmc.compile(mamba2)
             backward(c, variant)
             got_in = {k: v.detach().to(dtype if v.dim() > 2 else torch.float32).requires_grad_() for k, v in ref_in.items()}
