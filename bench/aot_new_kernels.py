@@ -5,7 +5,7 @@ ships with Triton): whether Triton 3.6.0 compiles them, and their registers and 
 schedules are the CPU's (the call runs on the CPU), so block sizes may differ from a GPU's.
 
     python bench/aot_new_kernels.py [case ...]   (cases: held_bidir, held_bidir_u1, tensor_bidir,
-    lru, lru_backward, bimamba_bidir, bimamba_backward)
+    lru, lru_backward, bimamba_bidir, bimamba_backward, mamba2_backward)
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def cases():
     from lru import lru
     from mamba1 import mamba1
 
-    from ssmc.backends.triton.backward import CompiledBackward, backward_for
+    from mamba2 import mamba2
+
+    from ssmc.backends.triton.backward import CompiledBackward, MatrixBackward, backward_for
 
     def bimamba_ins(B=1, L=64, D=256, N=16):
         g = torch.Generator().manual_seed(1)
@@ -70,7 +72,24 @@ def cases():
         "lru_backward": lambda: (CompiledBackward(lru), lru_ins(True)),
         "bimamba_bidir": lambda: (ssmc.compile(bimamba, strategy="bidir").bidir_forward(), bimamba_ins()),
         "bimamba_backward": lambda: (backward_for(bimamba), {**bimamba_ins(), "grad_y": torch.randn(1, 64, 256).to(torch.bfloat16)}),
+        # session 15: Mamba-2's matrix backward with the decay gradient's kernel, the GPU's
+        # schedules (GPU_SCHEDULES below)
+        "mamba2_backward": lambda: (MatrixBackward(mamba2), mamba2_ins()),
     }
+
+
+def mamba2_ins(B=1, L=128, G=1, R=4, P=64, N=128):
+    from mamba2 import mamba2
+
+    g = torch.Generator().manual_seed(3)
+    r = lambda *s: torch.randn(*s, generator=g).to(torch.bfloat16)  # noqa: E731
+    ins = {"x": r(B, L, G, R, P), "dt": r(B, L, G, R), "B": r(B, L, G, N), "C": r(B, L, G, N), "z": r(B, L, G, R, P),
+           "grad_y": r(B, L, G, R, P)}
+    ins.update({k: torch.tensor(v, dtype=torch.float32) for k, v in mamba2.init_params(dict(G=G, R=R), 0).items()})
+    return ins
+
+
+GPU_SCHEDULES = ("mamba2_backward",)  # cases whose launches take the GPU's schedules (block sizes, PREC)
 
 
 def main() -> None:
@@ -93,9 +112,19 @@ def main() -> None:
     J.CompiledLayer._fn = fn_of
     for name in ("chunk_combine", "chunk_combine_complex"):
         setattr(runtime, name, Capture(type("K", (), {"name": "_" + name})()))
+    from ssmc.backends.triton import run as R
+
+    plain_init = R.Run.__init__
     for name in names:
         compiled, ins = table[name]()
         launches.clear()
+        gpu = name in GPU_SCHEDULES
+
+        def init(self, *a, gpu=gpu, **kw):  # (c, sizes, tensors, in_dtype, out_dtype, device, on_gpu, varlen)
+            plain_init(self, *a, **kw)
+            self.on_gpu = self.on_gpu or gpu
+
+        R.Run.__init__ = init
         os.environ["TRITON_INTERPRET"] = "1"  # lets the JIT run its launches on the CPU (captured)
         try:
             compiled.raw_call(**ins)

@@ -121,8 +121,11 @@ MATRIX_MIN_STEPS = 64
 
 
 # the decay gradient's kernel (lower_matrix_dl): it holds two [N, BLOCK_P] chunk states and
-# four [BLOCK_T, BLOCK_T] or [BLOCK_T, BLOCK_P] tiles in float32. A first guess, not yet measured
-DL_WARPS, DL_BLOCK_P = 8, 64
+# four [BLOCK_T, BLOCK_T] or [BLOCK_T, BLOCK_P] tiles in float32. Compiled for sm_90 without a
+# GPU (bench/aot_new_kernels.py mamba2_backward: N 128, P 64, BLOCK_T 64, bf16): 8 warps and P
+# blocks of 32, 189 registers, no spills; blocks of 64: 255 and 8 bytes of stack; 4 warps:
+# 255 and 56 (blocks of 32) or 440 (64) bytes of stack. Not yet timed on a GPU.
+DL_WARPS, DL_BLOCK_P = 8, 32
 
 
 def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool, k_bf16: bool = False,
