@@ -44,7 +44,6 @@ def cases():
     from bimamba import bimamba
     from lru import lru
     from mamba1 import mamba1
-
     from mamba2 import mamba2
 
     from ssmc.backends.triton.backward import CompiledBackward, MatrixBackward, backward_for
