@@ -316,10 +316,12 @@ class MatrixBackward:
         outs = tuple((k, v) for k, v in rest.outputs if k not in self.direct)
         self.rest = None
         self.rest_reads: frozenset[str] = frozenset()  # the part's results the rest reads
+        self.rest_args: frozenset[str] = frozenset()  # the arguments the rest reads
         if outs:
             live = set(topo_order([v for _, v in outs]))
             read = [a for a in margs.values() if a in live]
             self.rest_reads = frozenset(a.attr("name") for a in read)
+            self.rest_args = frozenset(n.attr("name") for n in live if n.op == "arg")
             rest = rest.replace(args=tuple(g.args) + tuple(read), outputs=outs, nodes=tuple(topo_order([v for _, v in outs])),
                                 groups=None)
             specs = dict(full.specs)
@@ -388,9 +390,8 @@ class MatrixBackward:
             if cu_seqlens is not None and self.rest.graph.scan_axis() is None:
                 # elementwise and sums only (no scan, no conv): a packed batch is one row to it;
                 # per-sequence values (initial states: optional) it does not read are left out
-                used = {n.attr("name") for n in topo_order([v for _, v in self.rest.graph.outputs]) if n.op == "arg"}
                 optional = self.rest.layer.optional
-                kwargs, cu_seqlens = {k: v for k, v in kwargs.items() if k in used or k not in optional}, None
+                kwargs, cu_seqlens = {k: v for k, v in kwargs.items() if k in self.rest_args or k not in optional}, None
             reads = {k: v for k, v in mx.items() if k in self.rest_reads}
             res = self.rest.raw_call(cu_seqlens=cu_seqlens, grads_as_inputs=grads_as_inputs, **kwargs, **reads)
         for k, name in self.direct.items():
