@@ -4,7 +4,7 @@ variants of VARIANTS (the matrix form by default, with 16-bit products in every 
 float32-accurate ones, the recurrent backward) and mamba-ssm in one run, with each one's
 kernels (torch.profiler); (2) the accuracy of every gradient against a float64 PyTorch loop
 (B2, at argv's lengths) for the default, 16-bit, float32-accurate and recurrent backwards,
-float32 and bf16 inputs. Results: $OUT/dl_gpu.json. Usage: [SPEED=0] sh bench/dl_gpu.sh [L...]."""
+float32 and bf16 inputs. Results: $OUT/dl_gpu.json. Usage: [SPEED=0] [TIMED=variant,...] sh bench/dl_gpu.sh [L...]."""
 
 import json
 import os
@@ -31,7 +31,7 @@ VARIANTS = {"matrix default": (dict(), True, 8, 32), "dl P blocks 64": (dict(), 
             "dl 4 warps": (dict(), True, 4, 32), "f32 states": (dict(), False, 8, 32),
             "matrix exact": (dict(low_precision=False), True, 8, 32), "matrix 16-bit": (dict(low_precision=True), True, 8, 32),
             "recurrent": None}
-TIMED = ("matrix default", "dl P blocks 64", "matrix exact")
+TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("matrix default", "dl P blocks 64", "matrix exact")
 
 
 def backward(c, variant):
