@@ -521,12 +521,12 @@ def _matrix_dl_numpy(ld, v, k, q, dy, h0, gf, axis, kaxis, vaxis, reverse):
     G, _ = _matrix_states(ld, dy, q, gf, axis, not reverse)
     ld = np.broadcast_to(ld, S.shape)
     S, G, ld = (np.moveaxis(x, axis, 0) for x in (S, G, ld))
-    before = np.zeros_like(S[:1]) if h0 is None else np.broadcast_to(h0, S.shape[1:])[None].astype(float)
-    after = np.zeros_like(G[:1]) if gf is None else np.broadcast_to(gf, G.shape[1:])[None].astype(float)
-    if not reverse:
-        pair = np.concatenate([before, S[:-1]]) * G
-    else:
-        pair = S * np.concatenate([after, G[:-1]])
+
+    def shifted(x, first):  # x one step later in time: first (zero if None), x[0], .., x[-2]
+        head = np.zeros_like(x[:1]) if first is None else np.broadcast_to(first, x.shape[1:])[None].astype(float)
+        return np.concatenate([head, x[:-1]])
+
+    pair = shifted(S, h0) * G if not reverse else S * shifted(G, gf)
     out = np.exp(ld) * pair
     out = np.moveaxis(out, 0, axis)
     return np.sum(out, axis=(kaxis, vaxis))
