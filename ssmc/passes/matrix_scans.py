@@ -195,24 +195,28 @@ def _elementwise() -> set[str]:
 
 
 
+def _operands_recomputed(group: Group, ops: list[Node]) -> str:
+    """Why the operands of ``ops`` (a group's matrix ops) cannot be recomputed in their kernel
+    from arguments, or ''. A conv of arguments is recomputed like the elementwise ones."""
+    if group.loads:
+        return "it reads values another kernel computes"
+    from ssmc.ops.registry import get
+
+    others = [n for n in group.nodes if n not in ops and n.op not in ("arg", "const")]
+    bad = next((n for n in others if not (get(n.op).group == "elementwise" or conv_of_args(n))), None)
+    return f"its operands need `{bad.op}`, not elementwise" if bad is not None else ""
+
+
 def op_form(graph: Graph, group: Group) -> MatrixForm | str:
     """The matrix form of a group holding one matrix scan (``matrix_scan`` and / or its final
     state, same operands) and what its operands need, elementwise from arguments."""
     ms = [n for n in group.nodes if n.op in MATRIX_OPS]
     if len({n.inputs for n in ms}) != 1 or len({n.attrs for n in ms}) != 1:
         return "it holds several matrix scans"
-    if group.loads:
-        return "it reads values another kernel computes"
-    from ssmc.ops.registry import get
-
+    why = _operands_recomputed(group, ms)
+    if why:
+        return why
     others = [n for n in group.nodes if n not in ms and n.op not in ("arg", "const")]
-    # a conv of arguments is recomputed like the elementwise operands (print_matrix)
-    def recomputable(n: Node) -> bool:
-        return get(n.op).group == "elementwise" or conv_of_args(n)
-
-    if any(not recomputable(n) for n in others):
-        bad = next(n for n in others if not recomputable(n))
-        return f"its operands need `{bad.op}`, not elementwise"
     if any(any(i in ms for i in n.inputs) for n in others):
         return "a value after the matrix scan is computed in its kernel"
     m0 = ms[0]
@@ -256,14 +260,9 @@ def dl_form(graph: Graph, group: Group) -> MatrixForm | str:
     dls = [n for n in group.nodes if n.op == MATRIX_DL]
     if len(dls) != 1:
         return "it holds several decay gradients"
-    if group.loads:
-        return "it reads values another kernel computes"
-    from ssmc.ops.registry import get
-
-    others = [n for n in group.nodes if n not in dls and n.op not in ("arg", "const")]
-    bad = next((n for n in others if not (get(n.op).group == "elementwise" or conv_of_args(n))), None)
-    if bad is not None:
-        return f"its operands need `{bad.op}`, not elementwise"
+    why = _operands_recomputed(group, dls)
+    if why:
+        return why
     dl = dls[0]
     at = dl.attr_dict
     if at["reverse"]:

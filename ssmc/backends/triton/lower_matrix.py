@@ -59,27 +59,10 @@ def lower_matrix(graph: Graph, group: Group, form: MatrixForm) -> tuple[Kernel, 
     # its products anyway (so 16-bit outputs move half the bytes, for the same result)
     hin = Tensor(f"hin_{group.name}", ("_C",) + m.heads + (m.n, m.p), "out", source=f"hin_{group.name}", low=True)
 
-    def arg_tensor(n: Node) -> Tensor:
-        return Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name"))
-
-    used = set(m.heads) | {m.time, m.n, m.p} | {n.attr("taps") for n in group.nodes if n.op == "conv"}
-    size_dims = tuple(d for d in graph.dim_order if d in used)
-    common = dict(
-        layer=graph.name,
-        strategy="matrix",
-        time_dim=m.time,
-        reverse=False,
-        tiled_dim=None,
-        full_dims=(),
-        carries=(),
-        pre=(),
-        loop=(),
-        post=(),
-        batch_dim=m.batch,
-    )
+    size_dims, common = _sizes_and_common(graph, group, m)
     base = f"{graph.name}_{group.name}_matrix"
     a_args = _args([m.log_decay, *m.u, *m.k] + ([m.h0] if m.h0 is not None else []))
-    a_tensors = [arg_tensor(n) for n in a_args]
+    a_tensors = [_arg_tensor(n) for n in a_args]
     a_tensors.append(hin)
     a_tensors += [Tensor(f"o_{name}", m.final.dims, "out", source=name) for name in final_names]
     head = (
@@ -101,7 +84,7 @@ def lower_matrix(graph: Graph, group: Group, form: MatrixForm) -> tuple[Kernel, 
         return (states,)
     store_nodes = [n for n, _ in m.stores]
     b_args = _args([m.log_decay, *m.u, *m.k, *m.c] + store_nodes, stop=m.readout)
-    b_tensors = [arg_tensor(n) for n in b_args]
+    b_tensors = [_arg_tensor(n) for n in b_args]
     b_tensors.append(Tensor(hin.name, hin.dims, "in", source=hin.source))
     for n, outs in m.stores:
         for name in outs:
@@ -124,16 +107,27 @@ def lower_matrix(graph: Graph, group: Group, form: MatrixForm) -> tuple[Kernel, 
     return states, full
 
 
+def _arg_tensor(n: Node) -> Tensor:
+    return Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name"))
+
+
+def _sizes_and_common(graph: Graph, group: Group, m: MatrixForm) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The dims whose sizes a matrix-form kernel of ``group`` takes, and the fields every such
+    kernel shares."""
+    used = set(m.heads) | {m.time, m.n, m.p} | {n.attr("taps") for n in group.nodes if n.op == "conv"}
+    common = dict(layer=graph.name, strategy="matrix", time_dim=m.time, reverse=False, tiled_dim=None, full_dims=(),
+                  carries=(), pre=(), loop=(), post=(), batch_dim=m.batch)
+    return tuple(d for d in graph.dim_order if d in used), common
+
+
 def lower_matrix_dl(graph: Graph, group: Group, form: MatrixForm) -> Kernel:
     """The kernel of a ``matrix_scan_dl``: one program per head and chunk sums the pairs of
     steps (s, t) that cross each step of the chunk (print_matrix ``dl_body``), from the chunk
     states of the scan's state and of its cotangent, which two other groups' states kernels
     store (``share_matrix_states`` binds them: ``hin_own`` and ``hin_cot`` until then)."""
     m = form
-    used = set(m.heads) | {m.time, m.n, m.p} | {n.attr("taps") for n in group.nodes if n.op == "conv"}
-    size_dims = tuple(d for d in graph.dim_order if d in used)
-    args = _args([m.log_decay, *m.u, *m.k, *m.c, *m.dy])
-    tensors = [Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name")) for n in args]
+    size_dims, common = _sizes_and_common(graph, group, m)
+    tensors = [_arg_tensor(n) for n in _args([m.log_decay, *m.u, *m.k, *m.c, *m.dy])]
     tensors += [Tensor(name, ("_C",) + m.heads + (m.n, m.p), "in", source=name) for name in ("hin_own", "hin_cot")]
     for n, outs in m.stores:
         tensors += [Tensor(f"o_{name}", n.dims, "out", source=name) for name in outs]
@@ -150,17 +144,7 @@ def lower_matrix_dl(graph: Graph, group: Group, form: MatrixForm) -> Kernel:
         header=head,
         role="dl",
         matrix=m,
-        layer=graph.name,
-        strategy="matrix",
-        time_dim=m.time,
-        reverse=False,
-        tiled_dim=None,
-        full_dims=(),
-        carries=(),
-        pre=(),
-        loop=(),
-        post=(),
-        batch_dim=m.batch,
+        **common,
     )
 
 
