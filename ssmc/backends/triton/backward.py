@@ -213,9 +213,10 @@ class CompiledBackward(CompiledLayer):
 
 class _MatrixPart(CompiledLayer):
     """The matrix scans of a backward, each a pair of matrix-form kernels, and the decay's
-    gradient (its kernel reads two of their chunk states); float32 results. Those named in
-    ``exact`` from float32-accurate products (tf32x3) whatever the inputs' dtype; the others
-    from products at the inputs' precision, where ``matrix_exact`` says."""
+    gradient (its kernel reads two of their chunk states); float32 results (16-bit ones where
+    ``results_in_products_dtype`` says: see jit). Those named in ``exact`` from float32-accurate
+    products (tf32x3) whatever the inputs' dtype; the others from products at the inputs'
+    precision, where ``matrix_exact`` says."""
 
     defines_op = False
     out_dtype = CompiledBackward.out_dtype  # float32, like every backward's
@@ -249,7 +250,8 @@ class MatrixBackward:
     on tensor cores with its elementwise operands recomputed, and the decay's gradient
     (``matrix_scan_dl``: one kernel per chunk reading the chunk states of the scan and of its
     cotangent, which two of those store); they store their [heads, L, P], [heads, L, N] or
-    [heads, L] results in float32, and the rest of the backward (elementwise chain rule, sums
+    [heads, L] results in float32 (in the inputs' 16-bit dtype where the scan's products are
+    16-bit and only the rest reads the result), and the rest of the backward (elementwise chain rule, sums
     over heads of a group, batch and time) is a backward like any other (``CompiledBackward``)
     reading them as arguments. No [B, L, ..., N, P] value is stored. Called like
     ``CompiledBackward``.
@@ -334,6 +336,9 @@ class MatrixBackward:
             layout = (heads[:-1], heads[-1] if heads else None, whole)
             self.rest = CompiledBackward(layer, forward, verify=verify, layout=layout, split_time=True,
                                          graph_layer=Layer.from_graph(rest, specs, full.optional, full.fixed_sizes))
+        # a result from 16-bit products that only the rest reads: stored in 16 bits (its products
+        # rounded it to that precision already; half the bytes written and read back)
+        self.part.results_in_products_dtype = self.rest_reads - set(self.direct.values())
 
     def result_precision(self, input_dtype: str, sizes: dict[str, int] | None = None) -> dict[str, str]:
         """The gradients whose kernels multiply in ``input_dtype`` ("bf16", "f16"; float32 results
@@ -381,7 +386,7 @@ class MatrixBackward:
     def matrix_call(self, cu_seqlens: Any = None, grads_as_inputs: bool = False, **kwargs: Any) -> dict[str, Any]:
         """The matrix scans' kernels, then the rest's, whatever the inputs' dtype and length
         (``grads_as_inputs``: the rest's, as ``Run.result_dtype`` says; the matrix scans'
-        results stay float32)."""
+        results returned as gradients, ``direct``, stay float32)."""
         self.part.deterministic = self.deterministic
         mx = self.part.raw_call(cu_seqlens=cu_seqlens, **kwargs)
         res = {}

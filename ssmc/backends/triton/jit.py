@@ -183,6 +183,9 @@ class CompiledLayer:
     # a matrix scan's chunk states, where its kernels multiply in 16 bits: stored in that dtype
     # (else in the outputs' dtype); a backward's part (float32 outputs) may say so
     states_in_products_dtype = False
+    # results of a matrix scan's outputs kernel stored in its products' dtype where they are
+    # 16-bit (else in the outputs' dtype): a backward's part names those only its rest reads
+    results_in_products_dtype: frozenset[str] = frozenset()
 
     def matrix_exact(self, group: Any, shape: tuple[int, int] | None = None) -> bool | None:
         """Whether the matrix scan of ``group`` needs float32-accurate products whatever the

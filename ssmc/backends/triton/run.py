@@ -270,6 +270,11 @@ class Run:
         for t in kernel.tensors:
             if t.role == "out" and t.name.startswith("o_"):
                 dt = self.result_dtype(t)
+                if (t.source in self.c.results_in_products_dtype and kernel.role == "full" and not t.accumulate
+                        and not t.partial and dict(sched.flags).get("PREC") in ("bf16", "fp16")):
+                    # a backward's matrix scan with 16-bit products, its result read by the rest
+                    # of the backward only: rounded to the products' dtype once, as it is stored
+                    dt = self.in_dtype
                 buf = self.alloc(shape(t.dims), dt, zero=t.accumulate)  # zeroed: programs add into it
                 self.results[t.source] = buf
                 if t.partial:
