@@ -25,24 +25,29 @@ from ssmc.benchmark import workloads as w  # noqa: E402
 from ssmc.benchmark.measure import Ceilings  # noqa: E402
 from ssmc.testing.check import make_inputs  # noqa: E402
 
-# name: (MatrixBackward's arguments, chunk states in the products' dtype, the decay gradient
-# kernel's warps and P block); None: the recurrent backward
-VARIANTS = {"matrix default": (dict(), True, 8, 32), "dl P blocks 64": (dict(), True, 8, 64),
-            "dl 4 warps": (dict(), True, 4, 32), "f32 states": (dict(), False, 8, 32),
-            "matrix exact": (dict(low_precision=False), True, 8, 32), "matrix 16-bit": (dict(low_precision=True), True, 8, 32),
+# name: what differs from the default (None: the recurrent backward): MatrixBackward's
+# arguments (args), chunk states in the products' dtype (states16), the decay gradient kernel's
+# warps and P block (dl), results the rest reads in the products' dtype (results16)
+DEFAULT = dict(args={}, states16=True, dl=(8, 32), results16=True)
+VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warps": dict(dl=(4, 32)),
+            "f32 states": dict(states16=False), "f32 results": dict(results16=False),
+            "chunks of 128": dict(args=dict(sub=2)), "chunks of 32": dict(args=dict(block_t=32)),
+            "matrix exact": dict(args=dict(low_precision=False)), "matrix 16-bit": dict(args=dict(low_precision=True)),
             "recurrent": None}
-TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("matrix default", "dl P blocks 64", "matrix exact")
+TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("matrix default", "f32 results", "dl P blocks 64", "matrix exact")
 
 
 def backward(c, variant):
-    v = VARIANTS[variant]
-    if v is None:  # the forward in the matrix form still
+    if VARIANTS[variant] is None:  # the forward in the matrix form still
         c._backward = backward_for(c.layer, forward=c)
-    else:
-        schedule.DL_WARPS, schedule.DL_BLOCK_P = v[2], v[3]
-        c._backward = MatrixBackward(c.layer, forward=c, **v[0])
-        c._backward.part.states_in_products_dtype = v[1]
-        c._backward.force = True  # float32 inputs and long calls too
+        return c._backward
+    v = {**DEFAULT, **VARIANTS[variant]}
+    schedule.DL_WARPS, schedule.DL_BLOCK_P = v["dl"]
+    c._backward = MatrixBackward(c.layer, forward=c, **v["args"])
+    c._backward.part.states_in_products_dtype = v["states16"]
+    if not v["results16"]:
+        c._backward.part.results_in_products_dtype = frozenset()
+    c._backward.force = True  # float32 inputs and long calls too
     return c._backward
 
 
@@ -54,7 +59,7 @@ def accuracy(L: int, out: dict) -> None:
     cot = {k: torch.randn(v.shape, dtype=torch.float64, device="cuda") for k, v in ref.items()}
     g_ref = torch.autograd.grad(sum((ref[k] * cot[k]).sum() for k in ref), list(ref_in.values()))
     for dtype in (torch.float32, torch.bfloat16):
-        for variant in ("matrix default", "matrix exact", "recurrent"):
+        for variant in ("matrix default", "f32 results", "matrix exact", "recurrent"):
             c = ssmc.compile(mamba2)
             backward(c, variant)
             got_in = {k: v.detach().to(dtype if v.dim() > 2 else torch.float32).requires_grad_() for k, v in ref_in.items()}

@@ -17,6 +17,7 @@ import ssmc
 from ssmc.autodiff import backward_graph, backward_layer
 from ssmc.backends.triton.backward import CompiledBackward, MatrixBackward
 from ssmc.backends.triton.schedule import choose_matrix
+from ssmc.errors import DefinitionError
 from ssmc.ir import dtypes
 from ssmc.ir.node import Graph, Node, topo_order
 from ssmc.ops.interpret import run
@@ -70,6 +71,22 @@ def test_matrix_scan_means_a_scan_read_out(reverse):
     final = a[:, 0] * h if reverse else h
     np.testing.assert_allclose(out["y"], (S * x["q"][:, :, :, None, :]).sum(-1), rtol=1e-12)
     np.testing.assert_allclose(out["f"], final, rtol=1e-12)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_matrix_scan_summed_over_heads_is_the_sum_of_its_heads(reverse):
+    """``sum_dims``: the result summed over those head dims (a gradient of an operand the heads
+    share); only distinct head dims may be summed."""
+    g = _op_graph(reverse)
+    y = dict(g.outputs)["y"]
+    ys = build(ORDER, "matrix_scan", y.inputs, **y.attr_dict, sum_dims=("H",))
+    assert ys.dims == ("B", "L", "P")
+    both = Graph("op", ORDER, g.args, (("y", y), ("ys", ys)), tuple(topo_order([y, ys])))
+    out = run(both, _values(3), OP_SIZES)
+    np.testing.assert_allclose(out["ys"], out["y"].sum(axis=2), rtol=1e-12)
+    for bad in (("N",), ("L",), ("H", "H")):
+        with pytest.raises(DefinitionError, match="sum_dims"):
+            build(ORDER, "matrix_scan", y.inputs, **y.attr_dict, sum_dims=bad)
 
 
 @pytest.mark.parametrize("final_only", [False, True])
@@ -170,6 +187,13 @@ def test_the_backward_follows_the_strategy():
     kernels = c.part.kernels("matrix")
     assert sum(k.matrix.reverse for k in kernels) == 3
     assert len(kernels) == 7 and [k.role for k in kernels].count("dl") == 1
+    # dB and dC (B and C shared by a group's heads): summed over the heads R in their outputs
+    # kernels, which loop over them; no [.., R, .., N] result is stored
+    summed = [k for k in kernels if k.matrix.summed and k.role == "full"]
+    assert len(summed) == 2 and all(k.matrix.summed == ("R",) and "R" not in k.grid_dims for k in summed)
+    assert all("R" in k.grid_dims for k in kernels if k.role != "full")  # the states stay per head
+    assert not any({"R", "N"} <= set(v.dims) for _, v in c.part.graph.outputs if v.op == "matrix_scan")
+    assert {c.direct["grad_B"], c.direct["grad_C"]} == {k.matrix.stores[0][1][0] for k in summed}
 
 
 @pytest.mark.parametrize("name", ["mamba2", "simple_gla"])

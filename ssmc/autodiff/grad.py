@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ssmc.dsl.trace import ArgSpec
-from ssmc.errors import LoweringError
+from ssmc.errors import DefinitionError, LoweringError
 from ssmc.ir import dtypes
 from ssmc.ir.node import Graph, Node, topo_order
 from ssmc.ops.registry import get
@@ -252,12 +252,24 @@ def matrix_vjp(b: Builder, members: list[Node], cot: dict[Node, Node], accum) ->
     l), so dl[i] sums the pairs (s, t) that cross i, ``exp(l[i]) <S[i-1], G[i]>`` (the
     ``matrix_scan_dl`` op; h0 and gf as the pairs' ends before the start and after the end).
     Written as ``sum_{t >= i} (dy[t] . y[t] - v[t] . dv[t])`` it would be a running sum of
-    differences that mostly cancel (the pairs with i <= s <= t), float32 products or not."""
+    differences that mostly cancel (the pairs with i <= s <= t), float32 products or not. An
+    operand shared by heads (Mamba-2's B and C by a group's heads) gets a gradient scan summed
+    over those heads (``sum_dims``): no per-head result is stored."""
     m0 = members[0]
     ld, v, k, q = m0.inputs[:4]
     h0 = m0.inputs[4] if len(m0.inputs) == 5 else None
     at = m0.attr_dict
     axis, kd, vd, rev = at["axis"], at["kdim"], at["vdim"], bool(at["reverse"])
+    if any(m.attr("sum_dims") for m in members):
+        raise DefinitionError("a matrix scan summed over heads (a derivative's) has no derivative rule")
+    heads = [d for d in at["full_dims"] if d not in (axis, kd, vd)]
+
+    def summed(x: Node) -> dict:
+        """The head dims operand ``x`` is broadcast along (not the batch, the graph's first dim:
+        a packed batch's sequences), summed in the gradient scan's own kernel, which loops over
+        them, instead of stored per head and summed after it."""
+        dims = tuple(d for d in heads if d not in x.dims and d != b.order[0])
+        return {"sum_dims": dims} if dims else {}
     M = next((m for m in members if m.op == "matrix_scan"), None)
     F = next((m for m in members if m.op == "matrix_scan_final"), None)
     dy = cot.get(M) if M is not None else None
@@ -265,16 +277,15 @@ def matrix_vjp(b: Builder, members: list[Node], cot: dict[Node, Node], accum) ->
     if dy is None and gf is None:
         return
 
-    def ms(op: str, *ins: Node, h: Node | None, kdim: str, vdim: str, reverse: bool) -> Node:
+    def ms(op: str, *ins: Node, h: Node | None, kdim: str, vdim: str, reverse: bool, **more: Any) -> Node:
         return getattr(b, op)(*ins, *((h,) if h is not None else ()), axis=axis, kdim=kdim, vdim=vdim,
-                              reverse=reverse, full_dims=at["full_dims"])
+                              reverse=reverse, full_dims=at["full_dims"], **more)
 
     if dy is None:  # only the final state is used: y's cotangent is zero (along v's dims)
         dy = b.mul(b.c(0.0), v)
-    dv = ms("matrix_scan", ld, dy, q, k, h=gf, kdim=kd, vdim=vd, reverse=not rev)
-    accum(v, dv)
-    accum(k, ms("matrix_scan", ld, q, dy, v, h=gf, kdim=vd, vdim=kd, reverse=not rev))
-    accum(q, ms("matrix_scan", ld, k, v, dy, h=h0, kdim=vd, vdim=kd, reverse=rev))
+    accum(v, ms("matrix_scan", ld, dy, q, k, h=gf, kdim=kd, vdim=vd, reverse=not rev, **summed(v)))
+    accum(k, ms("matrix_scan", ld, q, dy, v, h=gf, kdim=vd, vdim=kd, reverse=not rev, **summed(k)))
+    accum(q, ms("matrix_scan", ld, k, v, dy, h=h0, kdim=vd, vdim=kd, reverse=rev, **summed(q)))
     if h0 is not None:
         accum(h0, ms("matrix_scan_final", ld, dy, q, k, h=gf, kdim=kd, vdim=vd, reverse=not rev))
     # the decay: each step's, as products of the state it decays and the cotangent of the

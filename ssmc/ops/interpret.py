@@ -123,7 +123,9 @@ def _eval(node: Node, values, args, sizes, order) -> np.ndarray:
         ops = [align(v, i.dims, full) for v, i in zip(ins[:4], node.inputs[:4])]
         h0 = align(ins[4], node.inputs[4].dims, state) if len(ins) == 5 else None
         ops[0] = np.broadcast_to(ops[0], tuple(sizes[d] for d in full))
-        return op.numpy(*ops, h0, axis=full.index(attrs["axis"]), kaxis=full.index(attrs["kdim"]), reverse=attrs["reverse"])
+        summed = {"sum_axes": tuple(full.index(d) for d in attrs["sum_dims"])} if attrs.get("sum_dims") else {}
+        return op.numpy(*ops, h0, axis=full.index(attrs["axis"]), kaxis=full.index(attrs["kdim"]), reverse=attrs["reverse"],
+                        **summed)
     if node.op == "matrix_scan_dl":
         full = tuple(attrs["full_dims"])
         state = tuple(d for d in full if d != attrs["axis"])

@@ -425,7 +425,11 @@ def _matrix_dims(dims, attrs, name: str) -> Dims:
 
 def _matrix_scan_rule(dims, dts, attrs, order):
     full = _matrix_dims(dims, attrs, "matrix_scan")
-    return tuple(d for d in full if d != attrs["kdim"]), dtypes.FLOAT
+    summed = tuple(attrs.get("sum_dims", ()))
+    heads = [d for d in full if d not in (attrs["axis"], attrs["kdim"], attrs["vdim"])]
+    if any(d not in heads for d in summed) or len(set(summed)) != len(summed):
+        raise DefinitionError(f"`matrix_scan`: sum_dims {list(summed)} must be distinct head dims, of {heads}")
+    return tuple(d for d in full if d != attrs["kdim"] and d not in summed), dtypes.FLOAT
 
 
 def _matrix_final_rule(dims, dts, attrs, order):
@@ -456,10 +460,11 @@ def _matrix_states(ld, v, k, h0, axis, reverse):
     return np.moveaxis(out, 0, axis), S
 
 
-def _matrix_scan_numpy(ld, v, k, q, h0, axis, kaxis, reverse):
-    """y[t] = sum over kdim (axis ``kaxis`` of the full state) of S[t] * q[t]."""
+def _matrix_scan_numpy(ld, v, k, q, h0, axis, kaxis, reverse, sum_axes=()):
+    """y[t] = sum over kdim (axis ``kaxis`` of the full state) of S[t] * q[t]; then summed
+    over the head axes ``sum_axes`` (of the full state)."""
     states, _ = _matrix_states(ld, v, k, h0, axis, reverse)
-    return np.sum(states * q, axis=kaxis)
+    return np.sum(states * q, axis=(kaxis, *sum_axes))
 
 
 def _matrix_final_numpy(ld, v, k, q, h0, axis, kaxis, reverse):
@@ -478,7 +483,8 @@ register(
         "a scan whose decay is exp(ld) along the axis (ld lacks kdim and vdim), whose input is "
         "v (lacking kdim) times k (lacking vdim), read out by a sum over kdim of the state times "
         "q: inputs (ld, v, k, q) or (ld, v, k, q, h0); made by the form_matrix_scans pass (the "
-        "chunked matrix form's op, and its derivative's)",
+        "chunked matrix form's op, and its derivative's); optional attribute sum_dims: head dims "
+        "the result is summed over (a derivative's, for an operand broadcast along them)",
         ("any", "any", "any", "any", "any"),
         attrs=_MATRIX_ATTRS,
     )

@@ -20,7 +20,7 @@ from ssmc.passes.base import Pass
 
 
 def recurrence_key(n: Node) -> tuple:
-    return (n.inputs, n.attrs if n.op == "scan" else tuple(kv for kv in n.attrs if kv[0] != "full_dims"))
+    return (n.inputs, n.attrs if n.op == "scan" else tuple(kv for kv in n.attrs if kv[0] not in ("full_dims", "sum_dims")))
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ class MatrixForm:
     names: dict  # the graph's node names (%k), for the generated source's comments
     reverse: bool = False  # a reverse matrix scan (``matrix_scan`` ops only): see ``op_form``
     dy: tuple[Node, ...] = ()  # a ``matrix_scan_dl``'s: the outputs' cotangent (along P); see ``dl_form``
+    summed: Dims = ()  # head dims the outputs kernel loops over and sums (a ``matrix_scan``'s sum_dims)
 
 
 def _factors(n: Node, split: frozenset) -> list[Node]:
@@ -211,7 +212,7 @@ def op_form(graph: Graph, group: Group) -> MatrixForm | str:
     """The matrix form of a group holding one matrix scan (``matrix_scan`` and / or its final
     state, same operands) and what its operands need, elementwise from arguments."""
     ms = [n for n in group.nodes if n.op in MATRIX_OPS]
-    if len({n.inputs for n in ms}) != 1 or len({n.attrs for n in ms}) != 1:
+    if len({n.inputs for n in ms}) != 1 or len({tuple(kv for kv in n.attrs if kv[0] != "sum_dims") for n in ms}) != 1:
         return "it holds several matrix scans"
     why = _operands_recomputed(group, ms)
     if why:
@@ -250,6 +251,7 @@ def op_form(graph: Graph, group: Group) -> MatrixForm | str:
         batch=graph.dim_order[0] if graph.dim_order and graph.dim_order[0] in heads else None,
         names=node_names(graph),
         reverse=bool(at["reverse"]),
+        summed=tuple(scan.attr("sum_dims") or ()) if scan is not None else (),
     )
 
 

@@ -89,16 +89,19 @@ def lower_matrix(graph: Graph, group: Group, form: MatrixForm) -> tuple[Kernel, 
     for n, outs in m.stores:
         for name in outs:
             b_tensors.append(Tensor(f"o_{name}", n.dims, "out", source=name))
+    if m.summed and [n for n, _ in m.stores] != [m.scan]:  # pragma: no cover - op_form's groups store the scan
+        raise LoweringError(f"{graph.name}: a matrix scan summed over {list(m.summed)} with an epilogue")
+    over = f"   summed over {list(m.summed)}: a loop over them in each program" if m.summed else ""
     head_b = (
         f"layer: {graph.name}   kernel: {group.name} (matrix form: outputs{', reverse' if m.reverse else ''})",
-        f"heads: {list(m.heads)}   rows: BLOCK_T steps x a block of {m.p} per program   time: {m.time}",
+        f"heads: {list(m.heads)}   rows: BLOCK_T steps x a block of {m.p} per program   time: {m.time}{over}",
         *[f"note: {x}" for x in group.notes],
     )
     full = Kernel(
         name=base,
         tensors=tuple(b_tensors),
         size_dims=size_dims + ("_C", "_RT", "_PB"),
-        grid_dims=m.heads + ("_RT", "_PB"),
+        grid_dims=tuple(d for d in m.heads if d not in m.summed) + ("_RT", "_PB"),
         header=head_b,
         role="full",
         matrix=m,

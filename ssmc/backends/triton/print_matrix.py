@@ -375,7 +375,7 @@ class MatrixPrinter:
             buf.line("IP: tl.constexpr = 'tf32' if PREC == 'bf16' or PREC == 'fp16' else 'tf32x3'  # (float32 operands only)")
 
     def outputs_body(self, buf: IndentedBuffer) -> None:
-        k, m = self.k, self.m
+        m = self.m
         n, p = m.n, m.p
         self.operand_dtype(buf, ip=True)
         buf.line("r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)")
@@ -387,46 +387,10 @@ class MatrixPrinter:
             self.offsets(buf, p, "pid__PB")
             buf.line(f"mask_r = {self.row_mask('r0')}")
             td, mask_d = self.positions(buf, "t_r", "r0", "mask_r")
-            self.log_decay(buf, "lr", td, mask_d, "d")
-            self.tile(buf, "ct", m.c, n, "t_r", "mask_r", "c", f"c: the readout's {n} factor", raw=True)
-            buf.line("if PREC != 'bf16split':")
-            with buf.indent():
-                buf.line("ct = ct.to(DT)")
-            buf.line("# off: log2 of the decay from the end of column tile j to the start of the rows")
-            buf.line("# (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)")
-            buf.line("off = -(tot_lr + tot2_lr)")
-            buf.line(f"acc = tl.zeros([BLOCK_T, BLOCK_{p}], tl.float32)")
-            buf.line("for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first")
-            with buf.indent():
-                buf.line("j = pid__RT - jj")
-                buf.line(f"mask_c = {self.row_mask('j * BLOCK_T')}")
-                td, mask_d = self.positions(buf, "t_c", "j * BLOCK_T", "mask_c")
-                self.log_decay(buf, "lc", td, mask_d, "e")
-                self.tile(buf, "kt", m.k, n, "t_c", "mask_c", "k", f"k: the input's {n} factor", raw=True)
-                self.tile(buf, "ut", m.u, p, "t_c", "mask_c", "u", f"u: the input's {p} factor")
-                buf.line("if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product")
-                with buf.indent():
-                    buf.line("g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]")
-                buf.line("else:")
-                with buf.indent():
-                    buf.line("g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]")
-                buf.line("# decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile")
-                buf.line("e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))")
-                buf.line("keep = (jj > 0) | (idx[:, None] >= idx[None, :])")
-                buf.line("g = g * tl.exp2(tl.where(keep, e, float('-inf')))")
-                buf.line("acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)")
-                buf.line("off += tot_lc + tot2_lc")
-            hin = self.tensors[next(t.source for t in k.tensors if t.name.startswith("hin_"))]
-            ptr, mask = self.state_ptr(buf, hin, "c")
-            buf.line("# the chunk's entry state, decayed to each row")
-            buf.line(f"h_in = tl.load({ptr}, mask={mask}, other=0.0)")
-            buf.line("if PREC == 'bf16split':  # c exact in bf16: h_in as three bf16 parts, three bf16 products")
-            with buf.indent():
-                buf.line("ch = _ssmc_dot_bf16x3(ct, h_in)")
-            buf.line("else:")
-            with buf.indent():
-                buf.line("ch = tl.dot(ct, h_in.to(DT), input_precision=IP)")
-            buf.line("acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]")
+            if m.summed:
+                buf.line(f"acc = tl.zeros([BLOCK_T, BLOCK_{p}], tl.float32)  # summed over {', '.join(m.summed)}")
+            with self.summed_heads(buf):
+                self.outputs_of_head(buf, td, mask_d)
             buf.line(f"# the epilogue, [BLOCK_T, BLOCK_{p}] tiles")
             var = self.emit(buf, [x for x, _ in m.stores], p, "t_r", "mask_r", "y", bound={m.readout: "acc"})
             for node, names in m.stores:
@@ -440,6 +404,68 @@ class MatrixPrinter:
                     ptr = self.based(buf, t.name, terms, f"b_{t.name}")
                     value = var[node]  # [BLOCK_T, BLOCK_P], or [BLOCK_T, 1] lacking P
                     buf.line(f"tl.store({ptr}, {value}.to({t.name}.dtype.element_ty), mask={' & '.join(masks)})")
+
+    @contextlib.contextmanager
+    def summed_heads(self, buf: IndentedBuffer):
+        """Where the result is summed over head dims (``MatrixForm.summed``): a loop over each,
+        its counter as that head's program id, the head's rows added into ``acc``; values
+        printed in it hold for the last head only, so none is remembered past it."""
+        m = self.m
+        with contextlib.ExitStack() as stack:
+            for d in m.summed:
+                buf.line(f"for h_{d} in range(0, size_{d}):  # the heads summed, in order (no atomics)")
+                stack.enter_context(buf.indent())
+                buf.line(f"pid_{d} = pid * 0 + h_{d}  # 64-bit, as the program ids (the interpreter's counter is an int)")
+            yield
+        if m.summed:
+            self.memo.clear()
+
+    def outputs_of_head(self, buf: IndentedBuffer, td: str, mask_d: str) -> None:
+        """One head's rows of the outputs kernel, added into ``acc``: the chunk's earlier tiles
+        and its entry state."""
+        k, m = self.k, self.m
+        n, p = m.n, m.p
+        self.log_decay(buf, "lr", td, mask_d, "d")
+        self.tile(buf, "ct", m.c, n, "t_r", "mask_r", "c", f"c: the readout's {n} factor", raw=True)
+        buf.line("if PREC != 'bf16split':")
+        with buf.indent():
+            buf.line("ct = ct.to(DT)")
+        buf.line("# off: log2 of the decay from the end of column tile j to the start of the rows")
+        buf.line("# (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)")
+        buf.line("off = -(tot_lr + tot2_lr)")
+        if not m.summed:
+            buf.line(f"acc = tl.zeros([BLOCK_T, BLOCK_{p}], tl.float32)")
+        buf.line("for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first")
+        with buf.indent():
+            buf.line("j = pid__RT - jj")
+            buf.line(f"mask_c = {self.row_mask('j * BLOCK_T')}")
+            td, mask_d = self.positions(buf, "t_c", "j * BLOCK_T", "mask_c")
+            self.log_decay(buf, "lc", td, mask_d, "e")
+            self.tile(buf, "kt", m.k, n, "t_c", "mask_c", "k", f"k: the input's {n} factor", raw=True)
+            self.tile(buf, "ut", m.u, p, "t_c", "mask_c", "u", f"u: the input's {p} factor")
+            buf.line("if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product")
+            with buf.indent():
+                buf.line("g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]")
+            buf.line("else:")
+            with buf.indent():
+                buf.line("g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]")
+            buf.line("# decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile")
+            buf.line("e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))")
+            buf.line("keep = (jj > 0) | (idx[:, None] >= idx[None, :])")
+            buf.line("g = g * tl.exp2(tl.where(keep, e, float('-inf')))")
+            buf.line("acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)")
+            buf.line("off += tot_lc + tot2_lc")
+        hin = self.tensors[next(t.source for t in k.tensors if t.name.startswith("hin_"))]
+        ptr, mask = self.state_ptr(buf, hin, "c")
+        buf.line("# the chunk's entry state, decayed to each row")
+        buf.line(f"h_in = tl.load({ptr}, mask={mask}, other=0.0)")
+        buf.line("if PREC == 'bf16split':  # c exact in bf16: h_in as three bf16 parts, three bf16 products")
+        with buf.indent():
+            buf.line("ch = _ssmc_dot_bf16x3(ct, h_in)")
+        buf.line("else:")
+        with buf.indent():
+            buf.line("ch = tl.dot(ct, h_in.to(DT), input_precision=IP)")
+        buf.line("acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]")
 
     def dl_body(self, buf: IndentedBuffer) -> None:
         """A matrix scan's decay gradient (the ``matrix_scan_dl`` op) for one chunk of steps:
