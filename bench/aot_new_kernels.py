@@ -77,7 +77,7 @@ def cases():
     }
 
 
-def mamba2_ins(B=1, L=128, G=1, R=4, P=64, N=128):
+def mamba2_ins(B=1, L=128, G=1, R=int(os.environ.get("R", 4)), P=64, N=128):
     from mamba2 import mamba2
 
     g = torch.Generator().manual_seed(3)

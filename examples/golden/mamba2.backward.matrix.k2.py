@@ -167,7 +167,7 @@ def mamba2_backward_matrix_m2_matrix(
         t_rd = t_r + 1  # the decay entering position p: step n_pos - p's
         mask_t_rd = (r0 + idx >= p_lo + 1) & (r0 + idx < n_pos + 0)
         acc = tl.zeros([BLOCK_T, BLOCK_N], tl.float32)  # summed over R
-        for h_R in range(0, size_R):  # the heads summed, in order (no atomics)
+        for h_R in tl.range(0, size_R, num_stages=NUM_STAGES):  # the heads summed, in order (no atomics)
             pid_R = pid * 0 + h_R  # 64-bit, as the program ids (the interpreter's counter is an int)
             bd1 = row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + t_rd * a_dt_s_L
             if ALIGNED:
@@ -214,7 +214,8 @@ def mamba2_backward_matrix_m2_matrix(
             # off: log2 of the decay from the end of column tile j to the start of the rows
             # (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)
             off = -(tot_lr + tot2_lr)
-            for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first
+            if SUB == 1:  # the chunk is the rows' own tile: no loop, so the heads' loop is the innermost
+                jj = 0
                 j = pid__RT - jj
                 mask_c = (j * BLOCK_T + idx >= p_lo) & (j * BLOCK_T + idx < n_pos)
                 t_c = t_lo + n_pos - 1 - j * BLOCK_T  # position p is step n_pos - 1 - p
@@ -273,6 +274,66 @@ def mamba2_backward_matrix_m2_matrix(
                 g = g * tl.exp2(tl.where(keep, e, float('-inf')))
                 acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
                 off += tot_lc + tot2_lc
+            else:
+                for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first
+                    j = pid__RT - jj
+                    mask_c = (j * BLOCK_T + idx >= p_lo) & (j * BLOCK_T + idx < n_pos)
+                    t_c = t_lo + n_pos - 1 - j * BLOCK_T  # position p is step n_pos - 1 - p
+                    t_cd = t_c + 1  # the decay entering position p: step n_pos - p's
+                    mask_t_cd = (j * BLOCK_T + idx >= p_lo + 1) & (j * BLOCK_T + idx < n_pos + 0)
+                    be1 = row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + t_cd * a_dt_s_L
+                    if ALIGNED:
+                        be1 = tl.multiple_of(be1, 8)
+                    # %1 = arg dt : input [B, L, G, R]
+                    e1 = tl.load(a_dt + be1 + idx[:, None] * -a_dt_s_L, mask=mask_t_cd[:, None], other=0.0).to(tl.float32)
+                    # %7 = arg dt_bias : param [G, R] init=dt_bias
+                    e7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
+                    e11 = (e1 + e7)  # %11 = add %1, %7 : [B, L, G, R]
+                    e12 = _ssmc_softplus(e11)  # %12 = softplus %11 : [B, L, G, R]
+                    # %5 = arg A_log : param [G, R] init=mamba2_a_log
+                    e5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
+                    e13 = _ssmc_exp_accurate(e5)  # %13 = exp %5 : [G, R]
+                    e14 = (-e13)  # %14 = neg %13 : [G, R]
+                    e16 = (e14 * 1.4426950408889634)  # %16 = mul %14, %15 : [G, R]
+                    e17 = (e12 * e16)  # %17 = mul %12, %16 : [B, L, G, R]
+                    e19 = (e17 * 0.6931471805599453)  # %19 = mul %17, %18 : [B, L, G, R]
+                    lc = tl.sum(tl.where(mask_t_cd[:, None], e19 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
+                    if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
+                        cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
+                    else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
+                        cum_lc = tl.cumsum(lc, axis=0)
+                        cum2_lc = tl.zeros_like(lc)
+                    tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
+                    tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
+                    bk9 = row_B * a_grad_y_s_B + pid_G * a_grad_y_s_G + pid_R * a_grad_y_s_R + t_c * a_grad_y_s_L
+                    if ALIGNED:
+                        bk9 = tl.multiple_of(bk9, 8)
+                    # %9 = arg grad_y : input optional [B, L, G, R, P]
+                    k9 = tl.load(a_grad_y + bk9 + idx[:, None] * -a_grad_y_s_L + offs_P[None, :] * a_grad_y_s_P, mask=mask_c[:, None] & mask_P[None, :], other=0.0).to(tl.float32) if HAS_a_grad_y else tl.zeros([BLOCK_T, BLOCK_P], tl.float32)
+                    bk4 = row_B * a_z_s_B + pid_G * a_z_s_G + pid_R * a_z_s_R + t_c * a_z_s_L
+                    if ALIGNED:
+                        bk4 = tl.multiple_of(bk4, 8)
+                    # %4 = arg z : input [B, L, G, R, P]
+                    k4 = tl.load(a_z + bk4 + idx[:, None] * -a_z_s_L + offs_P[None, :] * a_z_s_P, mask=mask_c[:, None] & mask_P[None, :], other=0.0).to(tl.float32)
+                    k20 = (k4 * tl.sigmoid(k4))  # %20 = silu %4 : [B, L, G, R, P]
+                    k21 = (k9 * k20)  # %21 = mul %9, %20 : [B, L, G, R, P]
+                    kt = tl.where(mask_c[:, None] & mask_P[None, :], k21, 0.0)  # k: the input's P factor
+                    bu3 = row_B * a_C_s_B + pid_G * a_C_s_G + t_c * a_C_s_L
+                    if ALIGNED:
+                        bu3 = tl.multiple_of(bu3, 8)
+                    # %3 = arg C : input [B, L, G, N]
+                    u3 = tl.load(a_C + bu3 + idx[:, None] * -a_C_s_L + offs_N[None, :] * a_C_s_N, mask=mask_c[:, None] & mask_N[None, :], other=0.0).to(tl.float32)
+                    ut = tl.where(mask_c[:, None] & mask_N[None, :], u3, 0.0)  # u: the input's N factor
+                    if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product
+                        g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]
+                    else:
+                        g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
+                    # decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile
+                    e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))
+                    keep = (jj > 0) | (idx[:, None] >= idx[None, :])
+                    g = g * tl.exp2(tl.where(keep, e, float('-inf')))
+                    acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
+                    off += tot_lc + tot2_lc
             b_hin_m0 = pid_B * hin_m0_s_B + pid_G * hin_m0_s_G + pid_R * hin_m0_s_R + c * hin_m0_s__C
             if ALIGNED:
                 b_hin_m0 = tl.multiple_of(b_hin_m0, 8)

@@ -334,8 +334,13 @@ class MatrixBackward:
             heads = tuple(d for d in at["full_dims"] if d not in (at["axis"], at["kdim"], at["vdim"]))
             whole = tuple(d for d in at["full_dims"] if d in (at["kdim"], at["vdim"]))
             layout = (heads[:-1], heads[-1] if heads else None, whole)
+            # elementwise work and sums only (no scan left: Mamba-2's): 4 warps on a [P, 2 heads]
+            # tile a step. Compiled for sm_90 at P 64 (bench/aot_new_kernels.py, R 32): 192
+            # registers, no spills; the backward's default (1 warp, blocks of 16 heads) spilled
+            # 7.9 KB a thread. Not yet timed on a GPU.
+            plain = {} if any(n.op == "scan" for n in rest.nodes) else dict(block=2, num_warps=4)
             self.rest = CompiledBackward(layer, forward, verify=verify, layout=layout, split_time=True,
-                                         graph_layer=Layer.from_graph(rest, specs, full.optional, full.fixed_sizes))
+                                         graph_layer=Layer.from_graph(rest, specs, full.optional, full.fixed_sizes), **plain)
         # a result from 16-bit products that only the rest reads: stored in 16 bits (its products
         # rounded it to that precision already; half the bytes written and read back)
         self.part.results_in_products_dtype = self.rest_reads - set(self.direct.values())

@@ -408,12 +408,13 @@ class MatrixPrinter:
     @contextlib.contextmanager
     def summed_heads(self, buf: IndentedBuffer):
         """Where the result is summed over head dims (``MatrixForm.summed``): a loop over each,
-        its counter as that head's program id, the head's rows added into ``acc``; values
+        its counter as that head's program id, the head's rows added into ``acc`` (the
+        innermost loop where a chunk is one tile: its loads pipelined, NUM_STAGES); values
         printed in it hold for the last head only, so none is remembered past it."""
         m = self.m
         with contextlib.ExitStack() as stack:
             for d in m.summed:
-                buf.line(f"for h_{d} in range(0, size_{d}):  # the heads summed, in order (no atomics)")
+                buf.line(f"for h_{d} in tl.range(0, size_{d}, num_stages=NUM_STAGES):  # the heads summed, in order (no atomics)")
                 stack.enter_context(buf.indent())
                 buf.line(f"pid_{d} = pid * 0 + h_{d}  # 64-bit, as the program ids (the interpreter's counter is an int)")
             yield
@@ -435,26 +436,23 @@ class MatrixPrinter:
         buf.line("off = -(tot_lr + tot2_lr)")
         if not m.summed:
             buf.line(f"acc = tl.zeros([BLOCK_T, BLOCK_{p}], tl.float32)")
-        buf.line("for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first")
-        with buf.indent():
-            buf.line("j = pid__RT - jj")
-            buf.line(f"mask_c = {self.row_mask('j * BLOCK_T')}")
-            td, mask_d = self.positions(buf, "t_c", "j * BLOCK_T", "mask_c")
-            self.log_decay(buf, "lc", td, mask_d, "e")
-            self.tile(buf, "kt", m.k, n, "t_c", "mask_c", "k", f"k: the input's {n} factor", raw=True)
-            self.tile(buf, "ut", m.u, p, "t_c", "mask_c", "u", f"u: the input's {p} factor")
-            buf.line("if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product")
+        loop = "for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first"
+        if not m.summed:
+            buf.line(loop)
             with buf.indent():
-                buf.line("g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]")
+                self.column_tile(buf)
+        else:
+            buf.line("if SUB == 1:  # the chunk is the rows' own tile: no loop, so the heads' loop is the innermost")
+            memo = {t: dict(v) for t, v in self.memo.items()}
+            with buf.indent():  # (a loop of one trip inside it held ~70 more registers a thread, sm_90)
+                buf.line("jj = 0")
+                self.column_tile(buf)
+            self.memo = memo  # what that branch printed, the other has not
             buf.line("else:")
             with buf.indent():
-                buf.line("g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]")
-            buf.line("# decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile")
-            buf.line("e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))")
-            buf.line("keep = (jj > 0) | (idx[:, None] >= idx[None, :])")
-            buf.line("g = g * tl.exp2(tl.where(keep, e, float('-inf')))")
-            buf.line("acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)")
-            buf.line("off += tot_lc + tot2_lc")
+                buf.line(loop)
+                with buf.indent():
+                    self.column_tile(buf)
         hin = self.tensors[next(t.source for t in k.tensors if t.name.startswith("hin_"))]
         ptr, mask = self.state_ptr(buf, hin, "c")
         buf.line("# the chunk's entry state, decayed to each row")
@@ -466,6 +464,30 @@ class MatrixPrinter:
         with buf.indent():
             buf.line("ch = tl.dot(ct, h_in.to(DT), input_precision=IP)")
         buf.line("acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]")
+
+    def column_tile(self, buf: IndentedBuffer) -> None:
+        """Column tile j = pid__RT - jj of the rows' chunk (jj = 0: the rows' own), added into
+        ``acc``: (c[t] . k[s]) times the decay from s to t, times u[s]."""
+        m = self.m
+        n, p = m.n, m.p
+        buf.line("j = pid__RT - jj")
+        buf.line(f"mask_c = {self.row_mask('j * BLOCK_T')}")
+        td, mask_d = self.positions(buf, "t_c", "j * BLOCK_T", "mask_c")
+        self.log_decay(buf, "lc", td, mask_d, "e")
+        self.tile(buf, "kt", m.k, n, "t_c", "mask_c", "k", f"k: the input's {n} factor", raw=True)
+        self.tile(buf, "ut", m.u, p, "t_c", "mask_c", "u", f"u: the input's {p} factor")
+        buf.line("if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product")
+        with buf.indent():
+            buf.line("g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]")
+        buf.line("else:")
+        with buf.indent():
+            buf.line("g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]")
+        buf.line("# decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile")
+        buf.line("e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))")
+        buf.line("keep = (jj > 0) | (idx[:, None] >= idx[None, :])")
+        buf.line("g = g * tl.exp2(tl.where(keep, e, float('-inf')))")
+        buf.line("acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)")
+        buf.line("off += tot_lc + tot2_lc")
 
     def dl_body(self, buf: IndentedBuffer) -> None:
         """A matrix scan's decay gradient (the ``matrix_scan_dl`` op) for one chunk of steps:

@@ -180,7 +180,10 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
             prec = "tf32x3"
         else:  # k_bf16 here: c and k both one bf16 argument each (their product exact in bf16)
             prec = ("bf16split" if k_bf16 else "tf32x3") if f32 else low
-        stages = num_stages or 1
+        # a loop over the heads it sums (print_matrix summed_heads): the next head's loads in
+        # flight (sm_90, Mamba-2's dB kernel at P 64 N 128: 230 registers, no spills, against
+        # 255 and 16 bytes of stack unpipelined; not yet timed)
+        stages = num_stages or (2 if on_gpu and m.summed else 1)
     even = ((m.n, N % bn == 0), (m.p, P % bp == 0))
     return Schedule("matrix", bt, ((m.n, bn), (m.p, bp)), warps, stages, even, sub, (("PREC", prec),))
 
