@@ -27,11 +27,12 @@ from ssmc.testing.check import make_inputs  # noqa: E402
 
 # name: what differs from the default (None: the recurrent backward): MatrixBackward's
 # arguments (args), chunk states in the products' dtype (states16), the decay gradient kernel's
-# warps and P block (dl), results the rest reads in the products' dtype (results16)
-DEFAULT = dict(args={}, states16=True, dl=(8, 32), results16=True)
+# warps and P block (dl), results the rest reads in the products' dtype (results16), the rest's
+# (block of heads, warps) where not its own choice (rest)
+DEFAULT = dict(args={}, states16=True, dl=(8, 32), results16=True, rest=None)
 VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warps": dict(dl=(4, 32)),
             "f32 states": dict(states16=False), "f32 results": dict(results16=False),
-            "chunks of 128": dict(args=dict(sub=2)), "chunks of 32": dict(args=dict(block_t=32)),
+            "rest on 1 warp": dict(rest=(None, None)), "chunks of 128": dict(args=dict(sub=2)), "chunks of 32": dict(args=dict(block_t=32)),
             "matrix exact": dict(args=dict(low_precision=False)), "matrix 16-bit": dict(args=dict(low_precision=True)),
             "recurrent": None}
 TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("matrix default", "f32 results", "dl P blocks 64", "matrix exact")
@@ -47,6 +48,8 @@ def backward(c, variant):
     c._backward.part.states_in_products_dtype = v["states16"]
     if not v["results16"]:
         c._backward.part.results_in_products_dtype = frozenset()
+    if v["rest"] is not None:
+        c._backward.rest.options["block_tiled"], c._backward.rest.options["num_warps"] = v["rest"]
     c._backward.force = True  # float32 inputs and long calls too
     return c._backward
 

@@ -8,13 +8,13 @@ OUT=${OUT:-/tmp}
 export HYPOTHESIS_PROFILE=ci PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name --format=csv,noheader
 mkdir -p "$OUT/new"
-OUT="$OUT/new" TIMED="${TIMED:-matrix default,f32 results,chunks of 128}" timeout 240 sh bench/dl_gpu.sh $ACC > "$OUT/new.log" 2>&1
+OUT="$OUT/new" TIMED="${TIMED:-matrix default,rest on 1 warp,f32 results,chunks of 128}" timeout 210 sh bench/dl_gpu.sh $ACC > "$OUT/new.log" 2>&1
 grep -v -E "Warn|warn" "$OUT/new.log" | cut -c1-120 | tail -60
 if [ -n "$OLD" ]; then
     mkdir -p "$OUT/old"
-    (cd "$OLD" && ln -sf ../.whl .whl && OUT="$OUT/old" TIMED="matrix default" timeout 150 sh bench/dl_gpu.sh > "$OUT/old.log" 2>&1)
+    (cd "$OLD" && ln -sf ../.whl .whl && OUT="$OUT/old" TIMED="matrix default" timeout 130 sh bench/dl_gpu.sh > "$OUT/old.log" 2>&1)
     grep -v -E "Warn|warn" "$OUT/old.log" | cut -c1-120 | tail -25
 fi
-PYTHONPATH=$PWD timeout 150 python3 -m pytest -v -p no:cacheprovider -m gpu tests/test_matrix_backward.py -k benchmark_kind \
+PYTHONPATH=$PWD timeout 120 python3 -m pytest -v -p no:cacheprovider -m gpu tests/test_matrix_backward.py -k benchmark_kind \
     > "$OUT/gpu_tests.log" 2>&1
 grep -E "PASSED|FAILED|^E  " "$OUT/gpu_tests.log" | cut -c1-200 | head -24
