@@ -211,8 +211,10 @@ def _operands_recomputed(group: Group, ops: list[Node]) -> str:
 def op_form(graph: Graph, group: Group) -> MatrixForm | str:
     """The matrix form of a group holding one matrix scan (``matrix_scan`` and / or its final
     state, same operands) and what its operands need, elementwise from arguments."""
+    from ssmc.passes.fuse import recurrence_key
+
     ms = [n for n in group.nodes if n.op in MATRIX_OPS]
-    if len({n.inputs for n in ms}) != 1 or len({tuple(kv for kv in n.attrs if kv[0] != "sum_dims") for n in ms}) != 1:
+    if len({recurrence_key(n) for n in ms}) != 1:  # (a scan and its final state: one recurrence)
         return "it holds several matrix scans"
     why = _operands_recomputed(group, ms)
     if why:
