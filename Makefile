@@ -19,9 +19,12 @@ demo: $(STAMP)
 	$(BIN)/ssmc show examples/mamba1.py:mamba1 --stage kernel
 	$(BIN)/ssmc run examples/mamba1.py:mamba1 --check
 
+# one worker per core (pytest-xdist): on CI's 2 cores 23 min against 32-37 serially (this
+# machine, session 17); TEST_WORKERS=0 runs in one process
+TEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/ruff check ssmc tests examples
-	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -m "not slow" tests
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_programs.py tests/test_kernels.py tests/test_passes.py tests/test_complex.py
