@@ -170,33 +170,18 @@ def lower_group(
     _, windowed = plain_reads(group.nodes)
     tensor_of: dict[Node, str] = {}
 
-    for n in group.loads:
-        t = Tensor(f"t{names[n][1:]}", n.dims, "in", source=names[n])
-        tensors.append(t)
-        tensor_of[n] = t.name
-        var[n] = f"v{names[n][1:]}"
-        if n not in windowed:
-            stmts[phase[n]].append(Load(var[n], t.name, n.dims, f"{names[n]} (computed by another kernel)"))
+    bind_loads(group, names, phase, windowed, tensors, tensor_of, var, stmts)
 
     for n in group.nodes:
         if n.op == "const":
             continue
         v = f"v{names[n][1:]}"
         var[n] = v
-        op = get(n.op)
-        if n.op == "arg":
-            t = Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name"))
-            tensors.append(t)
-            tensor_of[n] = t.name
-            if n not in windowed:
-                stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
+        plain = lower_plain(layer, names, n, v, phase[n], value, windowed, tensors, tensor_of)
+        if plain is not None:
+            stmts[phase[n]] += plain
         elif n.op in CONV_FAMILY:
             stmts[phase[n]] += lower_conv(n, names, value, tensor_of, size_dims, layer, group.name)
-        elif op.group == ELEMENTWISE:
-            expr = elementwise_expr(layer, n, [value(i) for i in n.inputs], phase[n] == "pre")
-            stmts[phase[n]].append(Compute(v, expr, comment(n), n.dims))
-        elif n.op in ("stack", "part"):
-            stmts[phase[n]].append(Compute(v, parts_expr(n, value), comment(n), n.dims))
         elif n.op in ("sum", "mean"):
             stmts[phase[n]].append(Reduce(v, value(n.inputs[0]), n.attr("dim"), n.op, comment(n)))
         elif n.op in ("scan", "scan_final"):
@@ -290,6 +275,36 @@ def lower_group(
         prefetch=bool(held_dims) and unroll > 1,
         taps=tuple(d for d in full_dims if d in taps),
     )
+
+
+def bind_loads(group: Group, names: dict, phase: dict, windowed: set, tensors: list, tensor_of: dict,
+               var: dict, stmts: dict) -> None:
+    """The tensors of the values ``group`` reads from another kernel (``group.loads``), and
+    their loads, except those only conv ops read (from memory, at other steps)."""
+    for n in group.loads:
+        t = Tensor(f"t{names[n][1:]}", n.dims, "in", source=names[n])
+        tensors.append(t)
+        tensor_of[n] = t.name
+        var[n] = f"v{names[n][1:]}"
+        if n not in windowed:
+            stmts[phase[n]].append(Load(var[n], t.name, n.dims, f"{names[n]} (computed by another kernel)"))
+
+
+def lower_plain(layer: str, names: dict, n: Node, v: str, where: str, value, windowed: set, tensors: list,
+                tensor_of: dict) -> list[Stmt] | None:
+    """The statements of an argument (its tensor, and its load unless only conv ops read it),
+    an elementwise op or a stack / part, the same in every lowering; None for any other op."""
+    comment = format_node(n, names)
+    if n.op == "arg":
+        t = Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name"))
+        tensors.append(t)
+        tensor_of[n] = t.name
+        return [] if n in windowed else [Load(v, t.name, n.dims, comment)]
+    if get(n.op).group == ELEMENTWISE:
+        return [Compute(v, elementwise_expr(layer, n, [value(i) for i in n.inputs], where == "pre"), comment, n.dims)]
+    if n.op in ("stack", "part"):
+        return [Compute(v, parts_expr(n, value), comment, n.dims)]
+    return None
 
 
 def parts_expr(n: Node, value) -> str:

@@ -22,7 +22,6 @@ from ssmc.backends.triton.kernel_ir import (
     Carry,
     Compute,
     Kernel,
-    Load,
     Prev,
     Reduce,
     ScanStep,
@@ -31,13 +30,12 @@ from ssmc.backends.triton.kernel_ir import (
     Tensor,
     TimeSum,
 )
-from ssmc.backends.triton.lower import CHUNK, CKPT, elementwise_expr, parts_expr
+from ssmc.backends.triton.lower import CHUNK, CKPT, bind_loads, lower_plain
 from ssmc.backends.triton.lower_conv import lower_conv, plain_reads
 from ssmc.errors import LoweringError
 from ssmc.ir.node import Graph, Group, Node
 from ssmc.ir.printer import format_node, node_names
 from ssmc.ops.conv import CONV_FAMILY
-from ssmc.ops.registry import ELEMENTWISE, get
 
 
 def recompute_group(group: Group) -> Group | None:
@@ -185,31 +183,16 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
 
     _, windowed = plain_reads(group.nodes)  # read by conv ops only, from memory
     tensor_of: dict[Node, str] = {}
-    for n in group.loads:  # sums across programs stored by an earlier kernel
-        t = Tensor(f"t{names[n][1:]}", n.dims, "in", source=names[n])
-        tensors.append(t)
-        tensor_of[n] = t.name
-        var[n] = f"v{names[n][1:]}"
-        if n not in windowed:
-            stmts[phase[n]].append(Load(var[n], t.name, n.dims, f"{names[n]} (computed by another kernel)"))
+    bind_loads(group, names, phase, windowed, tensors, tensor_of, var, stmts)  # sums across programs
     for n in group.nodes:
         if n.op == "const":
             continue
         v = f"v{names[n][1:]}"
         var[n] = v
-        op = get(n.op)
         k = kind(n)
-        if n.op == "arg":
-            t = Tensor(f"a_{n.attr('name')}", n.dims, "in", bool(n.attr("optional")), n.attr("name"))
-            tensors.append(t)
-            tensor_of[n] = t.name
-            if n not in windowed:
-                stmts[phase[n]].append(Load(v, t.name, n.dims, comment(n)))
-        elif op.group == ELEMENTWISE:
-            expr = elementwise_expr(layer, n, [value(i) for i in n.inputs], phase[n] == "pre")
-            stmts[phase[n]].append(Compute(v, expr, comment(n), n.dims))
-        elif n.op in ("stack", "part"):
-            stmts[phase[n]].append(Compute(v, parts_expr(n, value), comment(n), n.dims))
+        plain = lower_plain(layer, names, n, v, phase[n], value, windowed, tensors, tensor_of)
+        if plain is not None:
+            stmts[phase[n]] += plain
         elif n.op in CONV_FAMILY:
             where = "loop" if n.op == "conv_dw" else phase[n]
             stmts[where] += lower_conv(n, names, value, tensor_of, size_dims, layer, group.name, time_sums=True)
