@@ -136,6 +136,19 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
 
     # --- statements ----------------------------------------------------------------------
 
+    @staticmethod
+    def load_or_zeros(buf: IndentedBuffer, t: Tensor, name: str, load: str, shape: str) -> None:
+        """``name = load``; for an optional tensor, zeros of ``shape`` where it is not given."""
+        if not t.optional:
+            buf.line(f"{name} = {load}")
+            return
+        buf.line(f"if HAS_{t.name}:")
+        with buf.indent():
+            buf.line(f"{name} = {load}")
+        buf.line("else:")
+        with buf.indent():
+            buf.line(f"{name} = tl.zeros({shape}, tl.float32)")
+
     def stmt(self, buf: IndentedBuffer, s: Stmt, step: int = 0, held: bool = True) -> None:
         if held and self.held:
             return self.stmt_held(buf, s, step)
@@ -145,16 +158,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             m = f", mask={mask}, other=0.0" if mask else ""
             load = f"tl.load({ptr}{m}).to(tl.float32)"
             buf.line(f"# {s.comment}")
-            if t.optional:
-                buf.line(f"if HAS_{t.name}:")
-                with buf.indent():
-                    buf.line(f"{s.target} = {load}")
-                buf.line("else:")
-                with buf.indent():
-                    with_time = self.k.time_dim in s.dims
-                    buf.line(f"{s.target} = tl.zeros({self.shape(s.dims, with_time)}, tl.float32)")
-            else:
-                buf.line(f"{s.target} = {load}")
+            self.load_or_zeros(buf, t, s.target, load, self.shape(s.dims, self.k.time_dim in s.dims))
         elif isinstance(s, WindowLoad):
             self.window_load(buf, s, step)
         elif isinstance(s, TapAt):

@@ -319,16 +319,7 @@ class HeldPrinting:
                         names.append(name)
                         off = " + ".join(f"{i} * {t.name}_s_{dd}" for dd, i in idx.items() if i)
                         m = f", mask={more}, other=0.0" if more else ""
-                        load = f"tl.load(pw{' + ' + off if off else ''}{m})"
-                        if t.optional:
-                            buf.line(f"if HAS_{t.name}:")
-                            with buf.indent():
-                                buf.line(f"{name} = {load}")
-                            buf.line("else:")
-                            with buf.indent():
-                                buf.line(f"{name} = tl.zeros([1, 1], tl.float32)")
-                        else:
-                            buf.line(f"{name} = {load}")
+                        self.load_or_zeros(buf, t, name, f"tl.load(pw{' + ' + off if off else ''}{m})", "[1, 1]")
                     continue
                 for idx in self.combos(s.dims):
                     self.index = idx
@@ -338,15 +329,7 @@ class HeldPrinting:
                     names.append(name)
                     m = " & ".join(f"({x})" for x in (mask, more) if x)
                     load = f"tl.load({ptr}, mask={m}, other=0.0)" if m else f"tl.load({ptr})"
-                    if t.optional:
-                        buf.line(f"if HAS_{t.name}:")
-                        with buf.indent():
-                            buf.line(f"{name} = {load}")
-                        buf.line("else:")
-                        with buf.indent():
-                            buf.line(f"{name} = tl.zeros({self.shape(s.dims, True)}, tl.float32)")
-                    else:
-                        buf.line(f"{name} = {load}")
+                    self.load_or_zeros(buf, t, name, load, self.shape(s.dims, True))
         return names
 
     def pair_dim(self, s: Load) -> tuple[str, int] | None:
