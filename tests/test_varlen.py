@@ -108,3 +108,46 @@ def test_programs_take_sequences_longest_first():
     sizes, packed = bind_packed(c, a, cu, torch.device("cpu"))
     assert sizes["B"] == 5 and packed.longest == 7
     assert packed.order.tolist() == [1, 3, 0, 2, 4] and packed.order.dtype == torch.int32
+
+
+@pytest.mark.parametrize("name,kw", [("mamba1", dict(strategy="sequential")), ("mamba1", dict(strategy="chunked", chunks=3)),
+                                     ("mamba1", dict(strategy="tiled", block_t=4)), ("mamba2", dict(block_t=4))])
+def test_empty_sequences_pass_their_state_through(name, kw):
+    """Sequences of length 0 in a packed batch (a data loader's empty documents): each one's
+    final state is its initial state, its h0's gradient the final state's, and the sequences
+    around it are untouched; Mamba-2's matrix backward (forced: float32 calls run the recurrent
+    one) gives the recurrent backward's gradients."""
+    from mamba2 import mamba2
+
+    layer, dims = {"mamba1": (mamba1, dict(D=3, N=2)), "mamba2": (mamba2, dict(G=1, R=2, P=4, N=4))}[name]
+    lens = [5, 0, 7, 0]
+    off = np.concatenate([[0], np.cumsum(lens)])
+    a = make_inputs(layer, {**dims, "B": 1, "L": sum(lens)}, "f32", 0, with_optional=False)
+    seq = [k for k, s in layer.specs.items() if "L" in s.layout]
+    state = tuple(dims[d] for d in layer.specs["h0"].layout[1:])
+    h0 = np.random.default_rng(1).standard_normal((len(lens),) + state)
+
+    def grads(force):
+        c = ssmc.compile(layer, **kw)
+        if force:
+            c.backward_compiled().force = True  # MatrixBackward's: float32 calls too
+        t = {k: torch.tensor(v, dtype=torch.float32, device=DEVICE, requires_grad=True) for k, v in a.items()}
+        t["h0"] = torch.tensor(h0, dtype=torch.float32, device=DEVICE, requires_grad=True)
+        out = c(**t, cu_seqlens=torch.tensor(off, dtype=torch.int32, device=DEVICE))
+        (out["y"].square().sum() + out["h_final"].sum()).backward()
+        return out, {k: v.grad for k, v in t.items()}
+
+    out, g = grads(False)
+    for i in range(len(lens)):
+        s0, s1 = off[i], off[i + 1]
+        if s0 == s1:
+            np.testing.assert_allclose(out["h_final"][i].detach().cpu().numpy(), h0[i], rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(g["h0"][i].cpu().numpy(), np.ones(state), rtol=1e-6)
+            continue
+        ref = layer(**{k: (v[:, s0:s1] if k in seq else v) for k, v in a.items()}, h0=h0[i : i + 1])
+        np.testing.assert_allclose(out["y"][:, s0:s1].detach().cpu().double().numpy(), ref["y"], rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(out["h_final"][i].detach().cpu().double().numpy(), ref["h_final"][0], rtol=2e-5, atol=2e-5)
+    if name == "mamba2":
+        _, gm = grads(True)
+        for k in g:
+            torch.testing.assert_close(gm[k], g[k], rtol=1e-4, atol=1e-5, msg=k)
