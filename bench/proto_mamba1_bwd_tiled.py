@@ -20,7 +20,7 @@ bench/aot_sm90.py's helpers, session 17): per tile iteration 2152 SASS instructi
 T 32, BD 2, 4 warps (128 registers, no spills; SHFL 286, LDS 172, STS 62: the scans' and sums'
 exchanges across lanes and warps), i.e. 8.4 warp-instructions per (step, channel, state)
 element, 6.3 at T 64; the generated tensor-form kernel's phase B issues ~1.3 (NOTES.md,
-session 4's SASS). So at best 5x the instructions of the kernel it would replace: not worth a
+session 4's SASS). So 4.8-6.5x the instructions of the kernel it would replace: not worth a
 GPU run or a lowering (session 1's generated time-tile backward ran 2.3x slower than its
 sequential one, too). Kept as the record of that answer, and as a checked reference.
 
