@@ -32,7 +32,8 @@ from ssmc.testing.check import make_inputs  # noqa: E402
 DEFAULT = dict(args={}, states16=True, dl=(8, 32), results16=True, rest=None)
 VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warps": dict(dl=(4, 32)),
             "f32 states": dict(states16=False), "f32 results": dict(results16=False),
-            "rest on 1 warp": dict(rest=(None, None)), "chunks of 128": dict(args=dict(sub=2)), "chunks of 32": dict(args=dict(block_t=32)),
+            "rest on 1 warp": dict(rest=(None, None)), "rest 2 heads 4 warps": dict(rest=(2, 4)),
+            "rest 2 heads 2 warps": dict(rest=(2, 2)), "rest 1 head 1 warp": dict(rest=(1, 1)), "chunks of 128": dict(args=dict(sub=2)), "chunks of 32": dict(args=dict(block_t=32)),
             "matrix exact": dict(args=dict(low_precision=False)), "matrix 16-bit": dict(args=dict(low_precision=True)),
             "recurrent": None}
 TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("matrix default", "f32 results", "dl P blocks 64", "matrix exact")

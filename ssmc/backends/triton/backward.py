@@ -334,11 +334,12 @@ class MatrixBackward:
             heads = tuple(d for d in at["full_dims"] if d not in (at["axis"], at["kdim"], at["vdim"]))
             whole = tuple(d for d in at["full_dims"] if d in (at["kdim"], at["vdim"]))
             layout = (heads[:-1], heads[-1] if heads else None, whole)
-            # elementwise work and sums only (no scan left: Mamba-2's): 4 warps on a [P, 2 heads]
-            # tile a step. Compiled for sm_90 at P 64 (bench/aot_new_kernels.py, R 32): 192
-            # registers, no spills; the backward's default (1 warp, blocks of 16 heads) spilled
-            # 7.9 KB a thread. Not yet timed on a GPU.
-            plain = {} if any(n.op == "scan" for n in rest.nodes) else dict(block=2, num_warps=4)
+            # elementwise work and sums only (no scan left: Mamba-2's): 1 warp on a [P, 2 heads]
+            # tile a step. Timed on an H100 (Mamba-2 fwd+bwd, B8 L2048 H32 P64 N128, bf16; NOTES
+            # session 17), this kernel alone, (heads, warps): (2, 1) 371 us, (1, 1) 419, (2, 2)
+            # 489, (1, 2) 618, (2, 4) 669, (4, 4) 706, (4, 8) 878, (2, 8) 1558, (4, 2) 1646,
+            # (1, 4) 81569 (a layout that replicates), the backward's default (16, 1) 11033
+            plain = {} if any(n.op == "scan" for n in rest.nodes) else dict(block=2, num_warps=1)
             self.rest = CompiledBackward(layer, forward, verify=verify, layout=layout, split_time=True,
                                          graph_layer=Layer.from_graph(rest, specs, full.optional, full.fixed_sizes), **plain)
         # a result from 16-bit products that only the rest reads: stored in 16 bits (its products
