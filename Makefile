@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/ssmc show examples/mamba1.py:mamba1 --stage kernel
 	$(BIN)/ssmc run examples/mamba1.py:mamba1 --check
 
-# one worker per core (pytest-xdist): on CI's 2 cores 23 min against 32-37 serially (this
-# machine, session 17); TEST_WORKERS=0 runs in one process
+# one worker per core (pytest-xdist): 19.6-23 min on a 2-core machine like CI's, against 32-37
+# serially (bench/NOTES.md, session 17); TEST_WORKERS=0 runs in one process
 TEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/ruff check ssmc tests examples

@@ -63,6 +63,19 @@ def _rev_pair(A2, B2, A1, B1):
 
 
 @triton.jit
+def _softplus(v):
+    return tl.where(v > 20.0, v, tl.log(1.0 + tl.exp(v)))
+
+
+@triton.jit
+def _state(ptr, pid_b, D, od, on, dm, GIVEN: tl.constexpr, BD: tl.constexpr, N: tl.constexpr):
+    """A [BD, N] block of a [B, D, N] state, or zeros where none is given."""
+    if GIVEN:
+        return tl.load(ptr + pid_b * D * N + od[:, None] * N + on[None, :], mask=dm[:, None], other=0.0)
+    return tl.zeros([BD, N], tl.float32)
+
+
+@triton.jit
 def _ckpt(x, dt, Bm, A_log, bias, h0, hck, L, D, n_tiles,
           N: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, HAS_H0: tl.constexpr):
     """hck[b, i, d, n] = the state entering tile i (h0 for i = 0)."""
@@ -74,10 +87,7 @@ def _ckpt(x, dt, Bm, A_log, bias, h0, hck, L, D, n_tiles,
     dm = od < D
     A2 = -tl.exp(tl.load(A_log + od[:, None] * N + on[None, :], mask=dm[:, None], other=0.0)) * 1.4426950408889634
     bs = tl.load(bias + od, mask=dm, other=0.0)
-    if HAS_H0:
-        h = tl.load(h0 + pid_b * D * N + od[:, None] * N + on[None, :], mask=dm[:, None], other=0.0)
-    else:
-        h = tl.zeros([BD, N], tl.float32)
+    h = _state(h0, pid_b, D, od, on, dm, HAS_H0, BD, N)
     for i in range(0, n_tiles):
         tl.store(hck + ((pid_b * n_tiles + i) * D + od[:, None]) * N + on[None, :], h, mask=dm[:, None])
         t = i * T + ot
@@ -86,7 +96,7 @@ def _ckpt(x, dt, Bm, A_log, bias, h0, hck, L, D, n_tiles,
         row = (pid_b * L + t[:, None]) * D + od[None, :]
         xv = tl.load(x + row, mask=m2, other=0.0).to(tl.float32)
         v = tl.load(dt + row, mask=m2, other=0.0).to(tl.float32) + bs[None, :]
-        delta = tl.where(v > 20.0, v, tl.log(1.0 + tl.exp(v)))
+        delta = _softplus(v)
         delta = tl.where(m2, delta, 0.0)
         Bv = tl.load(Bm + (pid_b * L + t[:, None]) * N + on[None, :], mask=tm[:, None], other=0.0).to(tl.float32)
         a = tl.exp2(delta[:, :, None] * A2[None, :, :])
@@ -111,10 +121,7 @@ def _bwd(x, dt, Bm, Cm, z, A_log, Dp, bias, dout, dhf, hck,
     A2 = An * 1.4426950408889634
     bs = tl.load(bias + od, mask=dm, other=0.0)
     Dv = tl.load(Dp + od, mask=dm, other=0.0)
-    if HAS_DHF:
-        c = tl.load(dhf + pid_b * D * N + od[:, None] * N + on[None, :], mask=dm[:, None], other=0.0)
-    else:
-        c = tl.zeros([BD, N], tl.float32)
+    c = _state(dhf, pid_b, D, od, on, dm, HAS_DHF, BD, N)
     acc_dA = tl.zeros([BD, N], tl.float32)
     acc_dD = tl.zeros([BD], tl.float32)
     acc_db = tl.zeros([BD], tl.float32)
@@ -148,7 +155,7 @@ def _bwd(x, dt, Bm, Cm, z, A_log, Dp, bias, dout, dhf, hck,
         if SHIFT:  # the decay of the step after each: dt reloaded a row later, its exp2 again
             m1 = ((t + 1) < L)[:, None] & dm[None, :]
             v1 = tl.load(dt + row + D, mask=m1, other=0.0).to(tl.float32) + bs[None, :]
-            d1 = tl.where(v1 > 20.0, v1, tl.log(1.0 + tl.exp(v1)))
+            d1 = _softplus(v1)
             d1 = tl.where(m1 & (ot < T - 1)[:, None], d1, 0.0)  # the last row's is the carry's
             alpha = tl.exp2(d1[:, :, None] * A2[None, :, :])
             gA, gB = tl.associative_scan((alpha, beta), 0, _rev_pair, reverse=True)
