@@ -3,6 +3,8 @@ finite differences of the interpreter, the backward derived through ``form_matri
 against the one derived from the plain scan, and the compiled ``MatrixBackward`` (matrix-form
 kernel pairs, reverse ones among them, then a backward for the rest) against the interpreter."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,7 @@ import ssmc
 from ssmc.autodiff import backward_graph, backward_layer
 from ssmc.backends.triton.backward import CompiledBackward, MatrixBackward
 from ssmc.backends.triton.schedule import choose_matrix
-from ssmc.errors import DefinitionError
+from ssmc.errors import DefinitionError, LoweringError
 from ssmc.ir import dtypes
 from ssmc.ir.node import Graph, Node, topo_order
 from ssmc.ops.interpret import run
@@ -295,6 +297,65 @@ def test_packed_batch_gradients_equal_per_sequence_gradients(lens, seed):
             params[k] = params[k] + one[k].grad
     for k, g in params.items():
         torch.testing.assert_close(packed[k].grad, g, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def _refuse_above(monkeypatch, limit, seen):
+    """Launches refused as a GPU refuses a kernel that asks too much shared memory (which grows
+    with a program's block of the state): any schedule whose blocks' product is over ``limit``,
+    or with more than one stage (``seen``: each compile's schedule)."""
+    from triton.runtime.errors import OutOfResources
+
+    from ssmc.backends.triton.run import Run
+
+    def try_compile(self, kernel, sched):
+        seen.append((kernel.name, sched))
+        area = math.prod(b for _, b in sched.blocks) * sched.num_stages
+        if area > limit:
+            raise OutOfResources(area, limit, "shared memory")
+
+    monkeypatch.setattr(Run, "checks_fit", lambda self: True)
+    monkeypatch.setattr(Run, "try_compile", try_compile)
+
+
+def test_a_schedule_the_gpu_refuses_is_shrunk_until_it_fits(monkeypatch):
+    """Run.fit on the CPU: every matrix kernel refused above blocks of 16 elements of the state
+    (at N 4, P 8: 32 asked) or two stages runs in the smaller schedule that fits, with the same
+    results; the choice is kept (a later call compiles nothing), and where nothing fits (an
+    outputs kernel holds one dim of the state whole) the error names the kernel and what each
+    schedule asked."""
+    seen: list = []
+    _refuse_above(monkeypatch, 16, seen)
+    c = MatrixBackward(mamba2, block_t=4)
+    c.part.options["num_stages"] = 2  # as the GPU's summed kernels: refused, then one stage
+    sizes = {d: {**SIZES, "L": 9, "P": 7, "N": 4}[d] for d in mamba2.dim_order}
+    bad = [str(r) for r in check_compiled(c.layer, c, sizes, "bf16", 0, DEVICE, True) if not r.ok]
+    assert not bad, bad
+    fitted = c.part.fitted
+    assert len(fitted) >= 4  # the decay gradient's, states and outputs kernels
+    for (_, asked, *_), got in fitted.items():
+        assert asked.num_stages == 2 and got.num_stages == 1
+        assert math.prod(b for _, b in got.blocks) == 16 < math.prod(b for _, b in asked.blocks)
+    n = len(seen)
+    check_compiled(c.layer, c, {**sizes, "L": 5}, "bf16", 1, DEVICE, True)
+    assert len(seen) == n  # kept: no compile asked again
+
+    _refuse_above(monkeypatch, 4, seen)  # the outputs kernels hold 8 of P or 4 of N whole
+    c = MatrixBackward(mamba2, block_t=4)
+    with pytest.raises(LoweringError, match=r"no schedule of this kernel fits this GPU \(blocks"):
+        check_compiled(c.layer, c, sizes, "bf16", 0, DEVICE, True)
+
+
+@pytest.mark.gpu  # skipped where there is no GPU (conftest)
+@pytest.mark.parametrize("P, n", [(64, 128), (128, 128)])
+def test_gpu_float32_accurate_products_fit(P, n):
+    """Float32-accurate products everywhere (``low_precision=False``) at the benchmark's state
+    and a wider head: schedules the H100 refused (session 18: the decay gradient asked 248 KB of
+    shared memory at P 64 N 128; the summed dB / dC kernels 240 KB at P 128) shrink until they
+    fit, and match the interpreter."""
+    c = MatrixBackward(mamba2, low_precision=False)
+    sizes = {"B": 1, "L": 200, "G": 1, "R": 2, "P": P, "N": n, "H": 2}
+    bad = [str(r) for r in check_compiled(c.layer, c, {d: sizes[d] for d in mamba2.dim_order}, "bf16", 2, DEVICE, True) if not r.ok]
+    assert not bad, bad
 
 
 @pytest.mark.gpu  # skipped where there is no GPU (conftest)

@@ -120,6 +120,8 @@ class CompiledLayer:
         self._fns: dict[tuple, Any] = {}
         self._recipes: dict[tuple, Any] = {}  # call signature -> its recorded launches (replay.py)
         self.last_launched: Any = None
+        # run.Run.fit: each matrix kernel's schedule as the GPU took it, per asked schedule
+        self.fitted: dict[tuple, Any] = {}
         # outputs that are final states: stored in float32 whatever the inputs' dtype
         self.finals = {k for k, v in self.graph.outputs if v.op in ("scan_final", "conv_final")}
         self._backward: Any = None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ssmc.backends.triton.kernel_ir import Kernel, ScanStep
 from ssmc.backends.triton.lower_matrix import check_tile_offsets, plain_arg, tiles_aligned
 from ssmc.backends.triton.replay import Recorder
-from ssmc.backends.triton.schedule import Schedule, choose, choose_matrix, chunking
+from ssmc.backends.triton.schedule import Schedule, choose, choose_matrix, chunking, smaller_matrix
 from ssmc.errors import LoweringError
 
 if TYPE_CHECKING:
@@ -122,17 +122,14 @@ class Run:
                 raise LoweringError(f"{full.name}: chunks of {span} steps; a decay gradient's kernel takes at most 128")
             sd = choose_matrix(full, self.sizes, self.on_gpu, f32 or bool(exact), False, low, **{**self.c.options, "block_t": span, "sub": 1})
             self.sizes["_C"] = max(1, triton_cdiv(L, span))
-            self.launch(full, sd, {})
+            self.launch(full, self.fit(full, sd), {})
             self.sizes.pop("_C")
             return
         if states is not None:
             sa = choose_matrix(states, self.sizes, self.on_gpu, f32 or exact is not False, k_bf16, low, **self.c.options)
-            blocks_a = dict(sa.blocks)
             self.spans[plan.group.name] = sa.block_t * sa.sub
             self.sizes["_C"] = max(1, triton_cdiv(L, sa.block_t * sa.sub))
-            self.sizes["_NB"] = triton_cdiv(self.sizes[m.n], blocks_a[m.n])
-            self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], blocks_a[m.p])
-            self.launch(states, sa, {})
+            self.launch(states, self.fit(states, sa), {})
         if full is not None:
             sb = choose_matrix(full, self.sizes, self.on_gpu, f32 or bool(exact), k_bf16 and c_bf16, low, **self.c.options)
             span = self.spans[plan.shares or plan.group.name]
@@ -141,10 +138,53 @@ class Run:
             self.sizes["_C"] = max(1, triton_cdiv(L, span))
             # a reverse scan's positions: the steps padded to whole chunks (print_matrix)
             self.sizes["_RT"] = triton_cdiv(L, span) * (span // sb.block_t) if m.reverse else triton_cdiv(L, sb.block_t)
-            self.sizes["_PB"] = triton_cdiv(self.sizes[m.p], dict(sb.blocks)[m.p])
-            self.launch(full, sb, {})
+            self.launch(full, self.fit(full, sb), {})
         for d in ("_C", "_NB", "_PB", "_RT"):
             self.sizes.pop(d, None)
+
+    def fit(self, kernel: Kernel, sched: Schedule) -> Schedule:
+        """``sched``, or where the GPU refuses its kernel (more shared memory than a program may
+        have: float32-accurate products stage three parts of each operand, and asked 248 KB of
+        the H100's 227 in session 18's decay gradient at P 64 N 128), the first smaller schedule
+        (``schedule.smaller_matrix``) that it takes. Each is compiled, not run; the choice is kept
+        per kernel, schedule and dtypes, so only a signature's first call compiles the refused
+        ones. None fits: a LoweringError that says what each asked."""
+        from triton.runtime.errors import OutOfResources
+
+        if not self.checks_fit():
+            return sched
+        key = (kernel.name, sched, self.in_dtype, self.out_dtype, self.deterministic)
+        if key in self.c.fitted:
+            return self.c.fitted[key]
+        refused = []
+        for cand in (sched, *smaller_matrix(kernel, sched, self.sizes, self.on_gpu)):
+            try:
+                self.try_compile(kernel, cand)
+            except OutOfResources as e:
+                refused.append(f"blocks {dict(cand.blocks)}, {cand.num_stages} stage(s): {e}")
+                continue
+            self.c.fitted[key] = cand
+            return cand
+        raise LoweringError(
+            f"{kernel.name}: no schedule of this kernel fits this GPU ({'; '.join(refused)})"
+            + ("; float32-accurate products (low_precision=False or float32 inputs) need the most" if dict(sched.flags).get("PREC") == "tf32x3" else "")
+        )
+
+    def checks_fit(self) -> bool:
+        """Whether launches can be refused for their resources: a GPU's (the interpreter has no
+        limit; tests patch this to take the path on the CPU)."""
+        return self.on_gpu and not interpreting()
+
+    def try_compile(self, kernel: Kernel, sched: Schedule) -> None:
+        """Compile ``kernel`` under ``sched`` for this call's arguments and load it (where the
+        GPU says whether it fits), launching nothing and leaving no trace: the buffers it binds
+        are allocated and dropped."""
+        n, results, buffers = len(self.rec.allocs), dict(self.results), dict(self.buffers)
+        try:
+            self.launch(kernel, sched, {}, compile_only=True)
+        finally:
+            del self.rec.allocs[n:]
+            self.results, self.buffers = results, buffers
 
     def bidir(self, plan: GroupPlan) -> None:
         """A backward's main kernel; first, when it recomputes a forward scan, that scan's
@@ -256,6 +296,11 @@ class Run:
         if self.deterministic and any(t.accumulate for t in kernel.tensors):
             kernel = self.c.deterministic_kernel(kernel)
         blocks = dict(sched.blocks)
+        if kernel.strategy == "matrix":  # the grid's blocks of N and P: this schedule's (see fit)
+            m = kernel.matrix
+            for d, dim in (("_NB", m.n), ("_PB", m.p)):
+                if d in kernel.size_dims:
+                    sizes[d] = triton_cdiv(sizes[dim], blocks[dim])
 
         def shape(dims):  # a packed batch's sequence tensors are one row
             seq_row = self.varlen is not None and kernel.time_dim in dims

@@ -7,7 +7,8 @@ all lengths in a bucket: a new sequence length does not recompile."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 from ssmc.backends.triton.kernel_ir import Kernel
 from ssmc.errors import LoweringError
@@ -125,7 +126,7 @@ MATRIX_MIN_STEPS = 64
 # GPU (bench/aot_new_kernels.py mamba2_backward: N 128, P 64, BLOCK_T 64, bf16): 8 warps and P
 # blocks of 32, 189 registers, no spills; blocks of 64: 255 and 8 bytes of stack; 4 warps:
 # 255 and 56 (blocks of 32) or 440 (64) bytes of stack. Not yet timed on a GPU.
-DL_WARPS, DL_BLOCK_P = 8, 32
+DL_WARPS, DL_BLOCK_P, DL_STAGES = 8, 32, 1  # DL_STAGES: its loop over P blocks, loads pipelined (not yet timed)
 
 
 def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool, k_bf16: bool = False,
@@ -162,7 +163,7 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
         # a chunk per program (BLOCK_T: the chunk states' span), N whole, P in blocks
         bn, bp, warps = max(lo, next_pow2(N)), max(lo, min(next_pow2(P), DL_BLOCK_P)), num_warps or DL_WARPS
         prec = "tf32x3" if not on_gpu or f32 or low is None else low
-        stages = num_stages or 1
+        stages = num_stages or DL_STAGES
         sub = 1
     elif kernel.role == "states":
         # blocks of 64 x 32 of the state per program: 0.19 ms against 0.21 for 64 x 64 and 0.38
@@ -186,6 +187,25 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
         stages = num_stages or (2 if on_gpu and m.summed else 1)
     even = ((m.n, N % bn == 0), (m.p, P % bp == 0))
     return Schedule("matrix", bt, ((m.n, bn), (m.p, bp)), warps, stages, even, sub, (("PREC", prec),))
+
+
+def smaller_matrix(kernel: Kernel, sched: Schedule, sizes: dict[str, int], on_gpu: bool) -> Iterator[Schedule]:
+    """Schedules of matrix-form ``kernel`` that ask less shared memory than ``sched``, each
+    smaller than the last, for a GPU that refuses ``sched`` (``run.Run.fit``): one stage of
+    loads in flight instead of several, then P blocks halved down to tl.dot's 16, then (a
+    states kernel, the one that takes N in blocks) N blocks halved. Same chunks and products:
+    what is computed does not change, only how the state is split among programs."""
+    m = kernel.matrix
+    lo = 16 if on_gpu else 1
+    s = sched
+    if s.num_stages > 1:
+        s = replace(s, num_stages=1)
+        yield s
+    for d in (m.p, m.n) if kernel.role == "states" else (m.p,):
+        while dict(s.blocks)[d] > lo:
+            blocks = tuple((x, b // 2 if x == d else b) for x, b in s.blocks)
+            s = replace(s, blocks=blocks, even=tuple((x, sizes[x] % dict(blocks)[x] == 0) for x, _ in s.even))
+            yield s
 
 
 def default_strategy(on_gpu: bool) -> str:
