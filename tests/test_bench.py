@@ -96,3 +96,21 @@ def test_a_gradient_candidate_checks_fresh_gradients_in_ssmc_order():
         gv, gw = c.outputs()
         assert gv.tolist() == [3.0] and gw.tolist() == [3.0, 3.0]
     assert c.grads == [w, v]
+
+
+def test_a_peer_is_judged_against_float32_outputs_by_the_table_rule():
+    """Where a case has float32 outputs, a peer may err up to the table's ratio times ssmc's
+    error plus its slack, output by output (two 16-bit results can differ by more than either
+    errs); ssmc's own errors are what the bounds come from."""
+    from ssmc.benchmark.workloads import Candidate, check_against_truth
+    from ssmc.testing.tolerances import TOLERANCES
+
+    tol = TOLERANCES["bf16"]
+    truth = [torch.ones(4), torch.full((2,), 2.0)]
+    out = lambda e0, e1: Candidate("x", outputs=lambda: [truth[0] + e0, truth[1] + 2 * e1])  # noqa: E731
+    errs, why = check_against_truth(out(0.01, 0.001), truth, None)
+    assert why == "" and errs == pytest.approx([0.01, 0.001], rel=1e-4)  # float32 sums
+    bounds = [tol.ratio * 0.01 + tol.atol, tol.ratio * 0.001 + tol.atol]
+    assert check_against_truth(out(bounds[0] * 0.99, bounds[1] * 0.99), truth, errs)[1] == ""
+    errs_p, why = check_against_truth(out(0.0, bounds[1] * 1.01), truth, errs)
+    assert why.startswith("mismatch against the float32 outputs") and errs_p[1] > bounds[1]
