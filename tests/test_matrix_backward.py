@@ -318,28 +318,31 @@ def _refuse_above(monkeypatch, limit, seen):
 
 
 def test_a_schedule_the_gpu_refuses_is_shrunk_until_it_fits(monkeypatch):
-    """Run.fit on the CPU: every matrix kernel refused above blocks of 16 elements of the state
-    (at N 4, P 8: 32 asked) or two stages runs in the smaller schedule that fits, with the same
-    results; the choice is kept (a later call compiles nothing), and where nothing fits (an
+    """Run.fit, its launches refused by rule: every matrix kernel refused above blocks of 16
+    elements of the state (at N 4, P 7 on the CPU: 32 asked; on a GPU, whose blocks are at
+    least 16, 512 at N 32, P 32) or two stages runs in the smaller schedule that fits, with the
+    same results; the choice is kept (a later call compiles nothing), and where nothing fits (an
     outputs kernel holds one dim of the state whole) the error names the kernel and what each
     schedule asked."""
+    gpu = str(DEVICE).startswith("cuda")
+    limit, N, P = (512, 32, 32) if gpu else (16, 4, 7)
     seen: list = []
-    _refuse_above(monkeypatch, 16, seen)
+    _refuse_above(monkeypatch, limit, seen)
     c = MatrixBackward(mamba2, block_t=4)
     c.part.options["num_stages"] = 2  # as the GPU's summed kernels: refused, then one stage
-    sizes = {d: {**SIZES, "L": 9, "P": 7, "N": 4}[d] for d in mamba2.dim_order}
+    sizes = {d: {**SIZES, "L": 9, "P": P, "N": N}[d] for d in mamba2.dim_order}
     bad = [str(r) for r in check_compiled(c.layer, c, sizes, "bf16", 0, DEVICE, True) if not r.ok]
     assert not bad, bad
     fitted = c.part.fitted
     assert len(fitted) >= 4  # the decay gradient's, states and outputs kernels
     for (_, asked, *_), got in fitted.items():
         assert asked.num_stages == 2 and got.num_stages == 1
-        assert math.prod(b for _, b in got.blocks) == 16 < math.prod(b for _, b in asked.blocks)
+        assert math.prod(b for _, b in got.blocks) == limit < math.prod(b for _, b in asked.blocks)
     n = len(seen)
     check_compiled(c.layer, c, {**sizes, "L": 5}, "bf16", 1, DEVICE, True)
     assert len(seen) == n  # kept: no compile asked again
 
-    _refuse_above(monkeypatch, 4, seen)  # the outputs kernels hold 8 of P or 4 of N whole
+    _refuse_above(monkeypatch, limit // 4, seen)  # the outputs kernels hold 8 (32) of P or 4 (32) of N whole
     c = MatrixBackward(mamba2, block_t=4)
     with pytest.raises(LoweringError, match=r"no schedule of this kernel fits this GPU \(blocks"):
         check_compiled(c.layer, c, sizes, "bf16", 0, DEVICE, True)
