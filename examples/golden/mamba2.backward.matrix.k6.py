@@ -215,7 +215,7 @@ def mamba2_backward_matrix_m1_matrix_dl(
         a_out = tl.zeros([BLOCK_T], tl.float32)  # v[s] . (the exit cotangent's part of dv[s])
         across = tl.zeros([BLOCK_N], tl.float32)  # <entry state, exit cotangent>, summed over P
         n_cs = tl.cdiv(n_steps, BLOCK_T)  # this sequence's chunks (a reverse scan's from the end)
-        for pb in range(0, tl.cdiv(size_P, BLOCK_P)):  # blocks of P
+        for pb in tl.range(0, tl.cdiv(size_P, BLOCK_P), num_stages=NUM_STAGES):  # blocks of P (loads pipelined where NUM_STAGES > 1)
             offs_P = pb * BLOCK_P + tl.arange(0, BLOCK_P)
             if EVEN_P:
                 mask_P = tl.full([BLOCK_P], 1, tl.int1)

@@ -119,7 +119,7 @@ def simple_gla_backward_matrix_m3_matrix_dl(
         a_out = tl.zeros([BLOCK_T], tl.float32)  # v[s] . (the exit cotangent's part of dv[s])
         across = tl.zeros([BLOCK_K], tl.float32)  # <entry state, exit cotangent>, summed over V
         n_cs = tl.cdiv(n_steps, BLOCK_T)  # this sequence's chunks (a reverse scan's from the end)
-        for pb in range(0, tl.cdiv(size_V, BLOCK_V)):  # blocks of V
+        for pb in tl.range(0, tl.cdiv(size_V, BLOCK_V), num_stages=NUM_STAGES):  # blocks of V (loads pipelined where NUM_STAGES > 1)
             offs_V = pb * BLOCK_V + tl.arange(0, BLOCK_V)
             if EVEN_V:
                 mask_V = tl.full([BLOCK_V], 1, tl.int1)

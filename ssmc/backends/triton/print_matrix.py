@@ -525,7 +525,7 @@ class MatrixPrinter:
             buf.line("a_out = tl.zeros([BLOCK_T], tl.float32)  # v[s] . (the exit cotangent's part of dv[s])")
             buf.line(f"across = tl.zeros([BLOCK_{n}], tl.float32)  # <entry state, exit cotangent>, summed over {p}")
             buf.line("n_cs = tl.cdiv(n_steps, BLOCK_T)  # this sequence's chunks (a reverse scan's from the end)")
-            buf.line(f"for pb in range(0, tl.cdiv(size_{p}, BLOCK_{p})):  # blocks of {p}")
+            buf.line(f"for pb in tl.range(0, tl.cdiv(size_{p}, BLOCK_{p}), num_stages=NUM_STAGES):  # blocks of {p} (loads pipelined where NUM_STAGES > 1)")
             with buf.indent():
                 self.offsets(buf, p, "pb", cast=False)
                 self.tile(buf, "vt", m.u, p, "t_r", "mask_r", "u", f"v: the input's {p} factor")
