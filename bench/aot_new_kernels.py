@@ -80,7 +80,8 @@ def cases():
     }
 
 
-def mamba2_ins(B=1, L=128, G=1, R=int(os.environ.get("R", 4)), P=int(os.environ.get("P", 64)), N=int(os.environ.get("N", 128))):
+def mamba2_ins(B=1, L=128, G=1):
+    R, P, N = (int(os.environ.get(k, v)) for k, v in (("R", 4), ("P", 64), ("N", 128)))  # sizes from the environment
     from mamba2 import mamba2
 
     g = torch.Generator().manual_seed(3)
