@@ -120,6 +120,23 @@ def test_reference_exp_error_only_per_step():
     np.testing.assert_array_equal(same, run(g2, ins, b2, precision="f32")["y"])
 
 
+@pytest.mark.parametrize("act", ["sigmoid", "softplus", "silu"])
+def test_reference_exp_error_reaches_ops_built_from_exp(act):
+    """The kernels compute sigmoid, softplus and silu from the hardware's exponential: per
+    step, the GPU reference moves them by the same relative error as exp (interpret.EXP_BUILT)."""
+
+    @ssmc.layer
+    def gated(a: ssmc.In["B L D"], x: ssmc.In["B L D"]):
+        return {"y": ssmc.scan(a, getattr(ssmc, act)(x), axis="L")}
+
+    ins = make_inputs(gated, dict(B=1, L=5, D=2), "f32", 0, True, 1.0)
+    b = gated.bind(ins)
+    g = ssmc.compile(gated).graph
+    base = run(g, ins, b, precision="f32")["y"]
+    up = run(g, ins, b, precision="f32", exp_error=1e-3)["y"]
+    np.testing.assert_allclose(up, base * (1 + 1e-3), rtol=1e-6)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("fma", [(0, 0), (1, 1)])
 def test_float32_long_decay_chains_on_gpu(fma):
