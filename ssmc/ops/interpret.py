@@ -32,7 +32,8 @@ def to_canonical(value: np.ndarray, layout: Dims, dims: Dims) -> np.ndarray:
 # tl.sigmoid, _ssmc_softplus's tl.exp), each within about its relative error of the exact
 # value. Seen on an H100: Mamba-2's float32 dt_bias gradient (a sum over B2 L300 of terms
 # built from sigmoid and softplus of dt) erred 2.5e-6 of its max, against 2.3e-7 for the same
-# kernels in Triton's interpreter (exact exp): the per-step error keeps its sign over steps.
+# kernels in Triton's interpreter (exact exp). (Whether that error sits in the per-step terms
+# or in the kernel's sum over time: bench/f32_margin.py splits it; not yet run on a GPU.)
 EXP_BUILT = ("exp", "exp2", "sigmoid", "softplus", "silu")
 
 
