@@ -32,7 +32,7 @@ from ssmc.testing.check import make_inputs  # noqa: E402
 DEFAULT = dict(args={}, states16=True, dl=(8, 32), results16=True, rest=None)
 VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warps": dict(dl=(4, 32)),
             "dl P16 2 stages": dict(dl=(8, 16, 2)), "dl P32 2 stages": dict(dl=(8, 32, 2)), "dl 4 warps P16 2 stages": dict(dl=(4, 16, 2)),
-            "dl P16": dict(dl=(8, 16)),
+            "dl P16": dict(dl=(8, 16)), "dl 1 stage": dict(dl=(8, 32, 1)),
             "f32 states": dict(states16=False), "f32 results": dict(results16=False),
             "rest on 1 warp": dict(rest=(None, None)), "rest 2 heads 4 warps": dict(rest=(2, 4)),
             "rest 2 heads 2 warps": dict(rest=(2, 2)), "rest 1 head 1 warp": dict(rest=(1, 1)), "chunks of 128": dict(args=dict(sub=2)), "chunks of 32": dict(args=dict(block_t=32)),
@@ -46,7 +46,7 @@ def backward(c, variant):
         c._backward = backward_for(c.layer, forward=c)
         return c._backward
     v = {**DEFAULT, **VARIANTS[variant]}
-    schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES = (*v["dl"], 1)[:3]
+    schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES = (*v["dl"], 3)[:3]  # (3: the default's stages)
     c._backward = MatrixBackward(c.layer, forward=c, **v["args"])
     c._backward.part.states_in_products_dtype = v["states16"]
     if not v["results16"]:
