@@ -108,8 +108,11 @@ def test_a_peer_is_judged_against_float32_outputs_by_the_table_rule():
     tol = TOLERANCES["bf16"]
     truth = [torch.ones(4), torch.full((2,), 2.0)]
     out = lambda e0, e1: Candidate("x", outputs=lambda: [truth[0] + e0, truth[1] + 2 * e1])  # noqa: E731
-    errs, why = check_against_truth(out(0.01, 0.001), truth, None)
+    ssmc_like = out(0.01, 0.001)
+    ssmc_like.impl = "ssmc"
+    errs, why = check_against_truth(ssmc_like, truth, None)
     assert why == "" and errs == pytest.approx([0.01, 0.001], rel=1e-4)  # float32 sums
+    assert check_against_truth(out(0.0, 0.0), truth, None)[1].startswith("not checked")  # no ssmc errors: no bound
     bounds = [tol.ratio * 0.01 + tol.atol, tol.ratio * 0.001 + tol.atol]
     assert check_against_truth(out(bounds[0] * 0.99, bounds[1] * 0.99), truth, errs)[1] == ""
     errs_p, why = check_against_truth(out(0.0, bounds[1] * 1.01), truth, errs)
