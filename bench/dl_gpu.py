@@ -29,7 +29,8 @@ from ssmc.testing.check import make_inputs  # noqa: E402
 # arguments (args), chunk states in the products' dtype (states16), the decay gradient kernel's
 # warps, P block and stages (dl), results the rest reads in the products' dtype (results16), the rest's
 # (block of heads, warps) where not its own choice (rest)
-DEFAULT = dict(args={}, states16=True, dl=(8, 32), results16=True, rest=None)
+DL_DEFAULT = (schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES)  # (warps, P block, stages)
+DEFAULT = dict(args={}, states16=True, dl=DL_DEFAULT, results16=True, rest=None)
 VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warps": dict(dl=(4, 32)),
             "dl P16 2 stages": dict(dl=(8, 16, 2)), "dl P32 2 stages": dict(dl=(8, 32, 2)), "dl 4 warps P16 2 stages": dict(dl=(4, 16, 2)),
             "dl P16": dict(dl=(8, 16)), "dl 1 stage": dict(dl=(8, 32, 1)),
@@ -46,7 +47,7 @@ def backward(c, variant):
         c._backward = backward_for(c.layer, forward=c)
         return c._backward
     v = {**DEFAULT, **VARIANTS[variant]}
-    schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES = (*v["dl"], 3)[:3]  # (3: the default's stages)
+    schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES = (*v["dl"], *DL_DEFAULT[len(v["dl"]):])  # unnamed: the default's
     c._backward = MatrixBackward(c.layer, forward=c, **v["args"])
     c._backward.part.states_in_products_dtype = v["states16"]
     if not v["results16"]:

@@ -7,12 +7,13 @@ import os
 import sys
 
 sys.path[:0] = ["examples", "tests"]
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from mamba2 import mamba2  # noqa: E402
 
 from ssmc.backends.triton.backward import MatrixBackward  # noqa: E402
-from ssmc.testing.check import check_compiled  # noqa: E402
-
-import torch  # noqa: E402
+from ssmc.ops.interpret import run  # noqa: E402
+from ssmc.testing.check import arg_dtypes, check_compiled, make_inputs, to_torch  # noqa: E402
 
 seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 6
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # (the CPU: a smoke test at SMALL=1)
@@ -34,11 +35,6 @@ for name, (q, seed) in sorted(worst.items(), key=lambda x: -x[1][0]):
 # Where grad_dt_bias's error comes from: it is the sum over B and L of grad_dt (dt and dt_bias
 # enter as dt + dt_bias), so the kernel's grad_dt summed in float64 on the host shows whether
 # the error is in the per-step terms (coherent over steps) or in the kernel's own sum.
-import numpy as np  # noqa: E402
-
-from ssmc.ops.interpret import run  # noqa: E402
-from ssmc.testing.check import arg_dtypes, make_inputs, to_torch  # noqa: E402
-
 print("grad_dt_bias: kernel | host sum of the kernel's grad_dt | truth (errors over max |truth|)")
 for seed in range(seeds):
     dims = {d: sizes[d] for d in mamba2.dim_order}

@@ -352,9 +352,9 @@ def test_a_schedule_the_gpu_refuses_is_shrunk_until_it_fits(monkeypatch):
 @pytest.mark.parametrize("P, n", [(64, 128), (128, 128)])
 def test_gpu_float32_accurate_products_fit(P, n):
     """Float32-accurate products everywhere (``low_precision=False``) at the benchmark's state
-    and a wider head: schedules the H100 refused (session 18: the decay gradient asked 248 KB of
-    shared memory at P 64 N 128; the summed dB / dC kernels 240 KB at P 128) shrink until they
-    fit, and match the interpreter."""
+    and a wider head: schedules a GPU refuses (session 18 on an H100: the decay gradient asked
+    248 KB of shared memory at P 64 N 128; compiled for sm_90, the summed dB / dC kernels 240 KB
+    at P 128) shrink until they fit, and match the interpreter."""
     c = MatrixBackward(mamba2, low_precision=False)
     sizes = {"B": 1, "L": 200, "G": 1, "R": 2, "P": P, "N": n, "H": 2}
     bad = [str(r) for r in check_compiled(c.layer, c, {d: sizes[d] for d in mamba2.dim_order}, "bf16", 2, DEVICE, True) if not r.ok]

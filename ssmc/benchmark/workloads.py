@@ -466,13 +466,19 @@ def check_ssmc_small(name: str) -> str:
     return "; ".join(bad)
 
 
+def _output_errors(c: Candidate, ref: list[torch.Tensor]) -> list[float]:
+    """Each of ``c``'s outputs' max relative error against ``ref``'s."""
+    got = c.outputs()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return [rel_max_err(a, b) for a, b in zip(got, ref)]
+
+
 def check_candidate(c: Candidate, want: list[torch.Tensor] | None) -> tuple[float, str]:
     """(max relative error against ssmc's outputs, '' or why it is not timed)."""
     if c.outputs is None or want is None:
         return math.nan, ""
-    got = c.outputs()
-    torch.cuda.synchronize()
-    errs = [rel_max_err(a, b) for a, b in zip(got, want)]
+    errs = _output_errors(c, want)
     err = max(errs) if errs else math.nan
     if not (err <= CROSS_BOUND):
         return err, f"mismatch: max |peer - ssmc| / max |ssmc| = {err:.2e} > {CROSS_BOUND:.0e} (per output: " + \
@@ -486,10 +492,7 @@ def check_against_truth(c: Candidate, truth: list[torch.Tensor], ssmc_errs: list
     reference: a peer's error at most ``ratio`` times ssmc's plus ``atol``, output by output.
     Two 16-bit computations that both err by a few ulps can differ by more than CROSS_BOUND
     (session 18, Mamba-2's gradients: mamba-ssm against ssmc 8.1e-3) while neither is wrong."""
-    got = c.outputs()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    errs = [rel_max_err(a, b) for a, b in zip(got, truth)]
+    errs = _output_errors(c, truth)
     if c.impl == "ssmc":
         return errs, ""
     if ssmc_errs is None:  # ssmc skipped or failed: no bound to hold a peer to, so not timed
