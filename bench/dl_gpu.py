@@ -33,6 +33,8 @@ DL_DEFAULT = (schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES)  # (wa
 DEFAULT = dict(args={}, states16=True, dl=DL_DEFAULT, results16=True, rest=None)
 VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warps": dict(dl=(4, 32)),
             "dl P16 2 stages": dict(dl=(8, 16, 2)), "dl P32 2 stages": dict(dl=(8, 32, 2)), "dl 4 warps P16 2 stages": dict(dl=(4, 16, 2)),
+            "dl 4 warps P16 1 stage": dict(dl=(4, 16, 1)), "dl 4 warps P16 3 stages": dict(dl=(4, 16, 3)),
+            "dl 4 warps P32 2 stages": dict(dl=(4, 32, 2)), "dl 2 warps P16 2 stages": dict(dl=(2, 16, 2)),
             "dl P16": dict(dl=(8, 16)), "dl 1 stage": dict(dl=(8, 32, 1)),
             "f32 states": dict(states16=False), "f32 results": dict(results16=False),
             "rest on 1 warp": dict(rest=(None, None)), "rest 2 heads 4 warps": dict(rest=(2, 4)),

@@ -122,15 +122,13 @@ MATRIX_MIN_STEPS = 64
 
 
 # the decay gradient's kernel (lower_matrix_dl): it holds two [N, BLOCK_P] chunk states and
-# four [BLOCK_T, BLOCK_T] or [BLOCK_T, BLOCK_P] tiles in float32. Compiled for sm_90 without a
-# GPU (bench/aot_new_kernels.py mamba2_backward: N 128, P 64, BLOCK_T 64, bf16): 8 warps and P
-# blocks of 32, 189 registers, no spills; blocks of 64: 255 and 8 bytes of stack; 4 warps:
-# 255 and 56 (blocks of 32) or 440 (64) bytes of stack. Not yet timed on a GPU.
-# DL_STAGES: stages of its loop over P blocks (tl.range). 3 is what a plain range loop got from
-# the launch's default num_stages until session 18 (same sm_90 code: 189 registers, 828
-# instructions in the loop block), so the timed default (632 us in session 17) is unchanged;
-# 1 takes 164 registers and 49 KB of shared memory against 96 KB. Other counts not yet timed.
-DL_WARPS, DL_BLOCK_P, DL_STAGES = 8, 32, 3
+# four [BLOCK_T, BLOCK_T] or [BLOCK_T, BLOCK_P] tiles in float32. (warps, P block, stages of its
+# loop over P blocks) timed on an H100 (Mamba-2 fwd+bwd, B8 L2048 H32 P64 N128, bf16; this
+# kernel's us, torch.profiler, one warm machine; bench/NOTES.md session 19): (4, 16, 3) 404,
+# (4, 32, 2) 410, (4, 16, 2) 419-430, (2, 16, 2) 470, (4, 16, 1) 533, (8, 32, 3) 609-627 (the
+# default until session 19), (8, 16, 2) 787. Compiled for sm_90 (bench/aot_new_kernels.py):
+# (8, 32, 3) 189 registers; (4, 16, 2) 246, 51 KB of shared memory; none spills.
+DL_WARPS, DL_BLOCK_P, DL_STAGES = 4, 16, 3
 
 
 def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool, k_bf16: bool = False,
