@@ -2,7 +2,8 @@
 forward and forward+backward; ssmc packed (sequences longest first, and in the caller's order),
 padded to the longest, and mamba-ssm's mamba_chunk_scan_combined (seq_idx) for Mamba-2. Then
 per-kernel times of the packed forward+backward (torch.profiler), and, with --also, HGRN and
-Mamba-2 forward+backward against their peers (issue 6). Results: $OUT/packed.json.
+Mamba-2 forward and forward+backward against their peers (issue 6; Mamba-2 at DESIGN.md's two
+shapes); --no-packed: those alone. Results: $OUT/packed.json.
 Run with bench/packed_gpu.sh (installs the peers' wheels)."""
 
 import json
@@ -51,13 +52,14 @@ def main() -> None:
           f"padded holds {len(lens) * max(lens) / sum(lens):.2f}x the tokens", flush=True)
     ssd = _peer(lambda: peers.mamba_triton("mamba_chunk_scan_combined"))
     out = dict(copy_gbs=c.copy / 1e9, tokens=sum(lens), longest=max(lens), rows=[], profile={})
-    for name in ("mamba1", "mamba2"):
+    packed = ("mamba1", "mamba2") if "--no-packed" not in sys.argv else ()
+    for name in packed:
         for backward in (False, True):
             case = w.packed_case(name, backward, ssd=ssd)
             case.candidates.insert(1, in_callers_order(case.candidates[0]))
             out["rows"] += w.run_case(case)
             torch.cuda.empty_cache()
-    for name in ("mamba1", "mamba2"):
+    for name in packed:
         out["profile"][name] = profile(name)
         torch.cuda.empty_cache()
     if "--also" in sys.argv:
@@ -65,6 +67,7 @@ def main() -> None:
         for backward in (False, True):
             out["rows"] += w.run_case(w.hgrn_case(8, 4096, 2048, backward, fla))
             out["rows"] += w.run_case(w.mamba2_case(8, 2048, 32, 64, 128, backward, ssd))
+            out["rows"] += w.run_case(w.mamba2_case(4, 8192, 80, 64, 128, backward, ssd))  # DESIGN.md's second shape
     json.dump(out, open(os.path.join(os.environ.get("OUT", "."), "packed.json"), "w"), indent=1)
 
 
