@@ -335,9 +335,15 @@ def test_a_schedule_the_gpu_refuses_is_shrunk_until_it_fits(monkeypatch):
     assert not bad, bad
     fitted = c.part.fitted
     assert len(fitted) >= 4  # the decay gradient's, states and outputs kernels
+    shrunk = 0
     for (_, asked, *_), got in fitted.items():
         assert asked.num_stages == 2 and got.num_stages == 1
-        assert math.prod(b for _, b in got.blocks) == limit < math.prod(b for _, b in asked.blocks)
+        if math.prod(b for _, b in asked.blocks) > limit:  # blocks halved just far enough
+            assert math.prod(b for _, b in got.blocks) == limit
+            shrunk += 1
+        else:  # (the decay gradient's P blocks of 16 on a GPU: its one stage alone fits)
+            assert got.blocks == asked.blocks
+    assert shrunk >= 3
     n = len(seen)
     check_compiled(c.layer, c, {**sizes, "L": 5}, "bf16", 1, DEVICE, True)
     assert len(seen) == n  # kept: no compile asked again
