@@ -5,7 +5,8 @@ ships with Triton): whether Triton 3.6.0 compiles them, and their registers and 
 schedules are the CPU's (the call runs on the CPU), so block sizes may differ from a GPU's.
 
     python bench/aot_new_kernels.py [case ...]   (cases: held_bidir, held_bidir_u1, tensor_bidir,
-    lru, lru_backward, bimamba_bidir, bimamba_backward, mamba2_backward)
+    lru, lru_backward, bimamba_bidir, bimamba_backward, mamba2_backward, mamba2_backward_exact,
+    mamba2_backward_sums)
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def cases():
         # session 18: float32-accurate products everywhere (low_precision=False), which ran out
         # of shared memory on the H100 at P 64 N 128
         "mamba2_backward_exact": lambda: (MatrixBackward(mamba2, low_precision=False), mamba2_ins()),
+        # session 19: the decay gradient with two sums per step from the dq and dk kernels
+        "mamba2_backward_sums": lambda: (MatrixBackward(mamba2, dl_from_sums=True), mamba2_ins()),
     }
 
 
@@ -92,7 +95,7 @@ def mamba2_ins(B=1, L=128, G=1):
     return ins
 
 
-GPU_SCHEDULES = ("mamba2_backward", "mamba2_backward_exact")  # cases whose launches take the GPU's schedules (block sizes, PREC)
+GPU_SCHEDULES = ("mamba2_backward", "mamba2_backward_exact", "mamba2_backward_sums")  # cases whose launches take the GPU's schedules (block sizes, PREC)
 
 
 def main() -> None:

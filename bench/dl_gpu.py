@@ -43,7 +43,8 @@ VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warp
             "rest 16 chunks": dict(rest_chunks=16), "rest 32 chunks": dict(rest_chunks=32),
             "rest 64 chunks": dict(rest_chunks=64), "rest 128 chunks": dict(rest_chunks=128),
             "rest 1 head 1 warp": dict(rest=(1, 1)), "chunks of 128": dict(args=dict(sub=2)), "chunks of 32": dict(args=dict(block_t=32)),
-            "matrix exact": dict(args=dict(low_precision=False)), "matrix 16-bit": dict(args=dict(low_precision=True)),
+            "matrix exact": dict(args=dict(low_precision=False)),
+            "dl from sums": dict(args=dict(dl_from_sums=True)), "dl from sums 8 warps P32": dict(args=dict(dl_from_sums=True), dl=(8, 32)), "matrix 16-bit": dict(args=dict(low_precision=True)),
             "recurrent": None}
 TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("matrix default", "f32 results", "dl P blocks 64", "matrix exact")
 

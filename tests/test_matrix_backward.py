@@ -269,11 +269,16 @@ def test_matrix_schedule_precision():
 @settings(max_examples=3)  # each example: 4 forward and backward calls in the interpreter
 @given(lens=st.lists(st.integers(1, 13), min_size=1, max_size=3), seed=st.integers(0, 1000))
 def test_packed_batch_gradients_equal_per_sequence_gradients(lens, seed):
+    _packed_equals_alone(lens, seed)
+
+
+def _packed_equals_alone(lens, seed, dl_from_sums=False):
     sizes = {"B": 1, "L": sum(lens), "G": 1, "R": 2, "P": 3, "N": 2}
     values = make_inputs(mamba2, sizes, "f32", seed=seed, with_optional=False)
     h0 = np.random.default_rng(seed).standard_normal((len(lens), 1, 2, 3, 2))
     c = ssmc.compile(mamba2, block_t=8)
     c.backward_compiled().force = True
+    c.backward_compiled().part.dl_from_sums = dl_from_sums
     c.backward_compiled().rest.chunks = 2  # the rest's sequence split: chunks by the longest sequence
     seq = [k for k, s in mamba2.specs.items() if "L" in s.layout]
 
@@ -297,6 +302,30 @@ def test_packed_batch_gradients_equal_per_sequence_gradients(lens, seed):
             params[k] = params[k] + one[k].grad
     for k, g in params.items():
         torch.testing.assert_close(packed[k].grad, g, rtol=1e-4, atol=1e-5, msg=k)
+    sides = sum("tl.store(side_" in src for src in c.backward_compiled().part.sources("matrix"))
+    assert sides == (2 if dl_from_sums else 0)
+
+
+@pytest.mark.parametrize("name, L, block_t, sub, dtype", [
+    ("mamba2", 13, 4, 2, "bf16"), ("mamba2", 1, 8, 1, "f16"), ("simple_gla", 11, 4, 2, "f32")])
+def test_decay_gradient_with_sums_from_the_dq_and_dk_kernels(name, L, block_t, sub, dtype):
+    """``dl_from_sums``: the decay gradient reads dy . (the entry state's part of y) and v . (the
+    exit cotangent's part of dv) per step from the dq and dk kernels (lower_matrix.with_sides)
+    instead of forming them from the chunk states: the same gradients, whole chunks or not,
+    a step alone; and the kernels do it (two store the sums, the decay gradient reads them)."""
+    c = MatrixBackward(LAYERS[name], verify=True, block_t=block_t, dl_from_sums=True)
+    c.force = True
+    c.part.options["sub"] = sub
+    sizes = {d: L if d == "L" else SIZES[d] for d in LAYERS[name].dim_order}
+    bad = [str(r) for r in check_compiled(c.layer, c, sizes, dtype, 0, DEVICE, True) if not r.ok]
+    assert not bad, bad
+    sources = c.part.sources("matrix")
+    assert sum("tl.store(side_" in src for src in sources) == 2
+    assert sum("for sb in range(0, size__SO)" in src and "y_in" not in src for src in sources) == 1
+
+
+def test_packed_batch_with_the_decay_gradient_from_sums():
+    _packed_equals_alone([5, 1, 9], 3, dl_from_sums=True)
 
 
 def _refuse_above(monkeypatch, limit, seen):

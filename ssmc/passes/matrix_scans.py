@@ -56,6 +56,10 @@ class MatrixForm:
     reverse: bool = False  # a reverse matrix scan (``matrix_scan`` ops only): see ``op_form``
     dy: tuple[Node, ...] = ()  # a ``matrix_scan_dl``'s: the outputs' cotangent (along P); see ``dl_form``
     summed: Dims = ()  # head dims the outputs kernel loops over and sums (a ``matrix_scan``'s sum_dims)
+    # factors along P (a decay gradient's q or k) whose products with the entry state's part of
+    # each row the outputs kernel also sums over its P block and stores per head and step, for
+    # the decay gradient (``lower_matrix.share_matrix_states``, sides)
+    side: tuple[Node, ...] = ()
 
 
 def _factors(n: Node, split: frozenset) -> list[Node]:

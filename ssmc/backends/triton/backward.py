@@ -269,7 +269,8 @@ class MatrixBackward:
     MAX_STEPS = 8192
 
     def __init__(self, layer: Layer, forward: CompiledLayer | None = None, verify: bool = False,
-                 block_t: int | None = None, sub: int | None = None, low_precision: bool | None = None) -> None:
+                 block_t: int | None = None, sub: int | None = None, low_precision: bool | None = None,
+                 dl_from_sums: bool = False) -> None:
         from ssmc.dsl.trace import ArgSpec
         from ssmc.ir.node import Node
         from ssmc.passes import run_passes
@@ -307,6 +308,10 @@ class MatrixBackward:
         self.part = _MatrixPart(Layer.from_graph(part, full.specs, full.optional, full.fixed_sizes), self.exact,
                                 low_precision is None, strategy="matrix", passes=(FuseMatrixScans(),), verify=verify, block_t=block_t)
         self.part.options["sub"] = sub
+        # the decay gradient's per-step sums with the entry / exit states from the dq and dk
+        # kernels (lower_matrix.with_sides): two of its four products per chunk and head gone.
+        # Checked in the interpreter; not yet timed on a GPU, so not the default
+        self.part.dl_from_sums = dl_from_sums
         self.layer = full  # the backward as a layer: what tests interpret
         margs = {}
         for n in mnodes:

@@ -163,7 +163,7 @@ class CompiledLayer:
                         s = "sequential"
                     out.append(GroupPlan((lower_group(self.graph, g, s, self.unroll),), False, g))
             if strategy == "matrix":
-                out = share_matrix_states(out, self.matrix_exact)
+                out = share_matrix_states(out, self.matrix_exact, self.dl_from_sums)
             if strategy == "matrix" and not any(p.matrix for p in out):
                 why = "; ".join(f"{g.name}: {matrix_form(self.graph, g)}" for g in self.graph.groups)
                 raise LoweringError(f"{self.layer.name}: no kernel has the matrix form ({why})")
@@ -188,6 +188,9 @@ class CompiledLayer:
     # results of a matrix scan's outputs kernel stored in its products' dtype where they are
     # 16-bit (else in the outputs' dtype): a backward's part names those only its rest reads
     results_in_products_dtype: frozenset[str] = frozenset()
+    # a backward's decay gradient with two of its sums per step from the dq and dk kernels
+    # (lower_matrix.with_sides); set before the first call (plans are kept)
+    dl_from_sums = False
 
     def matrix_exact(self, group: Any, shape: tuple[int, int] | None = None) -> bool | None:
         """Whether the matrix scan of ``group`` needs float32-accurate products whatever the

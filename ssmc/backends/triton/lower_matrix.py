@@ -151,14 +151,17 @@ def lower_matrix_dl(graph: Graph, group: Group, form: MatrixForm) -> Kernel:
     )
 
 
-def share_matrix_states(plans: list, exact) -> list:
+def share_matrix_states(plans: list, exact, sides: bool = False) -> list:
     """``plans`` with each matrix scan whose state another one's states kernel stores
     (``state_key``) run as its outputs kernel alone, reading those chunk states: a backward's dq
     and dk scans (measured on an H100: bench/NOTES.md). Of scans with one state, the one storing
     it is the one with a final state, else one that needs float32-accurate products
     (``exact(group)``), else the first; a scan with a final state of its own keeps its states
     kernel. Where every plan is a matrix scan's (none reads another's results), the storing one
-    moves before those reading its states; else only later plans read earlier ones'."""
+    moves before those reading its states; else only later plans read earlier ones'.
+
+    ``sides``: a decay gradient takes two of its four sums per step from the outputs kernels
+    of dq and dk (``with_sides``), where the backward has them."""
     from dataclasses import replace
 
     from ssmc.passes.matrix_scans import dl_state_keys, state_key
@@ -218,8 +221,59 @@ def share_matrix_states(plans: list, exact) -> list:
                         if t.name in bound else t for t in k.tensors)
         header = k.header + (f"note: chunk states from {keepers[0].kernels[0].name} (the state) and "
                              f"{keepers[1].kernels[0].name} (its cotangent)",)
-        out.append(replace(p, kernels=(replace(k, tensors=tensors, header=header),), shares=keepers[0].group.name))
+        k = replace(k, tensors=tensors, header=header)
+        if sides:
+            out, k = with_sides(out, k)
+        out.append(replace(p, kernels=(k,), shares=keepers[0].group.name))
     return out
+
+
+def with_sides(plans: list, dl: Kernel) -> tuple[list, Kernel]:
+    """``plans`` and decay gradient ``dl`` with two of its sums per step moved to the outputs
+    kernels of dq and dk, where ``plans`` hold both (else as they are). dq's kernel (the scan's
+    own state, read out along P by dy, its result along N) forms the entry state's part of dq
+    per row, ``e[t, n]``; ``sum_n e[t, n] q[t, n]`` (decayed) is dy[t] . (the entry state's part
+    of y[t]), which the decay gradient otherwise forms from the chunk state by a [T, N] x [N, P]
+    product of its own. Likewise dk's kernel (the cotangent state, read out by v) and k: v[s] .
+    (the exit cotangent's part of dv[s]). Each stores its sums per head and step, one slot per
+    block of N (``_P<N>``); the decay gradient adds the slots (``_SO``, ``_SC``: their counts)."""
+    from dataclasses import replace
+
+    from ssmc.passes.matrix_scans import dl_state_keys, state_key
+
+    m = dl.matrix
+    own, cot = dl_state_keys(m.scan)
+
+    def find(key, readout):
+        for i, p in enumerate(plans):
+            full = p.kernels[-1] if p.matrix else None
+            if full is None or full.role != "full" or state_key(full.matrix.scan) != key:
+                continue
+            f = full.matrix
+            if f.p == m.n and f.n == m.p and f.heads == m.heads and set(f.c) == set(readout) and not f.side:
+                return i
+        return None
+
+    at = (find(own, m.dy), find(cot, m.u))
+    if None in at:
+        return plans, dl
+    plans = list(plans)
+    names = []
+    for i, factor in zip(at, (m.c, m.k)):
+        p = plans[i]
+        full = p.kernels[-1]
+        f = full.matrix
+        name = f"side_{p.group.name}"
+        t = Tensor(name, (f"_P{f.p}",) + f.heads + (f.time,), "out", source=name)
+        have = {x.source for x in full.tensors}
+        args = tuple(_arg_tensor(n) for n in _args(list(factor)) if n.attr("name") not in have)  # the factor's own
+        header = full.header + (f"note: stores sum over {f.p} of (its entry state's part) x (a decay gradient's factor), per head and step",)
+        full = replace(full, tensors=full.tensors + args + (t,), matrix=replace(f, side=tuple(factor)), header=header)
+        plans[i] = replace(p, kernels=p.kernels[:-1] + (full,))
+        names.append(name)
+    ins = tuple(Tensor(name, (d,) + m.heads + (m.time,), "in", source=name) for name, d in zip(names, ("_SO", "_SC")))
+    header = dl.header + (f"note: sums per step from {plans[at[0]].kernels[-1].name} and {plans[at[1]].kernels[-1].name}",)
+    return plans, replace(dl, tensors=dl.tensors + ins, size_dims=dl.size_dims + ("_SO", "_SC"), header=header)
 
 
 # --- checks at launch, on the call's arguments (a tensor: its pointer, then a stride per dim) ---

@@ -464,6 +464,21 @@ class MatrixPrinter:
         with buf.indent():
             buf.line("ch = tl.dot(ct, h_in.to(DT), input_precision=IP)")
         buf.line("acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]")
+        if m.side:
+            self.side_sums(buf)
+
+    def side_sums(self, buf: IndentedBuffer) -> None:
+        """A decay gradient's sums per row (``MatrixForm.side``, lower_matrix.with_sides): the
+        entry state's part of the rows (``ch``, decayed) times its factor, summed over this
+        program's block of P, stored per head and step (one slot per block)."""
+        m = self.m
+        p = m.p
+        t = next(x for x in self.k.tensors if x.name.startswith("side_"))
+        self.tile(buf, "st", m.side, p, "t_r", "mask_r", "s", f"a decay gradient's factor along {p}")
+        buf.line(f"sd = tl.sum(ch.to(tl.float32) * st, axis=1) * tl.exp2((cum_lr + cum2_lr) + off)  # summed over this block of {p}")
+        s_t = f"{t.name}_s_{m.time}"
+        terms = self.head_terms(t, t.dims) + [f"pid__PB * {t.name}_s__P{p}", f"t_r * {s_t}", f"idx * {'-' if m.reverse else ''}{s_t}"]
+        buf.line(f"tl.store({t.name} + {' + '.join(terms)}, sd, mask=mask_r)")
 
     def column_tile(self, buf: IndentedBuffer) -> None:
         """Column tile j = pid__RT - jj of the rows' chunk (jj = 0: the rows' own), added into
@@ -501,6 +516,7 @@ class MatrixPrinter:
         k, m = self.k, self.m
         n, p = m.n, m.p
         own, cot = [t for t in k.tensors if t.name.startswith("hin_")]
+        sides = {t.dims[0]: t for t in k.tensors if t.name.startswith("side_")}  # lower_matrix.with_sides
         self.operand_dtype(buf, ip=True)
         buf.line("c = pid__C  # the chunk: BLOCK_T steps, the chunk states' span")
         buf.line("r0 = c * BLOCK_T")
@@ -535,11 +551,19 @@ class MatrixPrinter:
                 buf.line(f"h_in = tl.load({ptr}, mask={mask}, other=0.0)  # the state entering the chunk")
                 ptr, mask = self.state_ptr(buf, cot, "(n_cs - 1 - c)")
                 buf.line(f"g_out = tl.load({ptr}, mask={mask}, other=0.0)  # the cotangent of the step after it, undecayed")
-                buf.line("y_in = tl.dot(qt.to(DT), h_in.to(DT), input_precision=IP) * tl.exp2(cum_lr + cum2_lr)[:, None]")
-                buf.line("a_in += tl.sum(dyt * y_in, axis=1)")
-                buf.line("dv_out = tl.dot(kt.to(DT), g_out.to(DT), input_precision=IP)")
-                buf.line("a_out += tl.sum(vt * dv_out, axis=1) * tl.exp2((tot_lr - cum_lr) + (tot2_lr - cum2_lr))")
+                if not sides:
+                    buf.line("y_in = tl.dot(qt.to(DT), h_in.to(DT), input_precision=IP) * tl.exp2(cum_lr + cum2_lr)[:, None]")
+                    buf.line("a_in += tl.sum(dyt * y_in, axis=1)")
+                    buf.line("dv_out = tl.dot(kt.to(DT), g_out.to(DT), input_precision=IP)")
+                    buf.line("a_out += tl.sum(vt * dv_out, axis=1) * tl.exp2((tot_lr - cum_lr) + (tot2_lr - cum2_lr))")
                 buf.line("across += tl.sum(h_in.to(tl.float32) * g_out.to(tl.float32), axis=1)  # (16-bit where stored so)")
+            if sides:  # a_in and a_out (the latter decayed through the step after the chunk) as dq's and dk's kernels stored them
+                for var, d, what in (("a_in", "_SO", "dq's"), ("a_out", "_SC", "dk's")):
+                    t = sides[d]
+                    terms = self.head_terms(t, t.dims) + [f"sb * {t.name}_s_{d}", f"(t_r + idx) * {t.name}_s_{m.time}"]
+                    buf.line(f"for sb in range(0, size_{d}):  # {what} blocks of {n}")
+                    with buf.indent():
+                        buf.line(f"{var} += tl.load({t.name} + {' + '.join(terms)}, mask=mask_r, other=0.0)")
             buf.line("w = g * dyv")
             buf.line("# both in the chunk: for each i the rows t >= i of the sums over s < i")
             buf.line("pre = tl.cumsum(w, axis=1) - w")
@@ -547,7 +571,10 @@ class MatrixPrinter:
             buf.line("from_in = tl.sum(a_in, axis=0) - tl.cumsum(a_in, axis=0) + a_in  # t >= i")
             buf.line("from_out = tl.cumsum(a_out, axis=0) - a_out  # s < i")
             buf.line("outside = tl.sum(across, axis=0) * tl.exp2(tot_lr + tot2_lr)")
-            buf.line("dl = inner + from_in + (from_out + outside) * tl.exp2(tot_ln + tot2_ln)")
+            if sides:
+                buf.line("dl = inner + from_in + from_out + outside * tl.exp2(tot_ln + tot2_ln)")
+            else:
+                buf.line("dl = inner + from_in + (from_out + outside) * tl.exp2(tot_ln + tot2_ln)")
             for node, names in m.stores:
                 for name in names:
                     t = self.tensors[name]

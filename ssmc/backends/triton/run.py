@@ -122,8 +122,11 @@ class Run:
                 raise LoweringError(f"{full.name}: chunks of {span} steps; a decay gradient's kernel takes at most 128")
             sd = choose_matrix(full, self.sizes, self.on_gpu, f32 or bool(exact), False, low, **{**self.c.options, "block_t": span, "sub": 1})
             self.sizes["_C"] = max(1, triton_cdiv(L, span))
+            sides = {t.dims[0]: self.buffers[t.name].shape[0] for t in full.tensors if t.name.startswith("side_")}
+            self.sizes.update(sides)  # the slots of the sums dq's and dk's kernels stored (with_sides)
             self.launch(full, self.fit(full, sd), {})
-            self.sizes.pop("_C")
+            for d in ("_C", *sides):
+                self.sizes.pop(d)
             return
         if states is not None:
             sa = choose_matrix(states, self.sizes, self.on_gpu, f32 or exact is not False, k_bf16, low, **self.c.options)
