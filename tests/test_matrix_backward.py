@@ -324,6 +324,21 @@ def test_decay_gradient_with_sums_from_the_dq_and_dk_kernels(name, L, block_t, s
     assert sum("for sb in range(0, size__SO)" in src and "y_in" not in src for src in sources) == 1
 
 
+def test_decay_gradient_sums_from_several_blocks_of_n(monkeypatch):
+    """``dl_from_sums`` where dq's and dk's kernels take N in blocks (their schedules shrunk by
+    ``Run.fit``, launches refused by rule as in the test above; at N 128 a GPU's blocks of 64
+    do so by default): each block stores its slot of the sums, and the decay gradient adds them."""
+    gpu = str(DEVICE).startswith("cuda")
+    limit, N, P = (512, 32, 32) if gpu else (16, 4, 7)
+    _refuse_above(monkeypatch, limit, [])
+    c = MatrixBackward(mamba2, block_t=4, dl_from_sums=True)
+    sizes = {d: {**SIZES, "L": 9, "P": P, "N": N}[d] for d in mamba2.dim_order}
+    bad = [str(r) for r in check_compiled(c.layer, c, sizes, "bf16", 0, DEVICE, True) if not r.ok]
+    assert not bad, bad
+    sides = [got for (name, *_), got in c.part.fitted.items() if name.endswith(("_m2_matrix", "_m3_matrix"))]
+    assert len(sides) == 2 and all(dict(s.blocks)["N"] < N for s in sides)  # several slots each
+
+
 def test_packed_batch_with_the_decay_gradient_from_sums():
     _packed_equals_alone([5, 1, 9], 3, dl_from_sums=True)
 
