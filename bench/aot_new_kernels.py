@@ -6,7 +6,7 @@ schedules are the CPU's (the call runs on the CPU), so block sizes may differ fr
 
     python bench/aot_new_kernels.py [case ...]   (cases: held_bidir, held_bidir_u1, tensor_bidir,
     lru, lru_backward, bimamba_bidir, bimamba_backward, mamba2_backward, mamba2_backward_exact,
-    mamba2_backward_sums)
+    mamba2_backward_sums, mamba2_backward_rest_u2, mamba2_backward_rest_u1)
 """
 
 from __future__ import annotations
@@ -80,7 +80,15 @@ def cases():
         "mamba2_backward_exact": lambda: (MatrixBackward(mamba2, low_precision=False), mamba2_ins()),
         # session 19: the decay gradient with two sums per step from the dq and dk kernels
         "mamba2_backward_sums": lambda: (MatrixBackward(mamba2, dl_from_sums=True), mamba2_ins()),
+        # the rest's steps per unrolled iteration (its spills at 4: 144 bytes of stack)
+        "mamba2_backward_rest_u2": lambda: (_rest_unroll(MatrixBackward(mamba2), 2), mamba2_ins()),
+        "mamba2_backward_rest_u1": lambda: (_rest_unroll(MatrixBackward(mamba2), 1), mamba2_ins()),
     }
+
+
+def _rest_unroll(c, unroll: int):
+    c.rest.bidir_unroll = unroll  # before the first call: its kernels are lowered then
+    return c
 
 
 def mamba2_ins(B=1, L=128, G=1):
@@ -95,7 +103,8 @@ def mamba2_ins(B=1, L=128, G=1):
     return ins
 
 
-GPU_SCHEDULES = ("mamba2_backward", "mamba2_backward_exact", "mamba2_backward_sums")  # cases whose launches take the GPU's schedules (block sizes, PREC)
+GPU_SCHEDULES = ("mamba2_backward", "mamba2_backward_exact", "mamba2_backward_sums", "mamba2_backward_rest_u2",
+                 "mamba2_backward_rest_u1")  # cases whose launches take the GPU's schedules (block sizes, PREC)
 
 
 def main() -> None:

@@ -29,9 +29,9 @@ from ssmc.testing.check import make_inputs  # noqa: E402
 # arguments (args), chunk states in the products' dtype (states16), the decay gradient kernel's
 # warps, P block and stages (dl), results the rest reads in the products' dtype (results16), the rest's
 # (block of heads, warps) where not its own choice (rest), the rest's chunks of the sequence
-# (rest_chunks; None: schedule.chunking's choice)
+# (rest_chunks; None: schedule.chunking's choice), the rest's steps per unrolled iteration (rest_unroll)
 DL_DEFAULT = (schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES)  # (warps, P block, stages)
-DEFAULT = dict(args={}, states16=True, dl=DL_DEFAULT, results16=True, rest=None, rest_chunks=None)
+DEFAULT = dict(args={}, states16=True, dl=DL_DEFAULT, results16=True, rest=None, rest_chunks=None, rest_unroll=None)
 VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warps": dict(dl=(4, 32)),
             "dl P16 2 stages": dict(dl=(8, 16, 2)), "dl P32 2 stages": dict(dl=(8, 32, 2)), "dl 4 warps P16 2 stages": dict(dl=(4, 16, 2)),
             "dl 4 warps P16 1 stage": dict(dl=(4, 16, 1)), "dl 4 warps P16 3 stages": dict(dl=(4, 16, 3)),
@@ -42,6 +42,7 @@ VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warp
             "rest 2 heads 2 warps": dict(rest=(2, 2)),
             "rest 16 chunks": dict(rest_chunks=16), "rest 32 chunks": dict(rest_chunks=32),
             "rest 64 chunks": dict(rest_chunks=64), "rest 128 chunks": dict(rest_chunks=128),
+            "rest unroll 2": dict(rest_unroll=2), "rest unroll 1": dict(rest_unroll=1),
             "rest 1 head 1 warp": dict(rest=(1, 1)), "chunks of 128": dict(args=dict(sub=2)), "chunks of 32": dict(args=dict(block_t=32)),
             "matrix exact": dict(args=dict(low_precision=False)),
             "dl from sums": dict(args=dict(dl_from_sums=True)), "dl from sums 8 warps P32": dict(args=dict(dl_from_sums=True), dl=(8, 32)), "matrix 16-bit": dict(args=dict(low_precision=True)),
@@ -62,6 +63,8 @@ def backward(c, variant):
     if v["rest"] is not None:
         c._backward.rest.options["block_tiled"], c._backward.rest.options["num_warps"] = v["rest"]
     c._backward.rest.chunks = v["rest_chunks"]  # (None: chunking's choice)
+    if v["rest_unroll"]:  # before the first call (its kernels are lowered then)
+        c._backward.rest.bidir_unroll = v["rest_unroll"]
     c._backward.force = True  # float32 inputs and long calls too
     return c._backward
 
