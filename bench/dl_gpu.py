@@ -29,9 +29,11 @@ from ssmc.testing.check import make_inputs  # noqa: E402
 # arguments (args), chunk states in the products' dtype (states16), the decay gradient kernel's
 # warps, P block and stages (dl), results the rest reads in the products' dtype (results16), the rest's
 # (block of heads, warps) where not its own choice (rest), the rest's chunks of the sequence
-# (rest_chunks; None: schedule.chunking's choice), the rest's steps per unrolled iteration (rest_unroll)
+# (rest_chunks; None: schedule.chunking's choice), the rest's steps per unrolled iteration (rest_unroll),
+# the states kernels' stages of loads (states_stages; the forward's states kernel too)
 DL_DEFAULT = (schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES)  # (warps, P block, stages)
-DEFAULT = dict(args={}, states16=True, dl=DL_DEFAULT, results16=True, rest=None, rest_chunks=None, rest_unroll=None)
+DEFAULT = dict(args={}, states16=True, dl=DL_DEFAULT, results16=True, rest=None, rest_chunks=None, rest_unroll=None,
+               states_stages=schedule.STATES_STAGES)
 VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warps": dict(dl=(4, 32)),
             "dl P16 2 stages": dict(dl=(8, 16, 2)), "dl P32 2 stages": dict(dl=(8, 32, 2)), "dl 4 warps P16 2 stages": dict(dl=(4, 16, 2)),
             "dl 4 warps P16 1 stage": dict(dl=(4, 16, 1)), "dl 4 warps P16 3 stages": dict(dl=(4, 16, 3)),
@@ -43,6 +45,7 @@ VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warp
             "rest 16 chunks": dict(rest_chunks=16), "rest 32 chunks": dict(rest_chunks=32),
             "rest 64 chunks": dict(rest_chunks=64), "rest 128 chunks": dict(rest_chunks=128),
             "rest unroll 2": dict(rest_unroll=2), "rest unroll 1": dict(rest_unroll=1),
+            "states 3 stages": dict(states_stages=3), "states 4 stages": dict(states_stages=4),
             "rest 1 head 1 warp": dict(rest=(1, 1)), "chunks of 128": dict(args=dict(sub=2)), "chunks of 32": dict(args=dict(block_t=32)),
             "matrix exact": dict(args=dict(low_precision=False)),
             "dl from sums": dict(args=dict(dl_from_sums=True)), "dl from sums 8 warps P32": dict(args=dict(dl_from_sums=True), dl=(8, 32)), "matrix 16-bit": dict(args=dict(low_precision=True)),
@@ -51,6 +54,8 @@ TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("
 
 
 def backward(c, variant):
+    # every states kernel's stages, the forward's too (each variant sets it: the forward is shared)
+    schedule.STATES_STAGES = (VARIANTS[variant] or {}).get("states_stages", DEFAULT["states_stages"])
     if VARIANTS[variant] is None:  # the forward in the matrix form still
         c._backward = backward_for(c.layer, forward=c)
         return c._backward

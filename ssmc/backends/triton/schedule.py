@@ -131,6 +131,12 @@ MATRIX_MIN_STEPS = 64
 # spills.
 DL_WARPS, DL_BLOCK_P, DL_STAGES = 4, 16, 3
 
+# a states kernel's tiles of loads in flight as it walks a head's sequence (its per-tile time is
+# the loads' latency: Mamba-2's forward states kernel walks 32 tiles in 244 us at B8 L2048, one
+# wave of programs). 2 against 1: 0.21 against 0.32 ms (H100, chunks of 128, session 6); 3 and 4
+# not yet timed (bench/dl_gpu.py variants)
+STATES_STAGES = 2
+
 
 def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool, k_bf16: bool = False,
                   low: str | None = None, block_t: int | None = None, num_warps: int | None = None,
@@ -176,7 +182,7 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
             prec = "tf32x3"
         else:
             prec = "bf16split" if f32 else low
-        stages = num_stages or (2 if on_gpu else 1)
+        stages = num_stages or (STATES_STAGES if on_gpu else 1)
     else:
         # 4 warps: 0.26 ms against 0.62 with 8 (B8 L2048, chunks of 64)
         bn, bp, warps = max(lo, next_pow2(N)), max(lo, min(next_pow2(P), 64)), num_warps or 4
