@@ -4,15 +4,16 @@ arguments where Mamba's decays live (dt * A * log2 e in [-1, 0]) and wider. The 
 rule's GPU model (ssmc/testing/check.py GPU_EXP2_ERROR, 2^-22 relative) rests on the first.
 Usage on a GPU: python bench/exp2_error_gpu.py"""
 
-import importlib.util
 import os
 import sys
-import tempfile
 
 import torch
 import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+from kernel_source import load  # noqa: E402
+
 from ssmc.backends.triton.prelude import prelude_for  # noqa: E402
 
 SRC = "import triton\nimport triton.language as tl\n\n" + prelude_for("_ssmc_exp2_fma") + '''
@@ -25,12 +26,7 @@ def both(x_ptr, a_ptr, b_ptr, n, BLOCK: tl.constexpr):
     tl.store(a_ptr + o, tl.exp2(x), mask=m)
     tl.store(b_ptr + o, _ssmc_exp2_fma(x), mask=m)
 '''
-path = os.path.join(tempfile.mkdtemp(), "exp2_error_kernels.py")
-open(path, "w").write(SRC)
-spec = importlib.util.spec_from_file_location("exp2_error_kernels", path)
-mod = importlib.util.module_from_spec(spec)
-sys.modules["exp2_error_kernels"] = mod
-spec.loader.exec_module(mod)
+mod = load(SRC, "exp2_error_kernels")
 
 print(torch.cuda.get_device_name())
 g = torch.Generator(device="cuda").manual_seed(0)

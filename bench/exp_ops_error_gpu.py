@@ -8,15 +8,16 @@ err with one sign, about 4x what the GPU reference's +-2^-22 per such op (interp
 accounts for; a mean far from 0 or a max past 2 ulps here would say which op.
 Usage on a GPU: python bench/exp_ops_error_gpu.py"""
 
-import importlib.util
 import os
 import sys
-import tempfile
 
 import torch
 import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+from kernel_source import load  # noqa: E402
+
 from ssmc.backends.triton.prelude import prelude_for  # noqa: E402
 
 SRC = "import triton\nimport triton.language as tl\n\n" + prelude_for("_ssmc_softplus") + '''
@@ -32,12 +33,7 @@ def ops(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
     tl.store(out_ptr + 3 * n + o, tl.exp(x), mask=m)
     tl.store(out_ptr + 4 * n + o, tl.math.div_rn(1.0, 1.0 + tl.exp(-x)), mask=m)
 '''
-path = os.path.join(tempfile.mkdtemp(), "exp_ops_error_kernels.py")
-open(path, "w").write(SRC)
-spec = importlib.util.spec_from_file_location("exp_ops_error_kernels", path)
-mod = importlib.util.module_from_spec(spec)
-sys.modules["exp_ops_error_kernels"] = mod
-spec.loader.exec_module(mod)
+mod = load(SRC, "exp_ops_error_kernels")
 
 
 def references(x):
