@@ -22,12 +22,13 @@ forward one's, and the decay's gradient (``lower_matrix_dl``) pairs their chunk 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ssmc.backends.triton.kernel_ir import Kernel, Tensor
 from ssmc.errors import ArgumentError, LoweringError
 from ssmc.ir.node import Graph, Group, Node, topo_order
-from ssmc.passes.matrix_scans import LOG2E, MatrixForm, matrix_form  # noqa: F401 (the analysis)
+from ssmc.passes.matrix_scans import LOG2E, MatrixForm, dl_state_keys, matrix_form, state_key  # noqa: F401 (the analysis)
 
 MAX_N = 256  # the outputs kernel holds N whole (c and k rows of a tile)
 
@@ -162,10 +163,6 @@ def share_matrix_states(plans: list, exact, sides: bool = False) -> list:
 
     ``sides``: a decay gradient takes two of its four sums per step from the outputs kernels
     of dq and dk (``with_sides``), where the backward has them."""
-    from dataclasses import replace
-
-    from ssmc.passes.matrix_scans import dl_state_keys, state_key
-
     dls = [p for p in plans if p.matrix and p.kernels[0].role == "dl"]
     plans = [p for p in plans if p not in dls]
     matrix = [p for p in plans if p.matrix]
@@ -237,10 +234,6 @@ def with_sides(plans: list, dl: Kernel) -> tuple[list, Kernel]:
     product of its own. Likewise dk's kernel (the cotangent state, read out by v) and k: v[s] .
     (the exit cotangent's part of dv[s]). Each stores its sums per head and step, one slot per
     block of N (``_P<N>``); the decay gradient adds the slots (``_SO``, ``_SC``: their counts)."""
-    from dataclasses import replace
-
-    from ssmc.passes.matrix_scans import dl_state_keys, state_key
-
     m = dl.matrix
     own, cot = dl_state_keys(m.scan)
 

@@ -133,7 +133,7 @@ DL_WARPS, DL_BLOCK_P, DL_STAGES = 4, 16, 3
 
 # a states kernel's tiles of loads in flight as it walks a head's sequence (its per-tile time is
 # the loads' latency: Mamba-2's forward states kernel walks 32 tiles in 244 us at B8 L2048, one
-# wave of programs). 2 against 1: 0.21 against 0.32 ms (H100, chunks of 128, session 6); 3 and 4
+# wave of programs). 2 against 1: 0.22 against 0.32 ms (H100, session 6, bench/NOTES.md); 3 and 4
 # not yet timed (bench/dl_gpu.py variants)
 STATES_STAGES = 2
 
