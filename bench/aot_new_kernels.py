@@ -83,7 +83,21 @@ def cases():
         # the rest's steps per unrolled iteration (its spills at 4: 144 bytes of stack)
         "mamba2_backward_rest_u2": lambda: (_rest_unroll(MatrixBackward(mamba2), 2), mamba2_ins()),
         "mamba2_backward_rest_u1": lambda: (_rest_unroll(MatrixBackward(mamba2), 1), mamba2_ins()),
+        # session 20: the forward's states kernel with float32-accurate products (three bf16
+        # products a tile, the default) and with one bf16 product (no float32 result asked)
+        "mamba2_forward": lambda: (ssmc.compile(mamba2), _no_grad(mamba2_ins())),
+        "mamba2_forward_low": lambda: (_low_states(ssmc.compile(mamba2)), _no_grad(mamba2_ins())),
     }
+
+
+def _no_grad(ins):
+    ins.pop("grad_y")
+    return ins
+
+
+def _low_states(c):
+    c.matrix_exact = lambda group, shape=None: False  # 16-bit products in the states kernel too
+    return c
 
 
 def _rest_unroll(c, unroll: int):
@@ -104,7 +118,7 @@ def mamba2_ins(B=1, L=128, G=1):
 
 
 GPU_SCHEDULES = ("mamba2_backward", "mamba2_backward_exact", "mamba2_backward_sums", "mamba2_backward_rest_u2",
-                 "mamba2_backward_rest_u1")  # cases whose launches take the GPU's schedules (block sizes, PREC)
+                 "mamba2_backward_rest_u1", "mamba2_forward", "mamba2_forward_low")  # cases whose launches take the GPU's schedules (block sizes, PREC)
 
 
 def main() -> None:
@@ -153,7 +167,11 @@ def main() -> None:
             src = generate(kernel, graph_hash(owner.graph), pipeline_name(owner.passes), J.versions())
             try:
                 k = compile_sm90(jit_function(src, kernel.name), args, kwargs, nw)
-                line = f"shared {k.metadata.shared} B; " + report(k)[0]
+                summary, sass = report(k)
+                line = f"shared {k.metadata.shared} B; " + summary
+                if os.environ.get("SASS_DIR"):  # the whole SASS, a file per case and kernel
+                    with open(os.path.join(os.environ["SASS_DIR"], f"{name}.{kernel.name}.sass"), "w") as f:
+                        f.write(sass)
             except Exception as e:  # noqa: BLE001  (a kernel Triton refuses: reported)
                 line = f"FAILED to compile: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
             print(f"{name}: {kernel.name} (num_warps {nw}): {line}", flush=True)
