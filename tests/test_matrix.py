@@ -169,3 +169,57 @@ def test_gpu_sizes_of_the_benchmark_kind(name, dtype):
         c = ssmc.compile(lay, strategy="matrix")
         bad = [str(r) for r in check_compiled(lay, c, {d: sizes[d] for d in lay.dim_order}, dtype, 1, DEVICE, True) if not r.ok]
         assert not bad, (L, n, bad)
+
+
+def _states_precision(c) -> str:
+    """The products' precision the last call's states kernel took."""
+    scheds = [s for (name, *_), s in c.fitted.items() if name.endswith("_matrix_states")]
+    return dict(scheds[-1].flags)["PREC"]
+
+
+def test_outputs_asked_for_alone():
+    """``outputs=``: only those come back, the same values as a call returning all; a name that
+    is not an output, none, or one twice is refused with the layer's outputs named."""
+    sizes = {"B": 2, "L": 21, "G": 1, "R": 2, "P": 3, "N": 5}
+    values = make_inputs(mamba2, sizes, "bf16", seed=4)
+    tensors = {k: torch.tensor(v, dtype=torch.bfloat16 if np.ndim(v) > 2 else torch.float32, device=DEVICE)
+               for k, v in values.items()}
+    c = ssmc.compile(mamba2, strategy="matrix", block_t=4)
+    # the interpreter multiplies in float32 either way: the same bits; a GPU's states kernel
+    # takes bf16 products without the final state (its accuracy: the GPU test below)
+    same = {"rtol": 0, "atol": 0} if not str(DEVICE).startswith("cuda") else None
+    full = c(**tensors)
+    only = c(**tensors, outputs=["y"])
+    assert list(only) == ["y"] and only["y"].shape == full["y"].shape and only["y"].dtype == full["y"].dtype
+    if same:
+        torch.testing.assert_close(only["y"], full["y"], **same)
+    assert list(c(**tensors, outputs="h_final")) == ["h_final"]
+    for bad in (["y", "h"], [], ["y", "y"]):
+        with pytest.raises(ssmc.ArgumentError, match=r"outputs=.*\['y', 'h_final'\]"):
+            c(**tensors, outputs=bad)
+    leaves = {k: v.clone().requires_grad_() for k, v in tensors.items()}
+    out = c(**leaves, outputs=("y",))  # through autograd: the op returns y alone
+    assert list(out) == ["y"]
+    out["y"].float().square().sum().backward()
+    again = {k: v.clone().requires_grad_() for k, v in tensors.items()}
+    c(**again)["y"].float().square().sum().backward()
+    for k in tensors:
+        assert leaves[k].grad is not None, k
+        if same:
+            torch.testing.assert_close(leaves[k].grad, again[k].grad, **same, msg=k)
+
+
+@pytest.mark.gpu  # skipped where there is no GPU (conftest)
+@pytest.mark.parametrize("dtype", ["bf16", "f16"])
+def test_gpu_states_in_two_bf16_products_where_no_final_state_is_asked(dtype):
+    """Without the final state the states kernel multiplies in two bf16 products a tile (bf16
+    inputs; f16's stay float32-accurate: the decayed inputs could overflow f16); y within the
+    tolerance table either way, and asking for the final state gives it float32-accurate."""
+    sizes = {"B": 2, "L": 300, "G": 1, "R": 3, "P": 64, "N": 128}
+    c = ssmc.compile(mamba2, strategy="matrix")
+    bad = [str(r) for r in check_compiled(mamba2, c, sizes, dtype, 1, DEVICE, True, outputs=["y"]) if not r.ok]
+    assert not bad, bad
+    assert _states_precision(c) == ("bf16x2" if dtype == "bf16" else "tf32x3")
+    bad = [str(r) for r in check_compiled(mamba2, c, sizes, dtype, 1, DEVICE, True, outputs=["y", "h_final"]) if not r.ok]
+    assert not bad, bad
+    assert _states_precision(c) == ("bf16split" if dtype == "bf16" else "tf32x3")

@@ -272,7 +272,7 @@ def test_packed_batch_gradients_equal_per_sequence_gradients(lens, seed):
     _packed_equals_alone(lens, seed)
 
 
-def _packed_equals_alone(lens, seed, dl_from_sums=False):
+def _packed_equals_alone(lens, seed, dl_from_sums=True):
     sizes = {"B": 1, "L": sum(lens), "G": 1, "R": 2, "P": 3, "N": 2}
     values = make_inputs(mamba2, sizes, "f32", seed=seed, with_optional=False)
     h0 = np.random.default_rng(seed).standard_normal((len(lens), 1, 2, 3, 2))
@@ -339,8 +339,9 @@ def test_decay_gradient_sums_from_several_blocks_of_n(monkeypatch):
     assert len(sides) == 2 and all(dict(s.blocks)["N"] < N for s in sides)  # several slots each
 
 
-def test_packed_batch_with_the_decay_gradient_from_sums():
-    _packed_equals_alone([5, 1, 9], 3, dl_from_sums=True)
+def test_packed_batch_with_the_decay_gradient_from_its_own_products():
+    """``dl_from_sums=False``: the decay gradient forms all four products per chunk itself."""
+    _packed_equals_alone([5, 1, 9], 3, dl_from_sums=False)
 
 
 def _refuse_above(monkeypatch, limit, seen):

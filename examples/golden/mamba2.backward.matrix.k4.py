@@ -4,6 +4,7 @@
 # layer: mamba2_backward_matrix   kernel: m3 (matrix form: outputs)
 # heads: ['B', 'G', 'R']   rows: BLOCK_T steps x a block of N per program   time: L   summed over ['R']: a loop over them in each program
 # note: a matrix scan of the backward, its operands recomputed
+# note: stores sum over N of (its entry state's part) x (a decay gradient's factor), per head and step
 
 import triton
 import triton.language as tl
@@ -101,7 +102,7 @@ def _ssmc_dot_bf16x3(a, b):
     return tl.dot(a, b3, acc)
 
 
-@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_G', 'size_R', 'size_P', 'size_N', 'size__C', 'size__RT', 'size__PB', 'a_dt_s_B', 'a_dt_s_G', 'a_dt_bias_s_G', 'a_A_log_s_G', 'a_B_s_B', 'a_B_s_G', 'a_x_s_B', 'a_x_s_G', 'a_grad_y_s_B', 'a_grad_y_s_G', 'a_z_s_B', 'a_z_s_G', 'hin_m3_s__C', 'hin_m3_s_B', 'hin_m3_s_G', 'o_mx3_s_B', 'o_mx3_s_G'])
+@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_G', 'size_R', 'size_P', 'size_N', 'size__C', 'size__RT', 'size__PB', 'a_dt_s_B', 'a_dt_s_G', 'a_dt_bias_s_G', 'a_A_log_s_G', 'a_B_s_B', 'a_B_s_G', 'a_x_s_B', 'a_x_s_G', 'a_grad_y_s_B', 'a_grad_y_s_G', 'a_z_s_B', 'a_z_s_G', 'hin_m3_s__C', 'hin_m3_s_B', 'hin_m3_s_G', 'o_mx3_s_B', 'o_mx3_s_G', 'a_C_s_B', 'a_C_s_G', 'side_m3_s__PN', 'side_m3_s_B', 'side_m3_s_G'])
 def mamba2_backward_matrix_m3_matrix(
     a_dt, a_dt_s_B, a_dt_s_L, a_dt_s_G, a_dt_s_R,
     a_dt_bias, a_dt_bias_s_G, a_dt_bias_s_R,
@@ -112,6 +113,8 @@ def mamba2_backward_matrix_m3_matrix(
     a_z, a_z_s_B, a_z_s_L, a_z_s_G, a_z_s_R, a_z_s_P,
     hin_m3, hin_m3_s__C, hin_m3_s_B, hin_m3_s_G, hin_m3_s_R, hin_m3_s_P, hin_m3_s_N,
     o_mx3, o_mx3_s_B, o_mx3_s_L, o_mx3_s_G, o_mx3_s_N,
+    a_C, a_C_s_B, a_C_s_L, a_C_s_G, a_C_s_N,
+    side_m3, side_m3_s__PN, side_m3_s_B, side_m3_s_G, side_m3_s_R, side_m3_s_L,
     size_B, size_L, size_G, size_R, size_P, size_N, size__C, size__RT, size__PB,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_grad_y: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_P: tl.constexpr, EVEN_N: tl.constexpr, PREC: tl.constexpr,
@@ -318,6 +321,14 @@ def mamba2_backward_matrix_m3_matrix(
             else:
                 ch = tl.dot(ct, h_in.to(DT), input_precision=IP)
             acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
+            bs3 = row_B * a_C_s_B + pid_G * a_C_s_G + t_r * a_C_s_L
+            if ALIGNED:
+                bs3 = tl.multiple_of(bs3, 8)
+            # %3 = arg C : input [B, L, G, N]
+            s3 = tl.load(a_C + bs3 + idx[:, None] * a_C_s_L + offs_N[None, :] * a_C_s_N, mask=mask_r[:, None] & mask_N[None, :], other=0.0).to(tl.float32)
+            st = tl.where(mask_r[:, None] & mask_N[None, :], s3, 0.0)  # a decay gradient's factor along N
+            sd = tl.sum(ch.to(tl.float32) * st, axis=1) * tl.exp2((cum_lr + cum2_lr) + off)  # summed over this block of N
+            tl.store(side_m3 + row_B * side_m3_s_B + pid_G * side_m3_s_G + pid_R * side_m3_s_R + pid__PB * side_m3_s__PN + t_r * side_m3_s_L + idx * side_m3_s_L, sd, mask=mask_r)
         # the epilogue, [BLOCK_T, BLOCK_N] tiles
         b_o_mx3 = row_B * o_mx3_s_B + pid_G * o_mx3_s_G + t_r * o_mx3_s_L
         if ALIGNED:

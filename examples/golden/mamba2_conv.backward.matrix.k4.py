@@ -4,6 +4,7 @@
 # layer: mamba2_conv_backward_matrix   kernel: m2 (matrix form: outputs)
 # heads: ['B', 'G', 'R']   rows: BLOCK_T steps x a block of N per program   time: L   summed over ['R']: a loop over them in each program
 # note: a matrix scan of the backward, its operands recomputed
+# note: stores sum over N of (its entry state's part) x (a decay gradient's factor), per head and step
 
 import triton
 import triton.language as tl
@@ -101,7 +102,7 @@ def _ssmc_dot_bf16x3(a, b):
     return tl.dot(a, b3, acc)
 
 
-@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_G', 'size_R', 'size_P', 'size_N', 'size_K', 'size__C', 'size__RT', 'size__PB', 'a_dt_s_B', 'a_dt_s_G', 'a_dt_bias_s_G', 'a_A_log_s_G', 'a_B_s_B', 'a_B_s_G', 'a_conv_B_s_G', 'a_B_window_s_B', 'a_B_window_s_G', 'a_conv_B_bias_s_G', 'a_x_s_B', 'a_x_s_G', 'a_conv_x_s_G', 'a_x_window_s_B', 'a_x_window_s_G', 'a_conv_x_bias_s_G', 'a_grad_y_s_B', 'a_grad_y_s_G', 'a_z_s_B', 'a_z_s_G', 'hin_m2_s__C', 'hin_m2_s_B', 'hin_m2_s_G', 'o_mx2_s_B', 'o_mx2_s_G'])
+@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_G', 'size_R', 'size_P', 'size_N', 'size_K', 'size__C', 'size__RT', 'size__PB', 'a_dt_s_B', 'a_dt_s_G', 'a_dt_bias_s_G', 'a_A_log_s_G', 'a_B_s_B', 'a_B_s_G', 'a_conv_B_s_G', 'a_B_window_s_B', 'a_B_window_s_G', 'a_conv_B_bias_s_G', 'a_x_s_B', 'a_x_s_G', 'a_conv_x_s_G', 'a_x_window_s_B', 'a_x_window_s_G', 'a_conv_x_bias_s_G', 'a_grad_y_s_B', 'a_grad_y_s_G', 'a_z_s_B', 'a_z_s_G', 'hin_m2_s__C', 'hin_m2_s_B', 'hin_m2_s_G', 'o_mx2_s_B', 'o_mx2_s_G', 'a_C_s_B', 'a_C_s_G', 'a_conv_C_s_G', 'a_C_window_s_B', 'a_C_window_s_G', 'a_conv_C_bias_s_G', 'side_m2_s__PN', 'side_m2_s_B', 'side_m2_s_G'])
 def mamba2_conv_backward_matrix_m2_matrix(
     a_dt, a_dt_s_B, a_dt_s_L, a_dt_s_G, a_dt_s_R,
     a_dt_bias, a_dt_bias_s_G, a_dt_bias_s_R,
@@ -118,9 +119,14 @@ def mamba2_conv_backward_matrix_m2_matrix(
     a_z, a_z_s_B, a_z_s_L, a_z_s_G, a_z_s_R, a_z_s_P,
     hin_m2, hin_m2_s__C, hin_m2_s_B, hin_m2_s_G, hin_m2_s_R, hin_m2_s_P, hin_m2_s_N,
     o_mx2, o_mx2_s_B, o_mx2_s_L, o_mx2_s_G, o_mx2_s_N,
+    a_C, a_C_s_B, a_C_s_L, a_C_s_G, a_C_s_N,
+    a_conv_C, a_conv_C_s_G, a_conv_C_s_N, a_conv_C_s_K,
+    a_C_window, a_C_window_s_B, a_C_window_s_G, a_C_window_s_N, a_C_window_s_K,
+    a_conv_C_bias, a_conv_C_bias_s_G, a_conv_C_bias_s_N,
+    side_m2, side_m2_s__PN, side_m2_s_B, side_m2_s_G, side_m2_s_R, side_m2_s_L,
     size_B, size_L, size_G, size_R, size_P, size_N, size_K, size__C, size__RT, size__PB,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_B_window: tl.constexpr, HAS_a_x_window: tl.constexpr, HAS_a_grad_y: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_P: tl.constexpr, EVEN_N: tl.constexpr, PREC: tl.constexpr,
+    HAS_a_B_window: tl.constexpr, HAS_a_x_window: tl.constexpr, HAS_a_grad_y: tl.constexpr, HAS_a_C_window: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_P: tl.constexpr, EVEN_N: tl.constexpr, PREC: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     rest = pid
@@ -368,6 +374,25 @@ def mamba2_conv_backward_matrix_m2_matrix(
             else:
                 ch = tl.dot(ct, h_in.to(DT), input_precision=IP)
             acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
+            # %34 = conv[axis=L, taps=K] %2, %9, %17 : [B, L, G, N]: the taps one at a time
+            s34 = tl.zeros([BLOCK_T, BLOCK_N], tl.float32)
+            for kk in range(0, size_K):
+                p_kk = (t_r + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
+                w_kk = tl.load(a_conv_C + pid_G * a_conv_C_s_G + kk * a_conv_C_s_K + offs_N[None, :] * a_conv_C_s_N, mask=mask_N[None, :], other=0.0).to(tl.float32)
+                x_kk = tl.load(a_C + row_B * a_C_s_B + pid_G * a_C_s_G + (t_lo + p_kk) * a_C_s_L + offs_N[None, :] * a_C_s_N, mask=mask_r[:, None] & (p_kk >= 0) & (p_kk < n_steps) & mask_N[None, :], other=0.0).to(tl.float32)
+                if HAS_a_C_window:  # steps before the start: the window
+                    x_kk += tl.load(a_C_window + pid_B * a_C_window_s_B + pid_G * a_C_window_s_G + (p_kk + size_K) * a_C_window_s_K + offs_N[None, :] * a_C_window_s_N, mask=mask_r[:, None] & (p_kk < 0) & mask_N[None, :], other=0.0).to(tl.float32)
+                s34 += w_kk * x_kk
+            bs10 = pid_G * a_conv_C_bias_s_G
+            if ALIGNED:
+                bs10 = tl.multiple_of(bs10, 8)
+            # %10 = arg conv_C_bias : param [G, N] init=zeros
+            s10 = tl.load(a_conv_C_bias + bs10 + offs_N[None, :] * a_conv_C_bias_s_N, mask=mask_N[None, :], other=0.0).to(tl.float32)
+            s35 = (s34 + s10)  # %35 = add %34, %10 : [B, L, G, N]
+            s36 = (s35 * tl.sigmoid(s35))  # %36 = silu %35 : [B, L, G, N]
+            st = tl.where(mask_r[:, None] & mask_N[None, :], s36, 0.0)  # a decay gradient's factor along N
+            sd = tl.sum(ch.to(tl.float32) * st, axis=1) * tl.exp2((cum_lr + cum2_lr) + off)  # summed over this block of N
+            tl.store(side_m2 + row_B * side_m2_s_B + pid_G * side_m2_s_G + pid_R * side_m2_s_R + pid__PB * side_m2_s__PN + t_r * side_m2_s_L + idx * side_m2_s_L, sd, mask=mask_r)
         # the epilogue, [BLOCK_T, BLOCK_N] tiles
         b_o_mx2 = row_B * o_mx2_s_B + pid_G * o_mx2_s_G + t_r * o_mx2_s_L
         if ALIGNED:

@@ -5,6 +5,7 @@
 # heads: ['B', 'G', 'R']   rows: a chunk of steps per program, state N x P   time: L
 # note: the decay's gradient from two matrix scans' chunk states, its operands recomputed
 # note: chunk states from mamba2_conv_backward_matrix_m2_matrix_states (the state) and mamba2_conv_backward_matrix_m0_matrix_states (its cotangent)
+# note: sums per step from mamba2_conv_backward_matrix_m2_matrix and mamba2_conv_backward_matrix_m1_matrix
 
 import triton
 import triton.language as tl
@@ -89,7 +90,7 @@ def _ssmc_sum2(h1, l1, h2, l2):
     return s, l1 + l2 + e
 
 
-@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_G', 'size_R', 'size_P', 'size_N', 'size_K', 'size__C', 'a_dt_s_B', 'a_dt_s_G', 'a_dt_s_R', 'a_dt_bias_s_G', 'a_dt_bias_s_R', 'a_A_log_s_G', 'a_A_log_s_R', 'a_x_s_B', 'a_x_s_G', 'a_x_s_R', 'a_conv_x_s_G', 'a_conv_x_s_R', 'a_x_window_s_B', 'a_x_window_s_G', 'a_x_window_s_R', 'a_conv_x_bias_s_G', 'a_conv_x_bias_s_R', 'a_B_s_B', 'a_B_s_G', 'a_conv_B_s_G', 'a_B_window_s_B', 'a_B_window_s_G', 'a_conv_B_bias_s_G', 'a_C_s_B', 'a_C_s_G', 'a_conv_C_s_G', 'a_C_window_s_B', 'a_C_window_s_G', 'a_conv_C_bias_s_G', 'a_grad_y_s_B', 'a_grad_y_s_G', 'a_grad_y_s_R', 'a_z_s_B', 'a_z_s_G', 'a_z_s_R', 'hin_m2_s__C', 'hin_m2_s_B', 'hin_m2_s_G', 'hin_m2_s_R', 'hin_m0_s__C', 'hin_m0_s_B', 'hin_m0_s_G', 'hin_m0_s_R', 'o_mx3_s_B', 'o_mx3_s_G', 'o_mx3_s_R'])
+@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_G', 'size_R', 'size_P', 'size_N', 'size_K', 'size__C', 'size__SO', 'size__SC', 'a_dt_s_B', 'a_dt_s_G', 'a_dt_s_R', 'a_dt_bias_s_G', 'a_dt_bias_s_R', 'a_A_log_s_G', 'a_A_log_s_R', 'a_x_s_B', 'a_x_s_G', 'a_x_s_R', 'a_conv_x_s_G', 'a_conv_x_s_R', 'a_x_window_s_B', 'a_x_window_s_G', 'a_x_window_s_R', 'a_conv_x_bias_s_G', 'a_conv_x_bias_s_R', 'a_B_s_B', 'a_B_s_G', 'a_conv_B_s_G', 'a_B_window_s_B', 'a_B_window_s_G', 'a_conv_B_bias_s_G', 'a_C_s_B', 'a_C_s_G', 'a_conv_C_s_G', 'a_C_window_s_B', 'a_C_window_s_G', 'a_conv_C_bias_s_G', 'a_grad_y_s_B', 'a_grad_y_s_G', 'a_grad_y_s_R', 'a_z_s_B', 'a_z_s_G', 'a_z_s_R', 'hin_m2_s__C', 'hin_m2_s_B', 'hin_m2_s_G', 'hin_m2_s_R', 'hin_m0_s__C', 'hin_m0_s_B', 'hin_m0_s_G', 'hin_m0_s_R', 'o_mx3_s_B', 'o_mx3_s_G', 'o_mx3_s_R', 'side_m2_s__SO', 'side_m2_s_B', 'side_m2_s_G', 'side_m2_s_R', 'side_m1_s__SC', 'side_m1_s_B', 'side_m1_s_G', 'side_m1_s_R'])
 def mamba2_conv_backward_matrix_m3_matrix_dl(
     a_dt, a_dt_s_B, a_dt_s_L, a_dt_s_G, a_dt_s_R,
     a_dt_bias, a_dt_bias_s_G, a_dt_bias_s_R,
@@ -111,7 +112,9 @@ def mamba2_conv_backward_matrix_m3_matrix_dl(
     hin_m2, hin_m2_s__C, hin_m2_s_B, hin_m2_s_G, hin_m2_s_R, hin_m2_s_P, hin_m2_s_N,
     hin_m0, hin_m0_s__C, hin_m0_s_B, hin_m0_s_G, hin_m0_s_R, hin_m0_s_N, hin_m0_s_P,
     o_mx3, o_mx3_s_B, o_mx3_s_L, o_mx3_s_G, o_mx3_s_R,
-    size_B, size_L, size_G, size_R, size_P, size_N, size_K, size__C,
+    side_m2, side_m2_s__SO, side_m2_s_B, side_m2_s_G, side_m2_s_R, side_m2_s_L,
+    side_m1, side_m1_s__SC, side_m1_s_B, side_m1_s_G, side_m1_s_R, side_m1_s_L,
+    size_B, size_L, size_G, size_R, size_P, size_N, size_K, size__C, size__SO, size__SC,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_x_window: tl.constexpr, HAS_a_B_window: tl.constexpr, HAS_a_C_window: tl.constexpr, HAS_a_grad_y: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr, EVEN_N: tl.constexpr, EVEN_P: tl.constexpr, PREC: tl.constexpr,
 ):
@@ -292,11 +295,11 @@ def mamba2_conv_backward_matrix_m3_matrix_dl(
             if ALIGNED:
                 b_hin_m0 = tl.multiple_of(b_hin_m0, 8)
             g_out = tl.load(hin_m0 + b_hin_m0 + offs_N[:, None] * hin_m0_s_N + offs_P[None, :] * hin_m0_s_P, mask=mask_N[:, None] & mask_P[None, :], other=0.0)  # the cotangent of the step after it, undecayed
-            y_in = tl.dot(qt.to(DT), h_in.to(DT), input_precision=IP) * tl.exp2(cum_lr + cum2_lr)[:, None]
-            a_in += tl.sum(dyt * y_in, axis=1)
-            dv_out = tl.dot(kt.to(DT), g_out.to(DT), input_precision=IP)
-            a_out += tl.sum(vt * dv_out, axis=1) * tl.exp2((tot_lr - cum_lr) + (tot2_lr - cum2_lr))
             across += tl.sum(h_in.to(tl.float32) * g_out.to(tl.float32), axis=1)  # (16-bit where stored so)
+        for sb in range(0, size__SO):  # dq's blocks of N
+            a_in += tl.load(side_m2 + row_B * side_m2_s_B + pid_G * side_m2_s_G + pid_R * side_m2_s_R + sb * side_m2_s__SO + (t_r + idx) * side_m2_s_L, mask=mask_r, other=0.0)
+        for sb in range(0, size__SC):  # dk's blocks of N
+            a_out += tl.load(side_m1 + row_B * side_m1_s_B + pid_G * side_m1_s_G + pid_R * side_m1_s_R + sb * side_m1_s__SC + (t_r + idx) * side_m1_s_L, mask=mask_r, other=0.0)
         w = g * dyv
         # both in the chunk: for each i the rows t >= i of the sums over s < i
         pre = tl.cumsum(w, axis=1) - w
@@ -304,6 +307,6 @@ def mamba2_conv_backward_matrix_m3_matrix_dl(
         from_in = tl.sum(a_in, axis=0) - tl.cumsum(a_in, axis=0) + a_in  # t >= i
         from_out = tl.cumsum(a_out, axis=0) - a_out  # s < i
         outside = tl.sum(across, axis=0) * tl.exp2(tot_lr + tot2_lr)
-        dl = inner + from_in + (from_out + outside) * tl.exp2(tot_ln + tot2_ln)
+        dl = inner + from_in + from_out + outside * tl.exp2(tot_ln + tot2_ln)
         b_o_mx3 = row_B * o_mx3_s_B + pid_G * o_mx3_s_G + pid_R * o_mx3_s_R + t_r * o_mx3_s_L
         tl.store(o_mx3 + b_o_mx3 + idx * o_mx3_s_L, dl.to(o_mx3.dtype.element_ty), mask=mask_r)

@@ -101,6 +101,16 @@ def _ssmc_dot_bf16x3(a, b):
     return tl.dot(a, b3, acc)
 
 
+@triton.jit
+def _ssmc_dot_bf16x2(a, b):
+    # a @ b where a is exact in bf16 and b needs 16 of float32's 24 bits: b as two bf16 parts
+    # (hi, lo), two bf16 products into a float32 accumulator (each term off by 2^-17 relative)
+    b1 = b.to(tl.bfloat16)
+    b2 = (b - b1.to(tl.float32)).to(tl.bfloat16)
+    acc = tl.dot(a, b1)
+    return tl.dot(a, b2, acc)
+
+
 @triton.jit(do_not_specialize=['size_B', 'size_L', 'size_G', 'size_R', 'size_P', 'size_N', 'size_K', 'size__C', 'size__NB', 'size__PB', 'a_dt_s_B', 'a_dt_s_G', 'a_dt_s_R', 'a_dt_bias_s_G', 'a_dt_bias_s_R', 'a_A_log_s_G', 'a_A_log_s_R', 'a_x_s_B', 'a_x_s_G', 'a_x_s_R', 'a_conv_x_s_G', 'a_conv_x_s_R', 'a_x_window_s_B', 'a_x_window_s_G', 'a_x_window_s_R', 'a_conv_x_bias_s_G', 'a_conv_x_bias_s_R', 'a_B_s_B', 'a_B_s_G', 'a_conv_B_s_G', 'a_B_window_s_B', 'a_B_window_s_G', 'a_conv_B_bias_s_G', 'a_h0_s_B', 'a_h0_s_G', 'a_h0_s_R', 'hin_k0_s__C', 'hin_k0_s_B', 'hin_k0_s_G', 'hin_k0_s_R', 'o_h_final_s_B', 'o_h_final_s_G', 'o_h_final_s_R'])
 def mamba2_conv_k0_matrix_states(
     a_dt, a_dt_s_B, a_dt_s_L, a_dt_s_G, a_dt_s_R,
@@ -239,6 +249,8 @@ def mamba2_conv_k0_matrix_states(
             kv = tl.dot(tl.trans(kt.to(DT)), v.to(DT))
         elif PREC == 'bf16split':  # k exact in bf16: v as three bf16 parts, three bf16 products
             kv = _ssmc_dot_bf16x3(tl.trans(kt), v)
+        elif PREC == 'bf16x2':  # chunk states only the outputs read (in bf16): v as two bf16 parts
+            kv = _ssmc_dot_bf16x2(tl.trans(kt), v)
         else:
             kv = tl.dot(tl.trans(kt.to(tl.float32)), v, input_precision='tf32x3')
         h = h * tl.exp2(tot_la + tot2_la) + kv

@@ -32,6 +32,16 @@ def _ssmc_dot_bf16x3(a, b):
     return tl.dot(a, b3, acc)
 
 
+@triton.jit
+def _ssmc_dot_bf16x2(a, b):
+    # a @ b where a is exact in bf16 and b needs 16 of float32's 24 bits: b as two bf16 parts
+    # (hi, lo), two bf16 products into a float32 accumulator (each term off by 2^-17 relative)
+    b1 = b.to(tl.bfloat16)
+    b2 = (b - b1.to(tl.float32)).to(tl.bfloat16)
+    acc = tl.dot(a, b1)
+    return tl.dot(a, b2, acc)
+
+
 @triton.jit(do_not_specialize=['size_B', 'size_L', 'size_H', 'size_K', 'size_V', 'size__C', 'size__NB', 'size__PB', 'a_g_s_B', 'a_g_s_H', 'a_k_s_B', 'a_k_s_H', 'a_v_s_B', 'a_v_s_H', 'a_h0_s_B', 'a_h0_s_H', 'hin_m0_s__C', 'hin_m0_s_B', 'hin_m0_s_H'])
 def simple_gla_backward_matrix_m0_matrix_states(
     a_g, a_g_s_B, a_g_s_L, a_g_s_H,
@@ -126,6 +136,8 @@ def simple_gla_backward_matrix_m0_matrix_states(
             kv = tl.dot(tl.trans(kt.to(DT)), v.to(DT))
         elif PREC == 'bf16split':  # k exact in bf16: v as three bf16 parts, three bf16 products
             kv = _ssmc_dot_bf16x3(tl.trans(kt), v)
+        elif PREC == 'bf16x2':  # chunk states only the outputs read (in bf16): v as two bf16 parts
+            kv = _ssmc_dot_bf16x2(tl.trans(kt), v)
         else:
             kv = tl.dot(tl.trans(kt.to(tl.float32)), v, input_precision='tf32x3')
         h = h * tl.exp2(tot_la + tot2_la) + kv

@@ -4,6 +4,7 @@
 # layer: simple_gla_backward_matrix   kernel: m0 (matrix form: outputs)
 # heads: ['B', 'H']   rows: BLOCK_T steps x a block of K per program   time: L
 # note: a matrix scan of the backward, its operands recomputed
+# note: stores sum over K of (its entry state's part) x (a decay gradient's factor), per head and step
 
 import triton
 import triton.language as tl
@@ -32,7 +33,7 @@ def _ssmc_dot_bf16x3(a, b):
     return tl.dot(a, b3, acc)
 
 
-@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_H', 'size_K', 'size_V', 'size__C', 'size__RT', 'size__PB', 'a_g_s_B', 'a_g_s_H', 'a_k_s_B', 'a_k_s_H', 'a_v_s_B', 'a_v_s_H', 'a_grad_o_s_B', 'a_grad_o_s_H', 'hin_m0_s__C', 'hin_m0_s_B', 'hin_m0_s_H', 'o_mx0_s_B', 'o_mx0_s_H'])
+@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_H', 'size_K', 'size_V', 'size__C', 'size__RT', 'size__PB', 'a_g_s_B', 'a_g_s_H', 'a_k_s_B', 'a_k_s_H', 'a_v_s_B', 'a_v_s_H', 'a_grad_o_s_B', 'a_grad_o_s_H', 'hin_m0_s__C', 'hin_m0_s_B', 'hin_m0_s_H', 'o_mx0_s_B', 'o_mx0_s_H', 'a_q_s_B', 'a_q_s_H', 'side_m0_s__PK', 'side_m0_s_B', 'side_m0_s_H'])
 def simple_gla_backward_matrix_m0_matrix(
     a_g, a_g_s_B, a_g_s_L, a_g_s_H,
     a_k, a_k_s_B, a_k_s_L, a_k_s_H, a_k_s_K,
@@ -40,6 +41,8 @@ def simple_gla_backward_matrix_m0_matrix(
     a_grad_o, a_grad_o_s_B, a_grad_o_s_L, a_grad_o_s_H, a_grad_o_s_V,
     hin_m0, hin_m0_s__C, hin_m0_s_B, hin_m0_s_H, hin_m0_s_V, hin_m0_s_K,
     o_mx0, o_mx0_s_B, o_mx0_s_L, o_mx0_s_H, o_mx0_s_K,
+    a_q, a_q_s_B, a_q_s_L, a_q_s_H, a_q_s_K,
+    side_m0, side_m0_s__PK, side_m0_s_B, side_m0_s_H, side_m0_s_L,
     size_B, size_L, size_H, size_K, size_V, size__C, size__RT, size__PB,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_grad_o: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_V: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
@@ -161,6 +164,14 @@ def simple_gla_backward_matrix_m0_matrix(
         else:
             ch = tl.dot(ct, h_in.to(DT), input_precision=IP)
         acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
+        bs0 = row_B * a_q_s_B + pid_H * a_q_s_H + t_r * a_q_s_L
+        if ALIGNED:
+            bs0 = tl.multiple_of(bs0, 8)
+        # %0 = arg q : input [B, L, H, K]
+        s0 = tl.load(a_q + bs0 + idx[:, None] * a_q_s_L + offs_K[None, :] * a_q_s_K, mask=mask_r[:, None] & mask_K[None, :], other=0.0).to(tl.float32)
+        st = tl.where(mask_r[:, None] & mask_K[None, :], s0, 0.0)  # a decay gradient's factor along K
+        sd = tl.sum(ch.to(tl.float32) * st, axis=1) * tl.exp2((cum_lr + cum2_lr) + off)  # summed over this block of K
+        tl.store(side_m0 + row_B * side_m0_s_B + pid_H * side_m0_s_H + pid__PB * side_m0_s__PK + t_r * side_m0_s_L + idx * side_m0_s_L, sd, mask=mask_r)
         # the epilogue, [BLOCK_T, BLOCK_K] tiles
         b_o_mx0 = row_B * o_mx0_s_B + pid_H * o_mx0_s_H + t_r * o_mx0_s_L
         if ALIGNED:

@@ -5,6 +5,7 @@
 # heads: ['B', 'H']   rows: a chunk of steps per program, state K x V   time: L
 # note: the decay's gradient from two matrix scans' chunk states, its operands recomputed
 # note: chunk states from simple_gla_backward_matrix_m0_matrix_states (the state) and simple_gla_backward_matrix_m2_matrix_states (its cotangent)
+# note: sums per step from simple_gla_backward_matrix_m0_matrix and simple_gla_backward_matrix_m1_matrix
 
 import triton
 import triton.language as tl
@@ -20,7 +21,7 @@ def _ssmc_sum2(h1, l1, h2, l2):
     return s, l1 + l2 + e
 
 
-@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_H', 'size_K', 'size_V', 'size__C', 'a_g_s_B', 'a_g_s_H', 'a_v_s_B', 'a_v_s_H', 'a_k_s_B', 'a_k_s_H', 'a_q_s_B', 'a_q_s_H', 'a_grad_o_s_B', 'a_grad_o_s_H', 'hin_m0_s__C', 'hin_m0_s_B', 'hin_m0_s_H', 'hin_m2_s__C', 'hin_m2_s_B', 'hin_m2_s_H', 'o_mx3_s_B', 'o_mx3_s_H'])
+@triton.jit(do_not_specialize=['size_B', 'size_L', 'size_H', 'size_K', 'size_V', 'size__C', 'size__SO', 'size__SC', 'a_g_s_B', 'a_g_s_H', 'a_v_s_B', 'a_v_s_H', 'a_k_s_B', 'a_k_s_H', 'a_q_s_B', 'a_q_s_H', 'a_grad_o_s_B', 'a_grad_o_s_H', 'hin_m0_s__C', 'hin_m0_s_B', 'hin_m0_s_H', 'hin_m2_s__C', 'hin_m2_s_B', 'hin_m2_s_H', 'o_mx3_s_B', 'o_mx3_s_H', 'side_m0_s__SO', 'side_m0_s_B', 'side_m0_s_H', 'side_m1_s__SC', 'side_m1_s_B', 'side_m1_s_H'])
 def simple_gla_backward_matrix_m3_matrix_dl(
     a_g, a_g_s_B, a_g_s_L, a_g_s_H,
     a_v, a_v_s_B, a_v_s_L, a_v_s_H, a_v_s_V,
@@ -30,7 +31,9 @@ def simple_gla_backward_matrix_m3_matrix_dl(
     hin_m0, hin_m0_s__C, hin_m0_s_B, hin_m0_s_H, hin_m0_s_V, hin_m0_s_K,
     hin_m2, hin_m2_s__C, hin_m2_s_B, hin_m2_s_H, hin_m2_s_K, hin_m2_s_V,
     o_mx3, o_mx3_s_B, o_mx3_s_L, o_mx3_s_H,
-    size_B, size_L, size_H, size_K, size_V, size__C,
+    side_m0, side_m0_s__SO, side_m0_s_B, side_m0_s_H, side_m0_s_L,
+    side_m1, side_m1_s__SC, side_m1_s_B, side_m1_s_H, side_m1_s_L,
+    size_B, size_L, size_H, size_K, size_V, size__C, size__SO, size__SC,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
     HAS_a_grad_o: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr, EVEN_K: tl.constexpr, EVEN_V: tl.constexpr, PREC: tl.constexpr,
 ):
@@ -146,11 +149,11 @@ def simple_gla_backward_matrix_m3_matrix_dl(
             if ALIGNED:
                 b_hin_m2 = tl.multiple_of(b_hin_m2, 8)
             g_out = tl.load(hin_m2 + b_hin_m2 + offs_K[:, None] * hin_m2_s_K + offs_V[None, :] * hin_m2_s_V, mask=mask_K[:, None] & mask_V[None, :], other=0.0)  # the cotangent of the step after it, undecayed
-            y_in = tl.dot(qt.to(DT), h_in.to(DT), input_precision=IP) * tl.exp2(cum_lr + cum2_lr)[:, None]
-            a_in += tl.sum(dyt * y_in, axis=1)
-            dv_out = tl.dot(kt.to(DT), g_out.to(DT), input_precision=IP)
-            a_out += tl.sum(vt * dv_out, axis=1) * tl.exp2((tot_lr - cum_lr) + (tot2_lr - cum2_lr))
             across += tl.sum(h_in.to(tl.float32) * g_out.to(tl.float32), axis=1)  # (16-bit where stored so)
+        for sb in range(0, size__SO):  # dq's blocks of K
+            a_in += tl.load(side_m0 + row_B * side_m0_s_B + pid_H * side_m0_s_H + sb * side_m0_s__SO + (t_r + idx) * side_m0_s_L, mask=mask_r, other=0.0)
+        for sb in range(0, size__SC):  # dk's blocks of K
+            a_out += tl.load(side_m1 + row_B * side_m1_s_B + pid_H * side_m1_s_H + sb * side_m1_s__SC + (t_r + idx) * side_m1_s_L, mask=mask_r, other=0.0)
         w = g * dyv
         # both in the chunk: for each i the rows t >= i of the sums over s < i
         pre = tl.cumsum(w, axis=1) - w
@@ -158,6 +161,6 @@ def simple_gla_backward_matrix_m3_matrix_dl(
         from_in = tl.sum(a_in, axis=0) - tl.cumsum(a_in, axis=0) + a_in  # t >= i
         from_out = tl.cumsum(a_out, axis=0) - a_out  # s < i
         outside = tl.sum(across, axis=0) * tl.exp2(tot_lr + tot2_lr)
-        dl = inner + from_in + (from_out + outside) * tl.exp2(tot_ln + tot2_ln)
+        dl = inner + from_in + from_out + outside * tl.exp2(tot_ln + tot2_ln)
         b_o_mx3 = row_B * o_mx3_s_B + pid_H * o_mx3_s_H + t_r * o_mx3_s_L
         tl.store(o_mx3 + b_o_mx3 + idx * o_mx3_s_L, dl.to(o_mx3.dtype.element_ty), mask=mask_r)

@@ -7,7 +7,10 @@ inputs at the timed size (where a case has float32 outputs, Mamba-2's: each cand
 them, a peer's error bounded by ssmc's; ``check_against_truth``). A candidate that disagrees is
 reported as a mismatch and not timed.
 Each library gets its inputs in its own layout (mamba-ssm's CUDA scan takes [B, D, L]), made
-outside the timed region, so that no one pays for a transpose the other does not."""
+outside the timed region, so that no one pays for a transpose the other does not. Each computes
+the outputs compared and no more: ssmc is asked for them alone (``outputs=``), as the peers
+return no final state by default (mamba-ssm's ``return_final_states``, fla's
+``output_final_state``)."""
 
 from __future__ import annotations
 
@@ -144,8 +147,8 @@ def mamba1_case(B, L, D, N, backward: bool, scan_fn, loop: bool) -> Case:
     cands = []
     state_bytes = B * L * D * N * 4
     if not backward:
-        ssmc_y = lambda: layer.raw_call(**ins)["y"]  # noqa: E731
-        cands.append(Candidate("ssmc", run=lambda: layer.raw_call(**ins), outputs=lambda: [ssmc_y()]))
+        ssmc_y = lambda: layer.raw_call(**ins, outputs=["y"])["y"]  # noqa: E731
+        cands.append(Candidate("ssmc", run=lambda: layer.raw_call(**ins, outputs=["y"]), outputs=lambda: [ssmc_y()]))
         if isinstance(scan_fn, str):
             cands.append(Candidate("mamba-ssm CUDA selective_scan_fn", skip=scan_fn))
         else:
@@ -163,7 +166,7 @@ def mamba1_case(B, L, D, N, backward: bool, scan_fn, loop: bool) -> Case:
         return Case("mamba1 fwd", shape, mamba1_floor(B, L, D, N, False), cands, L)
     dy = _randn(B, L, D)
     fresh = lambda: {k: v.detach().clone().requires_grad_() for k, v in ins.items()}  # noqa: E731
-    cands.append(_grad_candidate("ssmc", lambda **kw: layer(**kw)["y"], fresh(), dy))
+    cands.append(_grad_candidate("ssmc", lambda **kw: layer(**kw, outputs=["y"])["y"], fresh(), dy))
     if isinstance(scan_fn, str):
         cands.append(Candidate("mamba-ssm CUDA selective_scan_fn", skip=scan_fn))
     else:
@@ -251,7 +254,7 @@ def hgrn_case(B, L, D, backward: bool, fla: dict) -> Case:
     shape = f"B{B} L{L} D{D}"
     cands = []
     if not backward:
-        cands.append(Candidate("ssmc", run=lambda: layer.raw_call(x=x, g=g), outputs=lambda: [layer.raw_call(x=x, g=g)["y"]]))
+        cands.append(Candidate("ssmc", run=lambda: layer.raw_call(x=x, g=g, outputs=["y"]), outputs=lambda: [layer.raw_call(x=x, g=g, outputs=["y"])["y"]]))
         for name, fn in fla.items():
             if isinstance(fn, str):
                 cands.append(Candidate(f"fla {name}", skip=fn))
@@ -260,7 +263,7 @@ def hgrn_case(B, L, D, backward: bool, fla: dict) -> Case:
         return Case("hgrn fwd", shape, Floor(bytes=3 * B * L * D * 2, exps=B * L * D), cands, L)
     dy = _randn(B, L, D)
     fresh = lambda: {"x": x.detach().clone().requires_grad_(), "g": g.detach().clone().requires_grad_()}  # noqa: E731
-    cands.append(_grad_candidate("ssmc", lambda **kw: layer(**kw)["y"], fresh(), dy))
+    cands.append(_grad_candidate("ssmc", lambda **kw: layer(**kw, outputs=["y"])["y"], fresh(), dy))
     for name, fn in fla.items():
         if isinstance(fn, str):
             cands.append(Candidate(f"fla {name}", skip=fn))
@@ -302,19 +305,19 @@ def mamba2_case(B, L, H, P, N, backward: bool, ssd, G: int = 1) -> Case:
     ins = dict(x=x, dt=dt, Bm=Bm, C=C, z=z, A_log=torch.log(-A), Dp=Dp, bias=bias)
     cands = []
     if not backward:
-        y = lambda: layer.raw_call(**ssmc_args(**ins))["y"].view(B, L, H, P)  # noqa: E731
-        cands.append(Candidate("ssmc", run=lambda: layer.raw_call(**ssmc_args(**ins)), outputs=lambda: [y()]))
+        y = lambda: layer.raw_call(**ssmc_args(**ins), outputs=["y"])["y"].view(B, L, H, P)  # noqa: E731
+        cands.append(Candidate("ssmc", run=lambda: layer.raw_call(**ssmc_args(**ins), outputs=["y"]), outputs=lambda: [y()]))
     else:
         dy = _randn(B, L, H, P)
         leaves = {k: v.detach().clone().requires_grad_() for k, v in ins.items()}
-        cands.append(_grad_candidate("ssmc", lambda **kw: layer(**ssmc_args(**kw))["y"].view(B, L, H, P), leaves, dy))
+        cands.append(_grad_candidate("ssmc", lambda **kw: layer(**ssmc_args(**kw), outputs=["y"])["y"].view(B, L, H, P), leaves, dy))
 
     def truth():  # float32 inputs of the same values: ssmc's float32 forward and backward
         f32 = {k: v.detach().float() for k, v in ins.items()}
         if not backward:
-            return [layer.raw_call(**ssmc_args(**f32))["y"].view(B, L, H, P)]
+            return [layer.raw_call(**ssmc_args(**f32), outputs=["y"])["y"].view(B, L, H, P)]
         leaves = {k: v.requires_grad_() for k, v in f32.items()}
-        layer(**ssmc_args(**leaves))["y"].view(B, L, H, P).backward(dy.float())
+        layer(**ssmc_args(**leaves), outputs=["y"])["y"].view(B, L, H, P).backward(dy.float())
         return [v.grad for v in leaves.values()]
     if isinstance(ssd, str):
         cands.append(Candidate("mamba-ssm mamba_chunk_scan_combined", skip=ssd))
@@ -345,8 +348,8 @@ def gla_case(B, L, H, K, V, gla) -> Case:
     q, k, v = _randn(B, L, H, K), _randn(B, L, H, K), _randn(B, L, H, V)
     g = F.logsigmoid(torch.randn(B, L, H, device="cuda") + 4)  # decays near 1, as trained models have
     qs = (q.float() * K ** -0.5).to(q.dtype)
-    o = lambda: layer.raw_call(q=qs, k=k, v=v, g=g)["o"]  # noqa: E731
-    cands = [Candidate("ssmc", run=lambda: layer.raw_call(q=qs, k=k, v=v, g=g), outputs=lambda: [o()])]
+    o = lambda: layer.raw_call(q=qs, k=k, v=v, g=g, outputs=["o"])["o"]  # noqa: E731
+    cands = [Candidate("ssmc", run=lambda: layer.raw_call(q=qs, k=k, v=v, g=g, outputs=["o"]), outputs=lambda: [o()])]
     if isinstance(gla, str):
         cands.append(Candidate("fla chunk_simple_gla", skip=gla))
     else:
@@ -405,20 +408,20 @@ def packed_case(name: str, backward: bool, ssd=None, lengths: list[int] | None =
     unpad = lambda v: v.reshape((S * Lmax,) + tuple(v.shape[2:]))[gather][None]  # noqa: E731
     cands = []
     if not backward:
-        y = lambda: layer.raw_call(**packed, cu_seqlens=cu)["y"]  # noqa: E731
-        cands.append(Candidate("ssmc", run=lambda: layer.raw_call(**packed, cu_seqlens=cu), outputs=lambda: [y()]))
-        yp = lambda: layer.raw_call(**padded)["y"]  # noqa: E731
-        cands.append(Candidate("ssmc padded to the longest", run=lambda: layer.raw_call(**padded), outputs=lambda: [unpad(yp())]))
+        y = lambda: layer.raw_call(**packed, cu_seqlens=cu, outputs=["y"])["y"]  # noqa: E731
+        cands.append(Candidate("ssmc", run=lambda: layer.raw_call(**packed, cu_seqlens=cu, outputs=["y"]), outputs=lambda: [y()]))
+        yp = lambda: layer.raw_call(**padded, outputs=["y"])["y"]  # noqa: E731
+        cands.append(Candidate("ssmc padded to the longest", run=lambda: layer.raw_call(**padded, outputs=["y"]), outputs=lambda: [unpad(yp())]))
     else:
         dy = _randn(1, T, *out_shape)
         fresh = lambda d: {k: v.detach().clone().requires_grad_() for k, v in d.items()}  # noqa: E731
-        cands.append(_grad_candidate("ssmc", lambda **kw: layer(**kw, cu_seqlens=cu)["y"], fresh(packed), dy))
+        cands.append(_grad_candidate("ssmc", lambda **kw: layer(**kw, cu_seqlens=cu, outputs=["y"])["y"], fresh(packed), dy))
         dyp = pad(dy)  # zero on the padding: the real steps' gradients are the packed ones
 
         def padded_order(g):
             return [unpad(g[k]) if k in seq_args else g[k] for k in packed]
 
-        cands.append(_grad_candidate("ssmc padded to the longest", lambda **kw: layer(**kw)["y"], fresh(padded), dyp, padded_order))
+        cands.append(_grad_candidate("ssmc padded to the longest", lambda **kw: layer(**kw, outputs=["y"])["y"], fresh(padded), dyp, padded_order))
     if name == "mamba2":
         peer = "mamba-ssm mamba_chunk_scan_combined (seq_idx)"
         if isinstance(ssd, str) or ssd is None:

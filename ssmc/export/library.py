@@ -2,8 +2,8 @@
 ``torch.compile(fullgraph=True)`` without a graph break and export with ``torch.export``.
 
 Each compiled layer defines two ops in the ``ssmc`` namespace, named after the layer, its IR
-hash and a counter: the forward (the layer's arguments, ``Tensor?`` where optional, plus ``cu_seqlens``;
-returns its outputs in order) and the backward (the same arguments plus one cotangent per
+hash and a counter: the forward (the layer's arguments, ``Tensor?`` where optional, plus ``cu_seqlens``
+and the names of the outputs asked for, all by default; returns those outputs in order) and the backward (the same arguments plus one cotangent per
 output; returns a gradient per given argument). Both have fake implementations (shapes and
 dtypes from the layer's dims), and the forward's autograd formula calls the backward op, so the
 backward is traced too. The kernels behind them are the same generated Triton kernels.
@@ -49,19 +49,23 @@ def forward_op(compiled: Any) -> Any:
     names = list(layer.specs)
     outs = compiled.output_names()
     params = ", ".join(f"Tensor{'?' if k in layer.optional else ''} {k}" for k in names)
-    _LIB.define(f"{name}({params}, Tensor? cu_seqlens) -> Tensor[]")
+    _LIB.define(f"{name}({params}, Tensor? cu_seqlens, str[] outputs) -> Tensor[]")
     grads = ", ".join(f"Tensor? grad_{k}" for k in outs)
     _LIB.define(f"{name}_backward({params}, Tensor? cu_seqlens, {grads}) -> Tensor[]")
 
+    def split(args: tuple) -> tuple[dict[str, Any], Any, list[str]]:
+        return dict(zip(names, args[: len(names)])), args[len(names)], list(args[len(names) + 1])
+
     def impl(*args: Any) -> list[torch.Tensor]:
-        values, cu = dict(zip(names, args[: len(names)])), args[len(names)]
-        out = compiled.raw_call(cu_seqlens=cu, **values)
-        return [out[k] for k in outs]
+        values, cu, asked = split(args)
+        out = compiled.raw_call(cu_seqlens=cu, outputs=asked, **values)
+        return [out[k] for k in asked]
 
     def fake(*args: Any) -> list[torch.Tensor]:
-        values, cu = dict(zip(names, args[: len(names)])), args[len(names)]
+        values, cu, asked = split(args)
         first = next(v for v in values.values() if v is not None)
-        return [first.new_empty(shape, dtype=dt) for shape, dt in _out_shapes(compiled, values, cu)]
+        shapes = dict(zip(outs, _out_shapes(compiled, values, cu)))
+        return [first.new_empty(shapes[k][0], dtype=shapes[k][1]) for k in asked]
 
     def backward_impl(*args: Any) -> list[torch.Tensor]:
         n = len(names)
@@ -82,14 +86,18 @@ def forward_op(compiled: Any) -> Any:
     backward = getattr(torch.ops.ssmc, f"{name}_backward")
 
     def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
-        ctx.save_for_backward(*[v for v in inputs if v is not None])
-        ctx.present = [v is not None for v in inputs]
+        tensors = inputs[: len(names) + 1]  # the arguments and cu_seqlens (then the outputs asked)
+        ctx.save_for_backward(*[v for v in tensors if v is not None])
+        ctx.present = [v is not None for v in tensors]
+        ctx.asked = split(inputs)[2]
+        ctx.no_grad = (None,) * (len(inputs) - len(tensors))  # no gradient for the outputs' names
 
     def autograd_backward(ctx: Any, grads: list) -> tuple:
         saved = iter(ctx.saved_tensors)
         inputs = [next(saved) if p else None for p in ctx.present]
-        got = iter(backward(*inputs, *grads))
-        return tuple(next(got) if v is not None and i < len(names) else None for i, v in enumerate(inputs))
+        cots = dict(zip(ctx.asked, grads))  # none for the outputs not asked
+        got = iter(backward(*inputs, *[cots.get(k) for k in outs]))
+        return tuple(next(got) if v is not None and i < len(names) else None for i, v in enumerate(inputs)) + ctx.no_grad
 
     torch.library.register_autograd(f"ssmc::{name}", autograd_backward, setup_context=setup_context, lib=_LIB)
     op = getattr(torch.ops.ssmc, name)
@@ -97,8 +105,9 @@ def forward_op(compiled: Any) -> Any:
     return op
 
 
-def call_op(compiled: Any, values: dict[str, Any], cu_seqlens: Any) -> dict[str, torch.Tensor]:
+def call_op(compiled: Any, values: dict[str, Any], cu_seqlens: Any, outputs: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+    """``compiled``'s op on ``values``: its outputs (those named in ``outputs``; None: all) by name."""
     if compiled.op is None:
         raise TypeError(f"{compiled.layer.name}: a compiled backward is not differentiable or traceable on its own")
-    outs = compiled.op(*[values.get(k) for k in compiled.layer.specs], cu_seqlens)
-    return dict(zip(compiled.output_names(), outs))
+    asked = list(outputs or compiled.output_names())
+    return dict(zip(asked, compiled.op(*[values.get(k) for k in compiled.layer.specs], cu_seqlens, asked)))

@@ -31,12 +31,15 @@ class SSMModule(torch.nn.Module):
     def extra_repr(self) -> str:
         return f"layer={self.layer.name}"
 
-    def forward(self, *args: Any, cu_seqlens: torch.Tensor | None = None, **inputs: Any) -> dict[str, torch.Tensor]:
+    def forward(self, *args: Any, cu_seqlens: torch.Tensor | None = None, outputs: Any = None,
+                **inputs: Any) -> dict[str, torch.Tensor]:
+        """The layer's outputs by name (``outputs``: only those named, e.g. ``("y",)`` where the
+        final state is not needed: the kernels may then do less)."""
         params = {name: p for name, p in self.named_parameters(recurse=False)}
         clash = sorted(set(params) & set(inputs))
         if clash:
             raise TypeError(f"{self.layer.name}: {clash} are the module's parameters, not inputs")
-        return self.compiled(*args, **inputs, **params, cu_seqlens=cu_seqlens)
+        return self.compiled(*args, **inputs, **params, cu_seqlens=cu_seqlens, outputs=outputs)
 
 
     # --- generation: one step at a time ----------------------------------------------------

@@ -285,20 +285,33 @@ class CompiledLayer:
     def out_dtype(self, first_input_dtype: Any) -> Any:
         return first_input_dtype
 
-    def __call__(self, *args: Any, cu_seqlens: Any = None, **kwargs: Any) -> dict[str, Any]:
+    def __call__(self, *args: Any, cu_seqlens: Any = None, outputs: Any = None, **kwargs: Any) -> dict[str, Any]:
         """Run the kernels; where an argument requires grad (and grad mode is on), through
-        autograd: the backward runs the generated backward kernels. ``cu_seqlens``: see
-        ``raw_call``."""
+        autograd: the backward runs the generated backward kernels. ``cu_seqlens``, ``outputs``:
+        see ``raw_call``."""
         import torch
 
         values = self.layer.collect(args, kwargs)
+        asked = self.asked_outputs(outputs)
         grad = torch.is_grad_enabled() and any(isinstance(v, torch.Tensor) and v.requires_grad for v in values.values())
         if grad or torch.compiler.is_compiling():
             # as a torch.library op: autograd runs the backward kernels; torch.compile sees one op
             from ssmc.export.library import call_op
 
-            return call_op(self, values, cu_seqlens)
-        return self.raw_call(cu_seqlens=cu_seqlens, **values)
+            return call_op(self, values, cu_seqlens, asked)
+        return self.raw_call(cu_seqlens=cu_seqlens, outputs=asked, **values)
+
+    def asked_outputs(self, outputs: Any) -> tuple[str, ...] | None:
+        """``outputs`` (names of the layer's outputs; None: all) checked, as a tuple."""
+        if outputs is None:
+            return None
+        names = self.output_names()
+        asked = (outputs,) if isinstance(outputs, str) else tuple(outputs)
+        bad = [k for k in asked if k not in names]
+        if bad or not asked or len(set(asked)) != len(asked):
+            raise ArgumentError(f"{self.layer.name}: outputs={list(asked)!r}: ask for one or more of its outputs "
+                                f"{names}, each once" + (f"; {bad} are not outputs" if bad else ""))
+        return asked
 
     def output_names(self) -> list[str]:
         return [k for k, _ in self.graph.outputs]
@@ -343,27 +356,31 @@ class CompiledLayer:
             self._det_kernels[kernel.name] = deterministic(kernel)
         return self._det_kernels[kernel.name]
 
-    def raw_call(self, *args: Any, cu_seqlens: Any = None, grads_as_inputs: bool = False, **kwargs: Any) -> dict[str, Any]:
+    def raw_call(self, *args: Any, cu_seqlens: Any = None, grads_as_inputs: bool = False, outputs: Any = None,
+                 **kwargs: Any) -> dict[str, Any]:
         """The kernels alone, no autograd. ``cu_seqlens`` (int32 [S + 1], the flash-attn convention): the inputs are a packed
         batch of S sequences, batch size 1 and total length T; sequence i is steps
         cu_seqlens[i]:cu_seqlens[i+1]. Its state starts from h0[i] (or 0) and nothing crosses
-        a boundary; per-sequence final states come out with first dim S. ``grads_as_inputs``
-        (a backward's): see ``Run.result_dtype``."""
+        a boundary; per-sequence final states come out with first dim S. ``outputs``: the
+        names of the outputs to return (None: all); the kernels may then take less care of
+        the others (the matrix form's states kernel multiplies in bf16 where no final state
+        is asked: ``Run.matrix``). ``grads_as_inputs`` (a backward's): see ``Run.result_dtype``."""
         import torch
 
+        asked = self.asked_outputs(outputs)
         if self.strategy == "bidir" and self.defines_op:  # both directions in one kernel
             fused = self.bidir_forward()
             fused.deterministic = self.deterministic
-            return fused.raw_call(*args, cu_seqlens=cu_seqlens, **kwargs)
+            return _only(fused.raw_call(*args, cu_seqlens=cu_seqlens, **kwargs), asked)
         layer = self.layer
         values = layer.collect(args, kwargs)
         det = self.deterministic_now()
         key = call_key(values) if cu_seqlens is None else None
-        key = (det, grads_as_inputs, key) if key is not None else None
+        key = (det, grads_as_inputs, asked, key) if key is not None else None
         recipe = self._recipes.get(key) if key is not None else None
         if recipe is not None:
             results, self.last_launched = recipe.replay(values, self.stats)
-            return results
+            return _only(results, asked)
         for k, v in values.items():
             if v is not None and not isinstance(v, torch.Tensor):
                 raise ArgumentError(
@@ -390,6 +407,7 @@ class CompiledLayer:
         run.pairable = pairable(layer, tensors)
         run.deterministic = det
         run.grads_as_inputs = grads_as_inputs
+        run.asked = frozenset(asked or self.output_names())
         for plan in self.plans(strategy, sizes, run.pairable):
             if plan.kernels[-1].strategy == "bidir":
                 run.bidir(plan)
@@ -401,7 +419,11 @@ class CompiledLayer:
                 run.single(plan.kernels[0])
         if key is not None:
             self._recipes[key] = run.rec.recipe(tensors, run.results, device)
-        return run.results
+        return _only(run.results, asked)
+
+
+def _only(results: dict[str, Any], asked: tuple[str, ...] | None) -> dict[str, Any]:
+    return results if asked is None else {k: results[k] for k in asked}
 
 
 __all__ = ["CompiledLayer"]

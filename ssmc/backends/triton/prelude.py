@@ -218,6 +218,16 @@ def _ssmc_dot_bf16x3(a, b):
     acc = tl.dot(a, b1)
     acc = tl.dot(a, b2, acc)
     return tl.dot(a, b3, acc)
+
+
+@triton.jit
+def _ssmc_dot_bf16x2(a, b):
+    # a @ b where a is exact in bf16 and b needs 16 of float32's 24 bits: b as two bf16 parts
+    # (hi, lo), two bf16 products into a float32 accumulator (each term off by 2^-17 relative)
+    b1 = b.to(tl.bfloat16)
+    b2 = (b - b1.to(tl.float32)).to(tl.bfloat16)
+    acc = tl.dot(a, b1)
+    return tl.dot(a, b2, acc)
 '''
 
 HELPERS = (
@@ -239,6 +249,7 @@ HELPERS = (
     "_ssmc_scan_combine",
     "_ssmc_sum2",
     "_ssmc_dot_bf16x3",
+    "_ssmc_dot_bf16x2",
 )
 
 

@@ -347,6 +347,9 @@ class MatrixPrinter:
             buf.line("elif PREC == 'bf16split':  # k exact in bf16: v as three bf16 parts, three bf16 products")
             with buf.indent():
                 buf.line("kv = _ssmc_dot_bf16x3(tl.trans(kt), v)")
+            buf.line("elif PREC == 'bf16x2':  # chunk states only the outputs read (in bf16): v as two bf16 parts")
+            with buf.indent():
+                buf.line("kv = _ssmc_dot_bf16x2(tl.trans(kt), v)")
             buf.line("else:")
             with buf.indent():
                 buf.line("kv = tl.dot(tl.trans(kt.to(tl.float32)), v, input_precision='tf32x3')")

@@ -140,7 +140,7 @@ STATES_STAGES = 2
 
 def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool, k_bf16: bool = False,
                   low: str | None = None, block_t: int | None = None, num_warps: int | None = None,
-                  sub: int | None = None, num_stages: int | None = None, **_: object) -> Schedule:
+                  sub: int | None = None, num_stages: int | None = None, two_parts: bool = False, **_: object) -> Schedule:
     """Tiles of the matrix form's kernels: ``BLOCK_T`` steps (a multiple of 16 on a GPU, for
     tl.dot), ``SUB`` tiles per chunk (states stored at chunk boundaries), blocks of N and P.
     ``PREC``, the products' precision: where ``f32`` (the caller's: a forward's states kernel,
@@ -150,7 +150,9 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
     a tensor-core operand: a states kernel's float32-accurate products then split the other
     operand in three bf16 parts instead; for an outputs kernel, ``k_bf16`` says c is one too:
     c . k is then exact in one bf16 product, and c times the entry state three bf16 products
-    (measured on an H100, Mamba-2's backward at B8 L2048: see bench/NOTES.md)."""
+    (measured on an H100, Mamba-2's backward at B8 L2048: see bench/NOTES.md). ``two_parts``
+    (a states kernel, k one bf16 argument, its chunk states read only by an outputs kernel that
+    rounds them to bf16): the other operand in two bf16 parts, two products a tile."""
     from ssmc.backends.triton.lower_matrix import MAX_N
 
     m = kernel.matrix
@@ -180,6 +182,8 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
         bn, bp, warps = max(lo, min(next_pow2(N), 64)), max(lo, min(next_pow2(P), 32)), num_warps or 4
         if not on_gpu or (f32 and not k_bf16) or low is None:
             prec = "tf32x3"
+        elif two_parts and k_bf16 and low == "bf16":
+            prec = "bf16x2"
         else:
             prec = "bf16split" if f32 else low
         stages = num_stages or (STATES_STAGES if on_gpu else 1)
