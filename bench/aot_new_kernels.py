@@ -87,6 +87,8 @@ def cases():
         # products a tile, the default) and with one bf16 product (no float32 result asked)
         "mamba2_forward": lambda: (ssmc.compile(mamba2), _no_grad(mamba2_ins())),
         "mamba2_forward_low": lambda: (_low_states(ssmc.compile(mamba2)), _no_grad(mamba2_ins())),
+        # y alone asked for: the states kernel's two bf16 products a tile (the default then)
+        "mamba2_forward_y": lambda: (ssmc.compile(mamba2), {**_no_grad(mamba2_ins()), "outputs": ["y"]}),
     }
 
 
@@ -118,7 +120,8 @@ def mamba2_ins(B=1, L=128, G=1):
 
 
 GPU_SCHEDULES = ("mamba2_backward", "mamba2_backward_exact", "mamba2_backward_sums", "mamba2_backward_rest_u2",
-                 "mamba2_backward_rest_u1", "mamba2_forward", "mamba2_forward_low")  # cases whose launches take the GPU's schedules (block sizes, PREC)
+                 "mamba2_backward_rest_u1", "mamba2_forward", "mamba2_forward_low",
+                 "mamba2_forward_y")  # cases whose launches take the GPU's schedules (block sizes, PREC)
 
 
 def main() -> None:

@@ -82,7 +82,10 @@ def compile_sm90(fn, args: tuple, kwargs: dict, num_warps: int):
     src = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
     target = GPUTarget("cuda", 90, 32)
     backend = triton.compiler.make_backend(target)
-    options = backend.parse_options({"num_warps": num_warps})
+    opts = {"num_warps": num_warps}
+    if os.environ.get("MAXNREG"):  # a register cap (ptx .maxnreg): what spills to fit more programs an SM
+        opts["maxnreg"] = int(os.environ["MAXNREG"])
+    options = backend.parse_options(opts)
     return triton.compile(src, target=target, options=options.__dict__)
 
 

@@ -6,7 +6,7 @@ final state, max error / max of the default's), its call timed (do_bench median)
 kernels listed (torch.profiler). sm_90 compile of the default: 142 registers (3 programs an SM),
 662 SASS instructions a tile; with one bf16 product a tile 107 and 514 (bench/aot_new_kernels.py).
 
-    sh bench/fwd_states_gpu.sh          (results: $OUT/fwd_states_gpu.json)
+    [VARIANTS=name,...] [SHAPE=B,L,H] sh bench/fwd_states_gpu.sh   (results: $OUT/fwd_states_gpu_<shape>.json)
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ from ssmc.backends.triton import run as R  # noqa: E402
 from ssmc.benchmark import peers  # noqa: E402
 from ssmc.benchmark.measure import Ceilings, kernel_times  # noqa: E402
 
-# name: the states kernel's (PREC, warps, N block, P block, stages); None keeps the default's
+# name: the states kernel's (PREC, warps, N block, P block, stages, register cap); unnamed: the default's
 VARIANTS = {
     "default": {},
     "one bf16 product": dict(prec="bf16"),
     "two bf16 products": dict(prec="bf16x2"),
     "two bf16 products 3 stages": dict(prec="bf16x2", stages=3),
+    "two bf16 products maxnreg 96": dict(prec="bf16x2", maxnreg=96),
+    "three bf16 products maxnreg 96": dict(maxnreg=96),
     "8 warps": dict(warps=8),
     "P16": dict(bp=16),
     "N32": dict(bn=32),
@@ -58,7 +60,7 @@ def patched(v: dict):
         blocks[m.p] = v.get("bp", blocks[m.p])
         flags = tuple((k, v.get("prec", x) if k == "PREC" else x) for k, x in s.flags)
         return replace(s, blocks=tuple(blocks.items()), num_warps=v.get("warps", s.num_warps),
-                       num_stages=v.get("stages", s.num_stages), flags=flags)
+                       num_stages=v.get("stages", s.num_stages), flags=flags, maxnreg=v.get("maxnreg", s.maxnreg))
     return choose
 
 
@@ -69,9 +71,10 @@ def kernels_of(fn) -> list[tuple[str, float]]:
 def main() -> None:
     c = Ceilings.measure()
     print(f"{torch.cuda.get_device_name()}  copy {c.copy / 1e9:.0f} GB/s", flush=True)
-    out = dict(device=torch.cuda.get_device_name(), copy_gbs=c.copy / 1e9, rows=[])
-    path = os.path.join(os.environ.get("OUT", "."), "fwd_states_gpu.json")
-    B, L, H, P, N = 8, 2048, 32, 64, 128
+    out = dict(device=torch.cuda.get_device_name(), copy_gbs=c.copy / 1e9, rows=[], shape=os.environ.get("SHAPE", "8,2048,32"))
+    path = os.path.join(os.environ.get("OUT", "."), f"fwd_states_gpu_{os.environ.get('SHAPE', '8,2048,32').replace(',', '_')}.json")
+    B, L, H = (int(v) for v in os.environ.get("SHAPE", "8,2048,32").split(","))  # SHAPE=4,8192,80: the long case
+    P, N = 64, 128
     g = torch.Generator(device="cuda").manual_seed(0)
     rn = lambda *s: torch.randn(*s, device="cuda", generator=g)  # noqa: E731
     x, z, dt = rn(B, L, H, P).bfloat16(), rn(B, L, H, P).bfloat16(), rn(B, L, H).bfloat16()

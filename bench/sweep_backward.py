@@ -1,7 +1,8 @@
 """Schedules of the generated backward kernels on the GPU, for Mamba-1 and HGRN at the bench
 shapes: each schedule's gradients checked against the default's (max |a - b| / max |b|), then
 the backward alone timed with do_bench (median) next to the device copy rate of the same run.
-Usage: python bench/sweep_backward.py '[{"block": 32}, {"unroll": 4, "sub": 8}]' [mamba1,hgrn]"""
+Usage: python bench/sweep_backward.py '[{"block": 32}, {"unroll": 4, "sub": 8}]' [mamba1,hgrn]
+(a config's "maxnreg": the main kernel's register cap, schedule.MAXNREG["bidir"])."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from hgrn import hgrn  # noqa: E402
 from mamba1 import mamba1  # noqa: E402
 
 import ssmc  # noqa: E402
+from ssmc.backends.triton import schedule  # noqa: E402
 from ssmc.backends.triton.backward import CompiledBackward  # noqa: E402
 from ssmc.benchmark.measure import copy_rate, rel_max_err  # noqa: E402
 
@@ -49,7 +51,9 @@ def main():
         base = None
         for cfg in [{}] + CONFIGS:
             try:
-                bwd = CompiledBackward(layer, forward=fwd, **cfg)
+                args = dict(cfg)
+                schedule.MAXNREG["bidir"] = args.pop("maxnreg", 0)  # the main kernel's register cap
+                bwd = CompiledBackward(layer, forward=fwd, **args)
                 got = bwd(**ins, grad_y=dy)
                 torch.cuda.synchronize()
                 if base is None:

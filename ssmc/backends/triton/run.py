@@ -386,7 +386,7 @@ class Run:
             n_programs *= triton_cdiv(sizes[kernel.tiled_dim], blocks[kernel.tiled_dim])
         if compile_only:
             fn = self.c._fn(kernel)
-            compiled = fn.warmup(*call, grid=(max(n_programs, 1),), **flags, **sched.constexprs(), num_warps=sched.num_warps)
+            compiled = fn.warmup(*call, grid=(max(n_programs, 1),), **flags, **sched.constexprs(), **sched.launch_options())
             # and ready to launch: Triton loads the binary and builds its host launcher (a C
             # stub per signature, built by the host's compiler unless cached) on a kernel's first
             # launch, which would otherwise fall on the first call that splits (session 11's
@@ -397,7 +397,7 @@ class Run:
             return
         if n_programs:
             fn = self.c._fn(kernel)
-            self.c.last_launched = self.rec.launch(fn, (n_programs,), call, dict(**flags, **sched.constexprs(), num_warps=sched.num_warps))
+            self.c.last_launched = self.rec.launch(fn, (n_programs,), call, dict(**flags, **sched.constexprs(), **sched.launch_options()))
             self.c.stats["launches"] += 1
         for where, name, slots, n in sums:  # a fixed order of additions: the same bits every run
             where[name] = self.rec.sum(slots, tuple(range(n)))

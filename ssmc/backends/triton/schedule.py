@@ -40,6 +40,11 @@ class Schedule:
     even: tuple[tuple[str, bool], ...] = ()  # Kernel.even_dims: True where blocks tile the dim exactly
     sub: int = 0  # bidir: chunks of BLOCK_T steps between checkpoints; matrix: tiles per chunk (0: neither)
     flags: tuple[tuple[str, str], ...] = ()  # other constexprs (matrix: PREC, tl.dot's input precision)
+    maxnreg: int = 0  # a cap on registers a thread (ptx .maxnreg; 0: none): more programs an SM, maybe spills
+
+    def launch_options(self) -> dict[str, int]:
+        """Triton's launch options: warps, and the register cap where there is one."""
+        return {"num_warps": self.num_warps, **({"maxnreg": self.maxnreg} if self.maxnreg else {})}
 
     def constexprs(self) -> dict[str, int | str]:
         out: dict[str, int | str] = {"NUM_STAGES": self.num_stages, "BLOCK_T": self.block_t}
@@ -113,7 +118,8 @@ def choose(
     # states are recomputed into a cache-resident buffer)
     # (a checkpoint every 64 steps on a GPU; every 2 chunks on the CPU, so tests cover both)
     sub = (sub or (max(1, 64 // kernel.unroll) if on_gpu else 2)) if strategy == "bidir" else 0
-    return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1, even, sub)
+    cap = MAXNREG.get("bidir", 0) if on_gpu and strategy == "bidir" else 0
+    return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1, even, sub, (), cap)
 
 
 # the matrix form (lower_matrix) is the default from this many steps; shorter calls (decode,
@@ -137,6 +143,16 @@ DL_WARPS, DL_BLOCK_P, DL_STAGES = 4, 16, 3
 # not yet timed (bench/dl_gpu.py variants)
 STATES_STAGES = 2
 
+# caps on registers a thread (ptx .maxnreg) by kind of kernel: "states" (the matrix form's
+# states kernels), "bidir" (a backward's main kernel); absent or 0: none. The programs an SM
+# holds are set by registers, and both kinds' time is rounds of programs that walk the sequence
+# (bench/NOTES.md, session 20). By the sm_90 compiles (bench/aot_new_kernels.py with MAXNREG):
+# Mamba-2's forward states kernel in two bf16 products takes 118 (4 programs of 4 warps an SM),
+# capped at 96 5 fit for 56 bytes of stack (three products: 142, 3 an SM; at 96, 88 bytes);
+# Mamba-1's backward main kernel 232, at 168 120 bytes of stack. Not yet timed: variants in
+# bench/fwd_states_gpu.py and bench/sweep_backward.py ({"maxnreg": 168}).
+MAXNREG: dict[str, int] = {}
+
 
 def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool, k_bf16: bool = False,
                   low: str | None = None, block_t: int | None = None, num_warps: int | None = None,
@@ -152,7 +168,8 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
     c . k is then exact in one bf16 product, and c times the entry state three bf16 products
     (measured on an H100, Mamba-2's backward at B8 L2048: see bench/NOTES.md). ``two_parts``
     (a states kernel, k one bf16 argument, its chunk states read only by an outputs kernel that
-    rounds them to bf16): the other operand in two bf16 parts, two products a tile."""
+    rounds them to bf16): the other operand in two bf16 parts, two products a tile. A states
+    kernel's registers are capped at ``MAXNREG["states"]`` on a GPU where it is set."""
     from ssmc.backends.triton.lower_matrix import MAX_N
 
     m = kernel.matrix
@@ -199,7 +216,8 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
         # 255 and 16 bytes of stack unpipelined; not yet timed)
         stages = num_stages or (2 if on_gpu and m.summed else 1)
     even = ((m.n, N % bn == 0), (m.p, P % bp == 0))
-    return Schedule("matrix", bt, ((m.n, bn), (m.p, bp)), warps, stages, even, sub, (("PREC", prec),))
+    cap = MAXNREG.get("states", 0) if on_gpu and kernel.role == "states" else 0
+    return Schedule("matrix", bt, ((m.n, bn), (m.p, bp)), warps, stages, even, sub, (("PREC", prec),), cap)
 
 
 def smaller_matrix(kernel: Kernel, sched: Schedule, sizes: dict[str, int], on_gpu: bool) -> Iterator[Schedule]:
