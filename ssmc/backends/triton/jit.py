@@ -363,8 +363,9 @@ class CompiledLayer:
         cu_seqlens[i]:cu_seqlens[i+1]. Its state starts from h0[i] (or 0) and nothing crosses
         a boundary; per-sequence final states come out with first dim S. ``outputs``: the
         names of the outputs to return (None: all); the kernels may then take less care of
-        the others (the matrix form's states kernel multiplies in bf16 where no final state
-        is asked: ``Run.matrix``). ``grads_as_inputs`` (a backward's): see ``Run.result_dtype``."""
+        the others (with bf16 inputs and no final state asked, the matrix form's states kernel
+        multiplies in two bf16 products a tile, not three: ``Run.matrix``). ``grads_as_inputs``
+        (a backward's): see ``Run.result_dtype``."""
         import torch
 
         asked = self.asked_outputs(outputs)
