@@ -43,6 +43,7 @@ def mamba1_inputs(B, L, D, N, grad: bool):
 
 def cases():
     from bimamba import bimamba
+    from hgrn import hgrn
     from lru import lru
     from mamba1 import mamba1
     from mamba2 import mamba2
@@ -87,9 +88,19 @@ def cases():
         # products a tile, the default) and with one bf16 product (no float32 result asked)
         "mamba2_forward": lambda: (ssmc.compile(mamba2), _no_grad(mamba2_ins())),
         "mamba2_forward_low": lambda: (_low_states(ssmc.compile(mamba2)), _no_grad(mamba2_ins())),
+        # session 20: HGRN's backward (one state element a channel) at the GPU's schedules: its
+        # registers say how many programs an SM holds (schedule.chunking assumes 8 warps)
+        "hgrn_backward": lambda: (CompiledBackward(hgrn), _hgrn_ins()),
         # y alone asked for: the states kernel's two bf16 products a tile (the default then)
         "mamba2_forward_y": lambda: (ssmc.compile(mamba2), {**_no_grad(mamba2_ins()), "outputs": ["y"]}),
     }
+
+
+def _hgrn_ins(B=1, L=256, D=2048):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(B, L, D, generator=g).to(torch.bfloat16)
+    gate = torch.nn.functional.logsigmoid(torch.randn(B, L, D, generator=g)).to(torch.bfloat16)
+    return {"x": x, "g": gate, "grad_y": torch.randn(B, L, D, generator=g).to(torch.bfloat16)}
 
 
 def _no_grad(ins):
@@ -121,7 +132,7 @@ def mamba2_ins(B=1, L=128, G=1):
 
 GPU_SCHEDULES = ("mamba2_backward", "mamba2_backward_exact", "mamba2_backward_sums", "mamba2_backward_rest_u2",
                  "mamba2_backward_rest_u1", "mamba2_forward", "mamba2_forward_low",
-                 "mamba2_forward_y")  # cases whose launches take the GPU's schedules (block sizes, PREC)
+                 "mamba2_forward_y", "hgrn_backward")  # cases whose launches take the GPU's schedules (block sizes, PREC)
 
 
 def main() -> None:
