@@ -28,7 +28,8 @@ from ssmc.backends.triton import run as R  # noqa: E402
 from ssmc.benchmark import peers  # noqa: E402
 from ssmc.benchmark.measure import Ceilings, kernel_times  # noqa: E402
 
-# name: the states kernel's (PREC, warps, N block, P block, stages, register cap); unnamed: the default's
+# name: the states kernel's (PREC, warps, N block, P block, stages, register cap) and, under
+# "outputs", the outputs kernel's; unnamed: the default's
 VARIANTS = {
     "default": {},
     "one bf16 product": dict(prec="bf16"),
@@ -44,6 +45,11 @@ VARIANTS = {
     "one bf16 product, P64": dict(prec="bf16", bp=64),
     "one bf16 product, 8 warps P64": dict(prec="bf16", bp=64, warps=8),
     "P64 8 warps": dict(bp=64, warps=8),
+    # the outputs kernel (90 KB of shared memory and 141 registers on sm_90: 2 programs an SM):
+    # its P block, then with the states kernel's two products and register cap
+    "outputs P32": dict(outputs=dict(bp=32)),
+    "outputs maxnreg 128": dict(outputs=dict(maxnreg=128)),
+    "two bf16 products maxnreg 96 outputs P32": dict(prec="bf16x2", maxnreg=96, outputs=dict(bp=32)),
 }
 
 
@@ -52,16 +58,24 @@ def patched(v: dict):
 
     def choose(kernel, *a, **kw):
         s = plain(kernel, *a, **kw)
-        if kernel.role != "states" or not v:
+        w = v if kernel.role == "states" else v.get("outputs", {}) if kernel.role == "full" else {}
+        if not w:
             return s
-        blocks = dict(s.blocks)
-        m = kernel.matrix
-        blocks[m.n] = v.get("bn", blocks[m.n])
-        blocks[m.p] = v.get("bp", blocks[m.p])
-        flags = tuple((k, v.get("prec", x) if k == "PREC" else x) for k, x in s.flags)
-        return replace(s, blocks=tuple(blocks.items()), num_warps=v.get("warps", s.num_warps),
-                       num_stages=v.get("stages", s.num_stages), flags=flags, maxnreg=v.get("maxnreg", s.maxnreg))
+        return changed(s, kernel, w)
     return choose
+
+
+def changed(s, kernel, v: dict):
+    """Schedule ``s`` of ``kernel`` with what ``v`` names changed."""
+    blocks = dict(s.blocks)
+    m = kernel.matrix
+    blocks[m.n] = v.get("bn", blocks[m.n])
+    blocks[m.p] = v.get("bp", blocks[m.p])
+    size = {m.n: blocks[m.n], m.p: blocks[m.p]}
+    even = tuple((d, e and all(b % size[d] == 0 for b in (dict(s.blocks)[d],))) for d, e in s.even)
+    flags = tuple((k, v.get("prec", x) if k == "PREC" else x) for k, x in s.flags)
+    return replace(s, blocks=tuple(blocks.items()), num_warps=v.get("warps", s.num_warps), even=even,
+                   num_stages=v.get("stages", s.num_stages), flags=flags, maxnreg=v.get("maxnreg", s.maxnreg))
 
 
 def kernels_of(fn) -> list[tuple[str, float]]:
