@@ -42,11 +42,14 @@ def test_example_backward(name):
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_example_each_output_asked_for_alone(name):
-    """``outputs=[one]``: that output alone comes back, within the tolerance table (the kernels
-    may take less care of what is not asked: the matrix form's states kernel on a GPU)."""
+def test_example_first_output_asked_for_alone(name):
+    """``outputs=[the first]`` (a training step's: y without the final state): it alone comes
+    back, within the tolerance table (the kernels may take less care of what is not asked: the
+    matrix form's states kernel on a GPU). A layer with one output has nothing to leave out."""
     layer = EXAMPLES[name]
     c = ssmc.compile(layer, block_t=4)
-    for out in c.output_names():
-        bad = [str(r) for r in check_compiled(layer, c, _sizes(layer), "bf16", 9, DEVICE, True, outputs=[out]) if not r.ok]
-        assert not bad, (out, bad)
+    if len(c.output_names()) < 2:
+        pytest.skip("one output")
+    first = c.output_names()[0]
+    bad = [str(r) for r in check_compiled(layer, c, _sizes(layer), "bf16", 9, DEVICE, True, outputs=[first]) if not r.ok]
+    assert not bad, bad
