@@ -71,8 +71,7 @@ def changed(s, kernel, v: dict):
     m = kernel.matrix
     blocks[m.n] = v.get("bn", blocks[m.n])
     blocks[m.p] = v.get("bp", blocks[m.p])
-    size = {m.n: blocks[m.n], m.p: blocks[m.p]}
-    even = tuple((d, e and all(b % size[d] == 0 for b in (dict(s.blocks)[d],))) for d, e in s.even)
+    even = tuple((d, e and dict(s.blocks)[d] % blocks[d] == 0) for d, e in s.even)  # a divisor of an even block
     flags = tuple((k, v.get("prec", x) if k == "PREC" else x) for k, x in s.flags)
     return replace(s, blocks=tuple(blocks.items()), num_warps=v.get("warps", s.num_warps), even=even,
                    num_stages=v.get("stages", s.num_stages), flags=flags, maxnreg=v.get("maxnreg", s.maxnreg))

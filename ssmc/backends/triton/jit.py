@@ -408,7 +408,7 @@ class CompiledLayer:
         run.pairable = pairable(layer, tensors)
         run.deterministic = det
         run.grads_as_inputs = grads_as_inputs
-        run.asked = frozenset(asked or self.output_names())
+        run.asked = frozenset(asked) if asked is not None else None
         for plan in self.plans(strategy, sizes, run.pairable):
             if plan.kernels[-1].strategy == "bidir":
                 run.bidir(plan)
