@@ -145,6 +145,18 @@ def test_backward_split_in_time(name):
             assert all(r.ok for r in results), (chunks, L, [str(r) for r in results if not r.ok])
 
 
+def test_scanless_kernels_in_time_tiles():
+    """``time_tiles``: a backward's kernels with no scan (Mamba-2's recurrent backward sums
+    per step over P after its main kernel) take their steps a tile at a time; every gradient
+    against the interpreter, one step, tiles cut at the end, the sequence split or not."""
+    for chunks in (None, 3):
+        c = CompiledBackward(mamba2, unroll=2, sub=2, verify=True, chunks=chunks, time_tiles=True)
+        assert [k.time_tile for p in c.plans("bidir") for k in p.kernels if k.strategy == "bidir"] == [False, True]
+        for L in (1, 6, 13):
+            results = check_compiled(c.layer, c, sizes_for(mamba2, 2, L, 5, 3), "f32", L, DEVICE, True)
+            assert all(r.ok for r in results), (chunks, L, [str(r) for r in results if not r.ok])
+
+
 @pytest.mark.parametrize("name", ["mamba1", "s4d_zoh", "mamba2", "gla"])
 def test_register_held_main_kernel(name):
     """The backward's main kernel with its whole dims held as registers (``held_bidir``; one
@@ -571,3 +583,65 @@ def rounded(g, dtype):
     if dtype == torch.float32 or HAS_GPU:
         return g.to(dtype)
     return (g.cpu().view(torch.int32) & -65536).view(torch.float32).to(dtype).to(g.device)
+
+
+def test_split_rule_counts_a_wave_from_the_kernels_registers():
+    """``schedule.chunking`` splits a backward's main kernel where its last wave of programs
+    would leave the GPU idle; the wave is the warps an SM holds of the kernel as compiled
+    (``Run.main_registers``), 8 without a count. HGRN's main kernel at B8 L4096 D2048 (1024
+    programs of one warp; 166 registers on sm_90): 0.97 of an 8-warp wave (not split), 0.65 of
+    its own 12-warp one (split: 16 chunks of 256 steps); at Mamba-1's ~232, 8 warps as before."""
+    from ssmc.backends.triton.schedule import choose, chunking, warps_an_sm
+
+    assert [warps_an_sm(r, 1) for r in (32, 166, 168, 232, 255)] == [32, 12, 12, 8, 8]
+    assert warps_an_sm(161, 4) == 12 and warps_an_sm(64, 4) == 32
+    c = CompiledBackward(hgrn)
+    plan = c.plans("bidir")[0]
+    kernel = plan.kernels[-1]
+    sizes = {"B": 8, "L": 4096, "D": 2048}
+    sched = choose(kernel, sizes, True, "bidir")
+    assert kernel.chunked and dict(sched.blocks)["D"] == 16 and sched.num_warps == 1
+    assert chunking(kernel, sizes, sched, True, None)[0] == 1
+    assert chunking(kernel, sizes, sched, True, None, regs=166) == (16, 256)
+    assert chunking(kernel, sizes, sched, True, None, regs=232)[0] == 1
+    assert chunking(kernel, sizes, sched, False, None, regs=166)[0] == 1  # the CPU: as asked only
+
+
+def test_main_kernel_registers_are_read_before_chunks_are_counted(monkeypatch):
+    """``Run.main_registers``: the main kernel compiled (here: a stand-in for the GPU's
+    compile) with stand-ins for the buffers the chunk count sets (checkpoints, scratch states,
+    chunk entry states), before that count is chosen; nothing of it stays (the call's results
+    match the interpreter), and the count is kept per kernel and schedule."""
+    import types
+
+    from ssmc.backends.triton import run as R
+
+    seen = []
+    plain = R.Run.launch
+
+    def launch(self, kernel, sched, extra, compile_only=False):
+        if compile_only and kernel.name.endswith("_bidir"):
+            seen.append({t.name for t in kernel.tensors if t.name in self.buffers})
+            return types.SimpleNamespace(n_regs=166)
+        return plain(self, kernel, sched, extra, compile_only)
+
+    monkeypatch.setattr(R.Run, "launch", launch)
+    monkeypatch.setattr(R.Run, "checks_fit", lambda self: True)
+    c = CompiledBackward(hgrn, unroll=2, sub=2, verify=True)
+    for L in (5, 9):
+        results = check_compiled(c.layer, c, sizes_for(hgrn, 2, L, 3, 2), "f32", L, DEVICE, True)
+        assert all(r.ok for r in results), [str(r) for r in results if not r.ok]
+    assert list(c.registers.values()) == [166] and len(seen) == 1, (c.registers, seen)
+    assert {"scr", "hin", "hin_carried"} <= seen[0]
+
+
+@pytest.mark.gpu
+def test_gpu_split_rule_reads_the_main_kernels_registers():
+    """On a GPU the backward's main kernel is compiled before its chunks are counted, and its
+    register count is kept per kernel and schedule (HGRN at B2 L1024 D2048: 256 programs)."""
+    c = ssmc.compile(hgrn)
+    x = torch.randn(2, 1024, 2048, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+    g = torch.nn.functional.logsigmoid(torch.randn(2, 1024, 2048, device=DEVICE)).to(torch.bfloat16).requires_grad_()
+    c(x=x, g=g)["y"].float().sum().backward()
+    counts = c.backward_compiled().registers
+    assert counts and all(isinstance(r, int) and 0 < r <= 255 for r in counts.values()), counts

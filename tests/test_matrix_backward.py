@@ -272,11 +272,13 @@ def test_packed_batch_gradients_equal_per_sequence_gradients(lens, seed):
     _packed_equals_alone(lens, seed)
 
 
-def _packed_equals_alone(lens, seed, dl_from_sums=True):
+def _packed_equals_alone(lens, seed, dl_from_sums=True, rest_time_tiles=False):
     sizes = {"B": 1, "L": sum(lens), "G": 1, "R": 2, "P": 3, "N": 2}
     values = make_inputs(mamba2, sizes, "f32", seed=seed, with_optional=False)
     h0 = np.random.default_rng(seed).standard_normal((len(lens), 1, 2, 3, 2))
     c = ssmc.compile(mamba2, block_t=8)
+    if rest_time_tiles:
+        c._backward = MatrixBackward(mamba2, c, block_t=8, rest_time_tiles=True)
     c.backward_compiled().force = True
     c.backward_compiled().part.dl_from_sums = dl_from_sums
     c.backward_compiled().rest.chunks = 2  # the rest's sequence split: chunks by the longest sequence
@@ -337,6 +339,31 @@ def test_decay_gradient_sums_from_several_blocks_of_n(monkeypatch):
     assert not bad, bad
     sides = [got for (name, *_), got in c.part.fitted.items() if name.endswith(("_m2_matrix", "_m3_matrix"))]
     assert len(sides) == 2 and all(dict(s.blocks)["N"] < N for s in sides)  # several slots each
+
+
+@pytest.mark.parametrize("name, L, dtype, chunks, det", [
+    ("mamba2", 13, "bf16", None, False), ("mamba2", 9, "f32", 2, True), ("mamba2", 1, "f16", 3, False),
+    ("mamba2", 22, "f32", 7, False), ("retention", 10, "bf16", 3, True), ("readout_scaled", 6, "f32", None, False)])
+def test_rest_in_time_tiles_matches_interpreter(name, L, dtype, chunks, det):
+    """``rest_time_tiles``: the rest's kernel (no scan: the chain rule and sums) takes its
+    steps a tile of BLOCK_T at a time (4 on the CPU), time an axis of every value: tiles cut by
+    the sequence's end and by a chunk's, a sequence split among programs (its sums over time
+    added across chunks), deterministic mode's per-program slots, one step."""
+    c = MatrixBackward(LAYERS[name], verify=True, block_t=4, rest_time_tiles=True)
+    c.force = True
+    c.deterministic = det
+    c.rest.chunks = chunks
+    main = c.rest.plans("bidir")[0].kernels[-1]
+    assert main.time_tile and "for t0 in tl.range(lo, hi, BLOCK_T" in c.rest.sources("bidir")[0]
+    sizes = {d: L if d == "L" else SIZES[d] for d in LAYERS[name].dim_order}
+    bad = [str(r) for r in check_compiled(c.layer, c, sizes, dtype, L, DEVICE, True) if not r.ok]
+    assert not bad, bad
+
+
+def test_packed_batch_with_the_rest_in_time_tiles():
+    """A packed batch with the rest in time tiles: chunks by the longest sequence, a shorter
+    one's programs past its start with no steps."""
+    _packed_equals_alone([6, 1, 11], 5, rest_time_tiles=True)
 
 
 def test_packed_batch_with_the_decay_gradient_from_its_own_products():

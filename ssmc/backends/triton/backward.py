@@ -56,7 +56,7 @@ class CompiledBackward(CompiledLayer):
                  unroll: int | None = None, hoist_loads: bool = True, sub: int | None = None,
                  prefetch: bool = True, graph_layer: Layer | None = None, layout: tuple | None = None,
                  split_time: bool = True, chunks: int | None = None, held_bidir: bool = False,
-                 exp2_fma: tuple[int, int] | None = None) -> None:
+                 exp2_fma: tuple[int, int] | None = None, time_tiles: bool = False) -> None:
         forward = forward or CompiledLayer(layer)
         if exp2_fma is None:  # as the forward computes its decays
             exp2_fma = forward.exp2_fma
@@ -97,6 +97,8 @@ class CompiledBackward(CompiledLayer):
         # against the interpreter, and slower on an H100 (Mamba-1's backward 3.29 -> 4.54 ms at B8
         # L2048, 16.9 -> 21.5 at B8 L4096 D5120; bench/NOTES.md, session 13), so not the default
         self.held_bidir = held_bidir
+        # bidir kernels with no scan take their steps a tile at a time (Kernel.time_tile)
+        self.time_tiles = time_tiles
 
     def out_dtype(self, first_input_dtype: Any) -> Any:
         import torch
@@ -164,12 +166,13 @@ class CompiledBackward(CompiledLayer):
                         kc = lower_group(self.graph, cg, "chunked", self.unroll, "states", layout=self.layout)
                         ks.append(replace(kc, align_start=rg is not None))  # chunks aligned as the spans are
                     main = lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch,
-                                       chunked=cg is not None or (self.split_time and scanless))
+                                       chunked=cg is not None or (self.split_time and scanless), time_tile=self.time_tiles)
                     ks.append(replace(main, exp2_fma=self.exp2_fma[1]))
                     out.append(GroupPlan(tuple(ks), len(ks) >= 2, g, checkpointed=rg is not None))
                 elif any(n.op == "sum" and (n.attr("dim") in split or n.attr("dim") == axis) for n in g.nodes):
                     # sums over time or across programs: the bidir loop (no scan in it)
-                    out.append(GroupPlan((lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch),), False, g))
+                    out.append(GroupPlan((lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch,
+                                                      time_tile=self.time_tiles),), False, g))
                 elif chunkable(self.graph, g) is None and not any(n.op == "scan" for n in g.nodes):
                     # a later kernel with no recurrence (a conv's transposed part): chunks of the sequence
                     out.append(GroupPlan((lower_group(self.graph, g, "chunked", self.unroll),), True, g))
@@ -270,7 +273,7 @@ class MatrixBackward:
 
     def __init__(self, layer: Layer, forward: CompiledLayer | None = None, verify: bool = False,
                  block_t: int | None = None, sub: int | None = None, low_precision: bool | None = None,
-                 dl_from_sums: bool = True) -> None:
+                 dl_from_sums: bool = True, rest_time_tiles: bool = False) -> None:
         from ssmc.dsl.trace import ArgSpec
         from ssmc.ir.node import Node
         from ssmc.passes import run_passes
@@ -345,9 +348,13 @@ class MatrixBackward:
             # session 17), this kernel alone, (heads, warps): (2, 1) 371 us, (1, 1) 419, (2, 2)
             # 489, (1, 2) 618, (2, 4) 669, (4, 4) 706, (4, 8) 878, (2, 8) 1558, (4, 2) 1646,
             # (1, 4) 81569 (a layout that replicates), the backward's default (16, 1) 11033
-            plain = {} if any(n.op == "scan" for n in rest.nodes) else dict(block=2, num_warps=1)
+            # ``rest_time_tiles``: its steps a tile of BLOCK_T at a time (Kernel.time_tile), time an
+            # axis of every value: [BLOCK_T, P, 2 heads] at 4 warps, the sums over P once a tile
+            # (not yet timed: bench/NOTES.md, session 21)
+            plain = {} if any(n.op == "scan" for n in rest.nodes) else dict(block=2, num_warps=4 if rest_time_tiles else 1)
             self.rest = CompiledBackward(layer, forward, verify=verify, layout=layout, split_time=True,
-                                         graph_layer=Layer.from_graph(rest, specs, full.optional, full.fixed_sizes), **plain)
+                                         graph_layer=Layer.from_graph(rest, specs, full.optional, full.fixed_sizes),
+                                         time_tiles=rest_time_tiles, **plain)
         # a result from 16-bit products that only the rest reads: stored in 16 bits (its products
         # rounded it to that precision already; half the bytes written and read back)
         self.part.results_in_products_dtype = self.rest_reads - set(self.direct.values())

@@ -64,7 +64,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         return f"{name}[{idx}]"
 
     def shape(self, dims: Dims, with_time: bool) -> str:
-        ext = ["BLOCK_T" if with_time and self.k.strategy == "tiled" else "1"]
+        ext = ["BLOCK_T" if with_time and self.time_axis else "1"]
         ext += [f"BLOCK_{d}" if d in dims else "1" for d in self.k.block_dims]
         return "[" + ", ".join(ext) + "]"
 
@@ -75,8 +75,8 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         computed once before the loop): no 64-bit offset per element per step, and unit strides
         become immediate address offsets."""
         if self.k.time_dim in dims:
-            masks = [self.expand("mask_T", 0)] if self.k.strategy == "tiled" else []
-            if self.k.strategy == "bidir":
+            masks = [self.expand("mask_T", 0)] if self.time_axis else []
+            if self.k.strategy == "bidir" and not self.k.time_tile:
                 masks = [f"valid_{step}"]
             masks += [self.expand("mask_" + d, self.axes.index(d)) for d in dims if d in self.k.block_dims]
             sign = "+" if self.k.strategy == "bidir" else ("-" if self.k.reverse else "+")
@@ -117,7 +117,13 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         return " & ".join(x for x in (mask, *conds) if x) or None
 
     def has_offsets(self, dims: Dims) -> bool:
-        return self.k.strategy == "tiled" or any(d in self.k.block_dims for d in dims)
+        return self.time_axis or any(d in self.k.block_dims for d in dims)
+
+    @property
+    def time_axis(self) -> bool:
+        """Whether values in the time loop span a tile of BLOCK_T steps along axis 0 (the tiled
+        strategy; a time-tiled bidir kernel) rather than one step."""
+        return self.k.strategy == "tiled" or self.k.time_tile
 
     def loop_pointers(self, buf: IndentedBuffer, first_step: str) -> None:
         """Scalar base pointers at the first step and the loop-invariant block offsets."""
@@ -129,9 +135,19 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             terms.append(f"({first_step}) * {t.name}_s_{k.time_dim}")
             buf.line(f"pb_{t.name} = {t.name} + " + " + ".join(terms))
             offs = [f"{self.expand('offs_' + d, self.axes.index(d))} * {t.name}_s_{d}" for d in dims if d in k.block_dims]
-            if k.strategy == "tiled":
-                offs.insert(0, f"{sign}{self.expand('idx_T', 0)} * {t.name}_s_{k.time_dim}")
-            if offs:
+            if self.time_axis:  # (a time-tiled bidir kernel's tiles run forward in time)
+                s_ = sign if k.strategy == "tiled" else ""
+                offs.insert(0, f"{s_}{self.expand('idx_T', 0)} * {t.name}_s_{k.time_dim}")
+            if offs and k.time_tile:
+                # held through the loop, an offset per element of the tile: 32 bits where every
+                # offset within each tensor of this call fits (TILE32), half the registers
+                buf.line("if TILE32:")
+                with buf.indent():
+                    buf.line(f"po_{t.name} = ({' + '.join(offs)}).to(tl.int32)")
+                buf.line("else:")
+                with buf.indent():
+                    buf.line(f"po_{t.name} = " + " + ".join(offs))
+            elif offs:
                 buf.line(f"po_{t.name} = " + " + ".join(offs))
 
     # --- statements ----------------------------------------------------------------------
@@ -176,6 +192,9 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
                 )
             expr = on_fma_pipe(s.expr) if self.k.exp2_fma == 1 else s.expr
             buf.line(f"{s.target} = {expr}  # {s.comment}")
+        elif isinstance(s, TimeSum) and self.k.time_tile:  # a tile-shaped sum, reduced after the loop
+            buf.line(f"# {s.comment}")
+            buf.line(f"{s.target} = {s.target} + tl.where({self.expand('mask_T', 0)}, {s.source}, 0.0)")
         elif isinstance(s, TimeSum):
             buf.line(f"# {s.comment}")
             buf.line(f"{s.target} += tl.sum(tl.where({self.expand('mask_T', 0)}, {s.source}, 0.0), axis=0, keep_dims=True)")
@@ -417,6 +436,8 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             flags.append("VARLEN: tl.constexpr")
         if self.k.narrow_steps:
             flags.append("OFFS32: tl.constexpr")
+        if self.k.time_tile:
+            flags.append("TILE32: tl.constexpr")
         blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"]
         if self.k.strategy == "bidir":
             blocks.append("SUB: tl.constexpr")
@@ -479,16 +500,22 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         for st in k.loop:
             if isinstance(st, TimeSum):
                 for idx in self.combos(st.dims):
-                    buf.line(f"{self.sub(st.target, idx)} = tl.zeros({self.shape(st.dims, False)}, tl.float32)  # a sum over time")
+                    buf.line(f"{self.sub(st.target, idx)} = tl.zeros({self.shape(st.dims, k.time_tile)}, tl.float32)  # a sum over time")
         if k.time_dim is not None and k.loop:
             buf.line("")
-            buf.line(f"# the time loop over {k.time_dim}" + (", from the end" if k.reverse else ""))
+            buf.line(f"# the time loop over {k.time_dim}" + (" in tiles of BLOCK_T steps" if k.time_tile else ", from the end" if k.reverse else ""))
             if k.strategy == "sequential":
                 self.loop_unrolled(buf)
+            elif k.strategy == "bidir" and k.time_tile:
+                self.loop_time_tiles(buf)
             elif k.strategy == "bidir":
                 self.loop_bidir(buf)
             else:
                 self.loop_tiled(buf)
+        if k.time_tile:
+            for st in k.loop:
+                if isinstance(st, TimeSum):
+                    buf.line(f"{st.target} = tl.sum({st.target}, axis=0, keep_dims=True)  # the tile's steps added")
         if k.post:
             buf.line("")
             buf.line("# final states")

@@ -122,6 +122,8 @@ class CompiledLayer:
         self.last_launched: Any = None
         # run.Run.fit: each matrix kernel's schedule as the GPU took it, per asked schedule
         self.fitted: dict[tuple, Any] = {}
+        # run.Run.main_registers: a backward main kernel's registers a thread as compiled
+        self.registers: dict[tuple, int | None] = {}
         # outputs that are final states: stored in float32 whatever the inputs' dtype
         self.finals = {k for k, v in self.graph.outputs if v.op in ("scan_final", "conv_final")}
         self._backward: Any = None

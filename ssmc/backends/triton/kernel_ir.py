@@ -235,6 +235,10 @@ class Kernel:
     # faster: Mamba-1's chunk-states kernel, expected MUFU-bound, was slower at every fraction
     # (bench/NOTES.md, session 13); (1, 1) on a layer is its float32-accurate mode
     exp2_fma: int = 0
+    # "bidir" with no scan (a backward's elementwise chain rule and sums: Mamba-2's rest): the
+    # steps of a tile of BLOCK_T are one axis of every value ([BLOCK_T, ...] tensors, as the
+    # tiled strategy's), not steps unrolled one after another (see print_bidir.loop_time_tiles)
+    time_tile: bool = False
 
     @functools.cached_property
     def complex_dims(self) -> frozenset[str]:

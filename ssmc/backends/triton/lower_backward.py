@@ -97,7 +97,8 @@ def carried_group(group: Group) -> Group | None:
 
 
 def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hoist_loads: bool = False,
-                prefetch: bool = False, chunked: bool = False, held: dict[str, int] | None = None) -> Kernel:
+                prefetch: bool = False, chunked: bool = False, held: dict[str, int] | None = None,
+                time_tile: bool = False) -> Kernel:
     """Chunks of ``unroll`` steps (the checkpoint interval), one step at a time, the chunk's
     forward states in registers. ``hoist_loads``: phase B issues every step's loads first.
     ``prefetch``: each chunk's loads are issued during the chunk before it (in the loop's order).
@@ -106,7 +107,10 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
     the chunk-states pass and the combine left in ``hin``; its sums over time are its chunk's
     terms, added across programs (``FuseBackward`` counts the time axis among the split dims, so
     nothing else reads them in this kernel). ``held``: the sizes of the dims held whole, to hold
-    them as registers (one variable per index, as the forward's register-held kernels)."""
+    them as registers (one variable per index, as the forward's register-held kernels).
+    ``time_tile``: a group with no scan, no ``prev`` and no conv (elementwise work and sums
+    only) takes its steps a tile of BLOCK_T at a time, time one axis of every value
+    (``Kernel.time_tile``); elsewhere the steps are unrolled one after another as before."""
     names = node_names(graph)
     layer = graph.name
     grid_l, tiled_l, full_l = layout
@@ -253,9 +257,12 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
             tensors.append(t)
             stmts[phase[n]].append(Store(t.name, value(n), n.dims, f"{t.source} <- {names[n]}", atomic, same, last))
 
+    time_tile = time_tile and time_dim is not None and not scans and not held and not taps and not any(
+        n.op in ("prev", *CONV_FAMILY) for n in group.nodes)
     header = (
-        f"layer: {layer}   kernel: {group.name}   strategy: bidir (time tiles "
-        f"{'from the end' if reverse else 'from the start'}; forward scan from checkpoints)",
+        f"layer: {layer}   kernel: {group.name}   strategy: bidir (" + (
+            "no scan: time tiles of BLOCK_T steps, time one axis of every value)" if time_tile else
+            f"time tiles {'from the end' if reverse else 'from the start'}; forward scan from checkpoints)"),
         f"grid: {list(grid)} x blocks of {tiled or '-'}   time: {time_dim}   held whole: {list(full)}"
         + ("   (_C: chunks of the sequence, each from its entry state)" if chunked else ""),
         *[f"note: {x}" for x in group.notes],
@@ -284,6 +291,7 @@ def lower_bidir(graph: Graph, group: Group, layout: tuple, unroll: int = 2, hois
         prefetch=prefetch,
         taps=tuple(d for d in full if d in taps),
         held=tuple((d, n) for d, n in (held or {}).items() if d in full),
+        time_tile=time_tile,
     )
 
 

@@ -40,13 +40,7 @@ class BidirPrinting:
                 buf.line(f"pb_{t.name} = pb0_{t.name} + t0 * {t.name}_s_{k.time_dim}")
 
         if fwd is None and k.chunked:
-            # this program's steps [lo, hi): chunk pid__C, counted in the carried scan's direction
-            if k.reverse:
-                buf.line("hi = n_steps - pid__C * chunk_len  # this program's steps: [lo, hi), chunks counted from the end")
-                buf.line("lo = tl.maximum(hi - chunk_len, 0)")
-            else:
-                buf.line("lo = pid__C * chunk_len  # this program's steps: [lo, hi)")
-                buf.line("hi = tl.minimum(lo + chunk_len, n_steps)")
+            self.chunk_bounds(buf)
             buf.line(f"n_chunks = tl.cdiv(hi - lo, {u})")
             buf.line("for it in range(0, n_chunks):")
             with buf.indent():
@@ -137,6 +131,42 @@ class BidirPrinting:
                 self.steps(buf, deps, a_order, "a", fwd, preloaded)
                 buf.line("# phase B: the steps the other way")
                 self.steps(buf, [s for s in k.loop if s is not fwd], b_order, "", fwd, preloaded)
+
+    def loop_time_tiles(self, buf: IndentedBuffer) -> None:
+        """A kernel with no scan (``Kernel.time_tile``): its steps [lo, hi) (the chunk of
+        ``pid__C`` when the sequence is split, counted from the end as ``loop_bidir``'s) in
+        tiles of BLOCK_T, each statement once per tile on [BLOCK_T, ...] values: one address
+        and mask per tile, and sums over a dim held whole reduce every step of the tile at
+        once. Sums over time add whole tiles (``TimeSum``) and are reduced once, after the loop.
+        Nothing is carried from step to step, so the tiles' order is free: forward in time."""
+        k = self.k
+        buf.line("idx_T = tl.arange(0, BLOCK_T).to(tl.int64)")
+        self.loop_pointers(buf, "t_lo")
+        if k.chunked:
+            self.chunk_bounds(buf)
+        else:
+            buf.line("lo = 0")
+            buf.line("hi = n_steps")
+        moving = self.moving_tensors()
+        for t, _ in moving:
+            buf.line(f"pb0_{t.name} = pb_{t.name}")
+        buf.line("for t0 in tl.range(lo, hi, BLOCK_T, num_stages=NUM_STAGES):")
+        with buf.indent():
+            buf.line("mask_T = t0 + idx_T < hi")
+            for t, _ in moving:
+                buf.line(f"pb_{t.name} = pb0_{t.name} + t0 * {t.name}_s_{k.time_dim}")
+            for st in k.loop:
+                self.stmt(buf, st)
+
+    def chunk_bounds(self, buf: IndentedBuffer) -> None:
+        """``lo``, ``hi``: the steps of chunk ``pid__C`` of a kernel with no recomputed scan,
+        chunks counted in the carried scan's direction (from the end where it is reverse)."""
+        if self.k.reverse:
+            buf.line("hi = n_steps - pid__C * chunk_len  # this program's steps: [lo, hi), chunks counted from the end")
+            buf.line("lo = tl.maximum(hi - chunk_len, 0)")
+        else:
+            buf.line("lo = pid__C * chunk_len  # this program's steps: [lo, hi)")
+            buf.line("hi = tl.minimum(lo + chunk_len, n_steps)")
 
     def suffix(self, name: str, idx: dict[str, int]) -> str:
         """The register-held index suffix of value ``name`` at ``idx`` (``__3``; '' if none)."""

@@ -216,7 +216,8 @@ class Run:
             sizes = dict(self.sizes)
             if self.varlen is not None:  # chunk by the longest sequence; shorter ones end early
                 sizes[kernel.time_dim] = self.varlen.longest
-            n_chunks, chunk_len = chunking(kernel, sizes, sched, self.on_gpu, self.c.chunks)
+            regs = self.main_registers(kernel, sched) if self.c.chunks is None and self.checks_fit() else None
+            n_chunks, chunk_len = chunking(kernel, sizes, sched, self.on_gpu, self.c.chunks, regs)
         if plan.checkpointed:
             span = sched.block_t * sched.sub  # steps between checkpoints
             if kernel.chunked:  # chunks of whole spans: a checkpoint starts each
@@ -249,6 +250,36 @@ class Run:
             self.launch(kernel, sched, {"chunk_len": chunk_len})
         self.sizes.pop("_C", None)
         self.sizes.pop("_Q", None)
+
+    def main_registers(self, kernel: Kernel, sched: Schedule) -> int | None:
+        """The registers a thread of backward main kernel ``kernel`` (split in time) takes as
+        compiled for this call, for the waves ``schedule.chunking`` counts; None where it cannot
+        be compiled. It is compiled here, before the chunk count is chosen, with stand-ins for the
+        buffers that count sets (its sizes and chunk strides are runtime arguments: the same
+        binary the launch then finds), and nothing is kept but the count (per kernel, schedule
+        and dtypes)."""
+        import torch
+
+        key = (kernel.name, sched, self.in_dtype, self.out_dtype, self.deterministic, self.grads_as_inputs)
+        if key in self.c.registers:
+            return self.c.registers[key]
+        sizes, buffers, results = dict(self.sizes), dict(self.buffers), dict(self.results)
+        n = len(self.rec.allocs)
+        stand = {"_C": 2, "_Q": max(1, sched.sub), "_K": 1}
+        try:
+            self.sizes.update(stand)
+            for t in kernel.tensors:
+                if t.role == "in" and t.name in ("scr", "hin", "hin_carried"):
+                    self.buffers[t.name] = self.alloc([stand.get(d) or self.sizes[d] for d in t.dims], torch.float32)
+            compiled = self.launch(kernel, sched, {"chunk_len": sched.block_t * max(1, sched.sub)}, compile_only=True)
+            regs = getattr(compiled, "n_regs", None)
+        except Exception:  # noqa: BLE001 - a count is a hint: without it, the rule's default
+            regs = None
+        finally:
+            del self.rec.allocs[n:]
+            self.sizes, self.buffers, self.results = sizes, buffers, results
+        self.c.registers[key] = regs
+        return regs
 
     def carried_schedule(self, carried: Kernel, kernel: Kernel, sched: Schedule) -> Schedule | None:
         """The carried chunk-states pass's schedule beside main kernel ``kernel``'s ``sched``. The
@@ -297,9 +328,9 @@ class Run:
             return arg.dtype
         return self.out_dtype
 
-    def launch(self, kernel: Kernel, sched: Schedule, extra: dict[str, int], compile_only: bool = False) -> None:
+    def launch(self, kernel: Kernel, sched: Schedule, extra: dict[str, int], compile_only: bool = False) -> Any:
         """Bind ``kernel``'s arguments and launch it (``compile_only``: compile it for these
-        arguments' types and specializations, and launch nothing)."""
+        arguments' types and specializations, launch nothing, and return the compiled kernel)."""
         import torch
 
         layer = self.c.layer
@@ -326,6 +357,7 @@ class Run:
 
         sums = []  # deterministic mode: (where the result goes, its per-program slots)
         step_reach = 0  # the largest step offset of an input along time, in elements
+        span = 0  # the largest offset within a tensor along time, in elements (Kernel.time_tile)
         for t in kernel.tensors:
             if t.role == "out" and t.name.startswith("o_"):
                 dt = self.result_dtype(t)
@@ -365,11 +397,13 @@ class Run:
                 call.extend(buf.stride(layout.index(d)) for d in t.dims)
                 if kernel.time_dim in t.dims:
                     step_reach = max(step_reach, _reach(buf, layout.index(kernel.time_dim)))
+                    span = max(span, _span(buf))
                 continue
             call.append(buf)
             call.extend(buf.stride(i) for i in range(len(t.dims)))
             if kernel.time_dim in t.dims:
                 step_reach = max(step_reach, _reach(buf, t.dims.index(kernel.time_dim)))
+                span = max(span, _span(buf))
         call.extend(sizes[d] for d in kernel.size_dims)
         if kernel.chunked:
             call.append(extra["chunk_len"])
@@ -378,6 +412,8 @@ class Run:
             flags["VARLEN"] = self.varlen is not None
         if kernel.narrow_steps:
             flags["OFFS32"] = step_reach < OFFS32_LIMIT
+        if kernel.time_tile:
+            flags["TILE32"] = span < OFFS32_LIMIT
         if kernel.strategy == "matrix":
             flags["ALIGNED"] = tiles_aligned(kernel, call)
             check_tile_offsets(layer.name, kernel, call, sched)
@@ -394,7 +430,7 @@ class Run:
             init = getattr(compiled, "_init_handles", None)
             if init is not None:
                 init()
-            return
+            return compiled
         if n_programs:
             fn = self.c._fn(kernel)
             self.c.last_launched = self.rec.launch(fn, (n_programs,), call, dict(**flags, **sched.constexprs(), **sched.launch_options()))
@@ -411,6 +447,11 @@ OFFS32_LIMIT = 2**31
 def _reach(buf: Any, axis: int) -> int:
     """How many elements ``buf``'s offsets span along ``axis`` (length times stride)."""
     return buf.shape[axis] * abs(buf.stride(axis))
+
+
+def _span(buf: Any) -> int:
+    """The largest offset of an element of ``buf`` from its first, in elements."""
+    return sum((n - 1) * abs(s) for n, s in zip(buf.shape, buf.stride()) if n)
 
 
 def triton_cdiv(a: int, b: int) -> int:

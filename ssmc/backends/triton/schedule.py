@@ -93,6 +93,10 @@ def choose(
         raise LoweringError(f"{kernel.name} holds {dict(kernel.held)} as registers; the sizes are {sizes}")
     if strategy == "sequential":
         bt = 1
+    elif strategy == "bidir" and kernel.time_tile:
+        # steps a tile of a bidir kernel with no scan (Kernel.time_tile); on the CPU 4, so
+        # tests cover tiles cut by a chunk's or the sequence's end
+        bt = block_t or (TIME_TILE if on_gpu else 4)
     elif strategy == "bidir":
         bt = kernel.unroll  # the checkpoint interval: the chunk a program unrolls
     else:
@@ -142,6 +146,14 @@ DL_WARPS, DL_BLOCK_P, DL_STAGES = 4, 16, 3
 # wave of programs). 2 against 1: 0.22 against 0.32 ms (H100, session 6, bench/NOTES.md); 3 and 4
 # not yet timed (bench/dl_gpu.py variants)
 STATES_STAGES = 2
+
+# steps a tile of a time-tiled bidir kernel (Kernel.time_tile: no scan) on a GPU. Not yet
+# timed; by the sm_90 compiles of Mamba-2's rest at P 64, 2 heads a program (bench/aot_new_kernels.py
+# mamba2_rest_tiles, TIME_TILE / REST_WARPS): 4 steps at 4 warps 161 registers, no stack, 317
+# instructions a thread per tile (317 warp-instructions a step); 8 steps at 4 warps 255, 586;
+# 16 steps 608 bytes of stack; at 1 or 2 warps 255 registers and spills from 8 steps. The
+# unrolled form (1 warp, 4 steps) issues 669 a step at 255 registers and 144 bytes of stack.
+TIME_TILE = 4
 
 # caps on registers a thread (ptx .maxnreg) by kind of kernel: "states" (the matrix form's
 # states kernels), "bidir" (a backward's main kernel); absent or 0: none. The programs an SM
@@ -245,12 +257,23 @@ def default_strategy(on_gpu: bool) -> str:
     return "chunked"
 
 
-def chunking(kernel: Kernel, sizes: dict[str, int], sched: Schedule, on_gpu: bool, chunks: int | None) -> tuple[int, int]:
+def warps_an_sm(regs: int, num_warps: int) -> int:
+    """The warps an H100 SM holds of a kernel of ``regs`` registers a thread and ``num_warps``
+    warps a program: 64K registers (a thread's count rounded up to 8), at most 64 warps and 32
+    programs."""
+    per_program = -(-max(1, regs) // 8) * 8 * 32 * num_warps
+    return max(1, min(65536 // per_program, 32, 64 // num_warps)) * num_warps
+
+
+def chunking(kernel: Kernel, sizes: dict[str, int], sched: Schedule, on_gpu: bool, chunks: int | None,
+             regs: int | None = None) -> tuple[int, int]:
     """(number of chunks, steps per chunk) for the chunked strategy. Measured on an H100
     (bench/NOTES.md; Mamba-1, state held as registers): splitting pays when the programs give
     fewer than ~8 warps per SM (B8 D2048: 512 warps, 8 chunks best; B2 D2048: 128 warps, 32
     chunks) and costs when they give more (B8 D5120: 1280 warps, sequential best). Chunks are at least 256 steps and a multiple of
-    the unroll factor, so only the last chunk has a tail. On the CPU: 1 unless asked."""
+    the unroll factor, so only the last chunk has a tail. On the CPU: 1 unless asked.
+    ``regs``: a backward main kernel's registers a thread as compiled (Run.main_registers), for
+    the warps an SM holds of it; without them, 8 (Mamba-1's, ~240 registers)."""
     L = sizes[kernel.time_dim]
     if chunks is None:
         programs = math.prod(sizes[d] for d in kernel.grid_dims if d != "_C")
@@ -265,14 +288,17 @@ def chunking(kernel: Kernel, sizes: dict[str, int], sched: Schedule, on_gpu: boo
             # of a wave: 10.1 ms unsplit, 4.2 / 3.60 / 3.60 in 4 / 8 / 16 chunks; B8 L4096 D5120,
             # 2.4 waves: 18.4 unsplit, 17.9 / 17.0 / 16.9 in 2 / 8 / 16; B8 L2048, 0.97 of a
             # wave: 3.24 unsplit, 3.55 in 8 chunks: the carried scan's states pass and no gain)
-            wave = 8 * sms
+            # (a wave from the compiled kernel's registers: HGRN's, 166 on sm_90, holds 12 warps an
+            # SM, so its 1024 one-warp programs at B8 D2048 are 0.65 of a wave, not 0.97; session 11
+            # measured its backward at 1.42 ms unsplit, 1.33 in 16 chunks, H100, bench/NOTES.md)
+            wave = (8 if regs is None else warps_an_sm(regs, sched.num_warps)) * sms
             waves = warps / wave
             want = 1 if (not on_gpu or waves / math.ceil(waves) >= 0.9) else -(-(16 * wave) // warps)
         else:
             want = 1 if (not on_gpu or warps >= 8 * sms) else -(-(32 * sms) // warps)
         chunks = max(1, min(want, L // 256))
     chunks = max(1, min(chunks, L))
-    u = max(1, kernel.unroll)
+    u = sched.block_t if kernel.time_tile else max(1, kernel.unroll)  # whole tiles, or unrolled pieces
     per_chunk = _cdiv(L, chunks)
     chunk_len = max(u, _cdiv(per_chunk, u) * u)
     return (_cdiv(L, chunk_len) if L else 1), chunk_len
