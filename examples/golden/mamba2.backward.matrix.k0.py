@@ -176,6 +176,14 @@ def mamba2_backward_matrix_m0_matrix_states(
         DT = tl.float16
     else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)
         DT = tl.float32
+    # values the same in every tile
+    # %7 = arg dt_bias : param [G, R] init=dt_bias
+    i7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
+    # %5 = arg A_log : param [G, R] init=mamba2_a_log
+    i5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
+    i13 = _ssmc_exp_accurate(i5)  # %13 = exp %5 : [G, R]
+    i14 = (-i13)  # %14 = neg %13 : [G, R]
+    i16 = (i14 * 1.4426950408889634)  # %16 = mul %14, %15 : [G, R]
     n_tiles = tl.cdiv(n_pos + 1, BLOCK_T)
     for i in tl.range(0, n_tiles, num_stages=NUM_STAGES):  # the tiles in order (loads pipelined)
         r = i * BLOCK_T  # the tile's first position
@@ -195,16 +203,9 @@ def mamba2_backward_matrix_m0_matrix_states(
             bd1 = tl.multiple_of(bd1, 8)
         # %1 = arg dt : input [B, L, G, R]
         d1 = tl.load(a_dt + bd1 + idx[:, None] * -a_dt_s_L, mask=mask_td[:, None], other=0.0).to(tl.float32)
-        # %7 = arg dt_bias : param [G, R] init=dt_bias
-        d7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-        d11 = (d1 + d7)  # %11 = add %1, %7 : [B, L, G, R]
+        d11 = (d1 + i7)  # %11 = add %1, %7 : [B, L, G, R]
         d12 = _ssmc_softplus(d11)  # %12 = softplus %11 : [B, L, G, R]
-        # %5 = arg A_log : param [G, R] init=mamba2_a_log
-        d5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-        d13 = _ssmc_exp_accurate(d5)  # %13 = exp %5 : [G, R]
-        d14 = (-d13)  # %14 = neg %13 : [G, R]
-        d16 = (d14 * 1.4426950408889634)  # %16 = mul %14, %15 : [G, R]
-        d17 = (d12 * d16)  # %17 = mul %12, %16 : [B, L, G, R]
+        d17 = (d12 * i16)  # %17 = mul %12, %16 : [B, L, G, R]
         d19 = (d17 * 0.6931471805599453)  # %19 = mul %17, %18 : [B, L, G, R]
         la = tl.sum(tl.where(mask_td[:, None], d19 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
         cum_la, cum2_la = tl.associative_scan((la, la * 0.0), 0, _ssmc_sum2)

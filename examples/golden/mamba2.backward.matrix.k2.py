@@ -217,43 +217,16 @@ def mamba2_backward_matrix_m2_matrix(
             # off: log2 of the decay from the end of column tile j to the start of the rows
             # (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)
             off = -(tot_lr + tot2_lr)
-            if SUB == 1:  # the chunk is the rows' own tile: no loop, so the heads' loop is the innermost
+            if SUB == 1:  # the chunk is the rows' own tile
                 jj = 0
-                j = pid__RT - jj
-                mask_c = (j * BLOCK_T + idx >= p_lo) & (j * BLOCK_T + idx < n_pos)
-                t_c = t_lo + n_pos - 1 - j * BLOCK_T  # position p is step n_pos - 1 - p
-                t_cd = t_c + 1  # the decay entering position p: step n_pos - p's
-                mask_t_cd = (j * BLOCK_T + idx >= p_lo + 1) & (j * BLOCK_T + idx < n_pos + 0)
-                be1 = row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + t_cd * a_dt_s_L
-                if ALIGNED:
-                    be1 = tl.multiple_of(be1, 8)
-                # %1 = arg dt : input [B, L, G, R]
-                e1 = tl.load(a_dt + be1 + idx[:, None] * -a_dt_s_L, mask=mask_t_cd[:, None], other=0.0).to(tl.float32)
-                # %7 = arg dt_bias : param [G, R] init=dt_bias
-                e7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-                e11 = (e1 + e7)  # %11 = add %1, %7 : [B, L, G, R]
-                e12 = _ssmc_softplus(e11)  # %12 = softplus %11 : [B, L, G, R]
-                # %5 = arg A_log : param [G, R] init=mamba2_a_log
-                e5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-                e13 = _ssmc_exp_accurate(e5)  # %13 = exp %5 : [G, R]
-                e14 = (-e13)  # %14 = neg %13 : [G, R]
-                e16 = (e14 * 1.4426950408889634)  # %16 = mul %14, %15 : [G, R]
-                e17 = (e12 * e16)  # %17 = mul %12, %16 : [B, L, G, R]
-                e19 = (e17 * 0.6931471805599453)  # %19 = mul %17, %18 : [B, L, G, R]
-                lc = tl.sum(tl.where(mask_t_cd[:, None], e19 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
-                if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
-                    cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
-                else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
-                    cum_lc = tl.cumsum(lc, axis=0)
-                    cum2_lc = tl.zeros_like(lc)
-                tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
-                tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
-                bk9 = row_B * a_grad_y_s_B + pid_G * a_grad_y_s_G + pid_R * a_grad_y_s_R + t_c * a_grad_y_s_L
+                mask_c = mask_r  # the rows' own tile: their steps and decays
+                cum_lc, cum2_lc, tot_lc, tot2_lc = cum_lr, cum2_lr, tot_lr, tot2_lr
+                bk9 = row_B * a_grad_y_s_B + pid_G * a_grad_y_s_G + pid_R * a_grad_y_s_R + t_r * a_grad_y_s_L
                 if ALIGNED:
                     bk9 = tl.multiple_of(bk9, 8)
                 # %9 = arg grad_y : input optional [B, L, G, R, P]
                 k9 = tl.load(a_grad_y + bk9 + idx[:, None] * -a_grad_y_s_L + offs_P[None, :] * a_grad_y_s_P, mask=mask_c[:, None] & mask_P[None, :], other=0.0).to(tl.float32) if HAS_a_grad_y else tl.zeros([BLOCK_T, BLOCK_P], tl.float32)
-                bk4 = row_B * a_z_s_B + pid_G * a_z_s_G + pid_R * a_z_s_R + t_c * a_z_s_L
+                bk4 = row_B * a_z_s_B + pid_G * a_z_s_G + pid_R * a_z_s_R + t_r * a_z_s_L
                 if ALIGNED:
                     bk4 = tl.multiple_of(bk4, 8)
                 # %4 = arg z : input [B, L, G, R, P]
@@ -261,7 +234,7 @@ def mamba2_backward_matrix_m2_matrix(
                 k20 = (k4 * tl.sigmoid(k4))  # %20 = silu %4 : [B, L, G, R, P]
                 k21 = (k9 * k20)  # %21 = mul %9, %20 : [B, L, G, R, P]
                 kt = tl.where(mask_c[:, None] & mask_P[None, :], k21, 0.0)  # k: the input's P factor
-                bu3 = row_B * a_C_s_B + pid_G * a_C_s_G + t_c * a_C_s_L
+                bu3 = row_B * a_C_s_B + pid_G * a_C_s_G + t_r * a_C_s_L
                 if ALIGNED:
                     bu3 = tl.multiple_of(bu3, 8)
                 # %3 = arg C : input [B, L, G, N]

@@ -207,43 +207,18 @@ def mamba2_backward_matrix_m3_matrix(
             # off: log2 of the decay from the end of column tile j to the start of the rows
             # (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)
             off = -(tot_lr + tot2_lr)
-            if SUB == 1:  # the chunk is the rows' own tile: no loop, so the heads' loop is the innermost
+            if SUB == 1:  # the chunk is the rows' own tile
                 jj = 0
-                j = pid__RT - jj
-                mask_c = j * BLOCK_T + idx < n_steps
-                t_c = t_lo + j * BLOCK_T
-                be1 = row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + t_c * a_dt_s_L
-                if ALIGNED:
-                    be1 = tl.multiple_of(be1, 8)
-                # %1 = arg dt : input [B, L, G, R]
-                e1 = tl.load(a_dt + be1 + idx[:, None] * a_dt_s_L, mask=mask_c[:, None], other=0.0).to(tl.float32)
-                # %7 = arg dt_bias : param [G, R] init=dt_bias
-                e7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-                e11 = (e1 + e7)  # %11 = add %1, %7 : [B, L, G, R]
-                e12 = _ssmc_softplus(e11)  # %12 = softplus %11 : [B, L, G, R]
-                # %5 = arg A_log : param [G, R] init=mamba2_a_log
-                e5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-                e13 = _ssmc_exp_accurate(e5)  # %13 = exp %5 : [G, R]
-                e14 = (-e13)  # %14 = neg %13 : [G, R]
-                e16 = (e14 * 1.4426950408889634)  # %16 = mul %14, %15 : [G, R]
-                e17 = (e12 * e16)  # %17 = mul %12, %16 : [B, L, G, R]
-                e19 = (e17 * 0.6931471805599453)  # %19 = mul %17, %18 : [B, L, G, R]
-                lc = tl.sum(tl.where(mask_c[:, None], e19 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
-                if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
-                    cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
-                else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
-                    cum_lc = tl.cumsum(lc, axis=0)
-                    cum2_lc = tl.zeros_like(lc)
-                tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
-                tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
-                bk0 = row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R + t_c * a_x_s_L
+                mask_c = mask_r  # the rows' own tile: their steps and decays
+                cum_lc, cum2_lc, tot_lc, tot2_lc = cum_lr, cum2_lr, tot_lr, tot2_lr
+                bk0 = row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R + t_r * a_x_s_L
                 if ALIGNED:
                     bk0 = tl.multiple_of(bk0, 8)
                 # %0 = arg x : input [B, L, G, R, P]
                 k0 = tl.load(a_x + bk0 + idx[:, None] * a_x_s_L + offs_P[None, :] * a_x_s_P, mask=mask_c[:, None] & mask_P[None, :], other=0.0).to(tl.float32)
-                k23 = (e12 * k0)  # %23 = mul %12, %0 : [B, L, G, R, P]
+                k23 = (d12 * k0)  # %23 = mul %12, %0 : [B, L, G, R, P]
                 kt = tl.where(mask_c[:, None] & mask_P[None, :], k23, 0.0)  # k: the input's P factor
-                bu2 = row_B * a_B_s_B + pid_G * a_B_s_G + t_c * a_B_s_L
+                bu2 = row_B * a_B_s_B + pid_G * a_B_s_G + t_r * a_B_s_L
                 if ALIGNED:
                     bu2 = tl.multiple_of(bu2, 8)
                 # %2 = arg B : input [B, L, G, N]

@@ -145,6 +145,14 @@ def mamba2_backward_matrix_m4_matrix(
     else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)
         DT = tl.float32
     IP: tl.constexpr = 'tf32' if PREC == 'bf16' or PREC == 'fp16' else 'tf32x3'  # (float32 operands only)
+    # values the same in every tile
+    # %7 = arg dt_bias : param [G, R] init=dt_bias
+    i7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
+    # %5 = arg A_log : param [G, R] init=mamba2_a_log
+    i5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
+    i13 = _ssmc_exp_accurate(i5)  # %13 = exp %5 : [G, R]
+    i14 = (-i13)  # %14 = neg %13 : [G, R]
+    i16 = (i14 * 1.4426950408889634)  # %16 = mul %14, %15 : [G, R]
     r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)
     if r0 < n_steps:
         c = r0 // (BLOCK_T * SUB)  # the chunk
@@ -166,16 +174,9 @@ def mamba2_backward_matrix_m4_matrix(
             bd1 = tl.multiple_of(bd1, 8)
         # %1 = arg dt : input [B, L, G, R]
         d1 = tl.load(a_dt + bd1 + idx[:, None] * a_dt_s_L, mask=mask_r[:, None], other=0.0).to(tl.float32)
-        # %7 = arg dt_bias : param [G, R] init=dt_bias
-        d7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-        d11 = (d1 + d7)  # %11 = add %1, %7 : [B, L, G, R]
+        d11 = (d1 + i7)  # %11 = add %1, %7 : [B, L, G, R]
         d12 = _ssmc_softplus(d11)  # %12 = softplus %11 : [B, L, G, R]
-        # %5 = arg A_log : param [G, R] init=mamba2_a_log
-        d5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-        d13 = _ssmc_exp_accurate(d5)  # %13 = exp %5 : [G, R]
-        d14 = (-d13)  # %14 = neg %13 : [G, R]
-        d16 = (d14 * 1.4426950408889634)  # %16 = mul %14, %15 : [G, R]
-        d17 = (d12 * d16)  # %17 = mul %12, %16 : [B, L, G, R]
+        d17 = (d12 * i16)  # %17 = mul %12, %16 : [B, L, G, R]
         d19 = (d17 * 0.6931471805599453)  # %19 = mul %17, %18 : [B, L, G, R]
         lr = tl.sum(tl.where(mask_r[:, None], d19 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
         if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
@@ -197,46 +198,22 @@ def mamba2_backward_matrix_m4_matrix(
         # (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)
         off = -(tot_lr + tot2_lr)
         acc = tl.zeros([BLOCK_T, BLOCK_P], tl.float32)
-        for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first
-            j = pid__RT - jj
-            mask_c = j * BLOCK_T + idx < n_steps
-            t_c = t_lo + j * BLOCK_T
-            be1 = row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + t_c * a_dt_s_L
-            if ALIGNED:
-                be1 = tl.multiple_of(be1, 8)
-            # %1 = arg dt : input [B, L, G, R]
-            e1 = tl.load(a_dt + be1 + idx[:, None] * a_dt_s_L, mask=mask_c[:, None], other=0.0).to(tl.float32)
-            # %7 = arg dt_bias : param [G, R] init=dt_bias
-            e7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-            e11 = (e1 + e7)  # %11 = add %1, %7 : [B, L, G, R]
-            e12 = _ssmc_softplus(e11)  # %12 = softplus %11 : [B, L, G, R]
-            # %5 = arg A_log : param [G, R] init=mamba2_a_log
-            e5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-            e13 = _ssmc_exp_accurate(e5)  # %13 = exp %5 : [G, R]
-            e14 = (-e13)  # %14 = neg %13 : [G, R]
-            e16 = (e14 * 1.4426950408889634)  # %16 = mul %14, %15 : [G, R]
-            e17 = (e12 * e16)  # %17 = mul %12, %16 : [B, L, G, R]
-            e19 = (e17 * 0.6931471805599453)  # %19 = mul %17, %18 : [B, L, G, R]
-            lc = tl.sum(tl.where(mask_c[:, None], e19 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
-            if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
-                cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
-            else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
-                cum_lc = tl.cumsum(lc, axis=0)
-                cum2_lc = tl.zeros_like(lc)
-            tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
-            tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
-            bk2 = row_B * a_B_s_B + pid_G * a_B_s_G + t_c * a_B_s_L
+        if SUB == 1:  # the chunk is the rows' own tile
+            jj = 0
+            mask_c = mask_r  # the rows' own tile: their steps and decays
+            cum_lc, cum2_lc, tot_lc, tot2_lc = cum_lr, cum2_lr, tot_lr, tot2_lr
+            bk2 = row_B * a_B_s_B + pid_G * a_B_s_G + t_r * a_B_s_L
             if ALIGNED:
                 bk2 = tl.multiple_of(bk2, 8)
             # %2 = arg B : input [B, L, G, N]
             k2 = tl.load(a_B + bk2 + idx[:, None] * a_B_s_L + offs_N[None, :] * a_B_s_N, mask=mask_c[:, None] & mask_N[None, :], other=0.0)
             kt = k2  # k: the input's N factor
-            bu0 = row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R + t_c * a_x_s_L
+            bu0 = row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R + t_r * a_x_s_L
             if ALIGNED:
                 bu0 = tl.multiple_of(bu0, 8)
             # %0 = arg x : input [B, L, G, R, P]
             u0 = tl.load(a_x + bu0 + idx[:, None] * a_x_s_L + offs_P[None, :] * a_x_s_P, mask=mask_c[:, None] & mask_P[None, :], other=0.0).to(tl.float32)
-            u23 = (e12 * u0)  # %23 = mul %12, %0 : [B, L, G, R, P]
+            u23 = (d12 * u0)  # %23 = mul %12, %0 : [B, L, G, R, P]
             ut = tl.where(mask_c[:, None] & mask_P[None, :], u23, 0.0)  # u: the input's P factor
             if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product
                 g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]
@@ -248,6 +225,51 @@ def mamba2_backward_matrix_m4_matrix(
             g = g * tl.exp2(tl.where(keep, e, float('-inf')))
             acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
             off += tot_lc + tot2_lc
+        else:
+            for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first
+                j = pid__RT - jj
+                mask_c = j * BLOCK_T + idx < n_steps
+                t_c = t_lo + j * BLOCK_T
+                be1 = row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + t_c * a_dt_s_L
+                if ALIGNED:
+                    be1 = tl.multiple_of(be1, 8)
+                # %1 = arg dt : input [B, L, G, R]
+                e1 = tl.load(a_dt + be1 + idx[:, None] * a_dt_s_L, mask=mask_c[:, None], other=0.0).to(tl.float32)
+                e11 = (e1 + i7)  # %11 = add %1, %7 : [B, L, G, R]
+                e12 = _ssmc_softplus(e11)  # %12 = softplus %11 : [B, L, G, R]
+                e17 = (e12 * i16)  # %17 = mul %12, %16 : [B, L, G, R]
+                e19 = (e17 * 0.6931471805599453)  # %19 = mul %17, %18 : [B, L, G, R]
+                lc = tl.sum(tl.where(mask_c[:, None], e19 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
+                if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
+                    cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
+                else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
+                    cum_lc = tl.cumsum(lc, axis=0)
+                    cum2_lc = tl.zeros_like(lc)
+                tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
+                tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
+                bk2 = row_B * a_B_s_B + pid_G * a_B_s_G + t_c * a_B_s_L
+                if ALIGNED:
+                    bk2 = tl.multiple_of(bk2, 8)
+                # %2 = arg B : input [B, L, G, N]
+                k2 = tl.load(a_B + bk2 + idx[:, None] * a_B_s_L + offs_N[None, :] * a_B_s_N, mask=mask_c[:, None] & mask_N[None, :], other=0.0)
+                kt = k2  # k: the input's N factor
+                bu0 = row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R + t_c * a_x_s_L
+                if ALIGNED:
+                    bu0 = tl.multiple_of(bu0, 8)
+                # %0 = arg x : input [B, L, G, R, P]
+                u0 = tl.load(a_x + bu0 + idx[:, None] * a_x_s_L + offs_P[None, :] * a_x_s_P, mask=mask_c[:, None] & mask_P[None, :], other=0.0).to(tl.float32)
+                u23 = (e12 * u0)  # %23 = mul %12, %0 : [B, L, G, R, P]
+                ut = tl.where(mask_c[:, None] & mask_P[None, :], u23, 0.0)  # u: the input's P factor
+                if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product
+                    g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]
+                else:
+                    g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
+                # decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile
+                e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))
+                keep = (jj > 0) | (idx[:, None] >= idx[None, :])
+                g = g * tl.exp2(tl.where(keep, e, float('-inf')))
+                acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
+                off += tot_lc + tot2_lc
         b_hin_m3 = pid_B * hin_m3_s_B + pid_G * hin_m3_s_G + pid_R * hin_m3_s_R + c * hin_m3_s__C
         if ALIGNED:
             b_hin_m3 = tl.multiple_of(b_hin_m3, 8)

@@ -136,6 +136,14 @@ def mamba2_backward_matrix_m1_matrix_dl(
     else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)
         DT = tl.float32
     IP: tl.constexpr = 'tf32' if PREC == 'bf16' or PREC == 'fp16' else 'tf32x3'  # (float32 operands only)
+    # values the same in every tile
+    # %7 = arg dt_bias : param [G, R] init=dt_bias
+    i7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
+    # %5 = arg A_log : param [G, R] init=mamba2_a_log
+    i5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
+    i13 = _ssmc_exp_accurate(i5)  # %13 = exp %5 : [G, R]
+    i14 = (-i13)  # %14 = neg %13 : [G, R]
+    i16 = (i14 * 1.4426950408889634)  # %16 = mul %14, %15 : [G, R]
     c = pid__C  # the chunk: BLOCK_T steps, the chunk states' span
     r0 = c * BLOCK_T
     if r0 < n_steps:
@@ -151,16 +159,9 @@ def mamba2_backward_matrix_m1_matrix_dl(
             bd1 = tl.multiple_of(bd1, 8)
         # %1 = arg dt : input [B, L, G, R]
         d1 = tl.load(a_dt + bd1 + idx[:, None] * a_dt_s_L, mask=mask_r[:, None], other=0.0).to(tl.float32)
-        # %7 = arg dt_bias : param [G, R] init=dt_bias
-        d7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-        d11 = (d1 + d7)  # %11 = add %1, %7 : [B, L, G, R]
+        d11 = (d1 + i7)  # %11 = add %1, %7 : [B, L, G, R]
         d12 = _ssmc_softplus(d11)  # %12 = softplus %11 : [B, L, G, R]
-        # %5 = arg A_log : param [G, R] init=mamba2_a_log
-        d5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-        d13 = _ssmc_exp_accurate(d5)  # %13 = exp %5 : [G, R]
-        d14 = (-d13)  # %14 = neg %13 : [G, R]
-        d16 = (d14 * 1.4426950408889634)  # %16 = mul %14, %15 : [G, R]
-        d17 = (d12 * d16)  # %17 = mul %12, %16 : [B, L, G, R]
+        d17 = (d12 * i16)  # %17 = mul %12, %16 : [B, L, G, R]
         d19 = (d17 * 0.6931471805599453)  # %19 = mul %17, %18 : [B, L, G, R]
         lr = tl.sum(tl.where(mask_r[:, None], d19 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
         if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
@@ -178,16 +179,9 @@ def mamba2_backward_matrix_m1_matrix_dl(
             bf1 = tl.multiple_of(bf1, 8)
         # %1 = arg dt : input [B, L, G, R]
         f1 = tl.load(a_dt + bf1 + idx[:, None] * a_dt_s_L, mask=mask_n[:, None], other=0.0).to(tl.float32)
-        # %7 = arg dt_bias : param [G, R] init=dt_bias
-        f7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-        f11 = (f1 + f7)  # %11 = add %1, %7 : [B, L, G, R]
+        f11 = (f1 + i7)  # %11 = add %1, %7 : [B, L, G, R]
         f12 = _ssmc_softplus(f11)  # %12 = softplus %11 : [B, L, G, R]
-        # %5 = arg A_log : param [G, R] init=mamba2_a_log
-        f5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-        f13 = _ssmc_exp_accurate(f5)  # %13 = exp %5 : [G, R]
-        f14 = (-f13)  # %14 = neg %13 : [G, R]
-        f16 = (f14 * 1.4426950408889634)  # %16 = mul %14, %15 : [G, R]
-        f17 = (f12 * f16)  # %17 = mul %12, %16 : [B, L, G, R]
+        f17 = (f12 * i16)  # %17 = mul %12, %16 : [B, L, G, R]
         f19 = (f17 * 0.6931471805599453)  # %19 = mul %17, %18 : [B, L, G, R]
         ln = tl.sum(tl.where(mask_n[:, None], f19 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
         if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair

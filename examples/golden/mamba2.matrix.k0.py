@@ -171,6 +171,14 @@ def mamba2_k0_matrix_states(
         DT = tl.float16
     else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)
         DT = tl.float32
+    # values the same in every tile
+    # %7 = arg dt_bias : param [G, R] init=dt_bias
+    i7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
+    # %5 = arg A_log : param [G, R] init=mamba2_a_log
+    i5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
+    i11 = _ssmc_exp_accurate(i5)  # %11 = exp %5 : [G, R]
+    i12 = (-i11)  # %12 = neg %11 : [G, R]
+    i14 = (i12 * 1.4426950408889634)  # %14 = mul %12, %13 : [G, R]
     n_tiles = tl.cdiv(n_steps, BLOCK_T)
     for i in tl.range(0, n_tiles, num_stages=NUM_STAGES):  # the tiles in order (loads pipelined)
         r = i * BLOCK_T  # the tile's first position
@@ -187,16 +195,9 @@ def mamba2_k0_matrix_states(
             bd1 = tl.multiple_of(bd1, 8)
         # %1 = arg dt : input [B, L, G, R]
         d1 = tl.load(a_dt + bd1 + idx[:, None] * a_dt_s_L, mask=mask_t[:, None], other=0.0).to(tl.float32)
-        # %7 = arg dt_bias : param [G, R] init=dt_bias
-        d7 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-        d9 = (d1 + d7)  # %9 = add %1, %7 : [B, L, G, R]
+        d9 = (d1 + i7)  # %9 = add %1, %7 : [B, L, G, R]
         d10 = _ssmc_softplus(d9)  # %10 = softplus %9 : [B, L, G, R]
-        # %5 = arg A_log : param [G, R] init=mamba2_a_log
-        d5 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-        d11 = _ssmc_exp_accurate(d5)  # %11 = exp %5 : [G, R]
-        d12 = (-d11)  # %12 = neg %11 : [G, R]
-        d14 = (d12 * 1.4426950408889634)  # %14 = mul %12, %13 : [G, R]
-        d15 = (d10 * d14)  # %15 = mul %10, %14 : [B, L, G, R]
+        d15 = (d10 * i14)  # %15 = mul %10, %14 : [B, L, G, R]
         la = tl.sum(tl.where(mask_t[:, None], d15, 0.0), axis=1)  # log2 of the decay, per step
         cum_la, cum2_la = tl.associative_scan((la, la * 0.0), 0, _ssmc_sum2)
         tot_la = tl.sum(tl.where(idx == BLOCK_T - 1, cum_la, 0.0), axis=0)

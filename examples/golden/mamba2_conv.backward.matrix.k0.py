@@ -179,6 +179,14 @@ def mamba2_conv_backward_matrix_m0_matrix_states(
         DT = tl.float16
     else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)
         DT = tl.float32
+    # values the same in every tile
+    # %13 = arg dt_bias : param [G, R] init=dt_bias
+    i13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
+    # %11 = arg A_log : param [G, R] init=mamba2_a_log
+    i11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
+    i25 = _ssmc_exp_accurate(i11)  # %25 = exp %11 : [G, R]
+    i26 = (-i25)  # %26 = neg %25 : [G, R]
+    i28 = (i26 * 1.4426950408889634)  # %28 = mul %26, %27 : [G, R]
     n_tiles = tl.cdiv(n_pos + 1, BLOCK_T)
     for i in tl.range(0, n_tiles, num_stages=NUM_STAGES):  # the tiles in order (loads pipelined)
         r = i * BLOCK_T  # the tile's first position
@@ -198,16 +206,9 @@ def mamba2_conv_backward_matrix_m0_matrix_states(
             bd3 = tl.multiple_of(bd3, 8)
         # %3 = arg dt : input [B, L, G, R]
         d3 = tl.load(a_dt + bd3 + idx[:, None] * -a_dt_s_L, mask=mask_td[:, None], other=0.0).to(tl.float32)
-        # %13 = arg dt_bias : param [G, R] init=dt_bias
-        d13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-        d23 = (d3 + d13)  # %23 = add %3, %13 : [B, L, G, R]
+        d23 = (d3 + i13)  # %23 = add %3, %13 : [B, L, G, R]
         d24 = _ssmc_softplus(d23)  # %24 = softplus %23 : [B, L, G, R]
-        # %11 = arg A_log : param [G, R] init=mamba2_a_log
-        d11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-        d25 = _ssmc_exp_accurate(d11)  # %25 = exp %11 : [G, R]
-        d26 = (-d25)  # %26 = neg %25 : [G, R]
-        d28 = (d26 * 1.4426950408889634)  # %28 = mul %26, %27 : [G, R]
-        d29 = (d24 * d28)  # %29 = mul %24, %28 : [B, L, G, R]
+        d29 = (d24 * i28)  # %29 = mul %24, %28 : [B, L, G, R]
         d31 = (d29 * 0.6931471805599453)  # %31 = mul %29, %30 : [B, L, G, R]
         la = tl.sum(tl.where(mask_td[:, None], d31 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
         cum_la, cum2_la = tl.associative_scan((la, la * 0.0), 0, _ssmc_sum2)

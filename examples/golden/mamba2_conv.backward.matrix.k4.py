@@ -216,39 +216,14 @@ def mamba2_conv_backward_matrix_m2_matrix(
             # off: log2 of the decay from the end of column tile j to the start of the rows
             # (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)
             off = -(tot_lr + tot2_lr)
-            if SUB == 1:  # the chunk is the rows' own tile: no loop, so the heads' loop is the innermost
+            if SUB == 1:  # the chunk is the rows' own tile
                 jj = 0
-                j = pid__RT - jj
-                mask_c = j * BLOCK_T + idx < n_steps
-                t_c = t_lo + j * BLOCK_T
-                be3 = row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + t_c * a_dt_s_L
-                if ALIGNED:
-                    be3 = tl.multiple_of(be3, 8)
-                # %3 = arg dt : input [B, L, G, R]
-                e3 = tl.load(a_dt + be3 + idx[:, None] * a_dt_s_L, mask=mask_c[:, None], other=0.0).to(tl.float32)
-                # %13 = arg dt_bias : param [G, R] init=dt_bias
-                e13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-                e23 = (e3 + e13)  # %23 = add %3, %13 : [B, L, G, R]
-                e24 = _ssmc_softplus(e23)  # %24 = softplus %23 : [B, L, G, R]
-                # %11 = arg A_log : param [G, R] init=mamba2_a_log
-                e11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-                e25 = _ssmc_exp_accurate(e11)  # %25 = exp %11 : [G, R]
-                e26 = (-e25)  # %26 = neg %25 : [G, R]
-                e28 = (e26 * 1.4426950408889634)  # %28 = mul %26, %27 : [G, R]
-                e29 = (e24 * e28)  # %29 = mul %24, %28 : [B, L, G, R]
-                e31 = (e29 * 0.6931471805599453)  # %31 = mul %29, %30 : [B, L, G, R]
-                lc = tl.sum(tl.where(mask_c[:, None], e31 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
-                if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
-                    cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
-                else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
-                    cum_lc = tl.cumsum(lc, axis=0)
-                    cum2_lc = tl.zeros_like(lc)
-                tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
-                tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
+                mask_c = mask_r  # the rows' own tile: their steps and decays
+                cum_lc, cum2_lc, tot_lc, tot2_lc = cum_lr, cum2_lr, tot_lr, tot2_lr
                 # %41 = conv[axis=L, taps=K] %0, %5, %15 : [B, L, G, R, P]: the taps one at a time
                 k41 = tl.zeros([BLOCK_T, BLOCK_P], tl.float32)
                 for kk in range(0, size_K):
-                    p_kk = (t_c + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
+                    p_kk = (t_r + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
                     w_kk = tl.load(a_conv_x + pid_G * a_conv_x_s_G + pid_R * a_conv_x_s_R + kk * a_conv_x_s_K + offs_P[None, :] * a_conv_x_s_P, mask=mask_P[None, :], other=0.0).to(tl.float32)
                     x_kk = tl.load(a_x + row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R + (t_lo + p_kk) * a_x_s_L + offs_P[None, :] * a_x_s_P, mask=mask_c[:, None] & (p_kk >= 0) & (p_kk < n_steps) & mask_P[None, :], other=0.0).to(tl.float32)
                     if HAS_a_x_window:  # steps before the start: the window
@@ -261,12 +236,12 @@ def mamba2_conv_backward_matrix_m2_matrix(
                 k6 = tl.load(a_conv_x_bias + bk6 + offs_P[None, :] * a_conv_x_bias_s_P, mask=mask_P[None, :], other=0.0).to(tl.float32)
                 k42 = (k41 + k6)  # %42 = add %41, %6 : [B, L, G, R, P]
                 k43 = (k42 * tl.sigmoid(k42))  # %43 = silu %42 : [B, L, G, R, P]
-                k44 = (e24 * k43)  # %44 = mul %24, %43 : [B, L, G, R, P]
+                k44 = (d24 * k43)  # %44 = mul %24, %43 : [B, L, G, R, P]
                 kt = tl.where(mask_c[:, None] & mask_P[None, :], k44, 0.0)  # k: the input's P factor
                 # %37 = conv[axis=L, taps=K] %1, %7, %16 : [B, L, G, N]: the taps one at a time
                 u37 = tl.zeros([BLOCK_T, BLOCK_N], tl.float32)
                 for kk in range(0, size_K):
-                    p_kk = (t_c + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
+                    p_kk = (t_r + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
                     w_kk = tl.load(a_conv_B + pid_G * a_conv_B_s_G + kk * a_conv_B_s_K + offs_N[None, :] * a_conv_B_s_N, mask=mask_N[None, :], other=0.0).to(tl.float32)
                     x_kk = tl.load(a_B + row_B * a_B_s_B + pid_G * a_B_s_G + (t_lo + p_kk) * a_B_s_L + offs_N[None, :] * a_B_s_N, mask=mask_c[:, None] & (p_kk >= 0) & (p_kk < n_steps) & mask_N[None, :], other=0.0).to(tl.float32)
                     if HAS_a_B_window:  # steps before the start: the window

@@ -154,6 +154,14 @@ def mamba2_conv_backward_matrix_m4_matrix(
     else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)
         DT = tl.float32
     IP: tl.constexpr = 'tf32' if PREC == 'bf16' or PREC == 'fp16' else 'tf32x3'  # (float32 operands only)
+    # values the same in every tile
+    # %13 = arg dt_bias : param [G, R] init=dt_bias
+    i13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
+    # %11 = arg A_log : param [G, R] init=mamba2_a_log
+    i11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
+    i25 = _ssmc_exp_accurate(i11)  # %25 = exp %11 : [G, R]
+    i26 = (-i25)  # %26 = neg %25 : [G, R]
+    i28 = (i26 * 1.4426950408889634)  # %28 = mul %26, %27 : [G, R]
     r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)
     if r0 < n_steps:
         c = r0 // (BLOCK_T * SUB)  # the chunk
@@ -175,16 +183,9 @@ def mamba2_conv_backward_matrix_m4_matrix(
             bd3 = tl.multiple_of(bd3, 8)
         # %3 = arg dt : input [B, L, G, R]
         d3 = tl.load(a_dt + bd3 + idx[:, None] * a_dt_s_L, mask=mask_r[:, None], other=0.0).to(tl.float32)
-        # %13 = arg dt_bias : param [G, R] init=dt_bias
-        d13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-        d23 = (d3 + d13)  # %23 = add %3, %13 : [B, L, G, R]
+        d23 = (d3 + i13)  # %23 = add %3, %13 : [B, L, G, R]
         d24 = _ssmc_softplus(d23)  # %24 = softplus %23 : [B, L, G, R]
-        # %11 = arg A_log : param [G, R] init=mamba2_a_log
-        d11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-        d25 = _ssmc_exp_accurate(d11)  # %25 = exp %11 : [G, R]
-        d26 = (-d25)  # %26 = neg %25 : [G, R]
-        d28 = (d26 * 1.4426950408889634)  # %28 = mul %26, %27 : [G, R]
-        d29 = (d24 * d28)  # %29 = mul %24, %28 : [B, L, G, R]
+        d29 = (d24 * i28)  # %29 = mul %24, %28 : [B, L, G, R]
         d31 = (d29 * 0.6931471805599453)  # %31 = mul %29, %30 : [B, L, G, R]
         lr = tl.sum(tl.where(mask_r[:, None], d31 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
         if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
@@ -217,38 +218,14 @@ def mamba2_conv_backward_matrix_m4_matrix(
         # (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)
         off = -(tot_lr + tot2_lr)
         acc = tl.zeros([BLOCK_T, BLOCK_P], tl.float32)
-        for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first
-            j = pid__RT - jj
-            mask_c = j * BLOCK_T + idx < n_steps
-            t_c = t_lo + j * BLOCK_T
-            be3 = row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + t_c * a_dt_s_L
-            if ALIGNED:
-                be3 = tl.multiple_of(be3, 8)
-            # %3 = arg dt : input [B, L, G, R]
-            e3 = tl.load(a_dt + be3 + idx[:, None] * a_dt_s_L, mask=mask_c[:, None], other=0.0).to(tl.float32)
-            # %13 = arg dt_bias : param [G, R] init=dt_bias
-            e13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-            e23 = (e3 + e13)  # %23 = add %3, %13 : [B, L, G, R]
-            e24 = _ssmc_softplus(e23)  # %24 = softplus %23 : [B, L, G, R]
-            # %11 = arg A_log : param [G, R] init=mamba2_a_log
-            e11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-            e25 = _ssmc_exp_accurate(e11)  # %25 = exp %11 : [G, R]
-            e26 = (-e25)  # %26 = neg %25 : [G, R]
-            e28 = (e26 * 1.4426950408889634)  # %28 = mul %26, %27 : [G, R]
-            e29 = (e24 * e28)  # %29 = mul %24, %28 : [B, L, G, R]
-            e31 = (e29 * 0.6931471805599453)  # %31 = mul %29, %30 : [B, L, G, R]
-            lc = tl.sum(tl.where(mask_c[:, None], e31 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
-            if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
-                cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
-            else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
-                cum_lc = tl.cumsum(lc, axis=0)
-                cum2_lc = tl.zeros_like(lc)
-            tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
-            tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
+        if SUB == 1:  # the chunk is the rows' own tile
+            jj = 0
+            mask_c = mask_r  # the rows' own tile: their steps and decays
+            cum_lc, cum2_lc, tot_lc, tot2_lc = cum_lr, cum2_lr, tot_lr, tot2_lr
             # %37 = conv[axis=L, taps=K] %1, %7, %16 : [B, L, G, N]: the taps one at a time
             k37 = tl.zeros([BLOCK_T, BLOCK_N], tl.float32)
             for kk in range(0, size_K):
-                p_kk = (t_c + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
+                p_kk = (t_r + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
                 w_kk = tl.load(a_conv_B + pid_G * a_conv_B_s_G + kk * a_conv_B_s_K + offs_N[None, :] * a_conv_B_s_N, mask=mask_N[None, :], other=0.0).to(tl.float32)
                 x_kk = tl.load(a_B + row_B * a_B_s_B + pid_G * a_B_s_G + (t_lo + p_kk) * a_B_s_L + offs_N[None, :] * a_B_s_N, mask=mask_c[:, None] & (p_kk >= 0) & (p_kk < n_steps) & mask_N[None, :], other=0.0).to(tl.float32)
                 if HAS_a_B_window:  # steps before the start: the window
@@ -265,7 +242,7 @@ def mamba2_conv_backward_matrix_m4_matrix(
             # %41 = conv[axis=L, taps=K] %0, %5, %15 : [B, L, G, R, P]: the taps one at a time
             u41 = tl.zeros([BLOCK_T, BLOCK_P], tl.float32)
             for kk in range(0, size_K):
-                p_kk = (t_c + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
+                p_kk = (t_r + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
                 w_kk = tl.load(a_conv_x + pid_G * a_conv_x_s_G + pid_R * a_conv_x_s_R + kk * a_conv_x_s_K + offs_P[None, :] * a_conv_x_s_P, mask=mask_P[None, :], other=0.0).to(tl.float32)
                 x_kk = tl.load(a_x + row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R + (t_lo + p_kk) * a_x_s_L + offs_P[None, :] * a_x_s_P, mask=mask_c[:, None] & (p_kk >= 0) & (p_kk < n_steps) & mask_P[None, :], other=0.0).to(tl.float32)
                 if HAS_a_x_window:  # steps before the start: the window
@@ -278,7 +255,7 @@ def mamba2_conv_backward_matrix_m4_matrix(
             u6 = tl.load(a_conv_x_bias + bu6 + offs_P[None, :] * a_conv_x_bias_s_P, mask=mask_P[None, :], other=0.0).to(tl.float32)
             u42 = (u41 + u6)  # %42 = add %41, %6 : [B, L, G, R, P]
             u43 = (u42 * tl.sigmoid(u42))  # %43 = silu %42 : [B, L, G, R, P]
-            u44 = (e24 * u43)  # %44 = mul %24, %43 : [B, L, G, R, P]
+            u44 = (d24 * u43)  # %44 = mul %24, %43 : [B, L, G, R, P]
             ut = tl.where(mask_c[:, None] & mask_P[None, :], u44, 0.0)  # u: the input's P factor
             if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product
                 g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]
@@ -290,6 +267,73 @@ def mamba2_conv_backward_matrix_m4_matrix(
             g = g * tl.exp2(tl.where(keep, e, float('-inf')))
             acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
             off += tot_lc + tot2_lc
+        else:
+            for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first
+                j = pid__RT - jj
+                mask_c = j * BLOCK_T + idx < n_steps
+                t_c = t_lo + j * BLOCK_T
+                be3 = row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + t_c * a_dt_s_L
+                if ALIGNED:
+                    be3 = tl.multiple_of(be3, 8)
+                # %3 = arg dt : input [B, L, G, R]
+                e3 = tl.load(a_dt + be3 + idx[:, None] * a_dt_s_L, mask=mask_c[:, None], other=0.0).to(tl.float32)
+                e23 = (e3 + i13)  # %23 = add %3, %13 : [B, L, G, R]
+                e24 = _ssmc_softplus(e23)  # %24 = softplus %23 : [B, L, G, R]
+                e29 = (e24 * i28)  # %29 = mul %24, %28 : [B, L, G, R]
+                e31 = (e29 * 0.6931471805599453)  # %31 = mul %29, %30 : [B, L, G, R]
+                lc = tl.sum(tl.where(mask_c[:, None], e31 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
+                if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
+                    cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
+                else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
+                    cum_lc = tl.cumsum(lc, axis=0)
+                    cum2_lc = tl.zeros_like(lc)
+                tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
+                tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
+                # %37 = conv[axis=L, taps=K] %1, %7, %16 : [B, L, G, N]: the taps one at a time
+                k37 = tl.zeros([BLOCK_T, BLOCK_N], tl.float32)
+                for kk in range(0, size_K):
+                    p_kk = (t_c + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
+                    w_kk = tl.load(a_conv_B + pid_G * a_conv_B_s_G + kk * a_conv_B_s_K + offs_N[None, :] * a_conv_B_s_N, mask=mask_N[None, :], other=0.0).to(tl.float32)
+                    x_kk = tl.load(a_B + row_B * a_B_s_B + pid_G * a_B_s_G + (t_lo + p_kk) * a_B_s_L + offs_N[None, :] * a_B_s_N, mask=mask_c[:, None] & (p_kk >= 0) & (p_kk < n_steps) & mask_N[None, :], other=0.0).to(tl.float32)
+                    if HAS_a_B_window:  # steps before the start: the window
+                        x_kk += tl.load(a_B_window + pid_B * a_B_window_s_B + pid_G * a_B_window_s_G + (p_kk + size_K) * a_B_window_s_K + offs_N[None, :] * a_B_window_s_N, mask=mask_c[:, None] & (p_kk < 0) & mask_N[None, :], other=0.0).to(tl.float32)
+                    k37 += w_kk * x_kk
+                bk8 = pid_G * a_conv_B_bias_s_G
+                if ALIGNED:
+                    bk8 = tl.multiple_of(bk8, 8)
+                # %8 = arg conv_B_bias : param [G, N] init=zeros
+                k8 = tl.load(a_conv_B_bias + bk8 + offs_N[None, :] * a_conv_B_bias_s_N, mask=mask_N[None, :], other=0.0).to(tl.float32)
+                k38 = (k37 + k8)  # %38 = add %37, %8 : [B, L, G, N]
+                k39 = (k38 * tl.sigmoid(k38))  # %39 = silu %38 : [B, L, G, N]
+                kt = tl.where(mask_c[:, None] & mask_N[None, :], k39, 0.0)  # k: the input's N factor
+                # %41 = conv[axis=L, taps=K] %0, %5, %15 : [B, L, G, R, P]: the taps one at a time
+                u41 = tl.zeros([BLOCK_T, BLOCK_P], tl.float32)
+                for kk in range(0, size_K):
+                    p_kk = (t_c + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
+                    w_kk = tl.load(a_conv_x + pid_G * a_conv_x_s_G + pid_R * a_conv_x_s_R + kk * a_conv_x_s_K + offs_P[None, :] * a_conv_x_s_P, mask=mask_P[None, :], other=0.0).to(tl.float32)
+                    x_kk = tl.load(a_x + row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R + (t_lo + p_kk) * a_x_s_L + offs_P[None, :] * a_x_s_P, mask=mask_c[:, None] & (p_kk >= 0) & (p_kk < n_steps) & mask_P[None, :], other=0.0).to(tl.float32)
+                    if HAS_a_x_window:  # steps before the start: the window
+                        x_kk += tl.load(a_x_window + pid_B * a_x_window_s_B + pid_G * a_x_window_s_G + pid_R * a_x_window_s_R + (p_kk + size_K) * a_x_window_s_K + offs_P[None, :] * a_x_window_s_P, mask=mask_c[:, None] & (p_kk < 0) & mask_P[None, :], other=0.0).to(tl.float32)
+                    u41 += w_kk * x_kk
+                bu6 = pid_G * a_conv_x_bias_s_G + pid_R * a_conv_x_bias_s_R
+                if ALIGNED:
+                    bu6 = tl.multiple_of(bu6, 8)
+                # %6 = arg conv_x_bias : param [G, R, P] init=zeros
+                u6 = tl.load(a_conv_x_bias + bu6 + offs_P[None, :] * a_conv_x_bias_s_P, mask=mask_P[None, :], other=0.0).to(tl.float32)
+                u42 = (u41 + u6)  # %42 = add %41, %6 : [B, L, G, R, P]
+                u43 = (u42 * tl.sigmoid(u42))  # %43 = silu %42 : [B, L, G, R, P]
+                u44 = (e24 * u43)  # %44 = mul %24, %43 : [B, L, G, R, P]
+                ut = tl.where(mask_c[:, None] & mask_P[None, :], u44, 0.0)  # u: the input's P factor
+                if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product
+                    g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]
+                else:
+                    g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
+                # decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile
+                e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))
+                keep = (jj > 0) | (idx[:, None] >= idx[None, :])
+                g = g * tl.exp2(tl.where(keep, e, float('-inf')))
+                acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
+                off += tot_lc + tot2_lc
         b_hin_m2 = pid_B * hin_m2_s_B + pid_G * hin_m2_s_G + pid_R * hin_m2_s_R + c * hin_m2_s__C
         if ALIGNED:
             b_hin_m2 = tl.multiple_of(b_hin_m2, 8)

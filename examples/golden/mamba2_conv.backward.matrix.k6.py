@@ -145,6 +145,14 @@ def mamba2_conv_backward_matrix_m3_matrix_dl(
     else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)
         DT = tl.float32
     IP: tl.constexpr = 'tf32' if PREC == 'bf16' or PREC == 'fp16' else 'tf32x3'  # (float32 operands only)
+    # values the same in every tile
+    # %13 = arg dt_bias : param [G, R] init=dt_bias
+    i13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
+    # %11 = arg A_log : param [G, R] init=mamba2_a_log
+    i11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
+    i25 = _ssmc_exp_accurate(i11)  # %25 = exp %11 : [G, R]
+    i26 = (-i25)  # %26 = neg %25 : [G, R]
+    i28 = (i26 * 1.4426950408889634)  # %28 = mul %26, %27 : [G, R]
     c = pid__C  # the chunk: BLOCK_T steps, the chunk states' span
     r0 = c * BLOCK_T
     if r0 < n_steps:
@@ -160,16 +168,9 @@ def mamba2_conv_backward_matrix_m3_matrix_dl(
             bd3 = tl.multiple_of(bd3, 8)
         # %3 = arg dt : input [B, L, G, R]
         d3 = tl.load(a_dt + bd3 + idx[:, None] * a_dt_s_L, mask=mask_r[:, None], other=0.0).to(tl.float32)
-        # %13 = arg dt_bias : param [G, R] init=dt_bias
-        d13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-        d23 = (d3 + d13)  # %23 = add %3, %13 : [B, L, G, R]
+        d23 = (d3 + i13)  # %23 = add %3, %13 : [B, L, G, R]
         d24 = _ssmc_softplus(d23)  # %24 = softplus %23 : [B, L, G, R]
-        # %11 = arg A_log : param [G, R] init=mamba2_a_log
-        d11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-        d25 = _ssmc_exp_accurate(d11)  # %25 = exp %11 : [G, R]
-        d26 = (-d25)  # %26 = neg %25 : [G, R]
-        d28 = (d26 * 1.4426950408889634)  # %28 = mul %26, %27 : [G, R]
-        d29 = (d24 * d28)  # %29 = mul %24, %28 : [B, L, G, R]
+        d29 = (d24 * i28)  # %29 = mul %24, %28 : [B, L, G, R]
         d31 = (d29 * 0.6931471805599453)  # %31 = mul %29, %30 : [B, L, G, R]
         lr = tl.sum(tl.where(mask_r[:, None], d31 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
         if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
@@ -187,16 +188,9 @@ def mamba2_conv_backward_matrix_m3_matrix_dl(
             bf3 = tl.multiple_of(bf3, 8)
         # %3 = arg dt : input [B, L, G, R]
         f3 = tl.load(a_dt + bf3 + idx[:, None] * a_dt_s_L, mask=mask_n[:, None], other=0.0).to(tl.float32)
-        # %13 = arg dt_bias : param [G, R] init=dt_bias
-        f13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-        f23 = (f3 + f13)  # %23 = add %3, %13 : [B, L, G, R]
+        f23 = (f3 + i13)  # %23 = add %3, %13 : [B, L, G, R]
         f24 = _ssmc_softplus(f23)  # %24 = softplus %23 : [B, L, G, R]
-        # %11 = arg A_log : param [G, R] init=mamba2_a_log
-        f11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-        f25 = _ssmc_exp_accurate(f11)  # %25 = exp %11 : [G, R]
-        f26 = (-f25)  # %26 = neg %25 : [G, R]
-        f28 = (f26 * 1.4426950408889634)  # %28 = mul %26, %27 : [G, R]
-        f29 = (f24 * f28)  # %29 = mul %24, %28 : [B, L, G, R]
+        f29 = (f24 * i28)  # %29 = mul %24, %28 : [B, L, G, R]
         f31 = (f29 * 0.6931471805599453)  # %31 = mul %29, %30 : [B, L, G, R]
         ln = tl.sum(tl.where(mask_n[:, None], f31 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
         if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair

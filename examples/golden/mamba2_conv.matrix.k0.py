@@ -177,6 +177,14 @@ def mamba2_conv_k0_matrix_states(
         DT = tl.float16
     else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)
         DT = tl.float32
+    # values the same in every tile
+    # %13 = arg dt_bias : param [G, R] init=dt_bias
+    i13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
+    # %11 = arg A_log : param [G, R] init=mamba2_a_log
+    i11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
+    i20 = _ssmc_exp_accurate(i11)  # %20 = exp %11 : [G, R]
+    i21 = (-i20)  # %21 = neg %20 : [G, R]
+    i23 = (i21 * 1.4426950408889634)  # %23 = mul %21, %22 : [G, R]
     n_tiles = tl.cdiv(n_steps, BLOCK_T)
     for i in tl.range(0, n_tiles, num_stages=NUM_STAGES):  # the tiles in order (loads pipelined)
         r = i * BLOCK_T  # the tile's first position
@@ -193,16 +201,9 @@ def mamba2_conv_k0_matrix_states(
             bd3 = tl.multiple_of(bd3, 8)
         # %3 = arg dt : input [B, L, G, R]
         d3 = tl.load(a_dt + bd3 + idx[:, None] * a_dt_s_L, mask=mask_t[:, None], other=0.0).to(tl.float32)
-        # %13 = arg dt_bias : param [G, R] init=dt_bias
-        d13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-        d18 = (d3 + d13)  # %18 = add %3, %13 : [B, L, G, R]
+        d18 = (d3 + i13)  # %18 = add %3, %13 : [B, L, G, R]
         d19 = _ssmc_softplus(d18)  # %19 = softplus %18 : [B, L, G, R]
-        # %11 = arg A_log : param [G, R] init=mamba2_a_log
-        d11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-        d20 = _ssmc_exp_accurate(d11)  # %20 = exp %11 : [G, R]
-        d21 = (-d20)  # %21 = neg %20 : [G, R]
-        d23 = (d21 * 1.4426950408889634)  # %23 = mul %21, %22 : [G, R]
-        d24 = (d19 * d23)  # %24 = mul %19, %23 : [B, L, G, R]
+        d24 = (d19 * i23)  # %24 = mul %19, %23 : [B, L, G, R]
         la = tl.sum(tl.where(mask_t[:, None], d24, 0.0), axis=1)  # log2 of the decay, per step
         cum_la, cum2_la = tl.associative_scan((la, la * 0.0), 0, _ssmc_sum2)
         tot_la = tl.sum(tl.where(idx == BLOCK_T - 1, cum_la, 0.0), axis=0)

@@ -154,6 +154,16 @@ def mamba2_conv_k0_matrix(
     else:  # float32-accurate products (tf32x3, or bf16split: a bf16 operand times three bf16 parts)
         DT = tl.float32
     IP: tl.constexpr = 'tf32' if PREC == 'bf16' or PREC == 'fp16' else 'tf32x3'  # (float32 operands only)
+    # values the same in every tile
+    # %13 = arg dt_bias : param [G, R] init=dt_bias
+    i13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
+    # %11 = arg A_log : param [G, R] init=mamba2_a_log
+    i11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
+    i20 = _ssmc_exp_accurate(i11)  # %20 = exp %11 : [G, R]
+    i21 = (-i20)  # %21 = neg %20 : [G, R]
+    i23 = (i21 * 1.4426950408889634)  # %23 = mul %21, %22 : [G, R]
+    # %12 = arg D : param [G, R] init=ones
+    i12 = tl.load(a_D + pid_G * a_D_s_G + pid_R * a_D_s_R).to(tl.float32)
     r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)
     if r0 < n_steps:
         c = r0 // (BLOCK_T * SUB)  # the chunk
@@ -175,16 +185,9 @@ def mamba2_conv_k0_matrix(
             bd3 = tl.multiple_of(bd3, 8)
         # %3 = arg dt : input [B, L, G, R]
         d3 = tl.load(a_dt + bd3 + idx[:, None] * a_dt_s_L, mask=mask_r[:, None], other=0.0).to(tl.float32)
-        # %13 = arg dt_bias : param [G, R] init=dt_bias
-        d13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-        d18 = (d3 + d13)  # %18 = add %3, %13 : [B, L, G, R]
+        d18 = (d3 + i13)  # %18 = add %3, %13 : [B, L, G, R]
         d19 = _ssmc_softplus(d18)  # %19 = softplus %18 : [B, L, G, R]
-        # %11 = arg A_log : param [G, R] init=mamba2_a_log
-        d11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-        d20 = _ssmc_exp_accurate(d11)  # %20 = exp %11 : [G, R]
-        d21 = (-d20)  # %21 = neg %20 : [G, R]
-        d23 = (d21 * 1.4426950408889634)  # %23 = mul %21, %22 : [G, R]
-        d24 = (d19 * d23)  # %24 = mul %19, %23 : [B, L, G, R]
+        d24 = (d19 * i23)  # %24 = mul %19, %23 : [B, L, G, R]
         lr = tl.sum(tl.where(mask_r[:, None], d24, 0.0), axis=1)  # log2 of the decay, per step
         if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
             cum_lr, cum2_lr = tl.associative_scan((lr, lr * 0.0), 0, _ssmc_sum2)
@@ -216,37 +219,14 @@ def mamba2_conv_k0_matrix(
         # (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)
         off = -(tot_lr + tot2_lr)
         acc = tl.zeros([BLOCK_T, BLOCK_P], tl.float32)
-        for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first
-            j = pid__RT - jj
-            mask_c = j * BLOCK_T + idx < n_steps
-            t_c = t_lo + j * BLOCK_T
-            be3 = row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + t_c * a_dt_s_L
-            if ALIGNED:
-                be3 = tl.multiple_of(be3, 8)
-            # %3 = arg dt : input [B, L, G, R]
-            e3 = tl.load(a_dt + be3 + idx[:, None] * a_dt_s_L, mask=mask_c[:, None], other=0.0).to(tl.float32)
-            # %13 = arg dt_bias : param [G, R] init=dt_bias
-            e13 = tl.load(a_dt_bias + pid_G * a_dt_bias_s_G + pid_R * a_dt_bias_s_R).to(tl.float32)
-            e18 = (e3 + e13)  # %18 = add %3, %13 : [B, L, G, R]
-            e19 = _ssmc_softplus(e18)  # %19 = softplus %18 : [B, L, G, R]
-            # %11 = arg A_log : param [G, R] init=mamba2_a_log
-            e11 = tl.load(a_A_log + pid_G * a_A_log_s_G + pid_R * a_A_log_s_R).to(tl.float32)
-            e20 = _ssmc_exp_accurate(e11)  # %20 = exp %11 : [G, R]
-            e21 = (-e20)  # %21 = neg %20 : [G, R]
-            e23 = (e21 * 1.4426950408889634)  # %23 = mul %21, %22 : [G, R]
-            e24 = (e19 * e23)  # %24 = mul %19, %23 : [B, L, G, R]
-            lc = tl.sum(tl.where(mask_c[:, None], e24, 0.0), axis=1)  # log2 of the decay, per step
-            if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
-                cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
-            else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
-                cum_lc = tl.cumsum(lc, axis=0)
-                cum2_lc = tl.zeros_like(lc)
-            tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
-            tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
+        if SUB == 1:  # the chunk is the rows' own tile
+            jj = 0
+            mask_c = mask_r  # the rows' own tile: their steps and decays
+            cum_lc, cum2_lc, tot_lc, tot2_lc = cum_lr, cum2_lr, tot_lr, tot2_lr
             # %30 = conv[axis=L, taps=K] %1, %7, %16 : [B, L, G, N]: the taps one at a time
             k30 = tl.zeros([BLOCK_T, BLOCK_N], tl.float32)
             for kk in range(0, size_K):
-                p_kk = (t_c + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
+                p_kk = (t_r + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
                 w_kk = tl.load(a_conv_B + pid_G * a_conv_B_s_G + kk * a_conv_B_s_K + offs_N[None, :] * a_conv_B_s_N, mask=mask_N[None, :], other=0.0).to(tl.float32)
                 x_kk = tl.load(a_B + row_B * a_B_s_B + pid_G * a_B_s_G + (t_lo + p_kk) * a_B_s_L + offs_N[None, :] * a_B_s_N, mask=mask_c[:, None] & (p_kk >= 0) & (p_kk < n_steps) & mask_N[None, :], other=0.0).to(tl.float32)
                 if HAS_a_B_window:  # steps before the start: the window
@@ -263,7 +243,7 @@ def mamba2_conv_k0_matrix(
             # %26 = conv[axis=L, taps=K] %0, %5, %15 : [B, L, G, R, P]: the taps one at a time
             u26 = tl.zeros([BLOCK_T, BLOCK_P], tl.float32)
             for kk in range(0, size_K):
-                p_kk = (t_c + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
+                p_kk = (t_r + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
                 w_kk = tl.load(a_conv_x + pid_G * a_conv_x_s_G + pid_R * a_conv_x_s_R + kk * a_conv_x_s_K + offs_P[None, :] * a_conv_x_s_P, mask=mask_P[None, :], other=0.0).to(tl.float32)
                 x_kk = tl.load(a_x + row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R + (t_lo + p_kk) * a_x_s_L + offs_P[None, :] * a_x_s_P, mask=mask_c[:, None] & (p_kk >= 0) & (p_kk < n_steps) & mask_P[None, :], other=0.0).to(tl.float32)
                 if HAS_a_x_window:  # steps before the start: the window
@@ -276,7 +256,7 @@ def mamba2_conv_k0_matrix(
             u6 = tl.load(a_conv_x_bias + bu6 + offs_P[None, :] * a_conv_x_bias_s_P, mask=mask_P[None, :], other=0.0).to(tl.float32)
             u27 = (u26 + u6)  # %27 = add %26, %6 : [B, L, G, R, P]
             u28 = (u27 * tl.sigmoid(u27))  # %28 = silu %27 : [B, L, G, R, P]
-            u29 = (e19 * u28)  # %29 = mul %19, %28 : [B, L, G, R, P]
+            u29 = (d19 * u28)  # %29 = mul %19, %28 : [B, L, G, R, P]
             ut = tl.where(mask_c[:, None] & mask_P[None, :], u29, 0.0)  # u: the input's P factor
             if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product
                 g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]
@@ -288,6 +268,72 @@ def mamba2_conv_k0_matrix(
             g = g * tl.exp2(tl.where(keep, e, float('-inf')))
             acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
             off += tot_lc + tot2_lc
+        else:
+            for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first
+                j = pid__RT - jj
+                mask_c = j * BLOCK_T + idx < n_steps
+                t_c = t_lo + j * BLOCK_T
+                be3 = row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + t_c * a_dt_s_L
+                if ALIGNED:
+                    be3 = tl.multiple_of(be3, 8)
+                # %3 = arg dt : input [B, L, G, R]
+                e3 = tl.load(a_dt + be3 + idx[:, None] * a_dt_s_L, mask=mask_c[:, None], other=0.0).to(tl.float32)
+                e18 = (e3 + i13)  # %18 = add %3, %13 : [B, L, G, R]
+                e19 = _ssmc_softplus(e18)  # %19 = softplus %18 : [B, L, G, R]
+                e24 = (e19 * i23)  # %24 = mul %19, %23 : [B, L, G, R]
+                lc = tl.sum(tl.where(mask_c[:, None], e24, 0.0), axis=1)  # log2 of the decay, per step
+                if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
+                    cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
+                else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
+                    cum_lc = tl.cumsum(lc, axis=0)
+                    cum2_lc = tl.zeros_like(lc)
+                tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
+                tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
+                # %30 = conv[axis=L, taps=K] %1, %7, %16 : [B, L, G, N]: the taps one at a time
+                k30 = tl.zeros([BLOCK_T, BLOCK_N], tl.float32)
+                for kk in range(0, size_K):
+                    p_kk = (t_c + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
+                    w_kk = tl.load(a_conv_B + pid_G * a_conv_B_s_G + kk * a_conv_B_s_K + offs_N[None, :] * a_conv_B_s_N, mask=mask_N[None, :], other=0.0).to(tl.float32)
+                    x_kk = tl.load(a_B + row_B * a_B_s_B + pid_G * a_B_s_G + (t_lo + p_kk) * a_B_s_L + offs_N[None, :] * a_B_s_N, mask=mask_c[:, None] & (p_kk >= 0) & (p_kk < n_steps) & mask_N[None, :], other=0.0).to(tl.float32)
+                    if HAS_a_B_window:  # steps before the start: the window
+                        x_kk += tl.load(a_B_window + pid_B * a_B_window_s_B + pid_G * a_B_window_s_G + (p_kk + size_K) * a_B_window_s_K + offs_N[None, :] * a_B_window_s_N, mask=mask_c[:, None] & (p_kk < 0) & mask_N[None, :], other=0.0).to(tl.float32)
+                    k30 += w_kk * x_kk
+                bk8 = pid_G * a_conv_B_bias_s_G
+                if ALIGNED:
+                    bk8 = tl.multiple_of(bk8, 8)
+                # %8 = arg conv_B_bias : param [G, N] init=zeros
+                k8 = tl.load(a_conv_B_bias + bk8 + offs_N[None, :] * a_conv_B_bias_s_N, mask=mask_N[None, :], other=0.0).to(tl.float32)
+                k31 = (k30 + k8)  # %31 = add %30, %8 : [B, L, G, N]
+                k32 = (k31 * tl.sigmoid(k31))  # %32 = silu %31 : [B, L, G, N]
+                kt = tl.where(mask_c[:, None] & mask_N[None, :], k32, 0.0)  # k: the input's N factor
+                # %26 = conv[axis=L, taps=K] %0, %5, %15 : [B, L, G, R, P]: the taps one at a time
+                u26 = tl.zeros([BLOCK_T, BLOCK_P], tl.float32)
+                for kk in range(0, size_K):
+                    p_kk = (t_c + idx[:, None] - t_lo) - (size_K - 1) + kk  # the step each row reads
+                    w_kk = tl.load(a_conv_x + pid_G * a_conv_x_s_G + pid_R * a_conv_x_s_R + kk * a_conv_x_s_K + offs_P[None, :] * a_conv_x_s_P, mask=mask_P[None, :], other=0.0).to(tl.float32)
+                    x_kk = tl.load(a_x + row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R + (t_lo + p_kk) * a_x_s_L + offs_P[None, :] * a_x_s_P, mask=mask_c[:, None] & (p_kk >= 0) & (p_kk < n_steps) & mask_P[None, :], other=0.0).to(tl.float32)
+                    if HAS_a_x_window:  # steps before the start: the window
+                        x_kk += tl.load(a_x_window + pid_B * a_x_window_s_B + pid_G * a_x_window_s_G + pid_R * a_x_window_s_R + (p_kk + size_K) * a_x_window_s_K + offs_P[None, :] * a_x_window_s_P, mask=mask_c[:, None] & (p_kk < 0) & mask_P[None, :], other=0.0).to(tl.float32)
+                    u26 += w_kk * x_kk
+                bu6 = pid_G * a_conv_x_bias_s_G + pid_R * a_conv_x_bias_s_R
+                if ALIGNED:
+                    bu6 = tl.multiple_of(bu6, 8)
+                # %6 = arg conv_x_bias : param [G, R, P] init=zeros
+                u6 = tl.load(a_conv_x_bias + bu6 + offs_P[None, :] * a_conv_x_bias_s_P, mask=mask_P[None, :], other=0.0).to(tl.float32)
+                u27 = (u26 + u6)  # %27 = add %26, %6 : [B, L, G, R, P]
+                u28 = (u27 * tl.sigmoid(u27))  # %28 = silu %27 : [B, L, G, R, P]
+                u29 = (e19 * u28)  # %29 = mul %19, %28 : [B, L, G, R, P]
+                ut = tl.where(mask_c[:, None] & mask_P[None, :], u29, 0.0)  # u: the input's P factor
+                if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product
+                    g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]
+                else:
+                    g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
+                # decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile
+                e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))
+                keep = (jj > 0) | (idx[:, None] >= idx[None, :])
+                g = g * tl.exp2(tl.where(keep, e, float('-inf')))
+                acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
+                off += tot_lc + tot2_lc
         b_hin_k0 = pid_B * hin_k0_s_B + pid_G * hin_k0_s_G + pid_R * hin_k0_s_R + c * hin_k0_s__C
         if ALIGNED:
             b_hin_k0 = tl.multiple_of(b_hin_k0, 8)
@@ -299,8 +345,6 @@ def mamba2_conv_k0_matrix(
             ch = tl.dot(ct, h_in.to(DT), input_precision=IP)
         acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]
         # the epilogue, [BLOCK_T, BLOCK_P] tiles
-        # %12 = arg D : param [G, R] init=ones
-        y12 = tl.load(a_D + pid_G * a_D_s_G + pid_R * a_D_s_R).to(tl.float32)
         # %26 = conv[axis=L, taps=K] %0, %5, %15 : [B, L, G, R, P]: the taps one at a time
         y26 = tl.zeros([BLOCK_T, BLOCK_P], tl.float32)
         for kk in range(0, size_K):
@@ -317,7 +361,7 @@ def mamba2_conv_k0_matrix(
         y6 = tl.load(a_conv_x_bias + by6 + offs_P[None, :] * a_conv_x_bias_s_P, mask=mask_P[None, :], other=0.0).to(tl.float32)
         y27 = (y26 + y6)  # %27 = add %26, %6 : [B, L, G, R, P]
         y28 = (y27 * tl.sigmoid(y27))  # %28 = silu %27 : [B, L, G, R, P]
-        y40 = (y12 * y28)  # %40 = mul %12, %28 : [B, L, G, R, P]
+        y40 = (i12 * y28)  # %40 = mul %12, %28 : [B, L, G, R, P]
         y41 = (acc + y40)  # %41 = add %39, %40 : [B, L, G, R, P]
         by4 = row_B * a_z_s_B + pid_G * a_z_s_G + pid_R * a_z_s_R + t_r * a_z_s_L
         if ALIGNED:

@@ -122,32 +122,17 @@ def simple_gla_backward_matrix_m1_matrix(
         # (for j = the rows' own tile, minus the tile's total: its rows and columns coincide)
         off = -(tot_lr + tot2_lr)
         acc = tl.zeros([BLOCK_T, BLOCK_K], tl.float32)
-        for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first
-            j = pid__RT - jj
-            mask_c = (j * BLOCK_T + idx >= p_lo) & (j * BLOCK_T + idx < n_pos)
-            t_c = t_lo + n_pos - 1 - j * BLOCK_T  # position p is step n_pos - 1 - p
-            t_cd = t_c + 1  # the decay entering position p: step n_pos - p's
-            mask_t_cd = (j * BLOCK_T + idx >= p_lo + 1) & (j * BLOCK_T + idx < n_pos + 0)
-            be3 = row_B * a_g_s_B + pid_H * a_g_s_H + t_cd * a_g_s_L
-            if ALIGNED:
-                be3 = tl.multiple_of(be3, 8)
-            # %3 = arg g : input [B, L, H]
-            e3 = tl.load(a_g + be3 + idx[:, None] * -a_g_s_L, mask=mask_t_cd[:, None], other=0.0).to(tl.float32)
-            lc = tl.sum(tl.where(mask_t_cd[:, None], e3 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
-            if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
-                cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
-            else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
-                cum_lc = tl.cumsum(lc, axis=0)
-                cum2_lc = tl.zeros_like(lc)
-            tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
-            tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
-            bk5 = row_B * a_grad_o_s_B + pid_H * a_grad_o_s_H + t_c * a_grad_o_s_L
+        if SUB == 1:  # the chunk is the rows' own tile
+            jj = 0
+            mask_c = mask_r  # the rows' own tile: their steps and decays
+            cum_lc, cum2_lc, tot_lc, tot2_lc = cum_lr, cum2_lr, tot_lr, tot2_lr
+            bk5 = row_B * a_grad_o_s_B + pid_H * a_grad_o_s_H + t_r * a_grad_o_s_L
             if ALIGNED:
                 bk5 = tl.multiple_of(bk5, 8)
             # %5 = arg grad_o : input optional [B, L, H, V]
             k5 = tl.load(a_grad_o + bk5 + idx[:, None] * -a_grad_o_s_L + offs_V[None, :] * a_grad_o_s_V, mask=mask_c[:, None] & mask_V[None, :], other=0.0).to(tl.float32) if HAS_a_grad_o else tl.zeros([BLOCK_T, BLOCK_V], tl.float32)
             kt = tl.where(mask_c[:, None] & mask_V[None, :], k5, 0.0)  # k: the input's V factor
-            bu0 = row_B * a_q_s_B + pid_H * a_q_s_H + t_c * a_q_s_L
+            bu0 = row_B * a_q_s_B + pid_H * a_q_s_H + t_r * a_q_s_L
             if ALIGNED:
                 bu0 = tl.multiple_of(bu0, 8)
             # %0 = arg q : input [B, L, H, K]
@@ -163,6 +148,48 @@ def simple_gla_backward_matrix_m1_matrix(
             g = g * tl.exp2(tl.where(keep, e, float('-inf')))
             acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
             off += tot_lc + tot2_lc
+        else:
+            for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first
+                j = pid__RT - jj
+                mask_c = (j * BLOCK_T + idx >= p_lo) & (j * BLOCK_T + idx < n_pos)
+                t_c = t_lo + n_pos - 1 - j * BLOCK_T  # position p is step n_pos - 1 - p
+                t_cd = t_c + 1  # the decay entering position p: step n_pos - p's
+                mask_t_cd = (j * BLOCK_T + idx >= p_lo + 1) & (j * BLOCK_T + idx < n_pos + 0)
+                be3 = row_B * a_g_s_B + pid_H * a_g_s_H + t_cd * a_g_s_L
+                if ALIGNED:
+                    be3 = tl.multiple_of(be3, 8)
+                # %3 = arg g : input [B, L, H]
+                e3 = tl.load(a_g + be3 + idx[:, None] * -a_g_s_L, mask=mask_t_cd[:, None], other=0.0).to(tl.float32)
+                lc = tl.sum(tl.where(mask_t_cd[:, None], e3 * 1.4426950408889634, 0.0), axis=1)  # log2 of the decay, per step
+                if PREC == 'tf32x3' or PREC == 'bf16split':  # float32-accurate outputs: the pair
+                    cum_lc, cum2_lc = tl.associative_scan((lc, lc * 0.0), 0, _ssmc_sum2)
+                else:  # 16-bit outputs: a plain running sum (its error, ~1e-5, is far below theirs)
+                    cum_lc = tl.cumsum(lc, axis=0)
+                    cum2_lc = tl.zeros_like(lc)
+                tot_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum_lc, 0.0), axis=0)
+                tot2_lc = tl.sum(tl.where(idx == BLOCK_T - 1, cum2_lc, 0.0), axis=0)
+                bk5 = row_B * a_grad_o_s_B + pid_H * a_grad_o_s_H + t_c * a_grad_o_s_L
+                if ALIGNED:
+                    bk5 = tl.multiple_of(bk5, 8)
+                # %5 = arg grad_o : input optional [B, L, H, V]
+                k5 = tl.load(a_grad_o + bk5 + idx[:, None] * -a_grad_o_s_L + offs_V[None, :] * a_grad_o_s_V, mask=mask_c[:, None] & mask_V[None, :], other=0.0).to(tl.float32) if HAS_a_grad_o else tl.zeros([BLOCK_T, BLOCK_V], tl.float32)
+                kt = tl.where(mask_c[:, None] & mask_V[None, :], k5, 0.0)  # k: the input's V factor
+                bu0 = row_B * a_q_s_B + pid_H * a_q_s_H + t_c * a_q_s_L
+                if ALIGNED:
+                    bu0 = tl.multiple_of(bu0, 8)
+                # %0 = arg q : input [B, L, H, K]
+                u0 = tl.load(a_q + bu0 + idx[:, None] * -a_q_s_L + offs_K[None, :] * a_q_s_K, mask=mask_c[:, None] & mask_K[None, :], other=0.0).to(tl.float32)
+                ut = tl.where(mask_c[:, None] & mask_K[None, :], u0, 0.0)  # u: the input's K factor
+                if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product
+                    g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]
+                else:
+                    g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]
+                # decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile
+                e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))
+                keep = (jj > 0) | (idx[:, None] >= idx[None, :])
+                g = g * tl.exp2(tl.where(keep, e, float('-inf')))
+                acc += tl.dot(g.to(DT), ut.to(DT), input_precision=IP)
+                off += tot_lc + tot2_lc
         b_hin_m2 = pid_B * hin_m2_s_B + pid_H * hin_m2_s_H + c * hin_m2_s__C
         if ALIGNED:
             b_hin_m2 = tl.multiple_of(b_hin_m2, 8)

@@ -30,6 +30,9 @@ class MatrixPrinter:
         # per time-index variable (t, t_r, t_c: each printed in one scope), the values along time
         # only (no N, no P) printed there: valid in every context at those steps
         self.memo: dict[str, dict[Node, str]] = {}
+        # values with none of the time, N and P dims, printed once before a loop over tiles
+        # (``hoist``): valid in every context after it
+        self.invariant: dict[Node, str] = {}
 
     # --- values in a context ---------------------------------------------------------------
 
@@ -45,7 +48,7 @@ class MatrixPrinter:
         (64-bit offsets per element cost Mamba-2's kernels 255 registers and spills on an H100;
         ``jit`` checks the offsets fit)."""
         m = self.m
-        var: dict[Node, str] = dict(bound or {})
+        var: dict[Node, str] = {**self.invariant, **(bound or {})}
         memo = self.memo.setdefault(t, {})
         var.update(memo)
         order = topo_order(targets, stop=lambda x: x in var)
@@ -95,6 +98,18 @@ class MatrixPrinter:
             if m.n not in n.dims and m.p not in n.dims:
                 memo[n] = name
         return var
+
+    def hoist(self, buf: IndentedBuffer, targets: list[Node]) -> None:
+        """Print before a loop over tiles the values ``targets`` need that vary along none of
+        time, N, P and the heads a program sums (a parameter's exp: Mamba-2's A from A_log),
+        once instead of every tile (ptxas left them in the states kernel's loop: the loop
+        stores chunk states, so its loads could alias them)."""
+        m = self.m
+        keep = set(m.heads) - set(m.summed)
+        nodes = [n for n in topo_order(targets) if n.op not in ("const", "conv") and set(n.dims) <= keep]
+        if nodes:
+            buf.line("# values the same in every tile")
+            self.invariant.update(self.emit(buf, nodes, None, "", "", "i"))
 
     def conv(self, buf: IndentedBuffer, n: Node, name: str, ctx: str | None, t: str, mask_t: str, var) -> None:
         """A conv (ssmc/ops/conv.py) as a [time, ``ctx``] tile: a loop over its K taps, each
@@ -319,6 +334,7 @@ class MatrixPrinter:
             with buf.indent():
                 buf.line(f"h = tl.load({ptr}, mask={mask}, other=0.0).to(tl.float32)")
         self.operand_dtype(buf)
+        self.hoist(buf, [m.log_decay, *m.u, *m.k])
         hin = next(t for t in k.tensors if t.name.startswith("hin_"))
         extra = self.extra()
         buf.line(f"n_tiles = tl.cdiv({self.n_pos()}{f' + {extra}' if extra else ''}, BLOCK_T)")
@@ -381,6 +397,7 @@ class MatrixPrinter:
         m = self.m
         n, p = m.n, m.p
         self.operand_dtype(buf, ip=True)
+        self.hoist(buf, [m.log_decay, *m.u, *m.k, *m.c, *(x for x, _ in m.stores)])
         buf.line("r0 = pid__RT * BLOCK_T  # this program's rows: [r0, r0 + BLOCK_T)")
         buf.line(f"if r0 < {self.n_pos()}:")
         with buf.indent():
@@ -440,22 +457,21 @@ class MatrixPrinter:
         if not m.summed:
             buf.line(f"acc = tl.zeros([BLOCK_T, BLOCK_{p}], tl.float32)")
         loop = "for jj in range(0, pid__RT - j_lo + 1):  # the chunk's tiles up to this one, last first"
-        if not m.summed:
+        # chunks of one tile (a GPU's): the rows' own tile is the only column tile, its steps,
+        # masks and decays the rows' (printed once); no loop, so in a kernel that sums heads
+        # the heads' loop is the innermost (a loop of one trip inside it held ~70 more registers
+        # a thread, sm_90)
+        buf.line("if SUB == 1:  # the chunk is the rows' own tile")
+        memo = {t: dict(v) for t, v in self.memo.items()}
+        with buf.indent():
+            buf.line("jj = 0")
+            self.column_tile(buf, own=True)
+        self.memo = memo  # what that branch printed, the other has not
+        buf.line("else:")
+        with buf.indent():
             buf.line(loop)
             with buf.indent():
                 self.column_tile(buf)
-        else:
-            buf.line("if SUB == 1:  # the chunk is the rows' own tile: no loop, so the heads' loop is the innermost")
-            memo = {t: dict(v) for t, v in self.memo.items()}
-            with buf.indent():  # (a loop of one trip inside it held ~70 more registers a thread, sm_90)
-                buf.line("jj = 0")
-                self.column_tile(buf)
-            self.memo = memo  # what that branch printed, the other has not
-            buf.line("else:")
-            with buf.indent():
-                buf.line(loop)
-                with buf.indent():
-                    self.column_tile(buf)
         hin = self.tensors[next(t.source for t in k.tensors if t.name.startswith("hin_"))]
         ptr, mask = self.state_ptr(buf, hin, "c")
         buf.line("# the chunk's entry state, decayed to each row")
@@ -483,17 +499,24 @@ class MatrixPrinter:
         terms = self.head_terms(t, t.dims) + [f"pid__PB * {t.name}_s__P{p}", f"t_r * {s_t}", f"idx * {'-' if m.reverse else ''}{s_t}"]
         buf.line(f"tl.store({t.name} + {' + '.join(terms)}, sd, mask=mask_r)")
 
-    def column_tile(self, buf: IndentedBuffer) -> None:
+    def column_tile(self, buf: IndentedBuffer, own: bool = False) -> None:
         """Column tile j = pid__RT - jj of the rows' chunk (jj = 0: the rows' own), added into
-        ``acc``: (c[t] . k[s]) times the decay from s to t, times u[s]."""
+        ``acc``: (c[t] . k[s]) times the decay from s to t, times u[s]. ``own``: the rows' own
+        tile, whose steps, masks and decays are the rows' (the same values, not printed again)."""
         m = self.m
         n, p = m.n, m.p
-        buf.line("j = pid__RT - jj")
-        buf.line(f"mask_c = {self.row_mask('j * BLOCK_T')}")
-        td, mask_d = self.positions(buf, "t_c", "j * BLOCK_T", "mask_c")
-        self.log_decay(buf, "lc", td, mask_d, "e")
-        self.tile(buf, "kt", m.k, n, "t_c", "mask_c", "k", f"k: the input's {n} factor", raw=True)
-        self.tile(buf, "ut", m.u, p, "t_c", "mask_c", "u", f"u: the input's {p} factor")
+        if own:
+            buf.line("mask_c = mask_r  # the rows' own tile: their steps and decays")
+            buf.line("cum_lc, cum2_lc, tot_lc, tot2_lc = cum_lr, cum2_lr, tot_lr, tot2_lr")
+            t_c = "t_r"
+        else:
+            buf.line("j = pid__RT - jj")
+            buf.line(f"mask_c = {self.row_mask('j * BLOCK_T')}")
+            td, mask_d = self.positions(buf, "t_c", "j * BLOCK_T", "mask_c")
+            self.log_decay(buf, "lc", td, mask_d, "e")
+            t_c = "t_c"
+        self.tile(buf, "kt", m.k, n, t_c, "mask_c", "k", f"k: the input's {n} factor", raw=True)
+        self.tile(buf, "ut", m.u, p, t_c, "mask_c", "u", f"u: the input's {p} factor")
         buf.line("if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product")
         with buf.indent():
             buf.line("g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]")
@@ -521,6 +544,7 @@ class MatrixPrinter:
         own, cot = [t for t in k.tensors if t.name.startswith("hin_")]
         sides = {t.dims[0]: t for t in k.tensors if t.name.startswith("side_")}  # lower_matrix.with_sides
         self.operand_dtype(buf, ip=True)
+        self.hoist(buf, [m.log_decay, *m.u, *m.k, *m.c, *m.dy])
         buf.line("c = pid__C  # the chunk: BLOCK_T steps, the chunk states' span")
         buf.line("r0 = c * BLOCK_T")
         buf.line("if r0 < n_steps:")
