@@ -6,7 +6,8 @@ schedules are the CPU's (the call runs on the CPU), so block sizes may differ fr
 
     python bench/aot_new_kernels.py [case ...]   (cases: held_bidir, held_bidir_u1, tensor_bidir,
     lru, lru_backward, bimamba_bidir, bimamba_backward, mamba2_backward, mamba2_backward_exact,
-    mamba2_backward_sums, mamba2_backward_rest_u2, mamba2_backward_rest_u1)
+    mamba2_backward_sums, mamba2_backward_rest_u2, mamba2_backward_rest_u1, mamba2_rest_tiles, ...;
+    TIME_TILE, REST_WARPS for mamba2_rest_tiles)
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ def cases():
         # session 20: HGRN's backward (one state element a channel) at the GPU's schedules: its
         # registers say how many programs an SM holds (schedule.chunking assumes 8 warps)
         "hgrn_backward": lambda: (CompiledBackward(hgrn), _hgrn_ins()),
+        # session 21: the rest in time tiles (Kernel.time_tile): [BLOCK_T, P, 2 heads] values,
+        # BLOCK_T from the environment (TIME_TILE, default schedule.TIME_TILE), 4 warps
+        "mamba2_rest_tiles": lambda: (_rest_tiles(MatrixBackward(mamba2, rest_time_tiles=True)), mamba2_ins()),
         # y alone asked for: the states kernel's two bf16 products a tile (the default then)
         "mamba2_forward_y": lambda: (ssmc.compile(mamba2), {**_no_grad(mamba2_ins()), "outputs": ["y"]}),
     }
@@ -118,6 +122,15 @@ def _rest_unroll(c, unroll: int):
     return c
 
 
+def _rest_tiles(c):
+    from ssmc.backends.triton import schedule
+
+    schedule.TIME_TILE = int(os.environ.get("TIME_TILE", schedule.TIME_TILE))
+    if os.environ.get("REST_WARPS"):
+        c.rest.options["num_warps"] = int(os.environ["REST_WARPS"])
+    return c
+
+
 def mamba2_ins(B=1, L=128, G=1):
     R, P, N = (int(os.environ.get(k, v)) for k, v in (("R", 4), ("P", 64), ("N", 128)))  # sizes from the environment
     from mamba2 import mamba2
@@ -132,7 +145,7 @@ def mamba2_ins(B=1, L=128, G=1):
 
 GPU_SCHEDULES = ("mamba2_backward", "mamba2_backward_exact", "mamba2_backward_sums", "mamba2_backward_rest_u2",
                  "mamba2_backward_rest_u1", "mamba2_forward", "mamba2_forward_low",
-                 "mamba2_forward_y", "hgrn_backward")  # cases whose launches take the GPU's schedules (block sizes, PREC)
+                 "mamba2_forward_y", "hgrn_backward", "mamba2_rest_tiles")  # cases whose launches take the GPU's schedules (block sizes, PREC)
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ from ssmc.testing.check import make_inputs  # noqa: E402
 # the states kernels' stages of loads (states_stages; the forward's states kernel too)
 DL_DEFAULT = (schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES)  # (warps, P block, stages)
 DEFAULT = dict(args={}, states16=True, dl=DL_DEFAULT, results16=True, rest=None, rest_chunks=None, rest_unroll=None,
-               states_stages=schedule.STATES_STAGES)
+               states_stages=schedule.STATES_STAGES, time_tile=schedule.TIME_TILE)
 VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warps": dict(dl=(4, 32)),
             "dl P16 2 stages": dict(dl=(8, 16, 2)), "dl P32 2 stages": dict(dl=(8, 32, 2)), "dl 4 warps P16 2 stages": dict(dl=(4, 16, 2)),
             "dl 4 warps P16 1 stage": dict(dl=(4, 16, 1)), "dl 4 warps P16 3 stages": dict(dl=(4, 16, 3)),
@@ -49,6 +49,12 @@ VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warp
             "rest 1 head 1 warp": dict(rest=(1, 1)), "chunks of 128": dict(args=dict(sub=2)), "chunks of 32": dict(args=dict(block_t=32)),
             "matrix exact": dict(args=dict(low_precision=False)),
             "dl from sums": dict(args=dict(dl_from_sums=True)), "dl from sums 8 warps P32": dict(args=dict(dl_from_sums=True), dl=(8, 32)), "matrix 16-bit": dict(args=dict(low_precision=True)),
+            # session 21: the rest in time tiles (Kernel.time_tile; [BLOCK_T, P, 2 heads] at 4
+            # warps), BLOCK_T by schedule.TIME_TILE (4 by the sm_90 compiles) or as named
+            "rest time tiles": dict(args=dict(rest_time_tiles=True)),
+            "rest time tiles T8": dict(args=dict(rest_time_tiles=True), time_tile=8),
+            "rest time tiles 8 warps": dict(args=dict(rest_time_tiles=True), rest=(2, 8)),
+            "rest time tiles 4 heads": dict(args=dict(rest_time_tiles=True), rest=(4, 4)),
             "recurrent": None}
 TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("matrix default", "f32 results", "dl P blocks 64", "matrix exact")
 
@@ -61,6 +67,7 @@ def backward(c, variant):
         return c._backward
     v = {**DEFAULT, **VARIANTS[variant]}
     schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES = (*v["dl"], *DL_DEFAULT[len(v["dl"]):])  # unnamed: the default's
+    schedule.TIME_TILE = v["time_tile"]
     c._backward = MatrixBackward(c.layer, forward=c, **v["args"])
     c._backward.part.states_in_products_dtype = v["states16"]
     if not v["results16"]:
