@@ -33,7 +33,8 @@ from ssmc.testing.check import make_inputs  # noqa: E402
 # the states kernels' stages of loads (states_stages; the forward's states kernel too)
 DL_DEFAULT = (schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES)  # (warps, P block, stages)
 DEFAULT = dict(args={}, states16=True, dl=DL_DEFAULT, results16=True, rest=None, rest_chunks=None, rest_unroll=None,
-               states_stages=schedule.STATES_STAGES, time_tile=schedule.TIME_TILE)
+               states_stages=schedule.STATES_STAGES, time_tile=schedule.TIME_TILE,
+               states_maxnreg=schedule.MAXNREG.get("states", 0))
 VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warps": dict(dl=(4, 32)),
             "dl P16 2 stages": dict(dl=(8, 16, 2)), "dl P32 2 stages": dict(dl=(8, 32, 2)), "dl 4 warps P16 2 stages": dict(dl=(4, 16, 2)),
             "dl 4 warps P16 1 stage": dict(dl=(4, 16, 1)), "dl 4 warps P16 3 stages": dict(dl=(4, 16, 3)),
@@ -55,6 +56,11 @@ VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warp
             "rest time tiles T8": dict(args=dict(rest_time_tiles=True), time_tile=8),
             "rest time tiles 8 warps": dict(args=dict(rest_time_tiles=True), rest=(2, 8)),
             "rest time tiles 4 heads": dict(args=dict(rest_time_tiles=True), rest=(4, 4)),
+            # session 21: every states kernel capped at 128 registers (schedule.MAXNREG): by the
+            # sm_90 compiles the backward's m0 / m3 states (130 / 139) then fit 4 programs an SM
+            # instead of 3 with no stack; the forward's (128 / 103) do not change
+            "states maxnreg 128": dict(states_maxnreg=128),
+            "states maxnreg 128 rest time tiles": dict(states_maxnreg=128, args=dict(rest_time_tiles=True)),
             "recurrent": None}
 TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("matrix default", "f32 results", "dl P blocks 64", "matrix exact")
 
@@ -62,6 +68,7 @@ TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("
 def backward(c, variant):
     # every states kernel's stages, the forward's too (each variant sets it: the forward is shared)
     schedule.STATES_STAGES = (VARIANTS[variant] or {}).get("states_stages", DEFAULT["states_stages"])
+    schedule.MAXNREG["states"] = (VARIANTS[variant] or {}).get("states_maxnreg", DEFAULT["states_maxnreg"])  # (0: none)
     if VARIANTS[variant] is None:  # the forward in the matrix form still
         c._backward = backward_for(c.layer, forward=c)
         return c._backward
@@ -110,6 +117,7 @@ def speed(out: dict) -> None:
     layer = w._compiled("mamba2")
     for i, variant in enumerate(TIMED):
         backward(layer, variant)
+        layer._recipes.clear()  # the shared forward's recorded launches: its states kernel's stages and cap are per variant
         case = w.mamba2_case(8, 2048, 32, 64, 128, True, ssd)
         if i:  # the peer once
             case.candidates[:] = [x for x in case.candidates if x.impl == "ssmc"]
