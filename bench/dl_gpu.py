@@ -34,7 +34,7 @@ from ssmc.testing.check import make_inputs  # noqa: E402
 DL_DEFAULT = (schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES)  # (warps, P block, stages)
 DEFAULT = dict(args={}, states16=True, dl=DL_DEFAULT, results16=True, rest=None, rest_chunks=None, rest_unroll=None,
                states_stages=schedule.STATES_STAGES, time_tile=schedule.TIME_TILE,
-               states_maxnreg=schedule.MAXNREG.get("states", 0))
+               states_maxnreg=schedule.MAXNREG.get("states", 0), dl_maxnreg=schedule.MAXNREG.get("dl", 0))
 VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warps": dict(dl=(4, 32)),
             "dl P16 2 stages": dict(dl=(8, 16, 2)), "dl P32 2 stages": dict(dl=(8, 32, 2)), "dl 4 warps P16 2 stages": dict(dl=(4, 16, 2)),
             "dl 4 warps P16 1 stage": dict(dl=(4, 16, 1)), "dl 4 warps P16 3 stages": dict(dl=(4, 16, 3)),
@@ -61,6 +61,9 @@ VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warp
             # instead of 3 with no stack; the forward's (128 / 103) do not change
             "states maxnreg 128": dict(states_maxnreg=128),
             "states maxnreg 128 rest time tiles": dict(states_maxnreg=128, args=dict(rest_time_tiles=True)),
+            # the decay gradient capped at 168 (198 registers: 2 programs an SM; at 168 no stack, 3)
+            "dl maxnreg 168": dict(dl_maxnreg=168),
+            "states 128 dl 168 rest time tiles": dict(states_maxnreg=128, dl_maxnreg=168, args=dict(rest_time_tiles=True)),
             "recurrent": None}
 TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("matrix default", "f32 results", "dl P blocks 64", "matrix exact")
 
@@ -68,7 +71,8 @@ TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("
 def backward(c, variant):
     # every states kernel's stages, the forward's too (each variant sets it: the forward is shared)
     schedule.STATES_STAGES = (VARIANTS[variant] or {}).get("states_stages", DEFAULT["states_stages"])
-    schedule.MAXNREG["states"] = (VARIANTS[variant] or {}).get("states_maxnreg", DEFAULT["states_maxnreg"])  # (0: none)
+    for kind in ("states", "dl"):  # register caps (0: none)
+        schedule.MAXNREG[kind] = (VARIANTS[variant] or {}).get(f"{kind}_maxnreg", DEFAULT[f"{kind}_maxnreg"])
     if VARIANTS[variant] is None:  # the forward in the matrix form still
         c._backward = backward_for(c.layer, forward=c)
         return c._backward

@@ -266,6 +266,20 @@ def test_matrix_schedule_precision():
     assert prec(states, False, False, True, "bf16") == prec(full, False, False, low="bf16") == "tf32x3"  # the interpreter
 
 
+def test_register_caps_by_kind_of_matrix_kernel(monkeypatch):
+    """``schedule.MAXNREG``: a cap on a states kernel's and a decay gradient's registers, each its
+    own, passed to the launch (``maxnreg``) on a GPU only; outputs kernels are not capped."""
+    from ssmc.backends.triton import schedule
+
+    monkeypatch.setattr(schedule, "MAXNREG", {"states": 128, "dl": 168})
+    kernels = {k.role: k for k in MatrixBackward(mamba2).part.kernels("matrix")}
+    sizes = {"B": 2, "L": 256, "G": 1, "R": 4, "P": 64, "N": 128}
+    caps = {role: choose_matrix(k, sizes, True, False, True, "bf16").launch_options().get("maxnreg")
+            for role, k in kernels.items()}
+    assert caps == {"states": 128, "full": None, "dl": 168}
+    assert all(choose_matrix(k, sizes, False, False, True, "bf16").maxnreg == 0 for k in kernels.values())
+
+
 @settings(max_examples=3)  # each example: 4 forward and backward calls in the interpreter
 @given(lens=st.lists(st.integers(1, 13), min_size=1, max_size=3), seed=st.integers(0, 1000))
 def test_packed_batch_gradients_equal_per_sequence_gradients(lens, seed):

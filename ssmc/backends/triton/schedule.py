@@ -156,13 +156,15 @@ STATES_STAGES = 2
 TIME_TILE = 4
 
 # caps on registers a thread (ptx .maxnreg) by kind of kernel: "states" (the matrix form's
-# states kernels), "bidir" (a backward's main kernel); absent or 0: none. The programs an SM
-# holds are set by registers, and both kinds' time is rounds of programs that walk the sequence
-# (bench/NOTES.md, session 20). By the sm_90 compiles (bench/aot_new_kernels.py with MAXNREG):
-# Mamba-2's forward states kernel in two bf16 products takes 118 (4 programs of 4 warps an SM),
-# capped at 96 5 fit for 56 bytes of stack (three products: 142, 3 an SM; at 96, 88 bytes);
-# Mamba-1's backward main kernel 232, at 168 120 bytes of stack. Not yet timed: variants in
-# bench/fwd_states_gpu.py and bench/sweep_backward.py ({"maxnreg": 168}).
+# states kernels), "dl" (a decay gradient's), "bidir" (a backward's main kernel); absent or 0:
+# none. The programs an SM holds are set by registers, and a states kernel's time is rounds of
+# programs that walk the sequence (bench/NOTES.md, session 20). By the sm_90 compiles
+# (bench/aot_new_kernels.py with MAXNREG; session 21, after the hoisting of loop-invariant
+# values): Mamba-2's forward states kernel takes 103 registers in two bf16 products (4 programs
+# of 4 warps an SM; at 96, 5 for 16 bytes of stack) and 128 in three (4; at 96, 48 bytes); the
+# backward's m0 / m3 states 130 / 139 (3; at 128 no stack, 4); the decay gradient 198 (2; at
+# 168 no stack, 3); Mamba-1's backward main kernel 232 (at 168, 120 bytes of stack). Not yet
+# timed: variants in bench/fwd_states_gpu.py, bench/dl_gpu.py and bench/sweep_backward.py.
 MAXNREG: dict[str, int] = {}
 
 
@@ -181,7 +183,7 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
     (measured on an H100, Mamba-2's backward at B8 L2048: see bench/NOTES.md). ``two_parts``
     (a states kernel, k one bf16 argument, its chunk states read only by an outputs kernel that
     rounds them to bf16): the other operand in two bf16 parts, two products a tile. A states
-    kernel's registers are capped at ``MAXNREG["states"]`` on a GPU where it is set."""
+    kernel's registers are capped at ``MAXNREG["states"]`` (a decay gradient's at ``MAXNREG["dl"]``) on a GPU where set."""
     from ssmc.backends.triton.lower_matrix import MAX_N
 
     m = kernel.matrix
@@ -228,7 +230,7 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
         # 255 and 16 bytes of stack unpipelined; not yet timed)
         stages = num_stages or (2 if on_gpu and m.summed else 1)
     even = ((m.n, N % bn == 0), (m.p, P % bp == 0))
-    cap = MAXNREG.get("states", 0) if on_gpu and kernel.role == "states" else 0
+    cap = MAXNREG.get(kernel.role, 0) if on_gpu and kernel.role in ("states", "dl") else 0
     return Schedule("matrix", bt, ((m.n, bn), (m.p, bp)), warps, stages, even, sub, (("PREC", prec),), cap)
 
 
