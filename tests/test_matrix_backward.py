@@ -268,7 +268,8 @@ def test_matrix_schedule_precision():
 
 def test_register_caps_by_kind_of_matrix_kernel(monkeypatch):
     """``schedule.MAXNREG``: a cap on a states kernel's and a decay gradient's registers, each its
-    own, passed to the launch (``maxnreg``) on a GPU only; outputs kernels are not capped."""
+    own, passed to the launch (``maxnreg``) on a GPU only; outputs kernels and float32-accurate
+    (tf32x3) ones are not capped."""
     from ssmc.backends.triton import schedule
 
     monkeypatch.setattr(schedule, "MAXNREG", {"states": 128, "dl": 168})
@@ -278,6 +279,8 @@ def test_register_caps_by_kind_of_matrix_kernel(monkeypatch):
             for role, k in kernels.items()}
     assert caps == {"states": 128, "full": None, "dl": 168}
     assert all(choose_matrix(k, sizes, False, False, True, "bf16").maxnreg == 0 for k in kernels.values())
+    exact = choose_matrix(kernels["states"], sizes, True, True, False, "bf16")  # float32-accurate: not capped
+    assert dict(exact.flags)["PREC"] == "tf32x3" and exact.maxnreg == 0
 
 
 @settings(max_examples=3)  # each example: 4 forward and backward calls in the interpreter

@@ -349,8 +349,8 @@ class MatrixBackward:
             # 489, (1, 2) 618, (2, 4) 669, (4, 4) 706, (4, 8) 878, (2, 8) 1558, (4, 2) 1646,
             # (1, 4) 81569 (a layout that replicates), the backward's default (16, 1) 11033
             # ``rest_time_tiles``: its steps a tile of BLOCK_T at a time (Kernel.time_tile), time an
-            # axis of every value: [BLOCK_T, P, 2 heads] at 4 warps, the sums over P once a tile
-            # (not yet timed: bench/NOTES.md, session 21)
+            # axis of every value: [BLOCK_T, P, 2 heads] at 4 warps, the sums over P once a tile;
+            # 1.9x slower on an H100 (722 against 382 us, bench/NOTES.md session 21), so off
             plain = {} if any(n.op == "scan" for n in rest.nodes) else dict(block=2, num_warps=4 if rest_time_tiles else 1)
             self.rest = CompiledBackward(layer, forward, verify=verify, layout=layout, split_time=True,
                                          graph_layer=Layer.from_graph(rest, specs, full.optional, full.fixed_sizes),

@@ -147,8 +147,9 @@ DL_WARPS, DL_BLOCK_P, DL_STAGES = 4, 16, 3
 # not yet timed (bench/dl_gpu.py variants)
 STATES_STAGES = 2
 
-# steps a tile of a time-tiled bidir kernel (Kernel.time_tile: no scan) on a GPU. Not yet
-# timed; by the sm_90 compiles of Mamba-2's rest at P 64, 2 heads a program (bench/aot_new_kernels.py
+# steps a tile of a time-tiled bidir kernel (Kernel.time_tile: no scan) on a GPU. Timed on an
+# H100 (session 21, bench/dl_gpu.py): Mamba-2's rest took 722 us in time tiles of 4 against 382
+# unrolled, though by the sm_90 compiles of Mamba-2's rest at P 64, 2 heads a program (bench/aot_new_kernels.py
 # mamba2_rest_tiles, TIME_TILE / REST_WARPS): 4 steps at 4 warps 161 registers, no stack, 317
 # instructions a thread per tile (317 warp-instructions a step); 8 steps at 4 warps 255, 586;
 # 16 steps 608 bytes of stack; at 1 or 2 warps 255 registers and spills from 8 steps. The
@@ -157,15 +158,19 @@ TIME_TILE = 4
 
 # caps on registers a thread (ptx .maxnreg) by kind of kernel: "states" (the matrix form's
 # states kernels), "dl" (a decay gradient's), "bidir" (a backward's main kernel); absent or 0:
-# none. The programs an SM holds are set by registers, and a states kernel's time is rounds of
+# none. Measured on an H100 (Mamba-2 fwd+bwd B8 L2048 H32 P64 N128 bf16, one run, session 21,
+# bench/dl_gpu.py): states at 128 took the backward's m0 / m3 states kernels from 251 / 246 to
+# 192 / 183 us (2.453 -> 2.313 ms the call); dl at 168 the decay gradient from 357 to 295 us
+# (2.391 ms). The programs an SM holds are set by registers, and a states kernel's time is rounds of
 # programs that walk the sequence (bench/NOTES.md, session 20). By the sm_90 compiles
 # (bench/aot_new_kernels.py with MAXNREG; session 21, after the hoisting of loop-invariant
 # values): Mamba-2's forward states kernel takes 103 registers in two bf16 products (4 programs
 # of 4 warps an SM; at 96, 5 for 16 bytes of stack) and 128 in three (4; at 96, 48 bytes); the
 # backward's m0 / m3 states 130 / 139 (3; at 128 no stack, 4); the decay gradient 198 (2; at
-# 168 no stack, 3); Mamba-1's backward main kernel 232 (at 168, 120 bytes of stack). Not yet
-# timed: variants in bench/fwd_states_gpu.py, bench/dl_gpu.py and bench/sweep_backward.py.
-MAXNREG: dict[str, int] = {}
+# 168 no stack, 3); Mamba-1's backward main kernel 232 (at 168, 120 bytes of stack; not yet
+# timed: bench/sweep_backward.py). Float32-accurate (tf32x3) kernels are left uncapped: the
+# states cap spilled m0's 88 bytes there.
+MAXNREG: dict[str, int] = {"states": 128, "dl": 168}
 
 
 def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool, k_bf16: bool = False,
@@ -230,7 +235,8 @@ def choose_matrix(kernel: Kernel, sizes: dict[str, int], on_gpu: bool, f32: bool
         # 255 and 16 bytes of stack unpipelined; not yet timed)
         stages = num_stages or (2 if on_gpu and m.summed else 1)
     even = ((m.n, N % bn == 0), (m.p, P % bp == 0))
-    cap = MAXNREG.get(kernel.role, 0) if on_gpu and kernel.role in ("states", "dl") else 0
+    # (float32-accurate products in float32 parts hold more: tf32x3 kernels are not capped)
+    cap = MAXNREG.get(kernel.role, 0) if on_gpu and kernel.role in ("states", "dl") and prec != "tf32x3" else 0
     return Schedule("matrix", bt, ((m.n, bn), (m.p, bp)), warps, stages, even, sub, (("PREC", prec),), cap)
 
 
