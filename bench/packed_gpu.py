@@ -3,7 +3,7 @@ forward and forward+backward; ssmc packed (sequences longest first, and in the c
 padded to the longest, and mamba-ssm's mamba_chunk_scan_combined (seq_idx) for Mamba-2. Then
 per-kernel times of the packed forward+backward (torch.profiler), and, with --also, HGRN and
 Mamba-2 forward and forward+backward against their peers (issue 6; Mamba-2 at DESIGN.md's two
-shapes); --no-packed: those alone. Results: $OUT/packed.json.
+shapes); --no-packed: those alone; ALSO_PASS=fwd or fwd+bwd: that pass alone. Results: $OUT/packed.json.
 Run with bench/packed_gpu.sh (installs the peers' wheels)."""
 
 import json
@@ -64,7 +64,8 @@ def main() -> None:
         torch.cuda.empty_cache()
     if "--also" in sys.argv:
         fla = {n: _peer(lambda n=n: peers.fla_op("fla.ops.hgrn", n)) for n in ("chunk_hgrn",)}
-        for backward in (False, True):
+        passes = {"fwd": (False,), "fwd+bwd": (True,)}.get(os.environ.get("ALSO_PASS", ""), (False, True))  # (one call's time)
+        for backward in passes:
             out["rows"] += w.run_case(w.hgrn_case(8, 4096, 2048, backward, fla))
             out["rows"] += w.run_case(w.mamba2_case(8, 2048, 32, 64, 128, backward, ssd))
             out["rows"] += w.run_case(w.mamba2_case(4, 8192, 80, 64, 128, backward, ssd))  # DESIGN.md's second shape
