@@ -63,6 +63,8 @@ VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warp
             "states maxnreg 128 rest time tiles": dict(states_maxnreg=128, args=dict(rest_time_tiles=True)),
             # the decay gradient capped at 168 (198 registers: 2 programs an SM; at 168 no stack, 3)
             "dl maxnreg 168": dict(dl_maxnreg=168),
+            # the defaults are the caps above since session 21: this row is the uncapped baseline
+            "no register caps": dict(states_maxnreg=0, dl_maxnreg=0),
             "states 128 dl 168 rest time tiles": dict(states_maxnreg=128, dl_maxnreg=168, args=dict(rest_time_tiles=True)),
             "recurrent": None}
 TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("matrix default", "f32 results", "dl P blocks 64", "matrix exact")

@@ -357,7 +357,7 @@ class Run:
 
         sums = []  # deterministic mode: (where the result goes, its per-program slots)
         step_reach = 0  # the largest step offset of an input along time, in elements
-        span = 0  # the largest offset within a tensor along time, in elements (Kernel.time_tile)
+        tile_reach = 0  # Kernel.time_tile: the largest offset within a tensor along time, in elements
         for t in kernel.tensors:
             if t.role == "out" and t.name.startswith("o_"):
                 dt = self.result_dtype(t)
@@ -397,13 +397,15 @@ class Run:
                 call.extend(buf.stride(layout.index(d)) for d in t.dims)
                 if kernel.time_dim in t.dims:
                     step_reach = max(step_reach, _reach(buf, layout.index(kernel.time_dim)))
-                    span = max(span, _span(buf))
+                    if kernel.time_tile:
+                        tile_reach = max(tile_reach, _span(buf))
                 continue
             call.append(buf)
             call.extend(buf.stride(i) for i in range(len(t.dims)))
             if kernel.time_dim in t.dims:
                 step_reach = max(step_reach, _reach(buf, t.dims.index(kernel.time_dim)))
-                span = max(span, _span(buf))
+                if kernel.time_tile:
+                    tile_reach = max(tile_reach, _span(buf))
         call.extend(sizes[d] for d in kernel.size_dims)
         if kernel.chunked:
             call.append(extra["chunk_len"])
@@ -413,7 +415,7 @@ class Run:
         if kernel.narrow_steps:
             flags["OFFS32"] = step_reach < OFFS32_LIMIT
         if kernel.time_tile:
-            flags["TILE32"] = span < OFFS32_LIMIT
+            flags["TILE32"] = tile_reach < OFFS32_LIMIT
         if kernel.strategy == "matrix":
             flags["ALIGNED"] = tiles_aligned(kernel, call)
             check_tile_offsets(layer.name, kernel, call, sched)
