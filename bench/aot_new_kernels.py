@@ -199,6 +199,8 @@ def main() -> None:
                 if os.environ.get("SASS_DIR"):  # the whole SASS, a file per case and kernel
                     with open(os.path.join(os.environ["SASS_DIR"], f"{name}.{kernel.name}.sass"), "w") as f:
                         f.write(sass)
+                    with open(os.path.join(os.environ["SASS_DIR"], f"{name}.{kernel.name}.ttgir"), "w") as f:
+                        f.write(k.asm["ttgir"])  # its layouts (which values a thread holds)
             except Exception as e:  # noqa: BLE001  (a kernel Triton refuses: reported)
                 line = f"FAILED to compile: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
             print(f"{name}: {kernel.name} (num_warps {nw}): {line}", flush=True)

@@ -1,10 +1,10 @@
 """Mamba-2's backward with the decay's gradient from pairs of states (the matrix_scan_dl
-kernel), on a GPU: (1) fwd+bwd at B8 L2048 H32 P64 N128 bf16, ssmc's backward in the
+kernel), on a GPU: (1) fwd+bwd at B8 L2048 H32 P64 N128 bf16 (SHAPE=B,L,H: another), ssmc's backward in the
 variants of VARIANTS (the matrix form by default, with 16-bit products in every matrix scan,
 float32-accurate ones, the recurrent backward) and mamba-ssm in one run, with each one's
 kernels (torch.profiler); (2) the accuracy of every gradient against a float64 PyTorch loop
 (B2, at argv's lengths) for the default, 16-bit, float32-accurate and recurrent backwards,
-float32 and bf16 inputs. Results: $OUT/dl_gpu.json. Usage: [SPEED=0] [TIMED=variant,...] sh bench/dl_gpu.sh [L...]."""
+float32 and bf16 inputs. Results: $OUT/dl_gpu.json. Usage: [SPEED=0] [TIMED=variant,...] [SHAPE=4,8192,80] sh bench/dl_gpu.sh [L...]."""
 
 import json
 import os
@@ -56,6 +56,11 @@ VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warp
             "rest time tiles T8": dict(args=dict(rest_time_tiles=True), time_tile=8),
             "rest time tiles 8 warps": dict(args=dict(rest_time_tiles=True), rest=(2, 8)),
             "rest time tiles 4 heads": dict(args=dict(rest_time_tiles=True), rest=(4, 4)),
+            # session 22, tiles loaded as 16-byte vectors (Kernel.aligned_bases): by the sm_90
+            # compiles 330 warp-instructions a step at 8 elements a thread (T16 at 4 warps, T8 at
+            # 2) against 477 for the default's 4 steps unrolled on 1 warp
+            "rest time tiles T16": dict(args=dict(rest_time_tiles=True), time_tile=16),
+            "rest time tiles T8 2 warps": dict(args=dict(rest_time_tiles=True), time_tile=8, rest=(2, 2)),
             # session 21: every states kernel capped at 128 registers (schedule.MAXNREG): by the
             # sm_90 compiles the backward's m0 / m3 states (130 / 139) then fit 4 programs an SM
             # instead of 3 with no stack; the forward's (128 / 103) do not change
@@ -68,6 +73,7 @@ VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warp
             "states 128 dl 168 rest time tiles": dict(states_maxnreg=128, dl_maxnreg=168, args=dict(rest_time_tiles=True)),
             "recurrent": None}
 TIMED = tuple(os.environ["TIMED"].split(",")) if os.environ.get("TIMED") else ("matrix default", "f32 results", "dl P blocks 64", "matrix exact")
+SHAPE = tuple(int(x) for x in os.environ.get("SHAPE", "8,2048,32").split(","))  # B, L, H of the timed case
 
 
 def backward(c, variant):
@@ -124,7 +130,7 @@ def speed(out: dict) -> None:
     for i, variant in enumerate(TIMED):
         backward(layer, variant)
         layer._recipes.clear()  # the shared forward's recorded launches: its states kernel's stages and cap are per variant
-        case = w.mamba2_case(8, 2048, 32, 64, 128, True, ssd)
+        case = w.mamba2_case(*SHAPE, 64, 128, True, ssd)
         if i:  # the peer once
             case.candidates[:] = [x for x in case.candidates if x.impl == "ssmc"]
         try:  # (the case's float32 outputs run the variant too, with float32-accurate products)
@@ -149,7 +155,8 @@ def main() -> None:
     c = Ceilings.measure()
     print(f"{torch.cuda.get_device_name()}  copy {c.copy / 1e9:.0f} GB/s", flush=True)
     out = dict(device=torch.cuda.get_device_name(), copy_gbs=c.copy / 1e9, accuracy=[], rows=[], profile={})
-    path = os.path.join(os.environ.get("OUT", "."), "dl_gpu.json")
+    name = "dl_gpu.json" if SHAPE == (8, 2048, 32) else f"dl_gpu_{'_'.join(map(str, SHAPE))}.json"
+    path = os.path.join(os.environ.get("OUT", "."), name)
     if os.environ.get("SPEED", "1") == "1":
         speed(out)
         json.dump(out, open(path, "w"), indent=1)  # after each part: a call cut short keeps what it did

@@ -88,7 +88,7 @@ def bimamba_backward_r0_k0_ckpt_chunked_states(
     st_P, st_P_s__C, st_P_s_B, st_P_s_D, st_P_s_N,
     size__C, size_B, size_L, size_D, size_N, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -132,11 +132,20 @@ def bimamba_backward_r0_k0_ckpt_chunked_states(
     # the time loop over L
     i0 = pid__C * chunk_len  # this program's steps: [i0, i1)
     i1 = tl.minimum(i0 + chunk_len, n_steps)
-    pb_a_dt = a_dt + row_B * a_dt_s_B + (t_lo + i0) * a_dt_s_L
+    ob_a_dt = row_B * a_dt_s_B
+    if ALIGNED & 1:
+        ob_a_dt = tl.multiple_of(ob_a_dt, 8)
+    pb_a_dt = a_dt + ob_a_dt + (t_lo + i0) * a_dt_s_L
     po_a_dt = offs_D[None, None, :] * a_dt_s_D
-    pb_a_x = a_x + row_B * a_x_s_B + (t_lo + i0) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B
+    if ALIGNED & 2:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo + i0) * a_x_s_L
     po_a_x = offs_D[None, None, :] * a_x_s_D
-    pb_a_B = a_B + row_B * a_B_s_B + (t_lo + i0) * a_B_s_L
+    ob_a_B = row_B * a_B_s_B
+    if ALIGNED & 4:
+        ob_a_B = tl.multiple_of(ob_a_B, 8)
+    pb_a_B = a_B + ob_a_B + (t_lo + i0) * a_B_s_L
     po_a_B = offs_N[None, :, None] * a_B_s_N
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

@@ -102,7 +102,7 @@ def bimamba_backward_r0_k0_bidir(
     o_grad_dt_bias, o_grad_dt_bias_s_D,
     size__C, size_B, size_L, size_D, size_N, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -150,29 +150,65 @@ def bimamba_backward_r0_k0_bidir(
     v66 = tl.zeros([1, 1, BLOCK_D], tl.float32)  # a sum over time
 
     # the time loop over L, from the end
-    pb_a_grad_y = a_grad_y + row_B * a_grad_y_s_B + (t_lo) * a_grad_y_s_L
+    ob_a_grad_y = row_B * a_grad_y_s_B
+    if ALIGNED & 1:
+        ob_a_grad_y = tl.multiple_of(ob_a_grad_y, 8)
+    pb_a_grad_y = a_grad_y + ob_a_grad_y + (t_lo) * a_grad_y_s_L
     po_a_grad_y = offs_D[None, None, :] * a_grad_y_s_D
-    pb_a_z = a_z + row_B * a_z_s_B + (t_lo) * a_z_s_L
+    ob_a_z = row_B * a_z_s_B
+    if ALIGNED & 2:
+        ob_a_z = tl.multiple_of(ob_a_z, 8)
+    pb_a_z = a_z + ob_a_z + (t_lo) * a_z_s_L
     po_a_z = offs_D[None, None, :] * a_z_s_D
-    pb_a_C = a_C + row_B * a_C_s_B + (t_lo) * a_C_s_L
+    ob_a_C = row_B * a_C_s_B
+    if ALIGNED & 4:
+        ob_a_C = tl.multiple_of(ob_a_C, 8)
+    pb_a_C = a_C + ob_a_C + (t_lo) * a_C_s_L
     po_a_C = offs_N[None, :, None] * a_C_s_N
-    pb_a_dt = a_dt + row_B * a_dt_s_B + (t_lo) * a_dt_s_L
+    ob_a_dt = row_B * a_dt_s_B
+    if ALIGNED & 8:
+        ob_a_dt = tl.multiple_of(ob_a_dt, 8)
+    pb_a_dt = a_dt + ob_a_dt + (t_lo) * a_dt_s_L
     po_a_dt = offs_D[None, None, :] * a_dt_s_D
-    pb_a_B = a_B + row_B * a_B_s_B + (t_lo) * a_B_s_L
+    ob_a_B = row_B * a_B_s_B
+    if ALIGNED & 16:
+        ob_a_B = tl.multiple_of(ob_a_B, 8)
+    pb_a_B = a_B + ob_a_B + (t_lo) * a_B_s_L
     po_a_B = offs_N[None, :, None] * a_B_s_N
-    pb_a_x = a_x + row_B * a_x_s_B + (t_lo) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B
+    if ALIGNED & 32:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo) * a_x_s_L
     po_a_x = offs_D[None, None, :] * a_x_s_D
-    pb_a_saved_0 = a_saved_0 + row_B * a_saved_0_s_B + (t_lo) * a_saved_0_s_L
+    ob_a_saved_0 = row_B * a_saved_0_s_B
+    if ALIGNED & 64:
+        ob_a_saved_0 = tl.multiple_of(ob_a_saved_0, 8)
+    pb_a_saved_0 = a_saved_0 + ob_a_saved_0 + (t_lo) * a_saved_0_s_L
     po_a_saved_0 = offs_D[None, None, :] * a_saved_0_s_D
-    pb_o_grad_x = o_grad_x + row_B * o_grad_x_s_B + (t_lo) * o_grad_x_s_L
+    ob_o_grad_x = row_B * o_grad_x_s_B
+    if ALIGNED & 128:
+        ob_o_grad_x = tl.multiple_of(ob_o_grad_x, 8)
+    pb_o_grad_x = o_grad_x + ob_o_grad_x + (t_lo) * o_grad_x_s_L
     po_o_grad_x = offs_D[None, None, :] * o_grad_x_s_D
-    pb_o_grad_dt = o_grad_dt + row_B * o_grad_dt_s_B + (t_lo) * o_grad_dt_s_L
+    ob_o_grad_dt = row_B * o_grad_dt_s_B
+    if ALIGNED & 256:
+        ob_o_grad_dt = tl.multiple_of(ob_o_grad_dt, 8)
+    pb_o_grad_dt = o_grad_dt + ob_o_grad_dt + (t_lo) * o_grad_dt_s_L
     po_o_grad_dt = offs_D[None, None, :] * o_grad_dt_s_D
-    pb_o_grad_B = o_grad_B + row_B * o_grad_B_s_B + (t_lo) * o_grad_B_s_L
+    ob_o_grad_B = row_B * o_grad_B_s_B
+    if ALIGNED & 512:
+        ob_o_grad_B = tl.multiple_of(ob_o_grad_B, 8)
+    pb_o_grad_B = o_grad_B + ob_o_grad_B + (t_lo) * o_grad_B_s_L
     po_o_grad_B = offs_N[None, :, None] * o_grad_B_s_N
-    pb_o_grad_C = o_grad_C + row_B * o_grad_C_s_B + (t_lo) * o_grad_C_s_L
+    ob_o_grad_C = row_B * o_grad_C_s_B
+    if ALIGNED & 1024:
+        ob_o_grad_C = tl.multiple_of(ob_o_grad_C, 8)
+    pb_o_grad_C = o_grad_C + ob_o_grad_C + (t_lo) * o_grad_C_s_L
     po_o_grad_C = offs_N[None, :, None] * o_grad_C_s_N
-    pb_o_grad_z = o_grad_z + row_B * o_grad_z_s_B + (t_lo) * o_grad_z_s_L
+    ob_o_grad_z = row_B * o_grad_z_s_B
+    if ALIGNED & 2048:
+        ob_o_grad_z = tl.multiple_of(ob_o_grad_z, 8)
+    pb_o_grad_z = o_grad_z + ob_o_grad_z + (t_lo) * o_grad_z_s_L
     po_o_grad_z = offs_D[None, None, :] * o_grad_z_s_D
     pb0_a_grad_y = pb_a_grad_y
     pb0_a_z = pb_a_z

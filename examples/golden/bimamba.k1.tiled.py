@@ -100,7 +100,7 @@ def bimamba_k1(
     o_y, o_y_s_B, o_y_s_L, o_y_s_D,
     size_B, size_L, size_D, size_N,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -141,19 +141,40 @@ def bimamba_k1(
     # the time loop over L, from the end
     idx_T = tl.arange(0, BLOCK_T).to(tl.int64)
     last_T = idx_T == BLOCK_T - 1
-    pb_t21 = t21 + row_B * t21_s_B + (t_lo + n_steps - 1) * t21_s_L
+    ob_t21 = row_B * t21_s_B
+    if ALIGNED & 1:
+        ob_t21 = tl.multiple_of(ob_t21, 8)
+    pb_t21 = t21 + ob_t21 + (t_lo + n_steps - 1) * t21_s_L
     po_t21 = -idx_T[:, None, None] * t21_s_L + offs_D[None, None, :] * t21_s_D
-    pb_a_dt = a_dt + row_B * a_dt_s_B + (t_lo + n_steps - 1) * a_dt_s_L
+    ob_a_dt = row_B * a_dt_s_B
+    if ALIGNED & 2:
+        ob_a_dt = tl.multiple_of(ob_a_dt, 8)
+    pb_a_dt = a_dt + ob_a_dt + (t_lo + n_steps - 1) * a_dt_s_L
     po_a_dt = -idx_T[:, None, None] * a_dt_s_L + offs_D[None, None, :] * a_dt_s_D
-    pb_a_x = a_x + row_B * a_x_s_B + (t_lo + n_steps - 1) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B
+    if ALIGNED & 4:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo + n_steps - 1) * a_x_s_L
     po_a_x = -idx_T[:, None, None] * a_x_s_L + offs_D[None, None, :] * a_x_s_D
-    pb_a_B = a_B + row_B * a_B_s_B + (t_lo + n_steps - 1) * a_B_s_L
+    ob_a_B = row_B * a_B_s_B
+    if ALIGNED & 8:
+        ob_a_B = tl.multiple_of(ob_a_B, 8)
+    pb_a_B = a_B + ob_a_B + (t_lo + n_steps - 1) * a_B_s_L
     po_a_B = -idx_T[:, None, None] * a_B_s_L + offs_N[None, :, None] * a_B_s_N
-    pb_a_C = a_C + row_B * a_C_s_B + (t_lo + n_steps - 1) * a_C_s_L
+    ob_a_C = row_B * a_C_s_B
+    if ALIGNED & 16:
+        ob_a_C = tl.multiple_of(ob_a_C, 8)
+    pb_a_C = a_C + ob_a_C + (t_lo + n_steps - 1) * a_C_s_L
     po_a_C = -idx_T[:, None, None] * a_C_s_L + offs_N[None, :, None] * a_C_s_N
-    pb_a_z = a_z + row_B * a_z_s_B + (t_lo + n_steps - 1) * a_z_s_L
+    ob_a_z = row_B * a_z_s_B
+    if ALIGNED & 32:
+        ob_a_z = tl.multiple_of(ob_a_z, 8)
+    pb_a_z = a_z + ob_a_z + (t_lo + n_steps - 1) * a_z_s_L
     po_a_z = -idx_T[:, None, None] * a_z_s_L + offs_D[None, None, :] * a_z_s_D
-    pb_o_y = o_y + row_B * o_y_s_B + (t_lo + n_steps - 1) * o_y_s_L
+    ob_o_y = row_B * o_y_s_B
+    if ALIGNED & 64:
+        ob_o_y = tl.multiple_of(ob_o_y, 8)
+    pb_o_y = o_y + ob_o_y + (t_lo + n_steps - 1) * o_y_s_L
     po_o_y = -idx_T[:, None, None] * o_y_s_L + offs_D[None, None, :] * o_y_s_D
     for t0 in tl.range(0, n_steps, BLOCK_T, num_stages=NUM_STAGES):
         mask_T = t0 + idx_T < n_steps

@@ -118,7 +118,7 @@ def bimamba_k0(
     t21, t21_s_B, t21_s_L, t21_s_D,
     size_B, size_L, size_D, size_N,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_D: tl.constexpr,
+    VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -246,13 +246,22 @@ def bimamba_k0(
     # the time loop over L
     i0 = 0
     i1 = n_steps
-    pb_a_dt = a_dt + row_B * a_dt_s_B + (t_lo + i0) * a_dt_s_L
+    ob_a_dt = row_B * a_dt_s_B
+    if ALIGNED & 1:
+        ob_a_dt = tl.multiple_of(ob_a_dt, 8)
+    pb_a_dt = a_dt + ob_a_dt + (t_lo + i0) * a_dt_s_L
     po_a_dt = offs_D[None, :] * a_dt_s_D
-    pb_a_x = a_x + row_B * a_x_s_B + (t_lo + i0) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B
+    if ALIGNED & 2:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo + i0) * a_x_s_L
     po_a_x = offs_D[None, :] * a_x_s_D
     pb_a_B = a_B + row_B * a_B_s_B + (t_lo + i0) * a_B_s_L
     pb_a_C = a_C + row_B * a_C_s_B + (t_lo + i0) * a_C_s_L
-    pb_t21 = t21 + row_B * t21_s_B + (t_lo + i0) * t21_s_L
+    ob_t21 = row_B * t21_s_B
+    if ALIGNED & 4:
+        ob_t21 = tl.multiple_of(ob_t21, 8)
+    pb_t21 = t21 + ob_t21 + (t_lo + i0) * t21_s_L
     po_t21 = offs_D[None, :] * t21_s_D
     n_full = i1 - (i1 - i0) % 4
     b_a_dt = pb_a_dt

@@ -20,7 +20,7 @@ def causal_conv_backward_k0_bidir(
     o_grad_bias, o_grad_bias_s_D,
     size__C, size_B, size_L, size_D, size_K, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, HAS_a_window0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, HAS_a_window0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -57,11 +57,20 @@ def causal_conv_backward_k0_bidir(
     v20 = tl.zeros([1, 1, BLOCK_D], tl.float32)  # a sum over time
 
     # the time loop over L, from the end
-    pb_a_grad_y = a_grad_y + row_B * a_grad_y_s_B + (t_lo) * a_grad_y_s_L
+    ob_a_grad_y = row_B * a_grad_y_s_B
+    if ALIGNED & 1:
+        ob_a_grad_y = tl.multiple_of(ob_a_grad_y, 8)
+    pb_a_grad_y = a_grad_y + ob_a_grad_y + (t_lo) * a_grad_y_s_L
     po_a_grad_y = offs_D[None, None, :] * a_grad_y_s_D
-    pb_a_x = a_x + row_B * a_x_s_B + (t_lo) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B
+    if ALIGNED & 2:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo) * a_x_s_L
     po_a_x = offs_D[None, None, :] * a_x_s_D
-    pb_t15 = t15 + row_B * t15_s_B + (t_lo) * t15_s_L
+    ob_t15 = row_B * t15_s_B
+    if ALIGNED & 4:
+        ob_t15 = tl.multiple_of(ob_t15, 8)
+    pb_t15 = t15 + ob_t15 + (t_lo) * t15_s_L
     po_t15 = offs_D[None, None, :] * t15_s_D
     pb0_a_grad_y = pb_a_grad_y
     pb0_a_x = pb_a_x

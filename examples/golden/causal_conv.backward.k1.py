@@ -19,7 +19,7 @@ def causal_conv_backward_k1_chunked(
     o_grad_window0, o_grad_window0_s_B, o_grad_window0_s_D, o_grad_window0_s_K,
     size__C, size_B, size_L, size_D, size_K, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_window: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_grad_window: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -71,9 +71,15 @@ def causal_conv_backward_k1_chunked(
     # the time loop over L
     i0 = pid__C * chunk_len  # this program's steps: [i0, i1)
     i1 = tl.minimum(i0 + chunk_len, n_steps)
-    pb_t15 = t15 + row_B * t15_s_B + (t_lo + i0) * t15_s_L
+    ob_t15 = row_B * t15_s_B
+    if ALIGNED & 1:
+        ob_t15 = tl.multiple_of(ob_t15, 8)
+    pb_t15 = t15 + ob_t15 + (t_lo + i0) * t15_s_L
     po_t15 = offs_D[None, None, :] * t15_s_D
-    pb_o_grad_x = o_grad_x + row_B * o_grad_x_s_B + (t_lo + i0) * o_grad_x_s_L
+    ob_o_grad_x = row_B * o_grad_x_s_B
+    if ALIGNED & 2:
+        ob_o_grad_x = tl.multiple_of(ob_o_grad_x, 8)
+    pb_o_grad_x = o_grad_x + ob_o_grad_x + (t_lo + i0) * o_grad_x_s_L
     po_o_grad_x = offs_D[None, None, :] * o_grad_x_s_D
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

@@ -34,7 +34,7 @@ def gla_backward_k0_ckpt_chunked_states(
     st_P, st_P_s__C, st_P_s_B, st_P_s_H, st_P_s_K, st_P_s_V,
     size__C, size_B, size_L, size_H, size_K, size_V, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_V = tl.cdiv(size_V, BLOCK_V)
@@ -77,11 +77,20 @@ def gla_backward_k0_ckpt_chunked_states(
     # the time loop over L
     i0 = pid__C * chunk_len  # this program's steps: [i0, i1)
     i1 = tl.minimum(i0 + chunk_len, n_steps)
-    pb_a_g = a_g + row_B * a_g_s_B + pid_H * a_g_s_H + (t_lo + i0) * a_g_s_L
+    ob_a_g = row_B * a_g_s_B + pid_H * a_g_s_H
+    if ALIGNED & 1:
+        ob_a_g = tl.multiple_of(ob_a_g, 8)
+    pb_a_g = a_g + ob_a_g + (t_lo + i0) * a_g_s_L
     po_a_g = offs_K[None, :, None] * a_g_s_K
-    pb_a_k = a_k + row_B * a_k_s_B + pid_H * a_k_s_H + (t_lo + i0) * a_k_s_L
+    ob_a_k = row_B * a_k_s_B + pid_H * a_k_s_H
+    if ALIGNED & 2:
+        ob_a_k = tl.multiple_of(ob_a_k, 8)
+    pb_a_k = a_k + ob_a_k + (t_lo + i0) * a_k_s_L
     po_a_k = offs_K[None, :, None] * a_k_s_K
-    pb_a_v = a_v + row_B * a_v_s_B + pid_H * a_v_s_H + (t_lo + i0) * a_v_s_L
+    ob_a_v = row_B * a_v_s_B + pid_H * a_v_s_H
+    if ALIGNED & 4:
+        ob_a_v = tl.multiple_of(ob_a_v, 8)
+    pb_a_v = a_v + ob_a_v + (t_lo + i0) * a_v_s_L
     po_a_v = offs_V[None, None, :] * a_v_s_V
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

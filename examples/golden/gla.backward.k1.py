@@ -34,7 +34,7 @@ def gla_backward_k0_carried_chunked_states(
     st_P, st_P_s__C, st_P_s_B, st_P_s_H, st_P_s_K, st_P_s_V,
     size__C, size_B, size_L, size_H, size_K, size_V, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_o: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
+    HAS_a_grad_o: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_V = tl.cdiv(size_V, BLOCK_V)
@@ -79,11 +79,20 @@ def gla_backward_k0_carried_chunked_states(
     i_end = n_steps - (n_chunks - 1 - pid__C) * chunk_len  # past n_steps: a shorter sequence's
     i1 = tl.minimum(i_end, n_steps)  # this program's steps: [i0, i1)
     i0 = tl.minimum(tl.maximum(i_end - chunk_len, 0), i1)
-    pb_a_g = a_g + row_B * a_g_s_B + pid_H * a_g_s_H + (t_lo + n_steps - 1 - i0) * a_g_s_L
+    ob_a_g = row_B * a_g_s_B + pid_H * a_g_s_H
+    if ALIGNED & 1:
+        ob_a_g = tl.multiple_of(ob_a_g, 8)
+    pb_a_g = a_g + ob_a_g + (t_lo + n_steps - 1 - i0) * a_g_s_L
     po_a_g = offs_K[None, :, None] * a_g_s_K
-    pb_a_grad_o = a_grad_o + row_B * a_grad_o_s_B + pid_H * a_grad_o_s_H + (t_lo + n_steps - 1 - i0) * a_grad_o_s_L
+    ob_a_grad_o = row_B * a_grad_o_s_B + pid_H * a_grad_o_s_H
+    if ALIGNED & 2:
+        ob_a_grad_o = tl.multiple_of(ob_a_grad_o, 8)
+    pb_a_grad_o = a_grad_o + ob_a_grad_o + (t_lo + n_steps - 1 - i0) * a_grad_o_s_L
     po_a_grad_o = offs_V[None, None, :] * a_grad_o_s_V
-    pb_a_q = a_q + row_B * a_q_s_B + pid_H * a_q_s_H + (t_lo + n_steps - 1 - i0) * a_q_s_L
+    ob_a_q = row_B * a_q_s_B + pid_H * a_q_s_H
+    if ALIGNED & 4:
+        ob_a_q = tl.multiple_of(ob_a_q, 8)
+    pb_a_q = a_q + ob_a_q + (t_lo + n_steps - 1 - i0) * a_q_s_L
     po_a_q = offs_K[None, :, None] * a_q_s_K
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

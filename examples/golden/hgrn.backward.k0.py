@@ -33,7 +33,7 @@ def hgrn_backward_k0_ckpt_chunked_states(
     st_P, st_P_s__C, st_P_s_B, st_P_s_D,
     size__C, size_B, size_L, size_D, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -69,9 +69,15 @@ def hgrn_backward_k0_ckpt_chunked_states(
     # the time loop over L
     i0 = pid__C * chunk_len  # this program's steps: [i0, i1)
     i1 = tl.minimum(i0 + chunk_len, n_steps)
-    pb_a_g = a_g + row_B * a_g_s_B + (t_lo + i0) * a_g_s_L
+    ob_a_g = row_B * a_g_s_B
+    if ALIGNED & 1:
+        ob_a_g = tl.multiple_of(ob_a_g, 8)
+    pb_a_g = a_g + ob_a_g + (t_lo + i0) * a_g_s_L
     po_a_g = offs_D[None, :] * a_g_s_D
-    pb_a_x = a_x + row_B * a_x_s_B + (t_lo + i0) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B
+    if ALIGNED & 2:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo + i0) * a_x_s_L
     po_a_x = offs_D[None, :] * a_x_s_D
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

@@ -39,7 +39,7 @@ def hgrn_backward_k0_bidir(
     o_grad_h0, o_grad_h0_s_B, o_grad_h0_s_D,
     size__C, size_B, size_L, size_D, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -80,15 +80,30 @@ def hgrn_backward_k0_bidir(
     h10 = tl.broadcast_to(v2, [1, BLOCK_D])  # the state, carried across time tiles
 
     # the time loop over L, from the end
-    pb_a_grad_y = a_grad_y + row_B * a_grad_y_s_B + (t_lo) * a_grad_y_s_L
+    ob_a_grad_y = row_B * a_grad_y_s_B
+    if ALIGNED & 1:
+        ob_a_grad_y = tl.multiple_of(ob_a_grad_y, 8)
+    pb_a_grad_y = a_grad_y + ob_a_grad_y + (t_lo) * a_grad_y_s_L
     po_a_grad_y = offs_D[None, :] * a_grad_y_s_D
-    pb_a_g = a_g + row_B * a_g_s_B + (t_lo) * a_g_s_L
+    ob_a_g = row_B * a_g_s_B
+    if ALIGNED & 2:
+        ob_a_g = tl.multiple_of(ob_a_g, 8)
+    pb_a_g = a_g + ob_a_g + (t_lo) * a_g_s_L
     po_a_g = offs_D[None, :] * a_g_s_D
-    pb_a_x = a_x + row_B * a_x_s_B + (t_lo) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B
+    if ALIGNED & 4:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo) * a_x_s_L
     po_a_x = offs_D[None, :] * a_x_s_D
-    pb_o_grad_x = o_grad_x + row_B * o_grad_x_s_B + (t_lo) * o_grad_x_s_L
+    ob_o_grad_x = row_B * o_grad_x_s_B
+    if ALIGNED & 8:
+        ob_o_grad_x = tl.multiple_of(ob_o_grad_x, 8)
+    pb_o_grad_x = o_grad_x + ob_o_grad_x + (t_lo) * o_grad_x_s_L
     po_o_grad_x = offs_D[None, :] * o_grad_x_s_D
-    pb_o_grad_g = o_grad_g + row_B * o_grad_g_s_B + (t_lo) * o_grad_g_s_L
+    ob_o_grad_g = row_B * o_grad_g_s_B
+    if ALIGNED & 16:
+        ob_o_grad_g = tl.multiple_of(ob_o_grad_g, 8)
+    pb_o_grad_g = o_grad_g + ob_o_grad_g + (t_lo) * o_grad_g_s_L
     po_o_grad_g = offs_D[None, :] * o_grad_g_s_D
     pb0_a_grad_y = pb_a_grad_y
     pb0_a_g = pb_a_g

@@ -32,7 +32,7 @@ def hgrn_k0(
     o_h_final, o_h_final_s_B, o_h_final_s_D,
     size_B, size_L, size_D,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -64,11 +64,20 @@ def hgrn_k0(
     # the time loop over L
     i0 = 0
     i1 = n_steps
-    pb_a_g = a_g + row_B * a_g_s_B + (t_lo + i0) * a_g_s_L
+    ob_a_g = row_B * a_g_s_B
+    if ALIGNED & 1:
+        ob_a_g = tl.multiple_of(ob_a_g, 8)
+    pb_a_g = a_g + ob_a_g + (t_lo + i0) * a_g_s_L
     po_a_g = offs_D[None, :] * a_g_s_D
-    pb_a_x = a_x + row_B * a_x_s_B + (t_lo + i0) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B
+    if ALIGNED & 2:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo + i0) * a_x_s_L
     po_a_x = offs_D[None, :] * a_x_s_D
-    pb_o_y = o_y + row_B * o_y_s_B + (t_lo + i0) * o_y_s_L
+    ob_o_y = row_B * o_y_s_B
+    if ALIGNED & 4:
+        ob_o_y = tl.multiple_of(ob_o_y, 8)
+    pb_o_y = o_y + ob_o_y + (t_lo + i0) * o_y_s_L
     po_o_y = offs_D[None, :] * o_y_s_D
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

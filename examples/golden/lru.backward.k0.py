@@ -75,7 +75,7 @@ def lru_backward_k0_ckpt_chunked_states(
     st_P, st_P_s__C, st_P_s_B, st_P_s_D, st_P_s_RI,
     size__C, size_B, size_L, size_D, size_RI, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, OFFS32: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, OFFS32: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -139,7 +139,10 @@ def lru_backward_k0_ckpt_chunked_states(
     # the time loop over L
     i0 = pid__C * chunk_len  # this program's steps: [i0, i1)
     i1 = tl.minimum(i0 + chunk_len, n_steps)
-    pb_a_bu = a_bu + row_B * a_bu_s_B + (t_lo + i0) * a_bu_s_L
+    ob_a_bu = row_B * a_bu_s_B
+    if ALIGNED & 1:
+        ob_a_bu = tl.multiple_of(ob_a_bu, 8)
+    pb_a_bu = a_bu + ob_a_bu + (t_lo + i0) * a_bu_s_L
     po_a_bu = offs_D[None, :] * a_bu_s_D
     n_full = i1 - (i1 - i0) % 4
     b_a_bu = pb_a_bu

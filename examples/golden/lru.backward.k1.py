@@ -65,7 +65,7 @@ def lru_backward_k0_carried_chunked_states(
     st_P, st_P_s__C, st_P_s_B, st_P_s_D, st_P_s_RI,
     size__C, size_B, size_L, size_D, size_RI, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, VARLEN: tl.constexpr, OFFS32: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, VARLEN: tl.constexpr, OFFS32: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -134,7 +134,10 @@ def lru_backward_k0_carried_chunked_states(
     i_end = n_steps - (n_chunks - 1 - pid__C) * chunk_len  # past n_steps: a shorter sequence's
     i1 = tl.minimum(i_end, n_steps)  # this program's steps: [i0, i1)
     i0 = tl.minimum(tl.maximum(i_end - chunk_len, 0), i1)
-    pb_a_grad_y = a_grad_y + row_B * a_grad_y_s_B + (t_lo + n_steps - 1 - i0) * a_grad_y_s_L
+    ob_a_grad_y = row_B * a_grad_y_s_B
+    if ALIGNED & 1:
+        ob_a_grad_y = tl.multiple_of(ob_a_grad_y, 8)
+    pb_a_grad_y = a_grad_y + ob_a_grad_y + (t_lo + n_steps - 1 - i0) * a_grad_y_s_L
     po_a_grad_y = offs_D[None, :] * a_grad_y_s_D
     n_full = i1 - (i1 - i0) % 4
     b_a_grad_y = pb_a_grad_y

@@ -82,7 +82,7 @@ def lru_backward_k0_bidir(
     o_grad_h0, o_grad_h0_s_B, o_grad_h0_s_D, o_grad_h0_s_RI,
     size__C, size_B, size_L, size_D, size_RI, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -167,11 +167,20 @@ def lru_backward_k0_bidir(
     v69__1 = tl.zeros([1, BLOCK_D], tl.float32)  # a sum over time
 
     # the time loop over L, from the end
-    pb_a_grad_y = a_grad_y + row_B * a_grad_y_s_B + (t_lo) * a_grad_y_s_L
+    ob_a_grad_y = row_B * a_grad_y_s_B
+    if ALIGNED & 1:
+        ob_a_grad_y = tl.multiple_of(ob_a_grad_y, 8)
+    pb_a_grad_y = a_grad_y + ob_a_grad_y + (t_lo) * a_grad_y_s_L
     po_a_grad_y = offs_D[None, :] * a_grad_y_s_D
-    pb_a_bu = a_bu + row_B * a_bu_s_B + (t_lo) * a_bu_s_L
+    ob_a_bu = row_B * a_bu_s_B
+    if ALIGNED & 2:
+        ob_a_bu = tl.multiple_of(ob_a_bu, 8)
+    pb_a_bu = a_bu + ob_a_bu + (t_lo) * a_bu_s_L
     po_a_bu = offs_D[None, :] * a_bu_s_D
-    pb_o_grad_bu = o_grad_bu + row_B * o_grad_bu_s_B + (t_lo) * o_grad_bu_s_L
+    ob_o_grad_bu = row_B * o_grad_bu_s_B
+    if ALIGNED & 4:
+        ob_o_grad_bu = tl.multiple_of(ob_o_grad_bu, 8)
+    pb_o_grad_bu = o_grad_bu + ob_o_grad_bu + (t_lo) * o_grad_bu_s_L
     po_o_grad_bu = offs_D[None, :] * o_grad_bu_s_D
     pb0_a_grad_y = pb_a_grad_y
     pb0_a_bu = pb_a_bu

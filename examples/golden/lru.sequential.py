@@ -74,7 +74,7 @@ def lru_k0(
     o_h_final, o_h_final_s_B, o_h_final_s_D, o_h_final_s_RI,
     size_B, size_L, size_D, size_RI,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -132,9 +132,15 @@ def lru_k0(
     # the time loop over L
     i0 = 0
     i1 = n_steps
-    pb_a_bu = a_bu + row_B * a_bu_s_B + (t_lo + i0) * a_bu_s_L
+    ob_a_bu = row_B * a_bu_s_B
+    if ALIGNED & 1:
+        ob_a_bu = tl.multiple_of(ob_a_bu, 8)
+    pb_a_bu = a_bu + ob_a_bu + (t_lo + i0) * a_bu_s_L
     po_a_bu = offs_D[None, :] * a_bu_s_D
-    pb_o_y = o_y + row_B * o_y_s_B + (t_lo + i0) * o_y_s_L
+    ob_o_y = row_B * o_y_s_B
+    if ALIGNED & 2:
+        ob_o_y = tl.multiple_of(ob_o_y, 8)
+    pb_o_y = o_y + ob_o_y + (t_lo + i0) * o_y_s_L
     po_o_y = offs_D[None, :] * o_y_s_D
     n_full = i1 - (i1 - i0) % 4
     b_a_bu = pb_a_bu

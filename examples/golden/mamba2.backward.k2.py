@@ -103,7 +103,7 @@ def mamba2_backward_k0_bidir(
     o_grad_h0, o_grad_h0_s_B, o_grad_h0_s_G, o_grad_h0_s_R, o_grad_h0_s_P, o_grad_h0_s_N,
     size__C, size_B, size_L, size_G, size_R, size_P, size_N, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_P = tl.cdiv(size_P, BLOCK_P)
@@ -163,26 +163,53 @@ def mamba2_backward_k0_bidir(
     v72 = tl.zeros([1, 1, BLOCK_P], tl.float32)  # a sum over time
 
     # the time loop over L, from the end
-    pb_a_grad_y = a_grad_y + row_B * a_grad_y_s_B + pid_G * a_grad_y_s_G + pid_R * a_grad_y_s_R + (t_lo) * a_grad_y_s_L
+    ob_a_grad_y = row_B * a_grad_y_s_B + pid_G * a_grad_y_s_G + pid_R * a_grad_y_s_R
+    if ALIGNED & 1:
+        ob_a_grad_y = tl.multiple_of(ob_a_grad_y, 8)
+    pb_a_grad_y = a_grad_y + ob_a_grad_y + (t_lo) * a_grad_y_s_L
     po_a_grad_y = offs_P[None, None, :] * a_grad_y_s_P
-    pb_a_z = a_z + row_B * a_z_s_B + pid_G * a_z_s_G + pid_R * a_z_s_R + (t_lo) * a_z_s_L
+    ob_a_z = row_B * a_z_s_B + pid_G * a_z_s_G + pid_R * a_z_s_R
+    if ALIGNED & 2:
+        ob_a_z = tl.multiple_of(ob_a_z, 8)
+    pb_a_z = a_z + ob_a_z + (t_lo) * a_z_s_L
     po_a_z = offs_P[None, None, :] * a_z_s_P
-    pb_a_C = a_C + row_B * a_C_s_B + pid_G * a_C_s_G + (t_lo) * a_C_s_L
+    ob_a_C = row_B * a_C_s_B + pid_G * a_C_s_G
+    if ALIGNED & 4:
+        ob_a_C = tl.multiple_of(ob_a_C, 8)
+    pb_a_C = a_C + ob_a_C + (t_lo) * a_C_s_L
     po_a_C = offs_N[None, :, None] * a_C_s_N
     pb_a_dt = a_dt + row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + (t_lo) * a_dt_s_L
-    pb_a_B = a_B + row_B * a_B_s_B + pid_G * a_B_s_G + (t_lo) * a_B_s_L
+    ob_a_B = row_B * a_B_s_B + pid_G * a_B_s_G
+    if ALIGNED & 8:
+        ob_a_B = tl.multiple_of(ob_a_B, 8)
+    pb_a_B = a_B + ob_a_B + (t_lo) * a_B_s_L
     po_a_B = offs_N[None, :, None] * a_B_s_N
-    pb_a_x = a_x + row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R + (t_lo) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R
+    if ALIGNED & 16:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo) * a_x_s_L
     po_a_x = offs_P[None, None, :] * a_x_s_P
-    pb_o_grad_x = o_grad_x + row_B * o_grad_x_s_B + pid_G * o_grad_x_s_G + pid_R * o_grad_x_s_R + (t_lo) * o_grad_x_s_L
+    ob_o_grad_x = row_B * o_grad_x_s_B + pid_G * o_grad_x_s_G + pid_R * o_grad_x_s_R
+    if ALIGNED & 32:
+        ob_o_grad_x = tl.multiple_of(ob_o_grad_x, 8)
+    pb_o_grad_x = o_grad_x + ob_o_grad_x + (t_lo) * o_grad_x_s_L
     po_o_grad_x = offs_P[None, None, :] * o_grad_x_s_P
     pb_t32 = t32 + row_B * t32_s_B + pid_G * t32_s_G + pid_R * t32_s_R + (t_lo) * t32_s_L
     pb_t39 = t39 + row_B * t39_s_B + pid_G * t39_s_G + pid_R * t39_s_R + (t_lo) * t39_s_L
-    pb_o_grad_B = o_grad_B + row_B * o_grad_B_s_B + pid_G * o_grad_B_s_G + (t_lo) * o_grad_B_s_L
+    ob_o_grad_B = row_B * o_grad_B_s_B + pid_G * o_grad_B_s_G
+    if ALIGNED & 64:
+        ob_o_grad_B = tl.multiple_of(ob_o_grad_B, 8)
+    pb_o_grad_B = o_grad_B + ob_o_grad_B + (t_lo) * o_grad_B_s_L
     po_o_grad_B = offs_N[None, :, None] * o_grad_B_s_N
-    pb_o_grad_C = o_grad_C + row_B * o_grad_C_s_B + pid_G * o_grad_C_s_G + (t_lo) * o_grad_C_s_L
+    ob_o_grad_C = row_B * o_grad_C_s_B + pid_G * o_grad_C_s_G
+    if ALIGNED & 128:
+        ob_o_grad_C = tl.multiple_of(ob_o_grad_C, 8)
+    pb_o_grad_C = o_grad_C + ob_o_grad_C + (t_lo) * o_grad_C_s_L
     po_o_grad_C = offs_N[None, :, None] * o_grad_C_s_N
-    pb_o_grad_z = o_grad_z + row_B * o_grad_z_s_B + pid_G * o_grad_z_s_G + pid_R * o_grad_z_s_R + (t_lo) * o_grad_z_s_L
+    ob_o_grad_z = row_B * o_grad_z_s_B + pid_G * o_grad_z_s_G + pid_R * o_grad_z_s_R
+    if ALIGNED & 256:
+        ob_o_grad_z = tl.multiple_of(ob_o_grad_z, 8)
+    pb_o_grad_z = o_grad_z + ob_o_grad_z + (t_lo) * o_grad_z_s_L
     po_o_grad_z = offs_P[None, None, :] * o_grad_z_s_P
     pb0_a_grad_y = pb_a_grad_y
     pb0_a_z = pb_a_z

@@ -97,7 +97,7 @@ def mamba2_k0(
     o_h_final, o_h_final_s_B, o_h_final_s_G, o_h_final_s_R, o_h_final_s_P, o_h_final_s_N,
     size_B, size_L, size_G, size_R, size_P, size_N,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_P = tl.cdiv(size_P, BLOCK_P)
@@ -149,15 +149,30 @@ def mamba2_k0(
     last_T = idx_T == BLOCK_T - 1
     pb_a_dt = a_dt + row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + (t_lo) * a_dt_s_L
     po_a_dt = idx_T[:, None, None] * a_dt_s_L
-    pb_a_x = a_x + row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R + (t_lo) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B + pid_G * a_x_s_G + pid_R * a_x_s_R
+    if ALIGNED & 1:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo) * a_x_s_L
     po_a_x = idx_T[:, None, None] * a_x_s_L + offs_P[None, None, :] * a_x_s_P
-    pb_a_B = a_B + row_B * a_B_s_B + pid_G * a_B_s_G + (t_lo) * a_B_s_L
+    ob_a_B = row_B * a_B_s_B + pid_G * a_B_s_G
+    if ALIGNED & 2:
+        ob_a_B = tl.multiple_of(ob_a_B, 8)
+    pb_a_B = a_B + ob_a_B + (t_lo) * a_B_s_L
     po_a_B = idx_T[:, None, None] * a_B_s_L + offs_N[None, :, None] * a_B_s_N
-    pb_a_C = a_C + row_B * a_C_s_B + pid_G * a_C_s_G + (t_lo) * a_C_s_L
+    ob_a_C = row_B * a_C_s_B + pid_G * a_C_s_G
+    if ALIGNED & 4:
+        ob_a_C = tl.multiple_of(ob_a_C, 8)
+    pb_a_C = a_C + ob_a_C + (t_lo) * a_C_s_L
     po_a_C = idx_T[:, None, None] * a_C_s_L + offs_N[None, :, None] * a_C_s_N
-    pb_a_z = a_z + row_B * a_z_s_B + pid_G * a_z_s_G + pid_R * a_z_s_R + (t_lo) * a_z_s_L
+    ob_a_z = row_B * a_z_s_B + pid_G * a_z_s_G + pid_R * a_z_s_R
+    if ALIGNED & 8:
+        ob_a_z = tl.multiple_of(ob_a_z, 8)
+    pb_a_z = a_z + ob_a_z + (t_lo) * a_z_s_L
     po_a_z = idx_T[:, None, None] * a_z_s_L + offs_P[None, None, :] * a_z_s_P
-    pb_o_y = o_y + row_B * o_y_s_B + pid_G * o_y_s_G + pid_R * o_y_s_R + (t_lo) * o_y_s_L
+    ob_o_y = row_B * o_y_s_B + pid_G * o_y_s_G + pid_R * o_y_s_R
+    if ALIGNED & 16:
+        ob_o_y = tl.multiple_of(ob_o_y, 8)
+    pb_o_y = o_y + ob_o_y + (t_lo) * o_y_s_L
     po_o_y = idx_T[:, None, None] * o_y_s_L + offs_P[None, None, :] * o_y_s_P
     for t0 in tl.range(0, n_steps, BLOCK_T, num_stages=NUM_STAGES):
         mask_T = t0 + idx_T < n_steps

@@ -111,7 +111,7 @@ def mamba2_conv_backward_k1_bidir(
     o_grad_x_window, o_grad_x_window_s_B, o_grad_x_window_s_G, o_grad_x_window_s_R, o_grad_x_window_s_P, o_grad_x_window_s_K,
     size_B, size_L, size_G, size_R, size_P, size_N, size_K,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_x_window: tl.constexpr, HAS_a_B_window: tl.constexpr, HAS_a_C_window: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr,
+    HAS_a_grad_x_window: tl.constexpr, HAS_a_B_window: tl.constexpr, HAS_a_C_window: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_P = tl.cdiv(size_P, BLOCK_P)
@@ -189,24 +189,48 @@ def mamba2_conv_backward_k1_bidir(
     v135 = tl.zeros([1, 1, 1, 1], tl.float32)  # a sum over time
 
     # the time loop over L, from the end
-    pb_t66 = t66 + row_B * t66_s_B + pid_G * t66_s_G + (t_lo) * t66_s_L
+    ob_t66 = row_B * t66_s_B + pid_G * t66_s_G
+    if ALIGNED & 1:
+        ob_t66 = tl.multiple_of(ob_t66, 8)
+    pb_t66 = t66 + ob_t66 + (t_lo) * t66_s_L
     po_t66 = offs_N[None, :, None, None] * t66_s_N
-    pb_t80 = t80 + row_B * t80_s_B + pid_G * t80_s_G + (t_lo) * t80_s_L
+    ob_t80 = row_B * t80_s_B + pid_G * t80_s_G
+    if ALIGNED & 2:
+        ob_t80 = tl.multiple_of(ob_t80, 8)
+    pb_t80 = t80 + ob_t80 + (t_lo) * t80_s_L
     po_t80 = offs_N[None, :, None, None] * t80_s_N
     pb_t94 = t94 + row_B * t94_s_B + pid_G * t94_s_G + pid_R * t94_s_R + (t_lo) * t94_s_L
     pb_t90 = t90 + row_B * t90_s_B + pid_G * t90_s_G + pid_R * t90_s_R + (t_lo) * t90_s_L
-    pb_t58 = t58 + row_B * t58_s_B + pid_G * t58_s_G + pid_R * t58_s_R + (t_lo) * t58_s_L
+    ob_t58 = row_B * t58_s_B + pid_G * t58_s_G + pid_R * t58_s_R
+    if ALIGNED & 4:
+        ob_t58 = tl.multiple_of(ob_t58, 8)
+    pb_t58 = t58 + ob_t58 + (t_lo) * t58_s_L
     po_t58 = offs_P[None, None, None, :] * t58_s_P
-    pb_a_B = a_B + row_B * a_B_s_B + pid_G * a_B_s_G + (t_lo) * a_B_s_L
+    ob_a_B = row_B * a_B_s_B + pid_G * a_B_s_G
+    if ALIGNED & 8:
+        ob_a_B = tl.multiple_of(ob_a_B, 8)
+    pb_a_B = a_B + ob_a_B + (t_lo) * a_B_s_L
     po_a_B = offs_N[None, :, None, None] * a_B_s_N
-    pb_a_C = a_C + row_B * a_C_s_B + pid_G * a_C_s_G + (t_lo) * a_C_s_L
+    ob_a_C = row_B * a_C_s_B + pid_G * a_C_s_G
+    if ALIGNED & 16:
+        ob_a_C = tl.multiple_of(ob_a_C, 8)
+    pb_a_C = a_C + ob_a_C + (t_lo) * a_C_s_L
     po_a_C = offs_N[None, :, None, None] * a_C_s_N
     pb_a_dt = a_dt + row_B * a_dt_s_B + pid_G * a_dt_s_G + pid_R * a_dt_s_R + (t_lo) * a_dt_s_L
-    pb_o_grad_x = o_grad_x + row_B * o_grad_x_s_B + pid_G * o_grad_x_s_G + pid_R * o_grad_x_s_R + (t_lo) * o_grad_x_s_L
+    ob_o_grad_x = row_B * o_grad_x_s_B + pid_G * o_grad_x_s_G + pid_R * o_grad_x_s_R
+    if ALIGNED & 32:
+        ob_o_grad_x = tl.multiple_of(ob_o_grad_x, 8)
+    pb_o_grad_x = o_grad_x + ob_o_grad_x + (t_lo) * o_grad_x_s_L
     po_o_grad_x = offs_P[None, None, None, :] * o_grad_x_s_P
-    pb_t72 = t72 + row_B * t72_s_B + pid_G * t72_s_G + (t_lo) * t72_s_L
+    ob_t72 = row_B * t72_s_B + pid_G * t72_s_G
+    if ALIGNED & 64:
+        ob_t72 = tl.multiple_of(ob_t72, 8)
+    pb_t72 = t72 + ob_t72 + (t_lo) * t72_s_L
     po_t72 = offs_N[None, :, None, None] * t72_s_N
-    pb_t86 = t86 + row_B * t86_s_B + pid_G * t86_s_G + (t_lo) * t86_s_L
+    ob_t86 = row_B * t86_s_B + pid_G * t86_s_G
+    if ALIGNED & 128:
+        ob_t86 = tl.multiple_of(ob_t86, 8)
+    pb_t86 = t86 + ob_t86 + (t_lo) * t86_s_L
     po_t86 = offs_N[None, :, None, None] * t86_s_N
     pb_o_grad_dt = o_grad_dt + row_B * o_grad_dt_s_B + pid_G * o_grad_dt_s_G + pid_R * o_grad_dt_s_R + (t_lo) * o_grad_dt_s_L
     pb0_t66 = pb_t66

@@ -74,7 +74,7 @@ def mamba2_conv_backward_k2_chunked(
     o_grad_C_window, o_grad_C_window_s_B, o_grad_C_window_s_G, o_grad_C_window_s_N, o_grad_C_window_s_K,
     size__C, size_B, size_L, size_G, size_R, size_N, size_K, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_B_window: tl.constexpr, HAS_a_grad_C_window: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_a_grad_B_window: tl.constexpr, HAS_a_grad_C_window: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_N = tl.cdiv(size_N, BLOCK_N)
@@ -159,13 +159,25 @@ def mamba2_conv_backward_k2_chunked(
     # the time loop over L
     i0 = pid__C * chunk_len  # this program's steps: [i0, i1)
     i1 = tl.minimum(i0 + chunk_len, n_steps)
-    pb_t72 = t72 + row_B * t72_s_B + pid_G * t72_s_G + (t_lo + i0) * t72_s_L
+    ob_t72 = row_B * t72_s_B + pid_G * t72_s_G
+    if ALIGNED & 1:
+        ob_t72 = tl.multiple_of(ob_t72, 8)
+    pb_t72 = t72 + ob_t72 + (t_lo + i0) * t72_s_L
     po_t72 = offs_N[None, None, :] * t72_s_N
-    pb_t86 = t86 + row_B * t86_s_B + pid_G * t86_s_G + (t_lo + i0) * t86_s_L
+    ob_t86 = row_B * t86_s_B + pid_G * t86_s_G
+    if ALIGNED & 2:
+        ob_t86 = tl.multiple_of(ob_t86, 8)
+    pb_t86 = t86 + ob_t86 + (t_lo + i0) * t86_s_L
     po_t86 = offs_N[None, None, :] * t86_s_N
-    pb_o_grad_B = o_grad_B + row_B * o_grad_B_s_B + pid_G * o_grad_B_s_G + (t_lo + i0) * o_grad_B_s_L
+    ob_o_grad_B = row_B * o_grad_B_s_B + pid_G * o_grad_B_s_G
+    if ALIGNED & 4:
+        ob_o_grad_B = tl.multiple_of(ob_o_grad_B, 8)
+    pb_o_grad_B = o_grad_B + ob_o_grad_B + (t_lo + i0) * o_grad_B_s_L
     po_o_grad_B = offs_N[None, None, :] * o_grad_B_s_N
-    pb_o_grad_C = o_grad_C + row_B * o_grad_C_s_B + pid_G * o_grad_C_s_G + (t_lo + i0) * o_grad_C_s_L
+    ob_o_grad_C = row_B * o_grad_C_s_B + pid_G * o_grad_C_s_G
+    if ALIGNED & 8:
+        ob_o_grad_C = tl.multiple_of(ob_o_grad_C, 8)
+    pb_o_grad_C = o_grad_C + ob_o_grad_C + (t_lo + i0) * o_grad_C_s_L
     po_o_grad_C = offs_N[None, None, :] * o_grad_C_s_N
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

@@ -117,7 +117,7 @@ def mamba2_conv_backward_k0_bidir(
     o_grad_dt_bias, o_grad_dt_bias_s_G, o_grad_dt_bias_s_R,
     size__C, size_B, size_L, size_G, size_R, size_P, size_N, size_K, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, HAS_a_x_window: tl.constexpr, HAS_a_B_window: tl.constexpr, HAS_a_C_window: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_P: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, HAS_a_x_window: tl.constexpr, HAS_a_B_window: tl.constexpr, HAS_a_C_window: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_P: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_R = tl.cdiv(size_R, BLOCK_R)
@@ -190,37 +190,85 @@ def mamba2_conv_backward_k0_bidir(
     v113 = tl.zeros([1, 1, 1, 1, BLOCK_R], tl.float32)  # a sum over time
 
     # the time loop over L, from the end
-    pb_a_grad_y = a_grad_y + row_B * a_grad_y_s_B + pid_G * a_grad_y_s_G + (t_lo) * a_grad_y_s_L
+    ob_a_grad_y = row_B * a_grad_y_s_B + pid_G * a_grad_y_s_G
+    if ALIGNED & 1:
+        ob_a_grad_y = tl.multiple_of(ob_a_grad_y, 8)
+    pb_a_grad_y = a_grad_y + ob_a_grad_y + (t_lo) * a_grad_y_s_L
     po_a_grad_y = offs_R[None, None, None, None, :] * a_grad_y_s_R + offs_P[None, :, None, None, None] * a_grad_y_s_P
-    pb_a_z = a_z + row_B * a_z_s_B + pid_G * a_z_s_G + (t_lo) * a_z_s_L
+    ob_a_z = row_B * a_z_s_B + pid_G * a_z_s_G
+    if ALIGNED & 2:
+        ob_a_z = tl.multiple_of(ob_a_z, 8)
+    pb_a_z = a_z + ob_a_z + (t_lo) * a_z_s_L
     po_a_z = offs_R[None, None, None, None, :] * a_z_s_R + offs_P[None, :, None, None, None] * a_z_s_P
-    pb_a_mx0 = a_mx0 + row_B * a_mx0_s_B + pid_G * a_mx0_s_G + (t_lo) * a_mx0_s_L
+    ob_a_mx0 = row_B * a_mx0_s_B + pid_G * a_mx0_s_G
+    if ALIGNED & 4:
+        ob_a_mx0 = tl.multiple_of(ob_a_mx0, 8)
+    pb_a_mx0 = a_mx0 + ob_a_mx0 + (t_lo) * a_mx0_s_L
     po_a_mx0 = offs_R[None, None, None, None, :] * a_mx0_s_R + offs_P[None, :, None, None, None] * a_mx0_s_P
-    pb_a_dt = a_dt + row_B * a_dt_s_B + pid_G * a_dt_s_G + (t_lo) * a_dt_s_L
+    ob_a_dt = row_B * a_dt_s_B + pid_G * a_dt_s_G
+    if ALIGNED & 8:
+        ob_a_dt = tl.multiple_of(ob_a_dt, 8)
+    pb_a_dt = a_dt + ob_a_dt + (t_lo) * a_dt_s_L
     po_a_dt = offs_R[None, None, None, None, :] * a_dt_s_R
-    pb_a_x = a_x + row_B * a_x_s_B + pid_G * a_x_s_G + (t_lo) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B + pid_G * a_x_s_G
+    if ALIGNED & 16:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo) * a_x_s_L
     po_a_x = offs_R[None, None, None, None, :] * a_x_s_R + offs_P[None, :, None, None, None] * a_x_s_P
-    pb_a_mx1 = a_mx1 + row_B * a_mx1_s_B + pid_G * a_mx1_s_G + (t_lo) * a_mx1_s_L
+    ob_a_mx1 = row_B * a_mx1_s_B + pid_G * a_mx1_s_G
+    if ALIGNED & 32:
+        ob_a_mx1 = tl.multiple_of(ob_a_mx1, 8)
+    pb_a_mx1 = a_mx1 + ob_a_mx1 + (t_lo) * a_mx1_s_L
     po_a_mx1 = offs_N[None, None, :, None, None] * a_mx1_s_N
-    pb_a_B = a_B + row_B * a_B_s_B + pid_G * a_B_s_G + (t_lo) * a_B_s_L
+    ob_a_B = row_B * a_B_s_B + pid_G * a_B_s_G
+    if ALIGNED & 64:
+        ob_a_B = tl.multiple_of(ob_a_B, 8)
+    pb_a_B = a_B + ob_a_B + (t_lo) * a_B_s_L
     po_a_B = offs_N[None, None, :, None, None] * a_B_s_N
-    pb_a_mx2 = a_mx2 + row_B * a_mx2_s_B + pid_G * a_mx2_s_G + (t_lo) * a_mx2_s_L
+    ob_a_mx2 = row_B * a_mx2_s_B + pid_G * a_mx2_s_G
+    if ALIGNED & 128:
+        ob_a_mx2 = tl.multiple_of(ob_a_mx2, 8)
+    pb_a_mx2 = a_mx2 + ob_a_mx2 + (t_lo) * a_mx2_s_L
     po_a_mx2 = offs_N[None, None, :, None, None] * a_mx2_s_N
-    pb_a_C = a_C + row_B * a_C_s_B + pid_G * a_C_s_G + (t_lo) * a_C_s_L
+    ob_a_C = row_B * a_C_s_B + pid_G * a_C_s_G
+    if ALIGNED & 256:
+        ob_a_C = tl.multiple_of(ob_a_C, 8)
+    pb_a_C = a_C + ob_a_C + (t_lo) * a_C_s_L
     po_a_C = offs_N[None, None, :, None, None] * a_C_s_N
-    pb_a_mx3 = a_mx3 + row_B * a_mx3_s_B + pid_G * a_mx3_s_G + (t_lo) * a_mx3_s_L
+    ob_a_mx3 = row_B * a_mx3_s_B + pid_G * a_mx3_s_G
+    if ALIGNED & 512:
+        ob_a_mx3 = tl.multiple_of(ob_a_mx3, 8)
+    pb_a_mx3 = a_mx3 + ob_a_mx3 + (t_lo) * a_mx3_s_L
     po_a_mx3 = offs_R[None, None, None, None, :] * a_mx3_s_R
-    pb_a_mx4 = a_mx4 + row_B * a_mx4_s_B + pid_G * a_mx4_s_G + (t_lo) * a_mx4_s_L
+    ob_a_mx4 = row_B * a_mx4_s_B + pid_G * a_mx4_s_G
+    if ALIGNED & 1024:
+        ob_a_mx4 = tl.multiple_of(ob_a_mx4, 8)
+    pb_a_mx4 = a_mx4 + ob_a_mx4 + (t_lo) * a_mx4_s_L
     po_a_mx4 = offs_R[None, None, None, None, :] * a_mx4_s_R + offs_P[None, :, None, None, None] * a_mx4_s_P
-    pb_t44 = t44 + row_B * t44_s_B + pid_G * t44_s_G + (t_lo) * t44_s_L
+    ob_t44 = row_B * t44_s_B + pid_G * t44_s_G
+    if ALIGNED & 2048:
+        ob_t44 = tl.multiple_of(ob_t44, 8)
+    pb_t44 = t44 + ob_t44 + (t_lo) * t44_s_L
     po_t44 = offs_R[None, None, None, None, :] * t44_s_R + offs_P[None, :, None, None, None] * t44_s_P
-    pb_t55 = t55 + row_B * t55_s_B + pid_G * t55_s_G + (t_lo) * t55_s_L
+    ob_t55 = row_B * t55_s_B + pid_G * t55_s_G
+    if ALIGNED & 4096:
+        ob_t55 = tl.multiple_of(ob_t55, 8)
+    pb_t55 = t55 + ob_t55 + (t_lo) * t55_s_L
     po_t55 = offs_N[None, None, :, None, None] * t55_s_N
-    pb_t66 = t66 + row_B * t66_s_B + pid_G * t66_s_G + (t_lo) * t66_s_L
+    ob_t66 = row_B * t66_s_B + pid_G * t66_s_G
+    if ALIGNED & 8192:
+        ob_t66 = tl.multiple_of(ob_t66, 8)
+    pb_t66 = t66 + ob_t66 + (t_lo) * t66_s_L
     po_t66 = offs_N[None, None, :, None, None] * t66_s_N
-    pb_o_grad_dt = o_grad_dt + row_B * o_grad_dt_s_B + pid_G * o_grad_dt_s_G + (t_lo) * o_grad_dt_s_L
+    ob_o_grad_dt = row_B * o_grad_dt_s_B + pid_G * o_grad_dt_s_G
+    if ALIGNED & 16384:
+        ob_o_grad_dt = tl.multiple_of(ob_o_grad_dt, 8)
+    pb_o_grad_dt = o_grad_dt + ob_o_grad_dt + (t_lo) * o_grad_dt_s_L
     po_o_grad_dt = offs_R[None, None, None, None, :] * o_grad_dt_s_R
-    pb_o_grad_z = o_grad_z + row_B * o_grad_z_s_B + pid_G * o_grad_z_s_G + (t_lo) * o_grad_z_s_L
+    ob_o_grad_z = row_B * o_grad_z_s_B + pid_G * o_grad_z_s_G
+    if ALIGNED & 32768:
+        ob_o_grad_z = tl.multiple_of(ob_o_grad_z, 8)
+    pb_o_grad_z = o_grad_z + ob_o_grad_z + (t_lo) * o_grad_z_s_L
     po_o_grad_z = offs_R[None, None, None, None, :] * o_grad_z_s_R + offs_P[None, :, None, None, None] * o_grad_z_s_P
     pb0_a_grad_y = pb_a_grad_y
     pb0_a_z = pb_a_z

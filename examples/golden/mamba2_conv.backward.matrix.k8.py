@@ -82,7 +82,7 @@ def mamba2_conv_backward_k1_bidir(
     o_grad_C_window, o_grad_C_window_s_B, o_grad_C_window_s_G, o_grad_C_window_s_N, o_grad_C_window_s_K,
     size_B, size_L, size_G, size_R, size_P, size_N, size_K,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_x_window: tl.constexpr, HAS_a_grad_B_window: tl.constexpr, HAS_a_grad_C_window: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_P: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
+    HAS_a_grad_x_window: tl.constexpr, HAS_a_grad_B_window: tl.constexpr, HAS_a_grad_C_window: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_P: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_R = tl.cdiv(size_R, BLOCK_R)
@@ -201,17 +201,35 @@ def mamba2_conv_backward_k1_bidir(
     tl.store(o_grad_C_window + pid_B * o_grad_C_window_s_B + pid_G * o_grad_C_window_s_G + offs_N[None, None, :, None, None] * o_grad_C_window_s_N + offs_K[None, None, None, :, None] * o_grad_C_window_s_K, v123.to(o_grad_C_window.dtype.element_ty), mask=mask_N[None, None, :, None, None] & mask_K[None, None, None, :, None])
 
     # the time loop over L, from the end
-    pb_t44 = t44 + row_B * t44_s_B + pid_G * t44_s_G + (t_lo) * t44_s_L
+    ob_t44 = row_B * t44_s_B + pid_G * t44_s_G
+    if ALIGNED & 1:
+        ob_t44 = tl.multiple_of(ob_t44, 8)
+    pb_t44 = t44 + ob_t44 + (t_lo) * t44_s_L
     po_t44 = offs_R[None, None, None, None, :] * t44_s_R + offs_P[None, :, None, None, None] * t44_s_P
-    pb_t55 = t55 + row_B * t55_s_B + pid_G * t55_s_G + (t_lo) * t55_s_L
+    ob_t55 = row_B * t55_s_B + pid_G * t55_s_G
+    if ALIGNED & 2:
+        ob_t55 = tl.multiple_of(ob_t55, 8)
+    pb_t55 = t55 + ob_t55 + (t_lo) * t55_s_L
     po_t55 = offs_N[None, None, :, None, None] * t55_s_N
-    pb_t66 = t66 + row_B * t66_s_B + pid_G * t66_s_G + (t_lo) * t66_s_L
+    ob_t66 = row_B * t66_s_B + pid_G * t66_s_G
+    if ALIGNED & 4:
+        ob_t66 = tl.multiple_of(ob_t66, 8)
+    pb_t66 = t66 + ob_t66 + (t_lo) * t66_s_L
     po_t66 = offs_N[None, None, :, None, None] * t66_s_N
-    pb_o_grad_x = o_grad_x + row_B * o_grad_x_s_B + pid_G * o_grad_x_s_G + (t_lo) * o_grad_x_s_L
+    ob_o_grad_x = row_B * o_grad_x_s_B + pid_G * o_grad_x_s_G
+    if ALIGNED & 8:
+        ob_o_grad_x = tl.multiple_of(ob_o_grad_x, 8)
+    pb_o_grad_x = o_grad_x + ob_o_grad_x + (t_lo) * o_grad_x_s_L
     po_o_grad_x = offs_R[None, None, None, None, :] * o_grad_x_s_R + offs_P[None, :, None, None, None] * o_grad_x_s_P
-    pb_o_grad_B = o_grad_B + row_B * o_grad_B_s_B + pid_G * o_grad_B_s_G + (t_lo) * o_grad_B_s_L
+    ob_o_grad_B = row_B * o_grad_B_s_B + pid_G * o_grad_B_s_G
+    if ALIGNED & 16:
+        ob_o_grad_B = tl.multiple_of(ob_o_grad_B, 8)
+    pb_o_grad_B = o_grad_B + ob_o_grad_B + (t_lo) * o_grad_B_s_L
     po_o_grad_B = offs_N[None, None, :, None, None] * o_grad_B_s_N
-    pb_o_grad_C = o_grad_C + row_B * o_grad_C_s_B + pid_G * o_grad_C_s_G + (t_lo) * o_grad_C_s_L
+    ob_o_grad_C = row_B * o_grad_C_s_B + pid_G * o_grad_C_s_G
+    if ALIGNED & 32:
+        ob_o_grad_C = tl.multiple_of(ob_o_grad_C, 8)
+    pb_o_grad_C = o_grad_C + ob_o_grad_C + (t_lo) * o_grad_C_s_L
     po_o_grad_C = offs_N[None, None, :, None, None] * o_grad_C_s_N
     pb0_t44 = pb_t44
     pb0_t55 = pb_t55

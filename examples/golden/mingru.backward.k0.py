@@ -19,7 +19,7 @@ def mingru_backward_k0_ckpt_chunked_states(
     st_P, st_P_s__C, st_P_s_B, st_P_s_D,
     size__C, size_B, size_L, size_D, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -57,9 +57,15 @@ def mingru_backward_k0_ckpt_chunked_states(
     # the time loop over L
     i0 = pid__C * chunk_len  # this program's steps: [i0, i1)
     i1 = tl.minimum(i0 + chunk_len, n_steps)
-    pb_a_k = a_k + row_B * a_k_s_B + (t_lo + i0) * a_k_s_L
+    ob_a_k = row_B * a_k_s_B
+    if ALIGNED & 1:
+        ob_a_k = tl.multiple_of(ob_a_k, 8)
+    pb_a_k = a_k + ob_a_k + (t_lo + i0) * a_k_s_L
     po_a_k = offs_D[None, :] * a_k_s_D
-    pb_a_x_tilde = a_x_tilde + row_B * a_x_tilde_s_B + (t_lo + i0) * a_x_tilde_s_L
+    ob_a_x_tilde = row_B * a_x_tilde_s_B
+    if ALIGNED & 2:
+        ob_a_x_tilde = tl.multiple_of(ob_a_x_tilde, 8)
+    pb_a_x_tilde = a_x_tilde + ob_a_x_tilde + (t_lo + i0) * a_x_tilde_s_L
     po_a_x_tilde = offs_D[None, :] * a_x_tilde_s_D
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

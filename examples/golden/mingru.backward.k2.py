@@ -26,7 +26,7 @@ def mingru_backward_k0_bidir(
     o_grad_h0, o_grad_h0_s_B, o_grad_h0_s_D,
     size__C, size_B, size_L, size_D, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -70,15 +70,30 @@ def mingru_backward_k0_bidir(
     v24 = tl.zeros([1, BLOCK_D], tl.float32)  # a sum over time
 
     # the time loop over L, from the end
-    pb_a_grad_y = a_grad_y + row_B * a_grad_y_s_B + (t_lo) * a_grad_y_s_L
+    ob_a_grad_y = row_B * a_grad_y_s_B
+    if ALIGNED & 1:
+        ob_a_grad_y = tl.multiple_of(ob_a_grad_y, 8)
+    pb_a_grad_y = a_grad_y + ob_a_grad_y + (t_lo) * a_grad_y_s_L
     po_a_grad_y = offs_D[None, :] * a_grad_y_s_D
-    pb_a_k = a_k + row_B * a_k_s_B + (t_lo) * a_k_s_L
+    ob_a_k = row_B * a_k_s_B
+    if ALIGNED & 2:
+        ob_a_k = tl.multiple_of(ob_a_k, 8)
+    pb_a_k = a_k + ob_a_k + (t_lo) * a_k_s_L
     po_a_k = offs_D[None, :] * a_k_s_D
-    pb_a_x_tilde = a_x_tilde + row_B * a_x_tilde_s_B + (t_lo) * a_x_tilde_s_L
+    ob_a_x_tilde = row_B * a_x_tilde_s_B
+    if ALIGNED & 4:
+        ob_a_x_tilde = tl.multiple_of(ob_a_x_tilde, 8)
+    pb_a_x_tilde = a_x_tilde + ob_a_x_tilde + (t_lo) * a_x_tilde_s_L
     po_a_x_tilde = offs_D[None, :] * a_x_tilde_s_D
-    pb_o_grad_k = o_grad_k + row_B * o_grad_k_s_B + (t_lo) * o_grad_k_s_L
+    ob_o_grad_k = row_B * o_grad_k_s_B
+    if ALIGNED & 8:
+        ob_o_grad_k = tl.multiple_of(ob_o_grad_k, 8)
+    pb_o_grad_k = o_grad_k + ob_o_grad_k + (t_lo) * o_grad_k_s_L
     po_o_grad_k = offs_D[None, :] * o_grad_k_s_D
-    pb_o_grad_x_tilde = o_grad_x_tilde + row_B * o_grad_x_tilde_s_B + (t_lo) * o_grad_x_tilde_s_L
+    ob_o_grad_x_tilde = row_B * o_grad_x_tilde_s_B
+    if ALIGNED & 16:
+        ob_o_grad_x_tilde = tl.multiple_of(ob_o_grad_x_tilde, 8)
+    pb_o_grad_x_tilde = o_grad_x_tilde + ob_o_grad_x_tilde + (t_lo) * o_grad_x_tilde_s_L
     po_o_grad_x_tilde = offs_D[None, :] * o_grad_x_tilde_s_D
     pb0_a_grad_y = pb_a_grad_y
     pb0_a_k = pb_a_k

@@ -76,7 +76,7 @@ def rglru_backward_k0_bidir(
     o_grad_h0, o_grad_h0_s_B, o_grad_h0_s_D,
     size__C, size_B, size_L, size_D, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -125,19 +125,40 @@ def rglru_backward_k0_bidir(
     v60 = tl.zeros([1, BLOCK_D], tl.float32)  # a sum over time
 
     # the time loop over L, from the end
-    pb_a_grad_y = a_grad_y + row_B * a_grad_y_s_B + (t_lo) * a_grad_y_s_L
+    ob_a_grad_y = row_B * a_grad_y_s_B
+    if ALIGNED & 1:
+        ob_a_grad_y = tl.multiple_of(ob_a_grad_y, 8)
+    pb_a_grad_y = a_grad_y + ob_a_grad_y + (t_lo) * a_grad_y_s_L
     po_a_grad_y = offs_D[None, :] * a_grad_y_s_D
-    pb_a_gate_a = a_gate_a + row_B * a_gate_a_s_B + (t_lo) * a_gate_a_s_L
+    ob_a_gate_a = row_B * a_gate_a_s_B
+    if ALIGNED & 2:
+        ob_a_gate_a = tl.multiple_of(ob_a_gate_a, 8)
+    pb_a_gate_a = a_gate_a + ob_a_gate_a + (t_lo) * a_gate_a_s_L
     po_a_gate_a = offs_D[None, :] * a_gate_a_s_D
-    pb_a_gate_x = a_gate_x + row_B * a_gate_x_s_B + (t_lo) * a_gate_x_s_L
+    ob_a_gate_x = row_B * a_gate_x_s_B
+    if ALIGNED & 4:
+        ob_a_gate_x = tl.multiple_of(ob_a_gate_x, 8)
+    pb_a_gate_x = a_gate_x + ob_a_gate_x + (t_lo) * a_gate_x_s_L
     po_a_gate_x = offs_D[None, :] * a_gate_x_s_D
-    pb_a_x = a_x + row_B * a_x_s_B + (t_lo) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B
+    if ALIGNED & 8:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo) * a_x_s_L
     po_a_x = offs_D[None, :] * a_x_s_D
-    pb_o_grad_x = o_grad_x + row_B * o_grad_x_s_B + (t_lo) * o_grad_x_s_L
+    ob_o_grad_x = row_B * o_grad_x_s_B
+    if ALIGNED & 16:
+        ob_o_grad_x = tl.multiple_of(ob_o_grad_x, 8)
+    pb_o_grad_x = o_grad_x + ob_o_grad_x + (t_lo) * o_grad_x_s_L
     po_o_grad_x = offs_D[None, :] * o_grad_x_s_D
-    pb_o_grad_gate_a = o_grad_gate_a + row_B * o_grad_gate_a_s_B + (t_lo) * o_grad_gate_a_s_L
+    ob_o_grad_gate_a = row_B * o_grad_gate_a_s_B
+    if ALIGNED & 32:
+        ob_o_grad_gate_a = tl.multiple_of(ob_o_grad_gate_a, 8)
+    pb_o_grad_gate_a = o_grad_gate_a + ob_o_grad_gate_a + (t_lo) * o_grad_gate_a_s_L
     po_o_grad_gate_a = offs_D[None, :] * o_grad_gate_a_s_D
-    pb_o_grad_gate_x = o_grad_gate_x + row_B * o_grad_gate_x_s_B + (t_lo) * o_grad_gate_x_s_L
+    ob_o_grad_gate_x = row_B * o_grad_gate_x_s_B
+    if ALIGNED & 64:
+        ob_o_grad_gate_x = tl.multiple_of(ob_o_grad_gate_x, 8)
+    pb_o_grad_gate_x = o_grad_gate_x + ob_o_grad_gate_x + (t_lo) * o_grad_gate_x_s_L
     po_o_grad_gate_x = offs_D[None, :] * o_grad_gate_x_s_D
     pb0_a_grad_y = pb_a_grad_y
     pb0_a_gate_a = pb_a_gate_a

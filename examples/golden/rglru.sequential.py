@@ -66,7 +66,7 @@ def rglru_k0(
     o_h_final, o_h_final_s_B, o_h_final_s_D,
     size_B, size_L, size_D,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -104,13 +104,25 @@ def rglru_k0(
     # the time loop over L
     i0 = 0
     i1 = n_steps
-    pb_a_gate_a = a_gate_a + row_B * a_gate_a_s_B + (t_lo + i0) * a_gate_a_s_L
+    ob_a_gate_a = row_B * a_gate_a_s_B
+    if ALIGNED & 1:
+        ob_a_gate_a = tl.multiple_of(ob_a_gate_a, 8)
+    pb_a_gate_a = a_gate_a + ob_a_gate_a + (t_lo + i0) * a_gate_a_s_L
     po_a_gate_a = offs_D[None, :] * a_gate_a_s_D
-    pb_a_gate_x = a_gate_x + row_B * a_gate_x_s_B + (t_lo + i0) * a_gate_x_s_L
+    ob_a_gate_x = row_B * a_gate_x_s_B
+    if ALIGNED & 2:
+        ob_a_gate_x = tl.multiple_of(ob_a_gate_x, 8)
+    pb_a_gate_x = a_gate_x + ob_a_gate_x + (t_lo + i0) * a_gate_x_s_L
     po_a_gate_x = offs_D[None, :] * a_gate_x_s_D
-    pb_a_x = a_x + row_B * a_x_s_B + (t_lo + i0) * a_x_s_L
+    ob_a_x = row_B * a_x_s_B
+    if ALIGNED & 4:
+        ob_a_x = tl.multiple_of(ob_a_x, 8)
+    pb_a_x = a_x + ob_a_x + (t_lo + i0) * a_x_s_L
     po_a_x = offs_D[None, :] * a_x_s_D
-    pb_o_y = o_y + row_B * o_y_s_B + (t_lo + i0) * o_y_s_L
+    ob_o_y = row_B * o_y_s_B
+    if ALIGNED & 8:
+        ob_o_y = tl.multiple_of(ob_o_y, 8)
+    pb_o_y = o_y + ob_o_y + (t_lo + i0) * o_y_s_L
     po_o_y = offs_D[None, :] * o_y_s_D
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

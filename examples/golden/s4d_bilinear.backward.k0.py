@@ -66,7 +66,7 @@ def s4d_bilinear_backward_k0_ckpt_chunked_states(
     st_P, st_P_s__C, st_P_s_B, st_P_s_H, st_P_s_N,
     size__C, size_B, size_L, size_H, size_N, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_H = tl.cdiv(size_H, BLOCK_H)
@@ -123,7 +123,10 @@ def s4d_bilinear_backward_k0_ckpt_chunked_states(
     # the time loop over L
     i0 = pid__C * chunk_len  # this program's steps: [i0, i1)
     i1 = tl.minimum(i0 + chunk_len, n_steps)
-    pb_a_u = a_u + row_B * a_u_s_B + (t_lo + i0) * a_u_s_L
+    ob_a_u = row_B * a_u_s_B
+    if ALIGNED & 1:
+        ob_a_u = tl.multiple_of(ob_a_u, 8)
+    pb_a_u = a_u + ob_a_u + (t_lo + i0) * a_u_s_L
     po_a_u = offs_H[None, None, :] * a_u_s_H
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

@@ -77,7 +77,7 @@ def s4d_bilinear_backward_k0_bidir(
     o_grad_h0, o_grad_h0_s_B, o_grad_h0_s_H, o_grad_h0_s_N,
     size__C, size_B, size_L, size_H, size_N, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_H = tl.cdiv(size_H, BLOCK_H)
@@ -147,11 +147,20 @@ def s4d_bilinear_backward_k0_bidir(
     v63 = tl.zeros([1, 1, BLOCK_H], tl.float32)  # a sum over time
 
     # the time loop over L, from the end
-    pb_a_grad_y = a_grad_y + row_B * a_grad_y_s_B + (t_lo) * a_grad_y_s_L
+    ob_a_grad_y = row_B * a_grad_y_s_B
+    if ALIGNED & 1:
+        ob_a_grad_y = tl.multiple_of(ob_a_grad_y, 8)
+    pb_a_grad_y = a_grad_y + ob_a_grad_y + (t_lo) * a_grad_y_s_L
     po_a_grad_y = offs_H[None, None, :] * a_grad_y_s_H
-    pb_a_u = a_u + row_B * a_u_s_B + (t_lo) * a_u_s_L
+    ob_a_u = row_B * a_u_s_B
+    if ALIGNED & 2:
+        ob_a_u = tl.multiple_of(ob_a_u, 8)
+    pb_a_u = a_u + ob_a_u + (t_lo) * a_u_s_L
     po_a_u = offs_H[None, None, :] * a_u_s_H
-    pb_o_grad_u = o_grad_u + row_B * o_grad_u_s_B + (t_lo) * o_grad_u_s_L
+    ob_o_grad_u = row_B * o_grad_u_s_B
+    if ALIGNED & 4:
+        ob_o_grad_u = tl.multiple_of(ob_o_grad_u, 8)
+    pb_o_grad_u = o_grad_u + ob_o_grad_u + (t_lo) * o_grad_u_s_L
     po_o_grad_u = offs_H[None, None, :] * o_grad_u_s_H
     pb0_a_grad_y = pb_a_grad_y
     pb0_a_u = pb_a_u

@@ -78,7 +78,7 @@ def s4d_zoh_k0(
     o_h_final, o_h_final_s_B, o_h_final_s_H, o_h_final_s_N,
     size_B, size_L, size_H, size_N,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_H = tl.cdiv(size_H, BLOCK_H)
@@ -135,9 +135,15 @@ def s4d_zoh_k0(
     # the time loop over L
     i0 = 0
     i1 = n_steps
-    pb_a_u = a_u + row_B * a_u_s_B + (t_lo + i0) * a_u_s_L
+    ob_a_u = row_B * a_u_s_B
+    if ALIGNED & 1:
+        ob_a_u = tl.multiple_of(ob_a_u, 8)
+    pb_a_u = a_u + ob_a_u + (t_lo + i0) * a_u_s_L
     po_a_u = offs_H[None, None, :] * a_u_s_H
-    pb_o_y = o_y + row_B * o_y_s_B + (t_lo + i0) * o_y_s_L
+    ob_o_y = row_B * o_y_s_B
+    if ALIGNED & 2:
+        ob_o_y = tl.multiple_of(ob_o_y, 8)
+    pb_o_y = o_y + ob_o_y + (t_lo + i0) * o_y_s_L
     po_o_y = offs_H[None, None, :] * o_y_s_H
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

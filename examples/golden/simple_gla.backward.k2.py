@@ -43,7 +43,7 @@ def simple_gla_backward_k0_bidir(
     o_grad_h0, o_grad_h0_s_B, o_grad_h0_s_H, o_grad_h0_s_K, o_grad_h0_s_V,
     size__C, size_B, size_L, size_H, size_K, size_V, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_o: tl.constexpr, HAS_a_h0: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
+    HAS_a_grad_o: tl.constexpr, HAS_a_h0: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_V = tl.cdiv(size_V, BLOCK_V)
@@ -91,22 +91,46 @@ def simple_gla_backward_k0_bidir(
     h14 = tl.where(pid__C == 0, h14, h_in)
 
     # the time loop over L, from the end
-    pb_a_grad_o = a_grad_o + row_B * a_grad_o_s_B + pid_H * a_grad_o_s_H + (t_lo) * a_grad_o_s_L
+    ob_a_grad_o = row_B * a_grad_o_s_B + pid_H * a_grad_o_s_H
+    if ALIGNED & 1:
+        ob_a_grad_o = tl.multiple_of(ob_a_grad_o, 8)
+    pb_a_grad_o = a_grad_o + ob_a_grad_o + (t_lo) * a_grad_o_s_L
     po_a_grad_o = offs_V[None, None, :] * a_grad_o_s_V
     pb_a_g = a_g + row_B * a_g_s_B + pid_H * a_g_s_H + (t_lo) * a_g_s_L
-    pb_a_k = a_k + row_B * a_k_s_B + pid_H * a_k_s_H + (t_lo) * a_k_s_L
+    ob_a_k = row_B * a_k_s_B + pid_H * a_k_s_H
+    if ALIGNED & 2:
+        ob_a_k = tl.multiple_of(ob_a_k, 8)
+    pb_a_k = a_k + ob_a_k + (t_lo) * a_k_s_L
     po_a_k = offs_K[None, :, None] * a_k_s_K
-    pb_a_v = a_v + row_B * a_v_s_B + pid_H * a_v_s_H + (t_lo) * a_v_s_L
+    ob_a_v = row_B * a_v_s_B + pid_H * a_v_s_H
+    if ALIGNED & 4:
+        ob_a_v = tl.multiple_of(ob_a_v, 8)
+    pb_a_v = a_v + ob_a_v + (t_lo) * a_v_s_L
     po_a_v = offs_V[None, None, :] * a_v_s_V
-    pb_a_q = a_q + row_B * a_q_s_B + pid_H * a_q_s_H + (t_lo) * a_q_s_L
+    ob_a_q = row_B * a_q_s_B + pid_H * a_q_s_H
+    if ALIGNED & 8:
+        ob_a_q = tl.multiple_of(ob_a_q, 8)
+    pb_a_q = a_q + ob_a_q + (t_lo) * a_q_s_L
     po_a_q = offs_K[None, :, None] * a_q_s_K
-    pb_o_grad_q = o_grad_q + row_B * o_grad_q_s_B + pid_H * o_grad_q_s_H + (t_lo) * o_grad_q_s_L
+    ob_o_grad_q = row_B * o_grad_q_s_B + pid_H * o_grad_q_s_H
+    if ALIGNED & 16:
+        ob_o_grad_q = tl.multiple_of(ob_o_grad_q, 8)
+    pb_o_grad_q = o_grad_q + ob_o_grad_q + (t_lo) * o_grad_q_s_L
     po_o_grad_q = offs_K[None, :, None] * o_grad_q_s_K
-    pb_o_grad_k = o_grad_k + row_B * o_grad_k_s_B + pid_H * o_grad_k_s_H + (t_lo) * o_grad_k_s_L
+    ob_o_grad_k = row_B * o_grad_k_s_B + pid_H * o_grad_k_s_H
+    if ALIGNED & 32:
+        ob_o_grad_k = tl.multiple_of(ob_o_grad_k, 8)
+    pb_o_grad_k = o_grad_k + ob_o_grad_k + (t_lo) * o_grad_k_s_L
     po_o_grad_k = offs_K[None, :, None] * o_grad_k_s_K
-    pb_o_grad_v = o_grad_v + row_B * o_grad_v_s_B + pid_H * o_grad_v_s_H + (t_lo) * o_grad_v_s_L
+    ob_o_grad_v = row_B * o_grad_v_s_B + pid_H * o_grad_v_s_H
+    if ALIGNED & 64:
+        ob_o_grad_v = tl.multiple_of(ob_o_grad_v, 8)
+    pb_o_grad_v = o_grad_v + ob_o_grad_v + (t_lo) * o_grad_v_s_L
     po_o_grad_v = offs_V[None, None, :] * o_grad_v_s_V
-    pb_t23 = t23 + row_B * t23_s_B + pid_H * t23_s_H + (t_lo) * t23_s_L
+    ob_t23 = row_B * t23_s_B + pid_H * t23_s_H
+    if ALIGNED & 128:
+        ob_t23 = tl.multiple_of(ob_t23, 8)
+    pb_t23 = t23 + ob_t23 + (t_lo) * t23_s_L
     po_t23 = offs_K[None, :, None] * t23_s_K
     pb0_a_grad_o = pb_a_grad_o
     pb0_a_g = pb_a_g

@@ -31,7 +31,7 @@ def simple_gla_backward_k1_chunked(
     o_grad_g, o_grad_g_s_B, o_grad_g_s_L, o_grad_g_s_H,
     size__C, size_B, size_L, size_H, size_K, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr,
+    VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_H = tl.cdiv(size_H, BLOCK_H)
@@ -64,11 +64,20 @@ def simple_gla_backward_k1_chunked(
     # the time loop over L
     i0 = pid__C * chunk_len  # this program's steps: [i0, i1)
     i1 = tl.minimum(i0 + chunk_len, n_steps)
-    pb_t23 = t23 + row_B * t23_s_B + (t_lo + i0) * t23_s_L
+    ob_t23 = row_B * t23_s_B
+    if ALIGNED & 1:
+        ob_t23 = tl.multiple_of(ob_t23, 8)
+    pb_t23 = t23 + ob_t23 + (t_lo + i0) * t23_s_L
     po_t23 = offs_H[None, None, :] * t23_s_H + offs_K[None, :, None] * t23_s_K
-    pb_a_g = a_g + row_B * a_g_s_B + (t_lo + i0) * a_g_s_L
+    ob_a_g = row_B * a_g_s_B
+    if ALIGNED & 2:
+        ob_a_g = tl.multiple_of(ob_a_g, 8)
+    pb_a_g = a_g + ob_a_g + (t_lo + i0) * a_g_s_L
     po_a_g = offs_H[None, None, :] * a_g_s_H
-    pb_o_grad_g = o_grad_g + row_B * o_grad_g_s_B + (t_lo + i0) * o_grad_g_s_L
+    ob_o_grad_g = row_B * o_grad_g_s_B
+    if ALIGNED & 4:
+        ob_o_grad_g = tl.multiple_of(ob_o_grad_g, 8)
+    pb_o_grad_g = o_grad_g + ob_o_grad_g + (t_lo + i0) * o_grad_g_s_L
     po_o_grad_g = offs_H[None, None, :] * o_grad_g_s_H
     n_full = i1 - (i1 - i0) % 4
     for t0 in range(i0, n_full, 4):

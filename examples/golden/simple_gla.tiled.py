@@ -40,7 +40,7 @@ def simple_gla_k0(
     o_h_final, o_h_final_s_B, o_h_final_s_H, o_h_final_s_K, o_h_final_s_V,
     size_B, size_L, size_H, size_K, size_V,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
+    HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_V = tl.cdiv(size_V, BLOCK_V)
@@ -81,13 +81,25 @@ def simple_gla_k0(
     last_T = idx_T == BLOCK_T - 1
     pb_a_g = a_g + row_B * a_g_s_B + pid_H * a_g_s_H + (t_lo) * a_g_s_L
     po_a_g = idx_T[:, None, None] * a_g_s_L
-    pb_a_k = a_k + row_B * a_k_s_B + pid_H * a_k_s_H + (t_lo) * a_k_s_L
+    ob_a_k = row_B * a_k_s_B + pid_H * a_k_s_H
+    if ALIGNED & 1:
+        ob_a_k = tl.multiple_of(ob_a_k, 8)
+    pb_a_k = a_k + ob_a_k + (t_lo) * a_k_s_L
     po_a_k = idx_T[:, None, None] * a_k_s_L + offs_K[None, :, None] * a_k_s_K
-    pb_a_v = a_v + row_B * a_v_s_B + pid_H * a_v_s_H + (t_lo) * a_v_s_L
+    ob_a_v = row_B * a_v_s_B + pid_H * a_v_s_H
+    if ALIGNED & 2:
+        ob_a_v = tl.multiple_of(ob_a_v, 8)
+    pb_a_v = a_v + ob_a_v + (t_lo) * a_v_s_L
     po_a_v = idx_T[:, None, None] * a_v_s_L + offs_V[None, None, :] * a_v_s_V
-    pb_a_q = a_q + row_B * a_q_s_B + pid_H * a_q_s_H + (t_lo) * a_q_s_L
+    ob_a_q = row_B * a_q_s_B + pid_H * a_q_s_H
+    if ALIGNED & 4:
+        ob_a_q = tl.multiple_of(ob_a_q, 8)
+    pb_a_q = a_q + ob_a_q + (t_lo) * a_q_s_L
     po_a_q = idx_T[:, None, None] * a_q_s_L + offs_K[None, :, None] * a_q_s_K
-    pb_o_o = o_o + row_B * o_o_s_B + pid_H * o_o_s_H + (t_lo) * o_o_s_L
+    ob_o_o = row_B * o_o_s_B + pid_H * o_o_s_H
+    if ALIGNED & 8:
+        ob_o_o = tl.multiple_of(ob_o_o, 8)
+    pb_o_o = o_o + ob_o_o + (t_lo) * o_o_s_L
     po_o_o = idx_T[:, None, None] * o_o_s_L + offs_V[None, None, :] * o_o_s_V
     for t0 in tl.range(0, n_steps, BLOCK_T, num_stages=NUM_STAGES):
         mask_T = t0 + idx_T < n_steps

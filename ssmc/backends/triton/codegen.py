@@ -129,9 +129,16 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         """Scalar base pointers at the first step and the loop-invariant block offsets."""
         k = self.k
         sign = "-" if k.reverse else ""
+        bits = k.aligned_bases()
         for t, dims in self.moving_tensors():
             terms = [f"{'row' if d == k.batch_dim else 'pid'}_{d} * {t.name}_s_{d}" for d in dims if d in k.grid_dims]
             terms += [f"pid_{d[2:]} * {t.name}_s_{d}" for d in dims if d.startswith("_P")]  # a program's slot
+            if t.name in bits:  # the grid offsets: a multiple of 8 elements where the host found so
+                buf.line(f"ob_{t.name} = " + " + ".join(terms))
+                buf.line(f"if ALIGNED & {1 << bits[t.name]}:")
+                with buf.indent():
+                    buf.line(f"ob_{t.name} = tl.multiple_of(ob_{t.name}, 8)")
+                terms = [f"ob_{t.name}"]
             terms.append(f"({first_step}) * {t.name}_s_{k.time_dim}")
             buf.line(f"pb_{t.name} = {t.name} + " + " + ".join(terms))
             offs = [f"{self.expand('offs_' + d, self.axes.index(d))} * {t.name}_s_{d}" for d in dims if d in k.block_dims]
@@ -438,6 +445,8 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             flags.append("OFFS32: tl.constexpr")
         if self.k.time_tile:
             flags.append("TILE32: tl.constexpr")
+        if self.k.aligned_bases():
+            flags.append("ALIGNED: tl.constexpr")  # a bit per tensor (Kernel.aligned_bases)
         blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"]
         if self.k.strategy == "bidir":
             blocks.append("SUB: tl.constexpr")

@@ -259,6 +259,23 @@ class Kernel:
             names += [f"{t.name}_s_{d}" for d in t.dims if d in self.grid_dims or d.startswith("_")]
         return names
 
+    def aligned_bases(self) -> dict[str, int]:
+        """The tensors read or written in the time loop at a tile (a block dim) and at grid
+        offsets, each with its bit of the constexpr ``ALIGNED``: where the host finds every
+        stride of those grid offsets a multiple of 8 elements, the kernel says so
+        (``tl.multiple_of``) and Triton may load the tile in 16-byte vectors. Those strides are
+        never compile-time constants (``varying_ints``), so Triton cannot see it itself: Mamba-2's
+        backward rest loaded [P 64, 2 heads] tiles an element (2 bytes) a load (its TTGIR, sm_90)."""
+        out: dict[str, int] = {}
+        seen: set[str] = set()
+        for s in self.loop:
+            if isinstance(s, (Load, Store, WindowLoad)) and self.time_dim in s.dims and s.tensor not in seen:
+                seen.add(s.tensor)
+                tile = any(d in self.block_dims for d in s.dims)
+                if tile and any(d in self.grid_dims or d.startswith("_P") for d in s.dims):
+                    out[s.tensor] = len(out)
+        return out
+
     @property
     def narrow_steps(self) -> bool:
         """The prefetch's step offsets (``tn * stride``) in 32 bits where the host finds that

@@ -419,6 +419,8 @@ class Run:
         if kernel.strategy == "matrix":
             flags["ALIGNED"] = tiles_aligned(kernel, call)
             check_tile_offsets(layer.name, kernel, call, sched)
+        elif kernel.aligned_bases():
+            flags["ALIGNED"] = bases_aligned(kernel, call)
         n_programs = math.prod(sizes[d] for d in kernel.grid_dims)
         if kernel.tiled_dim is not None:
             n_programs *= triton_cdiv(sizes[kernel.tiled_dim], blocks[kernel.tiled_dim])
@@ -458,3 +460,23 @@ def _span(buf: Any) -> int:
 
 def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+ALIGN_BASES = True  # False: every ALIGNED bit clear (the kernels as before the hint; for A/B timings)
+
+
+def bases_aligned(kernel: Kernel, call: list) -> int:
+    """The constexpr ``ALIGNED`` of ``kernel`` (``Kernel.aligned_bases``): bit i set where tensor
+    i's strides along its grid dims and slots (the offsets Triton cannot see) are all multiples
+    of 8 elements; the tensor itself Triton finds 16-byte aligned or not."""
+    bits = kernel.aligned_bases()
+    if not ALIGN_BASES:
+        return 0
+    out, i = 0, 0
+    for t in kernel.tensors:
+        strides = call[i + 1 : i + 1 + len(t.dims)]
+        i += 1 + len(t.dims)
+        if t.name in bits and all(int(s) % 8 == 0 for d, s in zip(t.dims, strides)
+                                  if d in kernel.grid_dims or d.startswith("_P")):
+            out |= 1 << bits[t.name]
+    return out
