@@ -385,11 +385,14 @@ def packed_case(name: str, backward: bool, ssd=None, lengths: list[int] | None =
     gather = torch.cat([torch.arange(n, device="cuda") + i * Lmax for i, n in enumerate(lens)])
     seq_idx = torch.repeat_interleave(torch.arange(S, device="cuda", dtype=torch.int32), torch.tensor(lens, device="cuda"))[None]
     layer = _compiled(name)
+    # the padded batch's steps per real one: what padding can cost at most, per step alike (the
+    # issue's "2x faster than padding" needs padding to hold over 2x the steps)
+    pads = f"padded {S * Lmax / T:.2f}x"
     if name == "mamba1":
         D, N = 2048, 16
         packed = _mamba1_inputs(1, T, D, N)
         seq_args, out_shape = ("x", "dt", "B", "C", "z"), (D,)
-        shape = f"{S} seqs {T} tokens D{D} N{N}"
+        shape = f"{S} seqs {T} tokens ({pads}) D{D} N{N}"
     else:
         H, P, N = 32, 64, 128
         x, z = _randn(1, T, H, P), _randn(1, T, H, P)
@@ -399,7 +402,7 @@ def packed_case(name: str, backward: bool, ssd=None, lengths: list[int] | None =
         packed = dict(x=x.view(1, T, 1, H, P), dt=dt.view(1, T, 1, H), B=Bm, C=C, z=z.view(1, T, 1, H, P),
                       A_log=torch.log(-A).view(1, H), D=Dp.view(1, H), dt_bias=bias.view(1, H))
         seq_args, out_shape = ("x", "dt", "B", "C", "z"), (1, H, P)
-        shape = f"{S} seqs {T} tokens H{H} P{P} N{N}"
+        shape = f"{S} seqs {T} tokens ({pads}) H{H} P{P} N{N}"
 
     def pad(v):  # [1, T, ...] -> [S, Lmax, ...], zeros after each sequence
         out = torch.zeros((S * Lmax,) + tuple(v.shape[2:]), device="cuda", dtype=v.dtype)
