@@ -129,7 +129,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         """Scalar base pointers at the first step and the loop-invariant block offsets."""
         k = self.k
         sign = "-" if k.reverse else ""
-        bits = k.aligned_bases()
+        bits = k.aligned_bases
         for t, dims in self.moving_tensors():
             terms = [f"{'row' if d == k.batch_dim else 'pid'}_{d} * {t.name}_s_{d}" for d in dims if d in k.grid_dims]
             terms += [f"pid_{d[2:]} * {t.name}_s_{d}" for d in dims if d.startswith("_P")]  # a program's slot
@@ -445,7 +445,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             flags.append("OFFS32: tl.constexpr")
         if self.k.time_tile:
             flags.append("TILE32: tl.constexpr")
-        if self.k.aligned_bases():
+        if self.k.aligned_bases:
             flags.append("ALIGNED: tl.constexpr")  # a bit per tensor (Kernel.aligned_bases)
         blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"]
         if self.k.strategy == "bidir":

@@ -259,6 +259,12 @@ class Kernel:
             names += [f"{t.name}_s_{d}" for d in t.dims if d in self.grid_dims or d.startswith("_")]
         return names
 
+    def by_program(self, d: str) -> bool:
+        """Whether a tensor's offset along ``d`` is the program's (a grid dim, or deterministic
+        mode's per-program slot ``_P...``): a term of its base, not of its tile."""
+        return d in self.grid_dims or d.startswith("_P")
+
+    @functools.cached_property
     def aligned_bases(self) -> dict[str, int]:
         """The tensors read or written in the time loop at a tile (a block dim) and at grid
         offsets, each with its bit of the constexpr ``ALIGNED``: where the host finds every
@@ -272,7 +278,7 @@ class Kernel:
             if isinstance(s, (Load, Store, WindowLoad)) and self.time_dim in s.dims and s.tensor not in seen:
                 seen.add(s.tensor)
                 tile = any(d in self.block_dims for d in s.dims)
-                if tile and any(d in self.grid_dims or d.startswith("_P") for d in s.dims):
+                if tile and any(self.by_program(d) for d in s.dims):
                     out[s.tensor] = len(out)
         return out
 

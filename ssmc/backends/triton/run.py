@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from ssmc.backends.triton.jit import CompiledLayer, GroupPlan
 
 
+ALIGN_BASES = True  # False: every ALIGNED bit clear (the kernels as before the hint; for A/B timings)
+
+
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -419,7 +422,7 @@ class Run:
         if kernel.strategy == "matrix":
             flags["ALIGNED"] = tiles_aligned(kernel, call)
             check_tile_offsets(layer.name, kernel, call, sched)
-        elif kernel.aligned_bases():
+        elif kernel.aligned_bases:
             flags["ALIGNED"] = bases_aligned(kernel, call)
         n_programs = math.prod(sizes[d] for d in kernel.grid_dims)
         if kernel.tiled_dim is not None:
@@ -462,21 +465,17 @@ def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-ALIGN_BASES = True  # False: every ALIGNED bit clear (the kernels as before the hint; for A/B timings)
-
-
 def bases_aligned(kernel: Kernel, call: list) -> int:
     """The constexpr ``ALIGNED`` of ``kernel`` (``Kernel.aligned_bases``): bit i set where tensor
     i's strides along its grid dims and slots (the offsets Triton cannot see) are all multiples
     of 8 elements; the tensor itself Triton finds 16-byte aligned or not."""
-    bits = kernel.aligned_bases()
     if not ALIGN_BASES:
         return 0
+    bits = kernel.aligned_bases
     out, i = 0, 0
     for t in kernel.tensors:
         strides = call[i + 1 : i + 1 + len(t.dims)]
         i += 1 + len(t.dims)
-        if t.name in bits and all(int(s) % 8 == 0 for d, s in zip(t.dims, strides)
-                                  if d in kernel.grid_dims or d.startswith("_P")):
+        if t.name in bits and all(int(s) % 8 == 0 for d, s in zip(t.dims, strides) if kernel.by_program(d)):
             out |= 1 << bits[t.name]
     return out
