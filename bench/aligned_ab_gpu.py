@@ -1,7 +1,8 @@
 """The tile-alignment hint (``Kernel.aligned_bases``, session 22) on and off in one run, on a GPU:
 each case's ssmc candidate timed with every ALIGNED bit clear (``run.ALIGN_BASES = False``: the
-kernels as before) and with the hint, a fresh compiled layer each (no replayed launch keeps the
-other's flag); the two outputs compared (vector loads change no arithmetic). Mamba-1 forward at
+kernels as before, the default for now) and with the hint, a fresh compiled layer each (no
+replayed launch keeps the other's flag); the two outputs compared (vector loads change no
+arithmetic; a backward's atomics add in any order). Mamba-1 forward at
 issue 3's shapes, Mamba-1 / HGRN / Mamba-2 forward+backward at the issues' shapes. Results:
 $OUT/aligned_ab.json. Usage: python3 bench/aligned_ab_gpu.py [case ...]"""
 
@@ -29,6 +30,7 @@ def main() -> None:
     c = Ceilings.measure()
     print(f"{torch.cuda.get_device_name()}  copy {c.copy / 1e9:.0f} GB/s", flush=True)
     out = dict(device=torch.cuda.get_device_name(), copy_gbs=c.copy / 1e9, rows=[])
+    default = R.ALIGN_BASES
     for name in sys.argv[1:] or list(CASES):
         got = {}
         for align in (False, True):
@@ -48,7 +50,7 @@ def main() -> None:
         print(f"{name:28s} off {ms[0]} ms  on {ms[1]} ms  off/on {ratio:.3f}  outputs differ by {diff:.1e}", flush=True)
         out["rows"][-1]["off_over_on"], out["rows"][-1]["max_diff"] = ratio, diff
         json.dump(out, open(os.path.join(os.environ.get("OUT", "."), "aligned_ab.json"), "w"), indent=1)
-    R.ALIGN_BASES = True
+    R.ALIGN_BASES = default
 
 
 if __name__ == "__main__":
