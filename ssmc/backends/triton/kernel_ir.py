@@ -259,6 +259,15 @@ class Kernel:
             names += [f"{t.name}_s_{d}" for d in t.dims if d in self.grid_dims or d.startswith("_")]
         return names
 
+    def call_strides(self, call: list) -> list[tuple[Tensor, tuple[tuple[str, int], ...]]]:
+        """Each tensor with its (dim, stride) pairs, read from a launch's arguments (the
+        printed signature's order: a tensor's pointer, then a stride per dim; sizes after)."""
+        out, i = [], 0
+        for t in self.tensors:
+            out.append((t, tuple((d, int(s)) for d, s in zip(t.dims, call[i + 1 : i + 1 + len(t.dims)]))))
+            i += 1 + len(t.dims)
+        return out
+
     def by_program(self, d: str) -> bool:
         """Whether a tensor's offset along ``d`` is the program's (a grid dim, or deterministic
         mode's per-program slot ``_P...``): a term of its base, not of its tile."""

@@ -277,14 +277,8 @@ def tiles_aligned(kernel: Kernel, call: list) -> bool:
     an N or P dim has strides along the other dims (heads, time, chunks) that are multiples of 8
     (the pointers themselves Triton finds 16-byte aligned or not)."""
     m = kernel.matrix
-    i = 0
-    ok = True
-    for t in kernel.tensors:
-        strides = call[i + 1 : i + 1 + len(t.dims)]
-        i += 1 + len(t.dims)
-        if m.n in t.dims or m.p in t.dims:
-            ok = ok and all(int(s) % 8 == 0 for d, s in zip(t.dims, strides) if d not in (m.n, m.p))
-    return ok
+    return all(s % 8 == 0 for t, strides in kernel.call_strides(call) if m.n in t.dims or m.p in t.dims
+               for d, s in strides if d not in (m.n, m.p))
 
 
 def check_tile_offsets(name: str, kernel: Kernel, call: list, sched: Any) -> None:
@@ -293,13 +287,10 @@ def check_tile_offsets(name: str, kernel: Kernel, call: list, sched: Any) -> Non
     m = kernel.matrix
     blocks = dict(sched.blocks)
     blocks[m.time] = sched.block_t
-    i = 0
-    for t in kernel.tensors:
-        strides = call[i + 1 : i + 1 + len(t.dims)]
-        i += 1 + len(t.dims)
-        span = sum((blocks[d] - 1) * abs(int(s)) for d, s in zip(t.dims, strides) if d in blocks)
+    for t, strides in kernel.call_strides(call):
+        span = sum((blocks[d] - 1) * abs(s) for d, s in strides if d in blocks)
         if span >= 2**31:
-            worst = max(((d, int(s)) for d, s in zip(t.dims, strides) if d in blocks), key=lambda ds: abs(ds[1]))
+            worst = max(((d, s) for d, s in strides if d in blocks), key=lambda ds: abs(ds[1]))
             raise ArgumentError(
                 f"{name}: `{t.source}` has stride {worst[1]} along {worst[0]}; a tile of the matrix form spans "
                 f"{span} elements of it, and tiles must span fewer than 2^31 (make it contiguous)"

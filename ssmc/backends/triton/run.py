@@ -477,10 +477,8 @@ def bases_aligned(kernel: Kernel, call: list) -> int:
     if not ALIGN_BASES:
         return 0
     bits = kernel.aligned_bases
-    out, i = 0, 0
-    for t in kernel.tensors:
-        strides = call[i + 1 : i + 1 + len(t.dims)]
-        i += 1 + len(t.dims)
-        if t.name in bits and all(int(s) % 8 == 0 for d, s in zip(t.dims, strides) if kernel.by_program(d)):
+    out = 0
+    for t, strides in kernel.call_strides(call):
+        if t.name in bits and all(s % 8 == 0 for d, s in strides if kernel.by_program(d)):
             out |= 1 << bits[t.name]
     return out
