@@ -12,6 +12,7 @@ schedules are the CPU's (the call runs on the CPU), so block sizes may differ fr
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -70,6 +71,11 @@ def cases():
         "held_bidir": lambda: (CompiledBackward(mamba1, held_bidir=True), mamba1_inputs(1, 256, 512, 16, True)),
         "held_bidir_u1": lambda: (CompiledBackward(mamba1, held_bidir=True, unroll=1), mamba1_inputs(1, 256, 512, 16, True)),
         "tensor_bidir": lambda: (CompiledBackward(mamba1), mamba1_inputs(1, 256, 512, 16, True)),
+        # session 23: Mamba-1's backward at the GPU's schedules (its main kernel's registers say
+        # how many warps an SM holds)
+        # (MAMBA1_BWD: a JSON dict of CompiledBackward options, e.g. '{"block": 8}')
+        "mamba1_backward": lambda: (CompiledBackward(mamba1, **json.loads(os.environ.get("MAMBA1_BWD", "{}"))),
+                                    mamba1_inputs(1, 256, 512, 16, True)),
         "lru": lambda: (ssmc.compile(lru), lru_ins(False)),
         "lru_backward": lambda: (CompiledBackward(lru), lru_ins(True)),
         "bimamba_bidir": lambda: (ssmc.compile(bimamba, strategy="bidir").bidir_forward(), bimamba_ins()),
@@ -145,7 +151,7 @@ def mamba2_ins(B=1, L=128, G=1):
 
 GPU_SCHEDULES = ("mamba2_backward", "mamba2_backward_exact", "mamba2_backward_sums", "mamba2_backward_rest_u2",
                  "mamba2_backward_rest_u1", "mamba2_forward", "mamba2_forward_low",
-                 "mamba2_forward_y", "hgrn_backward", "mamba2_rest_tiles")  # cases whose launches take the GPU's schedules (block sizes, PREC)
+                 "mamba2_forward_y", "hgrn_backward", "mamba2_rest_tiles", "mamba1_backward")  # cases whose launches take the GPU's schedules (block sizes, PREC)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ specializing its arguments as Triton's JIT would (ints equal to 1 are constants,
 pointers divisible by 16 are marked so, except the arguments the kernel does not specialize),
 and reads the cubin with the cuobjdump that ships with Triton.
 
-    [DTYPE=float32] python bench/aot_sm90.py '{"strategy": "sequential"}' [B L D N]
+    [DTYPE=float32] [FLOAT32=B,C] python bench/aot_sm90.py '{"strategy": "sequential"}' [B L D N]
 """
 
 from __future__ import annotations
@@ -132,6 +132,8 @@ def main() -> None:
            "C": r(B, L, N).to(dt), "z": r(B, L, D).to(dt),
            "A_log": torch.log(torch.arange(1, N + 1).float()).repeat(D, 1), "D": torch.ones(D),
            "dt_bias": torch.rand(D, generator=g) * 4 - 6}
+    for k in filter(None, os.environ.get("FLOAT32", "").split(",")):  # these inputs in float32
+        ins[k] = ins[k].float()
     c = ssmc.compile(mamba1, **cfg)
     launches = []
 

@@ -19,6 +19,7 @@ from triton import knobs
 from triton.runtime.driver import driver
 
 _SUM = object()  # a recorded step that is a torch sum, not a kernel launch
+_CONVERT = object()  # a recorded step that is a torch dtype conversion (Recorder.convert)
 ALIGN = 16  # bytes: Triton specializes pointer arguments on 16-byte alignment
 
 
@@ -65,6 +66,12 @@ class Recorder:
         self.launches.append((_SUM, None, dims, (slots, out), {}))
         return out
 
+    def convert(self, src, dtype):
+        """``src`` as a contiguous tensor of ``dtype`` (torch's copy; ``Run.row_input``)."""
+        out = src.to(dtype).contiguous()
+        self.launches.append((_CONVERT, None, dtype, (src, out), {}))
+        return out
+
     def recipe(self, inputs: dict[str, Any], results: dict[str, Any], device) -> Recipe | None:
         """The recorded call with tensors as slots; None where an argument is a tensor that is
         neither an input nor a recorded allocation (then the call is planned every time)."""
@@ -74,12 +81,12 @@ class Recorder:
         slot.update({id(a[0]): ("alloc", i) for i, a in enumerate(self.allocs)})
         launches = []
         for fn, compiled, grid, args, kwargs in self.launches:
-            if fn is _SUM:  # (slots, result): the result becomes a slot of its own
+            if fn is _SUM or fn is _CONVERT:  # (source, result): the result becomes a slot of its own
                 src, out = args
                 if id(src) not in slot:
                     return None
-                slot[id(out)] = ("sum", len(launches))
-                launches.append((_SUM, None, grid, None, [(0, slot[id(src)])], {}))
+                slot[id(out)] = ("made", len(launches))
+                launches.append((fn, None, grid, None, [(0, slot[id(src)])], {}))
                 continue
             direct = hasattr(compiled, "packed_metadata") and hasattr(compiled, "run")
             if direct:  # every parameter in signature order, constexprs included (the launcher skips them)
@@ -118,7 +125,7 @@ class Recipe:
 
     def __init__(self, allocs, launches, results, device) -> None:
         self.allocs, self.launches, self.results, self.device = allocs, launches, results, device
-        self.n_kernels = sum(fn is not _SUM for fn, *_ in launches)  # launches, not recorded sums
+        self.n_kernels = sum(fn is not _SUM and fn is not _CONVERT for fn, *_ in launches)  # generated launches
 
     def replay(self, inputs: dict[str, Any], stats: dict[str, int]) -> dict[str, Any]:
         import torch
@@ -127,12 +134,16 @@ class Recipe:
         allocs = [(torch.zeros if z else torch.empty)(s, dtype=d, device=dev) for s, d, z in self.allocs]
         stream = None
         last = None
-        sums: dict[int, Any] = {}
-        pick = {"in": inputs, "alloc": allocs, "sum": sums}
+        made: dict[int, Any] = {}
+        pick = {"in": inputs, "alloc": allocs, "made": made}
         for j, (fn, compiled, grid, template, holes, kwargs) in enumerate(self.launches):
             if fn is _SUM:  # grid holds the summed dims
                 (_, (kind, where)), = holes
-                sums[j] = pick[kind][where].sum(dim=grid)
+                made[j] = pick[kind][where].sum(dim=grid)
+                continue
+            if fn is _CONVERT:  # grid holds the dtype
+                (_, (kind, where)), = holes
+                made[j] = pick[kind][where].to(grid).contiguous()
                 continue
             args = list(template)
             for i, (kind, where) in holes:

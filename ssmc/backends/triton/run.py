@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 # turns it on (for that run).
 ALIGN_BASES = os.environ.get("SSMC_ALIGN_BASES", "0") == "1"
 
+# 16-bit rows a register-held kernel reads each step (Kernel.pairs: Mamba-1's B and C, the same
+# row for every channel of a program) passed in float32, converted once a call (Run.row_input):
+# each bf16 value otherwise costs an unpacking instruction per step in every thread. By the sm_90
+# compiles (bench/aot_sm90.py FLOAT32=B, B2 L8192, 32 chunks) the forward's states kernel loop
+# 548 -> 461 instructions (95 -> 168 registers), the chunked kernel 909 -> 865. Exact (bf16 and
+# fp16 widen to float32 exactly). Not yet timed on a GPU (bench/wide_rows_gpu.py): off by default;
+# SSMC_WIDEN_ROWS=1 turns it on.
+WIDEN_ROWS = os.environ.get("SSMC_WIDEN_ROWS", "0") == "1"
+
 
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -336,6 +345,19 @@ class Run:
             return arg.dtype
         return self.out_dtype
 
+    def row_input(self, name: str, t: Any) -> Any:
+        """Input ``name`` as a kernel that reads its rows two elements per load (``Kernel.pairs``)
+        takes it: in float32 where ``WIDEN_ROWS`` and it is 16-bit (one conversion a call, shared
+        by the call's kernels), else as given."""
+        import torch
+
+        if not WIDEN_ROWS or t.dtype not in (torch.bfloat16, torch.float16):
+            return t
+        key = f"wide_{name}"
+        if key not in self.buffers:
+            self.buffers[key] = self.rec.convert(t, torch.float32)
+        return self.buffers[key]
+
     def launch(self, kernel: Kernel, sched: Schedule, extra: dict[str, int], compile_only: bool = False) -> Any:
         """Bind ``kernel``'s arguments and launch it (``compile_only``: compile it for these
         arguments' types and specializations, launch nothing, and return the compiled kernel)."""
@@ -400,6 +422,8 @@ class Run:
                     call.append(dummy)
                     call.extend(0 for _ in t.dims)
                     continue
+                if t.name in kernel.pairs:
+                    buf = self.row_input(t.source, buf)
                 layout = layer.specs[t.source].layout
                 call.append(buf)
                 call.extend(buf.stride(layout.index(d)) for d in t.dims)
