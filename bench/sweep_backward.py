@@ -2,7 +2,9 @@
 shapes: each schedule's gradients checked against the default's (max |a - b| / max |b|), then
 the backward alone timed with do_bench (median) next to the device copy rate of the same run.
 Usage: python bench/sweep_backward.py '[{"block": 32}, {"unroll": 4, "sub": 8}]' [mamba1,hgrn]
-(a config's "maxnreg": the main kernel's register cap, schedule.MAXNREG["bidir"])."""
+(a config's "maxnreg": the main kernel's register cap, schedule.MAXNREG["bidir"]; "main_block": its
+channels a program, schedule.BIDIR_CHANNELS, where "block" sets every kernel's; SHAPES=0,2 picks
+cases by index, before the layer filter: 0-2 Mamba-1's shapes, 3 HGRN's)."""
 
 from __future__ import annotations
 
@@ -43,6 +45,9 @@ def main():
     rows = []
     cases = [("mamba1", mamba1, s) for s in ((8, 2048, 2048, 16), (8, 4096, 5120, 16), (2, 8192, 2048, 16))]
     cases += [("hgrn", hgrn, (8, 4096, 2048))]
+    if os.environ.get("SHAPES"):  # only these cases by index (0-2 Mamba-1's, 3 HGRN's), e.g. SHAPES=0
+        keep = [int(i) for i in os.environ["SHAPES"].split(",")]
+        cases = [c for i, c in enumerate(cases) if i in keep]
     if len(sys.argv) > 2:  # only these layers
         cases = [c for c in cases if c[0] in sys.argv[2].split(",")]
     for name, layer, shape in cases:
@@ -53,6 +58,7 @@ def main():
             try:
                 args = dict(cfg)
                 schedule.MAXNREG["bidir"] = args.pop("maxnreg", 0)  # the main kernel's register cap
+                schedule.BIDIR_CHANNELS = args.pop("main_block", 16)  # its channels a program (alone)
                 bwd = CompiledBackward(layer, forward=fwd, **args)
                 got = bwd(**ins, grad_y=dy)
                 torch.cuda.synchronize()

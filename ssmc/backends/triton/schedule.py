@@ -109,10 +109,9 @@ def choose(
             # one channel per thread, one warp per program: the best of the blocks swept on an
             # H100 for Mamba-1 (bench/NOTES.md); fewer when the whole dims are large
             budget = max(1, (4096 if on_gpu else 1024) // (held * bt))
-            # bidir (a backward) holds a chunk of states and more values per step: 16 channels
-            # per warp was the fastest of 8/16/32 for Mamba-1 on an H100 (bench/NOTES.md)
+            # bidir (a backward) holds a chunk of states and more values per step: BIDIR_CHANNELS
             # (held as registers: a channel per thread, as the forward's)
-            widest = 16 if strategy == "bidir" and not kernel.held else 32
+            widest = BIDIR_CHANNELS if strategy == "bidir" and not kernel.held else 32
             block_tiled = max(1, min(next_pow2(sizes[d]), budget, widest))
         blocks.append((d, block_tiled))
     blocks.sort(key=lambda db: kernel.size_dims.index(db[0]))
@@ -125,6 +124,10 @@ def choose(
     cap = MAXNREG.get("bidir", 0) if on_gpu and strategy == "bidir" else 0
     return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1, even, sub, (), cap)
 
+
+# channels a program of a bidir kernel in the tensor form takes at most (a backward's main kernel):
+# 16 was the fastest of 8 / 16 / 32 for Mamba-1 on an H100 (bench/NOTES.md)
+BIDIR_CHANNELS = 16
 
 # the matrix form (lower_matrix) is the default from this many steps; shorter calls (decode,
 # a few tokens) run the chunked / sequential kernels. A guess, not yet measured between 1 and 2048.
