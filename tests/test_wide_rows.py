@@ -64,3 +64,25 @@ def test_widened_rows_give_identical_gradients(monkeypatch):
     got = grads(ssmc.compile(mamba1))
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=0, msg=k)
+
+
+def test_widened_rows_in_a_packed_batch(monkeypatch):
+    """A packed batch (cu_seqlens) with a sequence of one step and one cut by the unrolled
+    steps: its rows widened once for the call, outputs and final states unchanged."""
+    t = _inputs(3)
+    packed = {k: (v.reshape(1, -1, v.shape[-1]) if v.dim() == 3 else v) for k, v in t.items()}
+    cu = torch.tensor([0, 1, 13, 38], dtype=torch.int32, device=DEVICE)
+    want = ssmc.compile(mamba1)(**packed, cu_seqlens=cu)
+    monkeypatch.setattr(R, "WIDEN_ROWS", True)
+    widened = []
+    plain = replay.Recorder.convert
+
+    def convert(self, src, dtype):
+        widened.append(dtype)
+        return plain(self, src, dtype)
+
+    monkeypatch.setattr(replay.Recorder, "convert", convert)
+    got = ssmc.compile(mamba1)(**packed, cu_seqlens=cu)
+    assert widened == [torch.float32, torch.float32]  # B and C, once each
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
