@@ -112,12 +112,34 @@ def sass_blocks(sass: str) -> list[list[str]]:
     return blocks
 
 
+def sass_loops(sass: str) -> list[tuple[int, int, Counter]]:
+    """Each loop of the SASS (a branch back to a lower address): (start, end, its opcodes
+    counted), inner loops first. Where a kernel's loops nest (the backward's span loop holding
+    phase A0's and phase B's loops), the per-loop counts say what a step costs; the basic block
+    with the most MUFU (``report``'s "loop block") may be the prologue's prefetch instead."""
+    ins = []
+    for line in sass.splitlines():
+        mm = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+(.*?);", line)
+        if mm:
+            ins.append((int(mm.group(1), 16), mm.group(2)))
+    loops = []
+    for addr, text in ins:
+        target = re.search(r"BRA\s.*?0x([0-9a-f]+)", text)
+        if target and int(target.group(1), 16) < addr:
+            lo = int(target.group(1), 16)
+            ops = Counter(t.split()[1 if t.startswith("@") else 0].split(".")[0] for a, t in ins if lo <= a <= addr)
+            loops.append((lo, addr, ops))
+    return sorted(loops, key=lambda x: x[1] - x[0])
+
+
 def report(k) -> tuple[str, str]:
     res, sass = cubin_sass(k.asm["cubin"])
     m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", res)
     loop = max(sass_blocks(sass), key=lambda b: b.count("MUFU"))  # the time loop: where the exponentials are
     regs = f"regs {m.group(1)} stack {m.group(2)} local {m.group(4)}" if m else res.strip()
-    return f"{regs}; loop block {len(loop)} instructions: {Counter(loop).most_common(14)}", sass
+    loops = "; ".join(f"loop {lo:#x}-{hi:#x} {sum(ops.values())} instructions ({ops['MUFU']} MUFU, {ops['SHFL']} SHFL, "
+                      f"{ops['FSEL']} FSEL, {ops['BAR']} BAR, {ops['LDL'] + ops['STL']} LDL/STL)" for lo, hi, ops in sass_loops(sass))
+    return f"{regs}; loop block {len(loop)} instructions: {Counter(loop).most_common(14)}; {loops}", sass
 
 
 def main() -> None:
