@@ -24,6 +24,7 @@ from sweep_mamba1 import bytes_moved, make_inputs  # noqa: E402
 
 import ssmc  # noqa: E402
 from ssmc.backends.triton import run as R  # noqa: E402
+from ssmc.backends.triton import schedule  # noqa: E402
 from ssmc.benchmark.measure import copy_rate, rel_max_err  # noqa: E402
 
 SHAPES = [(8, 2048, 2048, 16), (8, 4096, 5120, 16), (2, 8192, 2048, 16)]
@@ -57,17 +58,21 @@ def main():
             rows.append(dict(shape=[B, L, D, N], wide=list(wide), ms=ms, cast_ms=cast, of_copy=frac, identical=same))
             print(f"B{B} L{L} D{D}  float32 rows {','.join(wide) or '-':5s} {ms:.4f} ms + cast {cast:.4f}  "
                   f"{frac:.4f} of copy  identical {same}", flush=True)
-        for widen in (False, True):  # the compiler's widening, a fresh layer each
+        # the compiler's widening, a fresh layer each; then with the states pass capped at 128
+        # registers (schedule.MAXNREG["held_states"]: 168 with B in float32, no stack at 128)
+        for widen, cap in ((False, 0), (True, 0), (True, 128)):
             R.WIDEN_ROWS = widen
+            schedule.MAXNREG["held_states"] = cap
             lw = ssmc.compile(mamba1)
             y = lw(**ins)["y"]
             torch.cuda.synchronize()
             same = bool(torch.equal(y, base))
             ms = bench(lambda lw=lw, ins=ins: lw(**ins))
             frac = moved / (ms * 1e-3) / copy
-            rows.append(dict(shape=[B, L, D, N], widen_rows=widen, ms=ms, of_copy=frac, identical=same))
-            print(f"B{B} L{L} D{D}  WIDEN_ROWS {widen!s:5s} {ms:.4f} ms  {frac:.4f} of copy  identical {same}", flush=True)
+            rows.append(dict(shape=[B, L, D, N], widen_rows=widen, held_states_cap=cap, ms=ms, of_copy=frac, identical=same))
+            print(f"B{B} L{L} D{D}  WIDEN_ROWS {widen!s:5s} cap {cap:3d} {ms:.4f} ms  {frac:.4f} of copy  identical {same}", flush=True)
         R.WIDEN_ROWS = False
+        schedule.MAXNREG["held_states"] = 0
     B, L, D, N = SHAPES[0]
     ins = make_inputs(B, L, D, N, torch.bfloat16)
     dy = torch.randn_like(ins["x"])

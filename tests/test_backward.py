@@ -130,6 +130,38 @@ def test_backward_lengths_around_the_tile(L):
             assert all(r.ok for r in results), [str(r) for r in results]
 
 
+@pytest.mark.parametrize("D", [8, 7])
+def test_sums_across_channels_where_blocks_tile_the_dim_or_not(D):
+    """The main kernel's sums over its block of channels (Mamba-1's dB and dC each step) drop
+    their mask where the blocks tile D exactly (``EVEN_D``, ``Kernel.sum_even_dims``) and keep it
+    where the last block is cut: both against the interpreter."""
+    from ssmc.backends.triton.schedule import choose
+
+    c = compiled_backward("mamba1", 2, 4, 2, True)
+    main = c.plans("bidir")[0].kernels[-1]
+    assert main.sum_even_dims == ("D",)
+    sizes = sizes_for(LAYERS["mamba1"], 2, 9, D, 3)
+    assert dict(choose(main, sizes, False, "bidir", block_tiled=4).even)["D"] == (D % 4 == 0)
+    results = check_compiled(c.layer, c, sizes, "f32", D, DEVICE, True)
+    assert all(r.ok for r in results), [str(r) for r in results if not r.ok]
+
+
+@pytest.mark.parametrize("name", ["mamba1", "reverse_tanh", "s4d_zoh"])
+def test_phase_a0_loads_a_chunk_ahead(name):
+    """``prefetch_a0``: the main kernel's recomputed forward scan over a checkpoint span (phase
+    A0) takes each chunk's loads from the chunk before it (a reverse forward scan's from the
+    chunk after): every gradient against the interpreter at lengths that end mid-chunk,
+    mid-span and past several spans, split in time or not, in the tensor form and held as
+    registers."""
+    for chunks, held in ((None, False), (3, False), (None, True)):
+        c = CompiledBackward(LAYERS[name], unroll=2, sub=2, verify=True, prefetch=True, chunks=chunks,
+                             held_bidir=held, prefetch_a0=True)
+        for L in (1, 2, 5, 9, 17):
+            results = check_compiled(c.layer, c, sizes_for(LAYERS[name], 2, L, 3, 2), "f32", L, DEVICE, True)
+            assert all(r.ok for r in results), (chunks, held, L, [str(r) for r in results if not r.ok])
+        assert any("_zf0 = tl.load(" in src for src in c.sources("bidir", sizes_for(LAYERS[name], 2, 9, 3, 2))), name
+
+
 @pytest.mark.parametrize("name", ["mamba1", "s4d_zoh", "hgrn"])
 def test_backward_split_in_time(name):
     """The main kernel's sequence split among programs (chunks of whole spans of checkpoints,

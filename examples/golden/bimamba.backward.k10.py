@@ -98,7 +98,7 @@ def bimamba_backward_r1_k0_bidir(
     o_grad_dt_bias, o_grad_dt_bias_s_D,
     size__C, size_B, size_L, size_D, size_N, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -463,10 +463,16 @@ def bimamba_backward_r1_k0_bidir(
             v41_1 = (v39_1 * v40_1)  # %41 = mul %39, %40 : [B, L, D]
             v42_1 = (v24_1 * v28_1)  # %42 = mul %24, %28 : [B, L, D, N]
             # %43 = sum[dim=D] %42 : [B, L, N]  (this program's block; the store adds the blocks)
-            v43_1 = tl.sum(tl.where(mask_D[None, None, :], v42_1, 0.0), axis=2, keep_dims=True)
+            if EVEN_D:  # the blocks tile the dim exactly: no lane to mask
+                v43_1 = tl.sum(v42_1, axis=2, keep_dims=True)
+            else:
+                v43_1 = tl.sum(tl.where(mask_D[None, None, :], v42_1, 0.0), axis=2, keep_dims=True)
             v44_1 = (v11_1 * v30_1)  # %44 = mul %11, %30 : [B, L, D, N]
             # %45 = sum[dim=D] %44 : [B, L, N]  (this program's block; the store adds the blocks)
-            v45_1 = tl.sum(tl.where(mask_D[None, None, :], v44_1, 0.0), axis=2, keep_dims=True)
+            if EVEN_D:  # the blocks tile the dim exactly: no lane to mask
+                v45_1 = tl.sum(v44_1, axis=2, keep_dims=True)
+            else:
+                v45_1 = tl.sum(tl.where(mask_D[None, None, :], v44_1, 0.0), axis=2, keep_dims=True)
             v46_1 = (v35_1 * v14_1)  # %46 = mul %35, %14 : [B, L, D, N]
             # %47 = sum[dim=L] %46 : [B, D, N]
             v47 = v47 + tl.where(valid_1, v46_1, 0.0)
@@ -524,10 +530,16 @@ def bimamba_backward_r1_k0_bidir(
             v41_0 = (v39_0 * v40_0)  # %41 = mul %39, %40 : [B, L, D]
             v42_0 = (v24_0 * v28_0)  # %42 = mul %24, %28 : [B, L, D, N]
             # %43 = sum[dim=D] %42 : [B, L, N]  (this program's block; the store adds the blocks)
-            v43_0 = tl.sum(tl.where(mask_D[None, None, :], v42_0, 0.0), axis=2, keep_dims=True)
+            if EVEN_D:  # the blocks tile the dim exactly: no lane to mask
+                v43_0 = tl.sum(v42_0, axis=2, keep_dims=True)
+            else:
+                v43_0 = tl.sum(tl.where(mask_D[None, None, :], v42_0, 0.0), axis=2, keep_dims=True)
             v44_0 = (v11_0 * v30_0)  # %44 = mul %11, %30 : [B, L, D, N]
             # %45 = sum[dim=D] %44 : [B, L, N]  (this program's block; the store adds the blocks)
-            v45_0 = tl.sum(tl.where(mask_D[None, None, :], v44_0, 0.0), axis=2, keep_dims=True)
+            if EVEN_D:  # the blocks tile the dim exactly: no lane to mask
+                v45_0 = tl.sum(v44_0, axis=2, keep_dims=True)
+            else:
+                v45_0 = tl.sum(tl.where(mask_D[None, None, :], v44_0, 0.0), axis=2, keep_dims=True)
             v46_0 = (v35_0 * v14_0)  # %46 = mul %35, %14 : [B, L, D, N]
             # %47 = sum[dim=L] %46 : [B, D, N]
             v47 = v47 + tl.where(valid_0, v46_0, 0.0)

@@ -102,7 +102,7 @@ def bimamba_backward_r0_k0_bidir(
     o_grad_dt_bias, o_grad_dt_bias_s_D,
     size__C, size_B, size_L, size_D, size_N, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, EVEN_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_D = tl.cdiv(size_D, BLOCK_D)
@@ -484,10 +484,16 @@ def bimamba_backward_r0_k0_bidir(
             v44_1 = (v42_1 * v43_1)  # %44 = mul %42, %43 : [B, L, D]
             v45_1 = (v26_1 * v32_1)  # %45 = mul %26, %32 : [B, L, D, N]
             # %46 = sum[dim=D] %45 : [B, L, N]  (this program's block; the store adds the blocks)
-            v46_1 = tl.sum(tl.where(mask_D[None, None, :], v45_1, 0.0), axis=2, keep_dims=True)
+            if EVEN_D:  # the blocks tile the dim exactly: no lane to mask
+                v46_1 = tl.sum(v45_1, axis=2, keep_dims=True)
+            else:
+                v46_1 = tl.sum(tl.where(mask_D[None, None, :], v45_1, 0.0), axis=2, keep_dims=True)
             v47_1 = (v12_1 * v34_1)  # %47 = mul %12, %34 : [B, L, D, N]
             # %48 = sum[dim=D] %47 : [B, L, N]  (this program's block; the store adds the blocks)
-            v48_1 = tl.sum(tl.where(mask_D[None, None, :], v47_1, 0.0), axis=2, keep_dims=True)
+            if EVEN_D:  # the blocks tile the dim exactly: no lane to mask
+                v48_1 = tl.sum(v47_1, axis=2, keep_dims=True)
+            else:
+                v48_1 = tl.sum(tl.where(mask_D[None, None, :], v47_1, 0.0), axis=2, keep_dims=True)
             v49_1 = (v9_1 * v10_1)  # %49 = mul %9, %10 : [B, L, D]
             v50_1 = tl.sigmoid(v4_1)  # %50 = sigmoid %4 : [B, L, D]
             v52_1 = (1.0 - v50_1)  # %52 = sub %51, %50 : [B, L, D]
@@ -559,10 +565,16 @@ def bimamba_backward_r0_k0_bidir(
             v44_0 = (v42_0 * v43_0)  # %44 = mul %42, %43 : [B, L, D]
             v45_0 = (v26_0 * v32_0)  # %45 = mul %26, %32 : [B, L, D, N]
             # %46 = sum[dim=D] %45 : [B, L, N]  (this program's block; the store adds the blocks)
-            v46_0 = tl.sum(tl.where(mask_D[None, None, :], v45_0, 0.0), axis=2, keep_dims=True)
+            if EVEN_D:  # the blocks tile the dim exactly: no lane to mask
+                v46_0 = tl.sum(v45_0, axis=2, keep_dims=True)
+            else:
+                v46_0 = tl.sum(tl.where(mask_D[None, None, :], v45_0, 0.0), axis=2, keep_dims=True)
             v47_0 = (v12_0 * v34_0)  # %47 = mul %12, %34 : [B, L, D, N]
             # %48 = sum[dim=D] %47 : [B, L, N]  (this program's block; the store adds the blocks)
-            v48_0 = tl.sum(tl.where(mask_D[None, None, :], v47_0, 0.0), axis=2, keep_dims=True)
+            if EVEN_D:  # the blocks tile the dim exactly: no lane to mask
+                v48_0 = tl.sum(v47_0, axis=2, keep_dims=True)
+            else:
+                v48_0 = tl.sum(tl.where(mask_D[None, None, :], v47_0, 0.0), axis=2, keep_dims=True)
             v49_0 = (v9_0 * v10_0)  # %49 = mul %9, %10 : [B, L, D]
             v50_0 = tl.sigmoid(v4_0)  # %50 = sigmoid %4 : [B, L, D]
             v52_0 = (1.0 - v50_0)  # %52 = sub %51, %50 : [B, L, D]

@@ -43,7 +43,7 @@ def gla_backward_k0_bidir(
     o_grad_h0, o_grad_h0_s_B, o_grad_h0_s_H, o_grad_h0_s_K, o_grad_h0_s_V,
     size__C, size_B, size_L, size_H, size_K, size_V, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_o: tl.constexpr, HAS_a_h0: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
+    HAS_a_grad_o: tl.constexpr, HAS_a_h0: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_K: tl.constexpr, EVEN_V: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_V = tl.cdiv(size_V, BLOCK_V)
@@ -318,7 +318,10 @@ def gla_backward_k0_bidir(
             v8_1 = (v1_1 * v2_1)  # %8 = mul %1, %2 : [B, L, H, K, V]
             v10_1 = (v5_1 * v9_1)  # %10 = mul %5, %9 : [B, L, H, K, V]
             # %11 = sum[dim=V] %10 : [B, L, H, K]  (this program's block; the store adds the blocks)
-            v11_1 = tl.sum(tl.where(mask_V[None, None, :], v10_1, 0.0), axis=2, keep_dims=True)
+            if EVEN_V:  # the blocks tile the dim exactly: no lane to mask
+                v11_1 = tl.sum(v10_1, axis=2, keep_dims=True)
+            else:
+                v11_1 = tl.sum(tl.where(mask_V[None, None, :], v10_1, 0.0), axis=2, keep_dims=True)
             v12_1 = (v5_1 * v0_1)  # %12 = mul %5, %0 : [B, L, H, K, V]
             v13_1 = (v7_1 * v12_1)  # %13 = mul %7, %12 : [B, L, H, K, V]
             # %14 = scan[axis=L, reverse=True] %7, %13, %6 : [B, L, H, K, V]
@@ -330,7 +333,10 @@ def gla_backward_k0_bidir(
             v16_1 = (v12_1 + v15_1)  # %16 = add %12, %15 : [B, L, H, K, V]
             v17_1 = (v16_1 * v2_1)  # %17 = mul %16, %2 : [B, L, H, K, V]
             # %18 = sum[dim=V] %17 : [B, L, H, K]  (this program's block; the store adds the blocks)
-            v18_1 = tl.sum(tl.where(mask_V[None, None, :], v17_1, 0.0), axis=2, keep_dims=True)
+            if EVEN_V:  # the blocks tile the dim exactly: no lane to mask
+                v18_1 = tl.sum(v17_1, axis=2, keep_dims=True)
+            else:
+                v18_1 = tl.sum(tl.where(mask_V[None, None, :], v17_1, 0.0), axis=2, keep_dims=True)
             v19_1 = (v16_1 * v1_1)  # %19 = mul %16, %1 : [B, L, H, K, V]
             # %20 = sum[dim=K] %19 : [B, L, H, V]
             if EVEN_K:
@@ -341,7 +347,10 @@ def gla_backward_k0_bidir(
             v21_1 = v9_a0
             v22_1 = (v16_1 * v21_1)  # %22 = mul %16, %21 : [B, L, H, K, V]
             # %23 = sum[dim=V] %22 : [B, L, H, K]  (this program's block; the store adds the blocks)
-            v23_1 = tl.sum(tl.where(mask_V[None, None, :], v22_1, 0.0), axis=2, keep_dims=True)
+            if EVEN_V:  # the blocks tile the dim exactly: no lane to mask
+                v23_1 = tl.sum(v22_1, axis=2, keep_dims=True)
+            else:
+                v23_1 = tl.sum(tl.where(mask_V[None, None, :], v22_1, 0.0), axis=2, keep_dims=True)
             # grad_q <- %11  (added: a sum across programs)
             p_add, v_add = tl.broadcast(pb_o_grad_q + 1 * o_grad_q_s_L + po_o_grad_q, v11_1)
             tl.atomic_add(p_add, v_add, mask=tl.broadcast_to(valid_1 & mask_K[None, :, None], p_add.shape), sem='relaxed')
@@ -358,7 +367,10 @@ def gla_backward_k0_bidir(
             v8_0 = (v1_0 * v2_0)  # %8 = mul %1, %2 : [B, L, H, K, V]
             v10_0 = (v5_0 * v9_0)  # %10 = mul %5, %9 : [B, L, H, K, V]
             # %11 = sum[dim=V] %10 : [B, L, H, K]  (this program's block; the store adds the blocks)
-            v11_0 = tl.sum(tl.where(mask_V[None, None, :], v10_0, 0.0), axis=2, keep_dims=True)
+            if EVEN_V:  # the blocks tile the dim exactly: no lane to mask
+                v11_0 = tl.sum(v10_0, axis=2, keep_dims=True)
+            else:
+                v11_0 = tl.sum(tl.where(mask_V[None, None, :], v10_0, 0.0), axis=2, keep_dims=True)
             v12_0 = (v5_0 * v0_0)  # %12 = mul %5, %0 : [B, L, H, K, V]
             v13_0 = (v7_0 * v12_0)  # %13 = mul %7, %12 : [B, L, H, K, V]
             # %14 = scan[axis=L, reverse=True] %7, %13, %6 : [B, L, H, K, V]
@@ -370,7 +382,10 @@ def gla_backward_k0_bidir(
             v16_0 = (v12_0 + v15_0)  # %16 = add %12, %15 : [B, L, H, K, V]
             v17_0 = (v16_0 * v2_0)  # %17 = mul %16, %2 : [B, L, H, K, V]
             # %18 = sum[dim=V] %17 : [B, L, H, K]  (this program's block; the store adds the blocks)
-            v18_0 = tl.sum(tl.where(mask_V[None, None, :], v17_0, 0.0), axis=2, keep_dims=True)
+            if EVEN_V:  # the blocks tile the dim exactly: no lane to mask
+                v18_0 = tl.sum(v17_0, axis=2, keep_dims=True)
+            else:
+                v18_0 = tl.sum(tl.where(mask_V[None, None, :], v17_0, 0.0), axis=2, keep_dims=True)
             v19_0 = (v16_0 * v1_0)  # %19 = mul %16, %1 : [B, L, H, K, V]
             # %20 = sum[dim=K] %19 : [B, L, H, V]
             if EVEN_K:
@@ -381,7 +396,10 @@ def gla_backward_k0_bidir(
             v21_0 = cin_h9
             v22_0 = (v16_0 * v21_0)  # %22 = mul %16, %21 : [B, L, H, K, V]
             # %23 = sum[dim=V] %22 : [B, L, H, K]  (this program's block; the store adds the blocks)
-            v23_0 = tl.sum(tl.where(mask_V[None, None, :], v22_0, 0.0), axis=2, keep_dims=True)
+            if EVEN_V:  # the blocks tile the dim exactly: no lane to mask
+                v23_0 = tl.sum(v22_0, axis=2, keep_dims=True)
+            else:
+                v23_0 = tl.sum(tl.where(mask_V[None, None, :], v22_0, 0.0), axis=2, keep_dims=True)
             # grad_q <- %11  (added: a sum across programs)
             p_add, v_add = tl.broadcast(pb_o_grad_q + po_o_grad_q, v11_0)
             tl.atomic_add(p_add, v_add, mask=tl.broadcast_to(valid_0 & mask_K[None, :, None], p_add.shape), sem='relaxed')

@@ -103,7 +103,7 @@ def mamba2_backward_k0_bidir(
     o_grad_h0, o_grad_h0_s_B, o_grad_h0_s_G, o_grad_h0_s_R, o_grad_h0_s_P, o_grad_h0_s_N,
     size__C, size_B, size_L, size_G, size_R, size_P, size_N, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, EVEN_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_P = tl.cdiv(size_P, BLOCK_P)
@@ -454,7 +454,10 @@ def mamba2_backward_k0_bidir(
             v30_1 = (v13_1 + v29_1)  # %30 = add %13, %29 : [B, L, G, R, P]
             v31_1 = (v28_1 * v0_1)  # %31 = mul %28, %0 : [B, L, G, R, P]
             # %32 = sum[dim=P] %31 : [B, L, G, R]  (this program's block; the store adds the blocks)
-            v32_1 = tl.sum(tl.where(mask_P[None, None, :], v31_1, 0.0), axis=2, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v32_1 = tl.sum(v31_1, axis=2, keep_dims=True)
+            else:
+                v32_1 = tl.sum(tl.where(mask_P[None, None, :], v31_1, 0.0), axis=2, keep_dims=True)
             v33_1 = (v16_1 * v0_1)  # %33 = mul %16, %0 : [B, L, G, R, P]
             v34_1 = (v33_1 * v2_1)  # %34 = mul %33, %2 : [B, L, G, R, P, N]
             # %36 = prev[axis=L, reverse=False] %35, %8 : [B, L, G, R, P, N]
@@ -466,14 +469,23 @@ def mamba2_backward_k0_bidir(
             else:
                 v38_1 = tl.sum(tl.where(mask_N[None, :, None], v37_1, 0.0), axis=1, keep_dims=True)
             # %39 = sum[dim=P] %38 : [B, L, G, R]  (this program's block; the store adds the blocks)
-            v39_1 = tl.sum(tl.where(mask_P[None, None, :], v38_1, 0.0), axis=2, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v39_1 = tl.sum(v38_1, axis=2, keep_dims=True)
+            else:
+                v39_1 = tl.sum(tl.where(mask_P[None, None, :], v38_1, 0.0), axis=2, keep_dims=True)
             v47_1 = (v26_1 * v33_1)  # %47 = mul %26, %33 : [B, L, G, R, P, N]
             # %48 = sum[dim=P] %47 : [B, L, G, R, N]  (this program's block; the store adds the blocks)
-            v48_1 = tl.sum(tl.where(mask_P[None, None, :], v47_1, 0.0), axis=2, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v48_1 = tl.sum(v47_1, axis=2, keep_dims=True)
+            else:
+                v48_1 = tl.sum(tl.where(mask_P[None, None, :], v47_1, 0.0), axis=2, keep_dims=True)
             v49_1 = v48_1  # %49 = sum[dim=R] %48 : [B, L, G, N]  (this program's term)
             v50_1 = (v12_1 * v35_1)  # %50 = mul %12, %35 : [B, L, G, R, P, N]
             # %51 = sum[dim=P] %50 : [B, L, G, R, N]  (this program's block; the store adds the blocks)
-            v51_1 = tl.sum(tl.where(mask_P[None, None, :], v50_1, 0.0), axis=2, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v51_1 = tl.sum(v50_1, axis=2, keep_dims=True)
+            else:
+                v51_1 = tl.sum(tl.where(mask_P[None, None, :], v50_1, 0.0), axis=2, keep_dims=True)
             v52_1 = v51_1  # %52 = sum[dim=R] %51 : [B, L, G, N]  (this program's term)
             v53_1 = (v35_1 * v3_1)  # %53 = mul %35, %3 : [B, L, G, R, P, N]
             # %54 = sum[dim=N] %53 : [B, L, G, R, P]
@@ -536,7 +548,10 @@ def mamba2_backward_k0_bidir(
             v30_0 = (v13_0 + v29_0)  # %30 = add %13, %29 : [B, L, G, R, P]
             v31_0 = (v28_0 * v0_0)  # %31 = mul %28, %0 : [B, L, G, R, P]
             # %32 = sum[dim=P] %31 : [B, L, G, R]  (this program's block; the store adds the blocks)
-            v32_0 = tl.sum(tl.where(mask_P[None, None, :], v31_0, 0.0), axis=2, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v32_0 = tl.sum(v31_0, axis=2, keep_dims=True)
+            else:
+                v32_0 = tl.sum(tl.where(mask_P[None, None, :], v31_0, 0.0), axis=2, keep_dims=True)
             v33_0 = (v16_0 * v0_0)  # %33 = mul %16, %0 : [B, L, G, R, P]
             v34_0 = (v33_0 * v2_0)  # %34 = mul %33, %2 : [B, L, G, R, P, N]
             # %36 = prev[axis=L, reverse=False] %35, %8 : [B, L, G, R, P, N]
@@ -548,14 +563,23 @@ def mamba2_backward_k0_bidir(
             else:
                 v38_0 = tl.sum(tl.where(mask_N[None, :, None], v37_0, 0.0), axis=1, keep_dims=True)
             # %39 = sum[dim=P] %38 : [B, L, G, R]  (this program's block; the store adds the blocks)
-            v39_0 = tl.sum(tl.where(mask_P[None, None, :], v38_0, 0.0), axis=2, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v39_0 = tl.sum(v38_0, axis=2, keep_dims=True)
+            else:
+                v39_0 = tl.sum(tl.where(mask_P[None, None, :], v38_0, 0.0), axis=2, keep_dims=True)
             v47_0 = (v26_0 * v33_0)  # %47 = mul %26, %33 : [B, L, G, R, P, N]
             # %48 = sum[dim=P] %47 : [B, L, G, R, N]  (this program's block; the store adds the blocks)
-            v48_0 = tl.sum(tl.where(mask_P[None, None, :], v47_0, 0.0), axis=2, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v48_0 = tl.sum(v47_0, axis=2, keep_dims=True)
+            else:
+                v48_0 = tl.sum(tl.where(mask_P[None, None, :], v47_0, 0.0), axis=2, keep_dims=True)
             v49_0 = v48_0  # %49 = sum[dim=R] %48 : [B, L, G, N]  (this program's term)
             v50_0 = (v12_0 * v35_0)  # %50 = mul %12, %35 : [B, L, G, R, P, N]
             # %51 = sum[dim=P] %50 : [B, L, G, R, N]  (this program's block; the store adds the blocks)
-            v51_0 = tl.sum(tl.where(mask_P[None, None, :], v50_0, 0.0), axis=2, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v51_0 = tl.sum(v50_0, axis=2, keep_dims=True)
+            else:
+                v51_0 = tl.sum(tl.where(mask_P[None, None, :], v50_0, 0.0), axis=2, keep_dims=True)
             v52_0 = v51_0  # %52 = sum[dim=R] %51 : [B, L, G, N]  (this program's term)
             v53_0 = (v35_0 * v3_0)  # %53 = mul %35, %3 : [B, L, G, R, P, N]
             # %54 = sum[dim=N] %53 : [B, L, G, R, P]
@@ -594,7 +618,10 @@ def mamba2_backward_k0_bidir(
 
     # final states
     # %73 = sum[dim=P] %72 : [B, G, R]  (this program's block; the store adds the blocks)
-    v73 = tl.sum(tl.where(mask_P[None, None, :], v72, 0.0), axis=2, keep_dims=True)
+    if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+        v73 = tl.sum(v72, axis=2, keep_dims=True)
+    else:
+        v73 = tl.sum(tl.where(mask_P[None, None, :], v72, 0.0), axis=2, keep_dims=True)
     v74 = v73  # %74 = sum[dim=B] %73 : [G, R]  (this program's term)
     v77 = h24  # %77 = scan_final[axis=L, reverse=True] %22, %23, %10 : [B, G, R, P, N]
     # grad_D <- %74  (added: a sum across programs)

@@ -114,7 +114,7 @@ def mamba2_conv_backward_k0_bidir(
     o_grad_h0, o_grad_h0_s_B, o_grad_h0_s_G, o_grad_h0_s_R, o_grad_h0_s_P, o_grad_h0_s_N,
     size__C, size_B, size_L, size_G, size_R, size_P, size_N, size_K, chunk_len,
     cu_seqlens, seq_order,  # int32: a packed batch's offsets [S + 1], its sequences longest first [S] (VARLEN)
-    HAS_a_grad_y: tl.constexpr, HAS_a_C_window: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_B_window: tl.constexpr, HAS_a_x_window: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr,
+    HAS_a_grad_y: tl.constexpr, HAS_a_C_window: tl.constexpr, HAS_a_grad_h_final: tl.constexpr, HAS_a_B_window: tl.constexpr, HAS_a_x_window: tl.constexpr, HAS_a_h0: tl.constexpr, VARLEN: tl.constexpr, ALIGNED: tl.constexpr, NUM_STAGES: tl.constexpr, BLOCK_T: tl.constexpr, SUB: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, EVEN_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     nblocks_P = tl.cdiv(size_P, BLOCK_P)
@@ -573,16 +573,25 @@ def mamba2_conv_backward_k0_bidir(
             v63_1 = (v32_1 * v62_1)  # %63 = mul %32, %62 : [B, L, G, R, P]
             v64_1 = (v42_1 * v63_1)  # %64 = mul %42, %63 : [B, L, G, R, P, N]
             # %65 = sum[dim=P] %64 : [B, L, G, R, N]  (this program's block; the store adds the blocks)
-            v65_1 = tl.sum(tl.where(mask_P[None, None, None, :], v64_1, 0.0), axis=3, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v65_1 = tl.sum(v64_1, axis=3, keep_dims=True)
+            else:
+                v65_1 = tl.sum(tl.where(mask_P[None, None, None, :], v64_1, 0.0), axis=3, keep_dims=True)
             v66_1 = v65_1  # %66 = sum[dim=R] %65 : [B, L, G, N]  (this program's term)
             v76_1 = (v63_1 * v45_1)  # %76 = mul %63, %45 : [B, L, G, R, P, N]
             v78_1 = (v25_1 * v77_1)  # %78 = mul %25, %77 : [B, L, G, R, P, N]
             # %79 = sum[dim=P] %78 : [B, L, G, R, N]  (this program's block; the store adds the blocks)
-            v79_1 = tl.sum(tl.where(mask_P[None, None, None, :], v78_1, 0.0), axis=3, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v79_1 = tl.sum(v78_1, axis=3, keep_dims=True)
+            else:
+                v79_1 = tl.sum(tl.where(mask_P[None, None, None, :], v78_1, 0.0), axis=3, keep_dims=True)
             v80_1 = v79_1  # %80 = sum[dim=R] %79 : [B, L, G, N]  (this program's term)
             v89_1 = (v47_1 * v62_1)  # %89 = mul %47, %62 : [B, L, G, R, P]
             # %90 = sum[dim=P] %89 : [B, L, G, R]  (this program's block; the store adds the blocks)
-            v90_1 = tl.sum(tl.where(mask_P[None, None, None, :], v89_1, 0.0), axis=3, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v90_1 = tl.sum(v89_1, axis=3, keep_dims=True)
+            else:
+                v90_1 = tl.sum(tl.where(mask_P[None, None, None, :], v89_1, 0.0), axis=3, keep_dims=True)
             # %91 = prev[axis=L, reverse=False] %77, %14 : [B, L, G, R, P, N]
             v91_1 = v77_a0
             v92_1 = (v42_1 * v91_1)  # %92 = mul %42, %91 : [B, L, G, R, P, N]
@@ -592,7 +601,10 @@ def mamba2_conv_backward_k0_bidir(
             else:
                 v93_1 = tl.sum(tl.where(mask_N[None, :, None, None], v92_1, 0.0), axis=1, keep_dims=True)
             # %94 = sum[dim=P] %93 : [B, L, G, R]  (this program's block; the store adds the blocks)
-            v94_1 = tl.sum(tl.where(mask_P[None, None, None, :], v93_1, 0.0), axis=3, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v94_1 = tl.sum(v93_1, axis=3, keep_dims=True)
+            else:
+                v94_1 = tl.sum(tl.where(mask_P[None, None, None, :], v93_1, 0.0), axis=3, keep_dims=True)
             v102_1 = (v77_1 * v29_1)  # %102 = mul %77, %29 : [B, L, G, R, P, N]
             # %103 = sum[dim=N] %102 : [B, L, G, R, P]
             if EVEN_N:
@@ -706,16 +718,25 @@ def mamba2_conv_backward_k0_bidir(
             v63_0 = (v32_0 * v62_0)  # %63 = mul %32, %62 : [B, L, G, R, P]
             v64_0 = (v42_0 * v63_0)  # %64 = mul %42, %63 : [B, L, G, R, P, N]
             # %65 = sum[dim=P] %64 : [B, L, G, R, N]  (this program's block; the store adds the blocks)
-            v65_0 = tl.sum(tl.where(mask_P[None, None, None, :], v64_0, 0.0), axis=3, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v65_0 = tl.sum(v64_0, axis=3, keep_dims=True)
+            else:
+                v65_0 = tl.sum(tl.where(mask_P[None, None, None, :], v64_0, 0.0), axis=3, keep_dims=True)
             v66_0 = v65_0  # %66 = sum[dim=R] %65 : [B, L, G, N]  (this program's term)
             v76_0 = (v63_0 * v45_0)  # %76 = mul %63, %45 : [B, L, G, R, P, N]
             v78_0 = (v25_0 * v77_0)  # %78 = mul %25, %77 : [B, L, G, R, P, N]
             # %79 = sum[dim=P] %78 : [B, L, G, R, N]  (this program's block; the store adds the blocks)
-            v79_0 = tl.sum(tl.where(mask_P[None, None, None, :], v78_0, 0.0), axis=3, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v79_0 = tl.sum(v78_0, axis=3, keep_dims=True)
+            else:
+                v79_0 = tl.sum(tl.where(mask_P[None, None, None, :], v78_0, 0.0), axis=3, keep_dims=True)
             v80_0 = v79_0  # %80 = sum[dim=R] %79 : [B, L, G, N]  (this program's term)
             v89_0 = (v47_0 * v62_0)  # %89 = mul %47, %62 : [B, L, G, R, P]
             # %90 = sum[dim=P] %89 : [B, L, G, R]  (this program's block; the store adds the blocks)
-            v90_0 = tl.sum(tl.where(mask_P[None, None, None, :], v89_0, 0.0), axis=3, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v90_0 = tl.sum(v89_0, axis=3, keep_dims=True)
+            else:
+                v90_0 = tl.sum(tl.where(mask_P[None, None, None, :], v89_0, 0.0), axis=3, keep_dims=True)
             # %91 = prev[axis=L, reverse=False] %77, %14 : [B, L, G, R, P, N]
             v91_0 = cin_h77
             v92_0 = (v42_0 * v91_0)  # %92 = mul %42, %91 : [B, L, G, R, P, N]
@@ -725,7 +746,10 @@ def mamba2_conv_backward_k0_bidir(
             else:
                 v93_0 = tl.sum(tl.where(mask_N[None, :, None, None], v92_0, 0.0), axis=1, keep_dims=True)
             # %94 = sum[dim=P] %93 : [B, L, G, R]  (this program's block; the store adds the blocks)
-            v94_0 = tl.sum(tl.where(mask_P[None, None, None, :], v93_0, 0.0), axis=3, keep_dims=True)
+            if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+                v94_0 = tl.sum(v93_0, axis=3, keep_dims=True)
+            else:
+                v94_0 = tl.sum(tl.where(mask_P[None, None, None, :], v93_0, 0.0), axis=3, keep_dims=True)
             v102_0 = (v77_0 * v29_0)  # %102 = mul %77, %29 : [B, L, G, R, P, N]
             # %103 = sum[dim=N] %102 : [B, L, G, R, P]
             if EVEN_N:
@@ -774,7 +798,10 @@ def mamba2_conv_backward_k0_bidir(
     v114 = v113  # %114 = sum[dim=B] %113 : [G, R, P, K]  (this program's term)
     v116 = v115  # %116 = sum[dim=B] %115 : [G, R, P]  (this program's term)
     # %133 = sum[dim=P] %132 : [B, G, R]  (this program's block; the store adds the blocks)
-    v133 = tl.sum(tl.where(mask_P[None, None, None, :], v132, 0.0), axis=3, keep_dims=True)
+    if EVEN_P:  # the blocks tile the dim exactly: no lane to mask
+        v133 = tl.sum(v132, axis=3, keep_dims=True)
+    else:
+        v133 = tl.sum(tl.where(mask_P[None, None, None, :], v132, 0.0), axis=3, keep_dims=True)
     v134 = v133  # %134 = sum[dim=B] %133 : [G, R]  (this program's term)
     v137 = h40  # %137 = scan_final[axis=L, reverse=True] %38, %39, %19 : [B, G, R, P, N]
     # grad_conv_x <- %114  (added: a sum across programs)

@@ -56,7 +56,7 @@ class CompiledBackward(CompiledLayer):
                  unroll: int | None = None, hoist_loads: bool = True, sub: int | None = None,
                  prefetch: bool = True, graph_layer: Layer | None = None, layout: tuple | None = None,
                  split_time: bool = True, chunks: int | None = None, held_bidir: bool = False,
-                 exp2_fma: tuple[int, int] | None = None, time_tiles: bool = False) -> None:
+                 exp2_fma: tuple[int, int] | None = None, time_tiles: bool = False, prefetch_a0: bool = False) -> None:
         forward = forward or CompiledLayer(layer)
         if exp2_fma is None:  # as the forward computes its decays
             exp2_fma = forward.exp2_fma
@@ -90,6 +90,11 @@ class CompiledBackward(CompiledLayer):
             recomputes = main is not None and recompute_group(main) is not None
             unroll = 2 if self.layout[2] and recomputes else 4
         self.bidir_unroll, self.hoist_loads, self.prefetch = unroll, hoist_loads, prefetch
+        # the main kernel's phase A0 (the recomputed forward scan over a checkpoint span) with
+        # its loads a chunk ahead too (Kernel.prefetch_a0): by the sm_90 compile of Mamba-1's
+        # (GPU schedule) its loop 294 -> 321 instructions, stack 72 -> 104 bytes; its loads'
+        # latency otherwise falls on every 2-step chunk. Not yet timed on a GPU: off
+        self.prefetch_a0 = prefetch_a0
         self.options["sub"] = sub
         self.forward_layer = layer
         self.held = forward.held  # the forward's choice of state form, for the kernels that can hold it
@@ -142,8 +147,8 @@ class CompiledBackward(CompiledLayer):
             return k
         key = ("bidir", id(plan), tuple(held.items()))
         if key not in self._held_plans:
-            kh = lower_bidir(self.graph, plan.group, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch,
-                             chunked=k.chunked, held=held)
+            kh = replace(lower_bidir(self.graph, plan.group, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch,
+                                     chunked=k.chunked, held=held), prefetch_a0=self.prefetch_a0)
             self._held_plans[key] = GroupPlan((kh,), False, plan.group)
         return self._held_plans[key].kernels[0]
 
@@ -167,7 +172,7 @@ class CompiledBackward(CompiledLayer):
                         ks.append(replace(kc, align_start=rg is not None))  # chunks aligned as the spans are
                     main = lower_bidir(self.graph, g, self.layout, self.bidir_unroll, self.hoist_loads, self.prefetch,
                                        chunked=cg is not None or (self.split_time and scanless), time_tile=self.time_tiles)
-                    ks.append(replace(main, exp2_fma=self.exp2_fma[1]))
+                    ks.append(replace(main, exp2_fma=self.exp2_fma[1], prefetch_a0=self.prefetch_a0))
                     out.append(GroupPlan(tuple(ks), len(ks) >= 2, g, checkpointed=rg is not None))
                 elif any(n.op == "sum" and (n.attr("dim") in split or n.attr("dim") == axis) for n in g.nodes):
                     # sums over time or across programs: the bidir loop (no scan in it)

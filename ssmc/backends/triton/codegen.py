@@ -211,7 +211,15 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             ax = self.axes.index(s.dim)
             buf.line(f"# {s.comment}  (this program's block; the store adds the blocks)")
             masked = f"tl.where({self.expand('mask_' + s.dim, ax)}, {s.source}, 0.0)"
-            buf.line(f"{s.target} = tl.sum({masked}, axis={ax}, keep_dims=True)")
+            if s.dim in self.k.sum_even_dims:
+                buf.line(f"if EVEN_{s.dim}:  # the blocks tile the dim exactly: no lane to mask")
+                with buf.indent():
+                    buf.line(f"{s.target} = tl.sum({s.source}, axis={ax}, keep_dims=True)")
+                buf.line("else:")
+                with buf.indent():
+                    buf.line(f"{s.target} = tl.sum({masked}, axis={ax}, keep_dims=True)")
+            else:
+                buf.line(f"{s.target} = tl.sum({masked}, axis={ax}, keep_dims=True)")
         elif isinstance(s, Reduce):
             ax = self.axes.index(s.dim)
             div = f" / size_{s.dim}" if s.kind == "mean" else ""
@@ -450,7 +458,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         blocks = ["NUM_STAGES: tl.constexpr", "BLOCK_T: tl.constexpr"]
         if self.k.strategy == "bidir":
             blocks.append("SUB: tl.constexpr")
-        blocks += [f"EVEN_{d}: tl.constexpr" for d in self.k.even_dims]
+        blocks += [f"EVEN_{d}: tl.constexpr" for d in self.k.even_dims + self.k.sum_even_dims]
         blocks += [f"BLOCK_{d}: tl.constexpr" for d in self.k.block_dims]
         out.append(", ".join(flags + blocks) + ",")
         return out

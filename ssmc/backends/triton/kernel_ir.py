@@ -225,6 +225,7 @@ class Kernel:
     held: tuple[tuple[str, int], ...] = ()
     pairs: tuple[str, ...] = ()  # register-held: rows loaded two elements per load (aligned)
     prefetch: bool = False  # sequential / bidir: the next tile's (chunk's) loads issued before this one's work
+    prefetch_a0: bool = False  # bidir: phase A0's loads a chunk ahead too (print_bidir; with prefetch)
     matrix: Any = None  # strategy "matrix": the lower_matrix.MatrixForm its printer reads
     # the dims held whole that are a conv's taps (a value spans them and at most one other
     # held dim: [K, N] or [K, P], never a state's [N, P] times K)
@@ -308,6 +309,18 @@ class Kernel:
         held = dict(self.held)
         tiled = (self.tiled_dim,) if self.tiled_dim and held else ()
         return tuple(d for d in self.full_dims if d not in held) + tiled
+
+    @property
+    def sum_even_dims(self) -> Dims:
+        """The tensor form's tiled dim where the kernel sums over it (a backward's sums across
+        channels, ``Reduce`` kind "partial": Mamba-1's dB and dC each step): an ``EVEN_<dim>``
+        constexpr that drops the sums' masking select where the blocks tile the dim exactly.
+        Its loads stay masked (see ``even_dims``)."""
+        d = self.tiled_dim
+        if d is None or self.held or d in self.even_dims:
+            return ()
+        sums = any(isinstance(s, Reduce) and s.kind == "partial" and s.dim == d for s in self.pre + self.loop + self.post)
+        return (d,) if sums else ()
 
     @property
     def block_dims(self) -> Dims:

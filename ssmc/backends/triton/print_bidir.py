@@ -102,13 +102,26 @@ class BidirPrinting:
             # chunk q (counted in the forward scan's direction) starts at step s0 + index * UNROLL
             index = "(SUB - 1 - q)" if fwd.reverse else "q"
             buf.line("# phase A0: the entry state of each chunk of this span")
+            # its loads a chunk ahead (``zf``, ``Kernel.prefetch_a0``), as phase B's: each chunk's
+            # compute is short, so loads issued in place leave their whole latency exposed
+            z_loads = [st for st in deps if isinstance(st, Load)] if k.prefetch and k.prefetch_a0 else []
+            step = f"- {u}" if fwd.reverse else f"+ {u}"
+            if z_loads:
+                self.prefetch_chunk(buf, z_loads, f"s0 + (SUB - 1) * {u}" if fwd.reverse else "s0", order, "zf")
             buf.line("for q in range(0, SUB):")
             with buf.indent():
                 for idx, (scr, smask) in zip(self.combos(carry.dims), scr_at):
                     m = f", mask={smask}" if smask else ""
                     buf.line(f"tl.store({scr}, {self.sub(fwd.carry, idx)}{m})")
                 chunk_start("s0", index)
-                self.steps(buf, deps, a_order, "z", fwd)
+                for j in order:
+                    for st in z_loads:
+                        for idx in self.combos(st.dims):
+                            sfx = self.suffix(st.target, idx)
+                            buf.line(f"{st.target}_z{j}{sfx} = {st.target}_zf{j}{sfx}")
+                if z_loads:
+                    self.prefetch_chunk(buf, z_loads, f"t0 {step}", order, "zf")
+                self.steps(buf, deps, a_order, "z", fwd, {st.target for st in z_loads})
             buf.line("for qq in range(0, SUB):")
             with buf.indent():
                 buf.line("q = SUB - 1 - qq")
@@ -186,9 +199,9 @@ class BidirPrinting:
                 out.append(st)
         return out
 
-    def prefetch_chunk(self, buf: IndentedBuffer, loads: list, first: str, order: list[int]) -> None:
-        """``loads`` of the chunk starting at step ``first`` into ``<value>_pf<step>``, masked to
-        the sequence (a chunk before step 0 loads nothing)."""
+    def prefetch_chunk(self, buf: IndentedBuffer, loads: list, first: str, order: list[int], tag: str = "pf") -> None:
+        """``loads`` of the chunk starting at step ``first`` into ``<value>_<tag><step>``, masked
+        to the sequence (a chunk before step 0 or past the end loads nothing)."""
         k = self.k
         buf.line(f"tn = {first}")
         for j in order:
@@ -197,7 +210,7 @@ class BidirPrinting:
             if any(st.tensor == t.name for st in loads):
                 buf.line(f"pn_{t.name} = pb0_{t.name} + tn * {t.name}_s_{k.time_dim}")
         sub = IndentedBuffer()
-        self.steps(sub, loads, order, "pf", None)
+        self.steps(sub, loads, order, tag, None)
         for line in sub.getvalue().splitlines():
             buf.line(re.sub(r"\bvalid_(\d+)", r"nvalid_\1", re.sub(r"\bpb_", "pn_", line)))
 

@@ -116,12 +116,17 @@ def choose(
         blocks.append((d, block_tiled))
     blocks.sort(key=lambda db: kernel.size_dims.index(db[0]))
     warps = num_warps or 1
-    even = tuple((d, sizes[d] % b == 0) for d, b in blocks if d in kernel.even_dims)
+    even = tuple((d, sizes[d] % b == 0) for d, b in blocks if d in kernel.even_dims + kernel.sum_even_dims)
     # bidir: checkpoints every SUB chunks (fewer bytes of checkpoints; the chunks' entry
     # states are recomputed into a cache-resident buffer)
     # (a checkpoint every 64 steps on a GPU; every 2 chunks on the CPU, so tests cover both)
     sub = (sub or (max(1, 64 // kernel.unroll) if on_gpu else 2)) if strategy == "bidir" else 0
-    cap = MAXNREG.get("bidir", 0) if on_gpu and strategy == "bidir" else 0
+    if not on_gpu:
+        cap = 0
+    elif strategy == "bidir":
+        cap = MAXNREG.get("bidir", 0)
+    else:  # a register-held chunk-states kernel (the forward's, a backward's checkpoint pass)
+        cap = MAXNREG.get("held_states", 0) if kernel.role == "states" and kernel.held else 0
     return Schedule(strategy, bt, tuple(blocks), warps, num_stages or 1, even, sub, (), cap)
 
 
@@ -172,7 +177,10 @@ TIME_TILE = 4
 # backward's m0 / m3 states 130 / 139 (3; at 128 no stack, 4); the decay gradient 198 (2; at
 # 168 no stack, 3); Mamba-1's backward main kernel 232 (at 168, 120 bytes of stack; not yet
 # timed: bench/sweep_backward.py). Float32-accurate (tf32x3) kernels are left uncapped: the
-# states cap spilled m0's 88 bytes there.
+# states cap spilled m0's 88 bytes there. "held_states": a register-held chunk-states kernel
+# (Mamba-1's forward states pass, a backward's checkpoint pass): with B's rows in float32
+# (run.WIDEN_ROWS) Mamba-1's takes 168 registers (95 in bf16), at a cap of 128 no stack and 485
+# instructions per 4 steps against 461 (sm_90, session 23; not yet timed: bench/wide_rows_gpu.py)
 MAXNREG: dict[str, int] = {"states": 128, "dl": 168}
 
 
