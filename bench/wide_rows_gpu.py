@@ -58,9 +58,10 @@ def main():
             rows.append(dict(shape=[B, L, D, N], wide=list(wide), ms=ms, cast_ms=cast, of_copy=frac, identical=same))
             print(f"B{B} L{L} D{D}  float32 rows {','.join(wide) or '-':5s} {ms:.4f} ms + cast {cast:.4f}  "
                   f"{frac:.4f} of copy  identical {same}", flush=True)
-        # the compiler's widening, a fresh layer each; then with the states pass capped at 128
-        # registers (schedule.MAXNREG["held_states"]: 168 with B in float32, no stack at 128)
-        for widen, cap in ((False, 0), (True, 0), (True, 128)):
+        # the compiler's widening, a fresh layer each: for every kernel, for the states pass
+        # alone, and those with the states pass capped at 128 registers
+        # (schedule.MAXNREG["held_states"]: 168 with B in float32, no stack at 128)
+        for widen, cap in ((False, 0), (True, 0), (True, 128), ("states", 0), ("states", 128)):
             R.WIDEN_ROWS = widen
             schedule.MAXNREG["held_states"] = cap
             lw = ssmc.compile(mamba1)
@@ -70,14 +71,14 @@ def main():
             ms = bench(lambda lw=lw, ins=ins: lw(**ins))
             frac = moved / (ms * 1e-3) / copy
             rows.append(dict(shape=[B, L, D, N], widen_rows=widen, held_states_cap=cap, ms=ms, of_copy=frac, identical=same))
-            print(f"B{B} L{L} D{D}  WIDEN_ROWS {widen!s:5s} cap {cap:3d} {ms:.4f} ms  {frac:.4f} of copy  identical {same}", flush=True)
+            print(f"B{B} L{L} D{D}  WIDEN_ROWS {widen!s:6s} cap {cap:3d} {ms:.4f} ms  {frac:.4f} of copy  identical {same}", flush=True)
         R.WIDEN_ROWS = False
         schedule.MAXNREG["held_states"] = 0
     B, L, D, N = SHAPES[0]
     ins = make_inputs(B, L, D, N, torch.bfloat16)
     dy = torch.randn_like(ins["x"])
     grads = {}
-    for widen in (False, True):
+    for widen in (False, True, "states"):
         R.WIDEN_ROWS = widen
         lw = ssmc.compile(mamba1)
         x = {k: v.detach().clone().requires_grad_() for k, v in ins.items()}
@@ -92,7 +93,7 @@ def main():
         ms = bench(step)
         err = max(rel_max_err(grads[widen][k], grads[False][k]) for k in grads[False]) if widen else 0.0
         rows.append(dict(shape=[B, L, D, N], backward=True, widen_rows=widen, ms=ms, err_vs_default=err))
-        print(f"B{B} L{L} D{D} fwd+bwd  WIDEN_ROWS {widen!s:5s} {ms:.4f} ms  grads vs default {err:.1e}", flush=True)
+        print(f"B{B} L{L} D{D} fwd+bwd  WIDEN_ROWS {widen!s:6s} {ms:.4f} ms  grads vs default {err:.1e}", flush=True)
     R.WIDEN_ROWS = False
     json.dump(dict(device=torch.cuda.get_device_name(), copy_gbs=copy / 1e9, rows=rows),
               open(os.path.join(os.environ.get("OUT", "."), "wide_rows.json"), "w"), indent=1)

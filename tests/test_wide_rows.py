@@ -86,3 +86,22 @@ def test_widened_rows_in_a_packed_batch(monkeypatch):
     assert widened == [torch.float32, torch.float32]  # B and C, once each
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
+
+
+def test_widened_rows_for_the_states_kernels_alone(monkeypatch):
+    """``WIDEN_ROWS = "states"``: only the chunk-states kernels take float32 rows (the chunked
+    kernel keeps its bf16 pairs); outputs unchanged."""
+    want = ssmc.compile(mamba1, strategy="chunked", chunks=3)(**_inputs(4))
+    monkeypatch.setattr(R, "WIDEN_ROWS", "states")
+    seen = []
+    plain = R.Run.row_input
+
+    def row_input(self, name, t):
+        seen.append(name)
+        return plain(self, name, t)
+
+    monkeypatch.setattr(R.Run, "row_input", row_input)
+    got = ssmc.compile(mamba1, strategy="chunked", chunks=3)(**_inputs(4))
+    assert seen == ["B"], seen  # the states pass reads B alone; the chunked kernel read neither widened
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)

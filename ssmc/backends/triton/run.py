@@ -32,8 +32,10 @@ ALIGN_BASES = os.environ.get("SSMC_ALIGN_BASES", "0") == "1"
 # compiles (bench/aot_sm90.py FLOAT32=B, B2 L8192, 32 chunks) the forward's states kernel loop
 # 548 -> 461 instructions (95 -> 168 registers), the chunked kernel 909 -> 865. Exact (bf16 and
 # fp16 widen to float32 exactly). Not yet timed on a GPU (bench/wide_rows_gpu.py): off by default;
-# SSMC_WIDEN_ROWS=1 turns it on.
-WIDEN_ROWS = os.environ.get("SSMC_WIDEN_ROWS", "0") == "1"
+# SSMC_WIDEN_ROWS=1 (or True) widens them for every kernel, "states" for the chunk-states kernels
+# alone (the chunked kernel with B and C in float32 took 254 registers, with B alone 168 + 48 B
+# of stack: the states kernel may gain where the chunked one loses).
+WIDEN_ROWS: bool | str = {"0": False, "1": True}.get(os.environ.get("SSMC_WIDEN_ROWS", "0"), os.environ.get("SSMC_WIDEN_ROWS"))
 
 
 def interpreting() -> bool:
@@ -346,12 +348,12 @@ class Run:
         return self.out_dtype
 
     def row_input(self, name: str, t: Any) -> Any:
-        """Input ``name`` as a kernel that reads its rows two elements per load (``Kernel.pairs``)
-        takes it: in float32 where ``WIDEN_ROWS`` and it is 16-bit (one conversion a call, shared
+        """Input ``name`` for a kernel that reads its rows two elements per load (``Kernel.pairs``)
+        and that ``WIDEN_ROWS`` names: in float32 if it is 16-bit (one conversion a call, shared
         by the call's kernels), else as given."""
         import torch
 
-        if not WIDEN_ROWS or t.dtype not in (torch.bfloat16, torch.float16):
+        if t.dtype not in (torch.bfloat16, torch.float16):
             return t
         key = f"wide_{name}"
         if key not in self.buffers:
@@ -422,7 +424,7 @@ class Run:
                     call.append(dummy)
                     call.extend(0 for _ in t.dims)
                     continue
-                if t.name in kernel.pairs:
+                if t.name in kernel.pairs and (WIDEN_ROWS is True or WIDEN_ROWS == kernel.role):
                     buf = self.row_input(t.source, buf)
                 layout = layer.specs[t.source].layout
                 call.append(buf)
