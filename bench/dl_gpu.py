@@ -32,7 +32,7 @@ from ssmc.testing.check import make_inputs  # noqa: E402
 # (rest_chunks; None: schedule.chunking's choice), the rest's steps per unrolled iteration (rest_unroll),
 # the states kernels' stages of loads (states_stages; the forward's states kernel too)
 DL_DEFAULT = (schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES)  # (warps, P block, stages)
-DEFAULT = dict(args={}, states16=True, dl=DL_DEFAULT, results16=True, rest=None, rest_chunks=None, rest_unroll=None,
+DEFAULT = dict(args={}, fwd_sub=None, states16=True, dl=DL_DEFAULT, results16=True, rest=None, rest_chunks=None, rest_unroll=None,
                states_stages=schedule.STATES_STAGES, time_tile=schedule.TIME_TILE,
                states_maxnreg=schedule.MAXNREG.get("states", 0), dl_maxnreg=schedule.MAXNREG.get("dl", 0))
 VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warps": dict(dl=(4, 32)),
@@ -48,6 +48,10 @@ VARIANTS = {"matrix default": {}, "dl P blocks 64": dict(dl=(8, 64)), "dl 4 warp
             "rest unroll 2": dict(rest_unroll=2), "rest unroll 1": dict(rest_unroll=1),
             "states 3 stages": dict(states_stages=3), "states 4 stages": dict(states_stages=4),
             "rest 1 head 1 warp": dict(rest=(1, 1)), "chunks of 128": dict(args=dict(sub=2)), "chunks of 32": dict(args=dict(block_t=32)),
+            # session 23: the forward's chunks too (its chunk states are stored half as often: by
+            # the byte count half of its states and outputs kernels' time at B4 L8192 H80)
+            "chunks of 128 fwd+bwd": dict(args=dict(sub=2), fwd_sub=2),
+            "fwd chunks of 256": dict(fwd_sub=4),  # (the decay gradient takes chunks of 128 at most)
             "matrix exact": dict(args=dict(low_precision=False)),
             "dl from sums": dict(args=dict(dl_from_sums=True)), "dl from sums 8 warps P32": dict(args=dict(dl_from_sums=True), dl=(8, 32)), "matrix 16-bit": dict(args=dict(low_precision=True)),
             # session 21: the rest in time tiles (Kernel.time_tile; [BLOCK_T, P, 2 heads] at 4
@@ -81,10 +85,11 @@ def backward(c, variant):
     schedule.STATES_STAGES = (VARIANTS[variant] or {}).get("states_stages", DEFAULT["states_stages"])
     for kind in ("states", "dl"):  # register caps (0: none)
         schedule.MAXNREG[kind] = (VARIANTS[variant] or {}).get(f"{kind}_maxnreg", DEFAULT[f"{kind}_maxnreg"])
+    v = {**DEFAULT, **(VARIANTS[variant] or {})}
+    c.options["sub"] = v["fwd_sub"]  # the forward's tiles per chunk (None: choose_matrix's)
     if VARIANTS[variant] is None:  # the forward in the matrix form still
         c._backward = backward_for(c.layer, forward=c)
         return c._backward
-    v = {**DEFAULT, **VARIANTS[variant]}
     schedule.DL_WARPS, schedule.DL_BLOCK_P, schedule.DL_STAGES = (*v["dl"], *DL_DEFAULT[len(v["dl"]):])  # unnamed: the default's
     schedule.TIME_TILE = v["time_tile"]
     c._backward = MatrixBackward(c.layer, forward=c, **v["args"])
