@@ -25,6 +25,19 @@ def _inputs(seed: int, dtype=torch.bfloat16) -> dict:
     return {k: v.to(DEVICE) for k, v in t.items()}
 
 
+def _spy(monkeypatch, owner, attr: str, record) -> list:
+    """``owner.attr`` (a method) wrapped to append ``record(*args)`` to the returned list."""
+    plain = getattr(owner, attr)
+    seen = []
+
+    def wrapped(self, *args):
+        seen.append(record(*args))
+        return plain(self, *args)
+
+    monkeypatch.setattr(owner, attr, wrapped)
+    return seen
+
+
 def _converted(c) -> list:
     """The conversions the layer's recorded calls make: (source slot, dtype)."""
     return [(holes[0][1], grid) for r in c._recipes.values() if r is not None
@@ -74,14 +87,7 @@ def test_widened_rows_in_a_packed_batch(monkeypatch):
     cu = torch.tensor([0, 1, 13, 38], dtype=torch.int32, device=DEVICE)
     want = ssmc.compile(mamba1)(**packed, cu_seqlens=cu)
     monkeypatch.setattr(R, "WIDEN_ROWS", True)
-    widened = []
-    plain = replay.Recorder.convert
-
-    def convert(self, src, dtype):
-        widened.append(dtype)
-        return plain(self, src, dtype)
-
-    monkeypatch.setattr(replay.Recorder, "convert", convert)
+    widened = _spy(monkeypatch, replay.Recorder, "convert", lambda src, dtype: dtype)
     got = ssmc.compile(mamba1)(**packed, cu_seqlens=cu)
     assert widened == [torch.float32, torch.float32]  # B and C, once each
     for k in want:
@@ -93,14 +99,7 @@ def test_widened_rows_for_the_states_kernels_alone(monkeypatch):
     kernel keeps its bf16 pairs); outputs unchanged."""
     want = ssmc.compile(mamba1, strategy="chunked", chunks=3)(**_inputs(4))
     monkeypatch.setattr(R, "WIDEN_ROWS", "states")
-    seen = []
-    plain = R.Run.row_input
-
-    def row_input(self, name, t):
-        seen.append(name)
-        return plain(self, name, t)
-
-    monkeypatch.setattr(R.Run, "row_input", row_input)
+    seen = _spy(monkeypatch, R.Run, "row_input", lambda name, t: name)
     got = ssmc.compile(mamba1, strategy="chunked", chunks=3)(**_inputs(4))
     assert seen == ["B"], seen  # the states pass reads B alone; the chunked kernel read neither widened
     for k in want:

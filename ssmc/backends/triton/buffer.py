@@ -19,6 +19,15 @@ class IndentedBuffer:
         for t in texts:
             self.line(t)
 
+    def if_else(self, condition: str, then: str, otherwise: str, note: str = "") -> None:
+        """``if condition:`` (then ``note``, a comment) / ``else:``, one line under each."""
+        self.line(f"if {condition}:{note}")
+        with self.indent():
+            self.line(then)
+        self.line("else:")
+        with self.indent():
+            self.line(otherwise)
+
     @contextlib.contextmanager
     def indent(self) -> Iterator[None]:
         self._level += 1

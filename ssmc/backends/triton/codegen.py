@@ -148,12 +148,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             if offs and k.time_tile:
                 # held through the loop, an offset per element of the tile: 32 bits where every
                 # offset within each tensor of this call fits (TILE32), half the registers
-                buf.line("if TILE32:")
-                with buf.indent():
-                    buf.line(f"po_{t.name} = ({' + '.join(offs)}).to(tl.int32)")
-                buf.line("else:")
-                with buf.indent():
-                    buf.line(f"po_{t.name} = " + " + ".join(offs))
+                buf.if_else("TILE32", f"po_{t.name} = ({' + '.join(offs)}).to(tl.int32)", f"po_{t.name} = " + " + ".join(offs))
             elif offs:
                 buf.line(f"po_{t.name} = " + " + ".join(offs))
 
@@ -165,12 +160,7 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         if not t.optional:
             buf.line(f"{name} = {load}")
             return
-        buf.line(f"if HAS_{t.name}:")
-        with buf.indent():
-            buf.line(f"{name} = {load}")
-        buf.line("else:")
-        with buf.indent():
-            buf.line(f"{name} = tl.zeros({shape}, tl.float32)")
+        buf.if_else(f"HAS_{t.name}", f"{name} = {load}", f"{name} = tl.zeros({shape}, tl.float32)")
 
     def stmt(self, buf: IndentedBuffer, s: Stmt, step: int = 0, held: bool = True) -> None:
         if held and self.held:
@@ -208,29 +198,15 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         elif isinstance(s, Prev):  # pragma: no cover - the bidir loop emits these itself
             raise TypeError("prev outside a bidir kernel")
         elif isinstance(s, Reduce) and s.kind == "partial":
-            ax = self.axes.index(s.dim)
             buf.line(f"# {s.comment}  (this program's block; the store adds the blocks)")
-            masked = f"tl.where({self.expand('mask_' + s.dim, ax)}, {s.source}, 0.0)"
             if s.dim in self.k.sum_even_dims:
-                buf.line(f"if EVEN_{s.dim}:  # the blocks tile the dim exactly: no lane to mask")
-                with buf.indent():
-                    buf.line(f"{s.target} = tl.sum({s.source}, axis={ax}, keep_dims=True)")
-                buf.line("else:")
-                with buf.indent():
-                    buf.line(f"{s.target} = tl.sum({masked}, axis={ax}, keep_dims=True)")
+                self.reduce(buf, s, "  # the blocks tile the dim exactly: no lane to mask")
             else:
-                buf.line(f"{s.target} = tl.sum({masked}, axis={ax}, keep_dims=True)")
+                ax = self.axes.index(s.dim)
+                buf.line(f"{s.target} = tl.sum(tl.where({self.expand('mask_' + s.dim, ax)}, {s.source}, 0.0), axis={ax}, keep_dims=True)")
         elif isinstance(s, Reduce):
-            ax = self.axes.index(s.dim)
-            div = f" / size_{s.dim}" if s.kind == "mean" else ""
-            masked = f"tl.where({self.expand('mask_' + s.dim, ax)}, {s.source}, 0.0)"
             buf.line(f"# {s.comment}")
-            buf.line(f"if EVEN_{s.dim}:")
-            with buf.indent():
-                buf.line(f"{s.target} = tl.sum({s.source}, axis={ax}, keep_dims=True){div}")
-            buf.line("else:")
-            with buf.indent():
-                buf.line(f"{s.target} = tl.sum({masked}, axis={ax}, keep_dims=True){div}")
+            self.reduce(buf, s)
         elif isinstance(s, ScanStep):
             self.scan(buf, s)
         elif isinstance(s, Store) and s.atomic:
@@ -348,12 +324,8 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
                 buf.line("# the next tile's loads, in flight during this tile's work")
                 tn = f"(tl.minimum(t0 + {u}, n_full - {u}) - i0)"
                 if k.narrow_steps:
-                    buf.line("if OFFS32:  # every step offset of this call fits in 32 bits")
-                    with buf.indent():
-                        buf.line(f"tn = {tn}.to(tl.int32)")
-                    buf.line("else:")
-                    with buf.indent():
-                        buf.line(f"tn = {tn}.to(tl.int64)")
+                    buf.if_else("OFFS32", f"tn = {tn}.to(tl.int32)", f"tn = {tn}.to(tl.int64)",
+                                "  # every step offset of this call fits in 32 bits")
                 else:
                     buf.line(f"tn = {tn}.to(tl.int64)  # 64-bit: tn * stride may pass 2^31")
                 self.tile = "tn"
@@ -463,6 +435,15 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
         out.append(", ".join(flags + blocks) + ",")
         return out
 
+    def reduce(self, buf: IndentedBuffer, s: Reduce, note: str = "") -> None:
+        """``s`` summed unmasked where ``EVEN_<dim>`` says the blocks tile its dim exactly, else
+        with the block's lanes past the dim masked out (a mean divides by the dim's size)."""
+        ax = self.axes.index(s.dim)
+        div = f" / size_{s.dim}" if s.kind == "mean" else ""
+        masked = f"tl.where({self.expand('mask_' + s.dim, ax)}, {s.source}, 0.0)"
+        buf.if_else(f"EVEN_{s.dim}", f"{s.target} = tl.sum({s.source}, axis={ax}, keep_dims=True){div}",
+                    f"{s.target} = tl.sum({masked}, axis={ax}, keep_dims=True){div}", note)
+
     def kernel(self, buf: IndentedBuffer) -> None:
         k = self.k
         buf.line(f"@triton.jit(do_not_specialize={self.k.varying_ints()!r})")
@@ -491,12 +472,8 @@ class _Printer(HeldPrinting, BidirPrinting, ConvPrinting):
             buf.line(f"offs_{d} = {base}tl.arange(0, BLOCK_{d}).to(tl.int64)")
             if d in k.even_dims:
                 whole = "the block is the whole dim" if d in k.full_dims else "the blocks tile the dim exactly"
-                buf.line(f"if EVEN_{d}:  # {whole}: no lane is masked")
-                with buf.indent():
-                    buf.line(f"mask_{d} = tl.full([BLOCK_{d}], 1, tl.int1)")
-                buf.line("else:")
-                with buf.indent():
-                    buf.line(f"mask_{d} = offs_{d} < size_{d}")
+                buf.if_else(f"EVEN_{d}", f"mask_{d} = tl.full([BLOCK_{d}], 1, tl.int1)", f"mask_{d} = offs_{d} < size_{d}",
+                            f"  # {whole}: no lane is masked")
             else:
                 # the tensor form's tiled dim, always masked: unmasked, Mamba-1 ran 2.3x slower on
                 # an H100 (bench/NOTES.md; likely a vectorized load layout converted every step)

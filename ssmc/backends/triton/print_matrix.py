@@ -305,12 +305,7 @@ class MatrixPrinter(DecayGradientPrinting):
         and spills with the runtime mask)."""
         base = (f"({start} * BLOCK_{d}).to(tl.int32) + " if cast else f"{start} * BLOCK_{d} + ") if start else ""
         buf.line(f"offs_{d} = {base}tl.arange(0, BLOCK_{d})")
-        buf.line(f"if EVEN_{d}:")
-        with buf.indent():
-            buf.line(f"mask_{d} = tl.full([BLOCK_{d}], 1, tl.int1)")
-        buf.line("else:")
-        with buf.indent():
-            buf.line(f"mask_{d} = offs_{d} < size_{d}")
+        buf.if_else(f"EVEN_{d}", f"mask_{d} = tl.full([BLOCK_{d}], 1, tl.int1)", f"mask_{d} = offs_{d} < size_{d}")
 
     def state_ptr(self, buf: IndentedBuffer, t: Tensor, chunk: str | None) -> tuple[str, str]:
         m = self.m
@@ -477,12 +472,8 @@ class MatrixPrinter(DecayGradientPrinting):
         ptr, mask = self.state_ptr(buf, hin, "c")
         buf.line("# the chunk's entry state, decayed to each row")
         buf.line(f"h_in = tl.load({ptr}, mask={mask}, other=0.0)")
-        buf.line("if PREC == 'bf16split':  # c exact in bf16: h_in as three bf16 parts, three bf16 products")
-        with buf.indent():
-            buf.line("ch = _ssmc_dot_bf16x3(ct, h_in)")
-        buf.line("else:")
-        with buf.indent():
-            buf.line("ch = tl.dot(ct, h_in.to(DT), input_precision=IP)")
+        buf.if_else("PREC == 'bf16split'", "ch = _ssmc_dot_bf16x3(ct, h_in)", "ch = tl.dot(ct, h_in.to(DT), input_precision=IP)",
+                    "  # c exact in bf16: h_in as three bf16 parts, three bf16 products")
         buf.line("acc += ch * tl.exp2((cum_lr + cum2_lr) + off)[:, None]")
         if m.side:
             self.side_sums(buf)
@@ -518,12 +509,9 @@ class MatrixPrinter(DecayGradientPrinting):
             t_c = "t_c"
         self.tile(buf, "kt", m.k, n, t_c, "mask_c", "k", f"k: the input's {n} factor", raw=True)
         self.tile(buf, "ut", m.u, p, t_c, "mask_c", "u", f"u: the input's {p} factor")
-        buf.line("if PREC == 'bf16split':  # c and k exact in bf16: their product exact in one bf16 product")
-        with buf.indent():
-            buf.line("g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]")
-        buf.line("else:")
-        with buf.indent():
-            buf.line("g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]")
+        buf.if_else("PREC == 'bf16split'", "g = tl.dot(ct, tl.trans(kt))  # c[t] . k[s]",
+                    "g = tl.dot(ct, tl.trans(kt.to(DT)), input_precision=IP)  # c[t] . k[s]",
+                    "  # c and k exact in bf16: their product exact in one bf16 product")
         buf.line("# decay from step s to step t: 2^(cum[t] + off + tot - cum[s]); s <= t in the rows' own tile")
         buf.line("e = (cum_lr[:, None] - cum_lc[None, :]) + (cum2_lr[:, None] - cum2_lc[None, :]) + (off + (tot_lc + tot2_lc))")
         buf.line("keep = (jj > 0) | (idx[:, None] >= idx[None, :])")
