@@ -6,7 +6,6 @@ allocated and freed), and a second round of new lengths on the same compiled lay
 
 import os
 import sys
-import time
 
 import torch
 
@@ -14,7 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 from mamba1 import mamba1  # noqa: E402
-from test_recompile import _inputs, _run  # noqa: E402
+from test_recompile import _inputs, _run, _timed, _warm  # noqa: E402
 
 import ssmc  # noqa: E402
 
@@ -29,18 +28,9 @@ def _round(c, shapes, grad, label):
         t = _inputs(b, L, 2048, 16, torch.bfloat16, grad, seed=L)
         torch.cuda.synchronize()
         a0, s0 = _allocs()
-        t0 = time.perf_counter()
-        _run(c, t, grad)
-        torch.cuda.synchronize()
-        first = time.perf_counter() - t0
+        first = _timed(c, t, grad)
         a1, s1 = _allocs()
-        warm = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            _run(c, t, grad)
-            torch.cuda.synchronize()
-            warm.append(time.perf_counter() - t0)
-        w = sorted(warm)[1]
+        w = _warm(c, t, grad)
         print(f"{label:>24} B{b} L{L} grad={grad}: first {first * 1e3:7.3f} ms  warm {w * 1e3:7.3f} ms"
               f"  ratio {first / w:5.2f}  cudaMallocs +{a1 - a0}  segments +{s1 - s0}", flush=True)
 

@@ -60,6 +60,19 @@ def _run(c, t, grad):
     return out
 
 
+def _timed(c, t, grad) -> float:
+    """Wall seconds of one call of ``c`` on ``t``, synchronized (a GPU's)."""
+    t0 = time.perf_counter()
+    _run(c, t, grad)
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def _warm(c, t, grad) -> float:
+    """The median of three warm calls' wall seconds."""
+    return sorted(_timed(c, t, grad) for _ in range(3))[1]
+
+
 @pytest.mark.parametrize("grad", [False, True])
 def test_new_lengths_and_batches_generate_no_source(grad):
     """Warm-up at one long and one short length (the register-held form starts at
@@ -98,17 +111,8 @@ def test_new_length_compiles_nothing_on_gpu(grad):
     with _CountCompiles() as count:
         for b, L in ((B, 1900), (B, 3001), (6, 2500)):
             t = _inputs(b, L, D, N, torch.bfloat16, grad, seed=L)
-            t0 = time.perf_counter()
-            _run(c, t, grad)
-            torch.cuda.synchronize()
-            first = time.perf_counter() - t0
-            warm = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                _run(c, t, grad)
-                torch.cuda.synchronize()
-                warm.append(time.perf_counter() - t0)
-            warm_s = sorted(warm)[1]
+            first = _timed(c, t, grad)
+            warm_s = _warm(c, t, grad)
             print(f"B{b} L{L} grad={grad}: first call {first * 1e3:.3f} ms, warm {warm_s * 1e3:.3f} ms")
             assert first < 2 * warm_s, (L, first, warm_s)
     assert count.n == 0

@@ -99,8 +99,9 @@ def test_widened_rows_for_the_states_kernels_alone(monkeypatch):
     kernel keeps its bf16 pairs); outputs unchanged."""
     want = ssmc.compile(mamba1, strategy="chunked", chunks=3)(**_inputs(4))
     monkeypatch.setattr(R, "WIDEN_ROWS", "states")
-    seen = _spy(monkeypatch, R.Run, "row_input", lambda name, t: name)
-    got = ssmc.compile(mamba1, strategy="chunked", chunks=3)(**_inputs(4))
-    assert seen == ["B"], seen  # the states pass reads B alone; the chunked kernel read neither widened
+    seen = _spy(monkeypatch, replay.Recorder, "convert", lambda src, dtype: src.data_ptr())
+    ins = _inputs(4)
+    got = ssmc.compile(mamba1, strategy="chunked", chunks=3)(**ins)
+    assert seen == [ins["B"].data_ptr()], seen  # the states pass reads B alone; the chunked kernel widened none
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)

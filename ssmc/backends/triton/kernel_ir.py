@@ -310,7 +310,7 @@ class Kernel:
         tiled = (self.tiled_dim,) if self.tiled_dim and held else ()
         return tuple(d for d in self.full_dims if d not in held) + tiled
 
-    @property
+    @functools.cached_property
     def sum_even_dims(self) -> Dims:
         """The tensor form's tiled dim where the kernel sums over it (a backward's sums across
         channels, ``Reduce`` kind "partial": Mamba-1's dB and dC each step): an ``EVEN_<dim>``

@@ -35,7 +35,8 @@ ALIGN_BASES = os.environ.get("SSMC_ALIGN_BASES", "0") == "1"
 # SSMC_WIDEN_ROWS=1 (or True) widens them for every kernel, "states" for the chunk-states kernels
 # alone (the chunked kernel with B and C in float32 took 254 registers, with B alone 168 + 48 B
 # of stack: the states kernel may gain where the chunked one loses).
-WIDEN_ROWS: bool | str = {"0": False, "1": True}.get(os.environ.get("SSMC_WIDEN_ROWS", "0"), os.environ.get("SSMC_WIDEN_ROWS"))
+_WIDEN = os.environ.get("SSMC_WIDEN_ROWS", "0")
+WIDEN_ROWS: bool | str = {"0": False, "1": True}.get(_WIDEN, _WIDEN)
 
 
 def interpreting() -> bool:
@@ -347,13 +348,14 @@ class Run:
             return arg.dtype
         return self.out_dtype
 
-    def row_input(self, name: str, t: Any) -> Any:
-        """Input ``name`` for a kernel that reads its rows two elements per load (``Kernel.pairs``)
-        and that ``WIDEN_ROWS`` names: in float32 if it is 16-bit (one conversion a call, shared
-        by the call's kernels), else as given."""
+    def row_input(self, kernel: Kernel, name: str, t: Any) -> Any:
+        """Input ``name`` for ``kernel``, which reads its rows two elements per load
+        (``Kernel.pairs``): in float32 where ``WIDEN_ROWS`` names the kernel (True: every one;
+        a role: those of that role) and it is 16-bit (one conversion a call, shared by the
+        call's kernels), else as given."""
         import torch
 
-        if t.dtype not in (torch.bfloat16, torch.float16):
+        if not (WIDEN_ROWS is True or WIDEN_ROWS == kernel.role) or t.dtype not in (torch.bfloat16, torch.float16):
             return t
         key = f"wide_{name}"
         if key not in self.buffers:
@@ -424,8 +426,8 @@ class Run:
                     call.append(dummy)
                     call.extend(0 for _ in t.dims)
                     continue
-                if t.name in kernel.pairs and (WIDEN_ROWS is True or WIDEN_ROWS == kernel.role):
-                    buf = self.row_input(t.source, buf)
+                if t.name in kernel.pairs:
+                    buf = self.row_input(kernel, t.source, buf)
                 layout = layer.specs[t.source].layout
                 call.append(buf)
                 call.extend(buf.stride(layout.index(d)) for d in t.dims)
